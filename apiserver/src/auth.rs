@@ -1,0 +1,139 @@
+//! Bearer tokens: issuing, hashing, looking up, and the `Principal` extractor.
+//!
+//! A token is `berth_<id>_<secret>`; only its SHA-256 is stored. Each token is scoped to subscriptions;
+//! operator tokens also reach `/admin/v1`. Lookups are cached in memory (tokens are immutable once
+//! issued), so authentication costs one hash per request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use sha2::{Digest as _, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::store::{Store, StoreError, TokenRecord};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: String,
+    pub subscriptions: HashSet<String>,
+    pub operator: bool,
+}
+
+impl Principal {
+    /// Whether this caller may see `subscription` (compared without case, as ARM does).
+    pub fn can_see(&self, subscription: &str) -> bool {
+        self.subscriptions.contains(&subscription.to_ascii_lowercase())
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.operator {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "AuthorizationFailed",
+                "The client does not have authorization to perform this action: an operator token is required.",
+            ))
+        }
+    }
+}
+
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random(len: usize) -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+}
+
+/// Random lower-case alphanumerics (join tokens use kubeadm's alphabet).
+pub fn random_lower(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+}
+
+/// Issues tokens and authenticates requests.
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    cache: Mutex<HashMap<String, Principal>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, cache: Mutex::default() }
+    }
+
+    /// Makes a token, stores its hash, and returns the token (the only time it exists in clear).
+    pub async fn issue(&self, subscriptions: &[String], operator: bool, now_ms: i64) -> Result<String, StoreError> {
+        let id = random_lower(12);
+        let token = format!("berth_{id}_{}", random(40));
+        let record = TokenRecord {
+            id,
+            hash: hash(&token),
+            subscriptions: subscriptions.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            operator,
+            created_ms: now_ms,
+        };
+        self.store.insert_token(&record).await?;
+        Ok(token)
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        let hash = hash(token);
+        if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+            return Ok(Some(p.clone()));
+        }
+        let Some(record) = self.store.token_by_hash(&hash).await? else { return Ok(None) };
+        let principal = Principal {
+            token_id: record.id,
+            subscriptions: record.subscriptions.into_iter().collect(),
+            operator: record.operator,
+        };
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, principal.clone());
+        Ok(Some(principal))
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "AuthenticationFailedInvalidHeader",
+                    "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                )
+            })?;
+        state.auth.authenticate(token).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "The access token is invalid.")
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! Configuration: clap flags, an optional TOML file (`--config`), and the embedded defaults.
+//! A flag beats the file; the file beats the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::scheduler::Policy;
+
+/// Flags of `berth-apiserver`. Every one may also be set in the `--config` file (same name, snake_case).
+#[derive(Debug, Default, Parser)]
+#[command(name = "berth-apiserver", version, about = "Berth's control plane: the ACI-compatible API, scheduler and node gateway")]
+pub struct Flags {
+    /// TOML file with any of the settings below.
+    #[arg(long, env = "BERTH_APISERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration (and the files it names) and exit.
+    #[arg(long)]
+    pub validate: bool,
+    /// Directory for the CA, keys, the operator token and the SQLite database [default: .berth/apiserver].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS address of the REST API [default: 0.0.0.0:8443].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// gRPC + mTLS address for node agents [default: 0.0.0.0:8444].
+    #[arg(long)]
+    pub node_listen: Option<SocketAddr>,
+    /// State store URL: sqlite://PATH [default: sqlite://<data-dir>/berth.db].
+    #[arg(long)]
+    pub store: Option<String>,
+    /// The one region (ARM location) this cluster serves [default: local].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// DNS zone of group names: <label>.<region>.<zone> [default: berth.internal].
+    #[arg(long)]
+    pub dns_zone: Option<String>,
+    /// Extra names or IPs for the server certificate (repeatable).
+    #[arg(long = "tls-san")]
+    pub tls_san: Vec<String>,
+    /// PEM file of an operator-provided cluster CA certificate (with --ca-key).
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM file of the operator-provided CA's private key.
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// PEM file of an operator-provided server certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the operator-provided server key.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds without a message from a node before it is NotReady [default: 40].
+    #[arg(long)]
+    pub node_timeout_secs: Option<u64>,
+    /// How often nodes send heartbeats, in milliseconds [default: 5000].
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u32>,
+    /// Placement policy: pack (fewest nodes) or spread [default: pack].
+    #[arg(long, value_enum)]
+    pub placement: Option<Policy>,
+    /// Groups per LIST page before a nextLink [default: 100].
+    #[arg(long)]
+    pub page_size: Option<usize>,
+    /// Largest group request in cores [default: 4].
+    #[arg(long)]
+    pub max_group_cpu: Option<f64>,
+    /// Largest group request in GB [default: 16].
+    #[arg(long)]
+    pub max_group_memory_gb: Option<f64>,
+    /// Let groups ask for privileged containers.
+    #[arg(long)]
+    pub allow_privileged: bool,
+    /// Base URL put in Azure-AsyncOperation and nextLink URLs [default: https://<Host header>].
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Container groups a subscription may have [default: 1000].
+    #[arg(long)]
+    pub quota_groups: Option<i64>,
+    /// Cores a subscription's groups may request in all [default: 1000].
+    #[arg(long)]
+    pub quota_cores: Option<u64>,
+}
+
+/// The `--config` file: the same settings, all optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub node_listen: Option<SocketAddr>,
+    pub store: Option<String>,
+    pub region: Option<String>,
+    pub dns_zone: Option<String>,
+    #[serde(default)]
+    pub tls_san: Vec<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub node_timeout_secs: Option<u64>,
+    pub heartbeat_interval_ms: Option<u32>,
+    pub placement: Option<Policy>,
+    pub page_size: Option<usize>,
+    pub max_group_cpu: Option<f64>,
+    pub max_group_memory_gb: Option<f64>,
+    pub allow_privileged: Option<bool>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub quota_groups: Option<i64>,
+    pub quota_cores: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// The resolved configuration the library runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub node_listen: SocketAddr,
+    pub store: String,
+    pub region: String,
+    pub dns_zone: String,
+    pub tls_san: Vec<String>,
+    pub ca: Option<(PathBuf, PathBuf)>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub node_timeout_secs: u64,
+    pub heartbeat_interval_ms: u32,
+    pub placement: Policy,
+    pub page_size: usize,
+    pub max_group_cpu_millis: u64,
+    pub max_group_memory_mib: u64,
+    pub allow_privileged: bool,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub quota_groups: i64,
+    pub quota_cpu_millis: u64,
+}
+
+impl Config {
+    /// Defaults for everything, with data under `data_dir`.
+    pub fn with_data_dir(data_dir: &Path) -> Self {
+        Self::resolve(Flags { data_dir: Some(data_dir.to_owned()), ..Flags::default() }, FileConfig::default())
+    }
+
+    /// Flag beats file beats default.
+    pub fn resolve(flags: Flags, file: FileConfig) -> Self {
+        let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".berth/apiserver"));
+        let store = flags
+            .store
+            .or(file.store)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
+        let mut tls_san = file.tls_san;
+        tls_san.extend(flags.tls_san);
+        Self {
+            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            node_listen: flags.node_listen.or(file.node_listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8444))),
+            store,
+            region: crate::validate::normalize_location(&flags.region.or(file.region).unwrap_or_else(|| "local".to_owned())),
+            dns_zone: flags.dns_zone.or(file.dns_zone).unwrap_or_else(|| "berth.internal".to_owned()),
+            tls_san,
+            ca: flags.ca_cert.zip(flags.ca_key).or(file.ca_cert.zip(file.ca_key)),
+            tls: flags.tls_cert.zip(flags.tls_key).or(file.tls_cert.zip(file.tls_key)),
+            node_timeout_secs: flags.node_timeout_secs.or(file.node_timeout_secs).unwrap_or(40),
+            heartbeat_interval_ms: flags.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(5000),
+            placement: flags.placement.or(file.placement).unwrap_or(Policy::Pack),
+            page_size: flags.page_size.or(file.page_size).unwrap_or(100).max(1),
+            max_group_cpu_millis: (flags.max_group_cpu.or(file.max_group_cpu).unwrap_or(4.0) * 1000.0).round() as u64,
+            max_group_memory_mib: (flags.max_group_memory_gb.or(file.max_group_memory_gb).unwrap_or(16.0) * 1024.0).round()
+                as u64,
+            allow_privileged: flags.allow_privileged || file.allow_privileged.unwrap_or(false),
+            public_url: flags.public_url.or(file.public_url),
+            max_body_bytes: flags.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20),
+            quota_groups: flags.quota_groups.or(file.quota_groups).unwrap_or(1000),
+            quota_cpu_millis: flags.quota_cores.or(file.quota_cores).unwrap_or(1000) * 1000,
+            data_dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let file = FileConfig::parse("region = \"West Europe\"\npage_size = 7\nnode_timeout_secs = 9\n").unwrap();
+        let flags = Flags::parse_from(["berth-apiserver", "--page-size", "3", "--data-dir", "/tmp/x"]);
+        let config = Config::resolve(flags, file);
+        assert_eq!(config.page_size, 3);
+        assert_eq!(config.region, "westeurope");
+        assert_eq!(config.node_timeout_secs, 9);
+        assert_eq!(config.heartbeat_interval_ms, 5000);
+        assert_eq!(config.store, "sqlite:///tmp/x/berth.db");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(FileConfig::parse("regoin = \"x\"").is_err());
+    }
+}

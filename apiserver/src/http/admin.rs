@@ -1,0 +1,97 @@
+//! `/admin/v1`: operator-only administration ACI does not have (tokens, join tokens, nodes).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::ArmJson;
+use crate::auth::{Principal, random_lower};
+use crate::error::ApiError;
+use crate::model::{cpu_cores, memory_gb};
+use crate::render::timestamp;
+use crate::validate::{self, code};
+use crate::{AppState, now_ms};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct TokenRequest {
+    #[serde(default)]
+    subscriptions: Vec<String>,
+    #[serde(default)]
+    operator: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    token: String,
+    subscriptions: Vec<String>,
+    operator: bool,
+}
+
+pub(super) async fn create_token(State(state): State<AppState>, principal: Principal, ArmJson(req): ArmJson<TokenRequest>) -> Result<Response, ApiError> {
+    principal.require_operator()?;
+    if req.subscriptions.is_empty() && !req.operator {
+        return Err(ApiError::bad_request(code::MISSING, "subscriptions", "A tenant token needs at least one subscription."));
+    }
+    for (i, sub) in req.subscriptions.iter().enumerate() {
+        validate::subscription(sub).map_err(|e| e.with_target(format!("subscriptions[{i}]")))?;
+    }
+    let token = state.auth.issue(&req.subscriptions, req.operator, now_ms()).await?;
+    let body = TokenResponse { token, subscriptions: req.subscriptions, operator: req.operator };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct JoinTokenRequest {
+    uses: Option<i64>,
+    ttl_seconds: Option<i64>,
+}
+
+pub(super) async fn create_join_token(State(state): State<AppState>, principal: Principal, ArmJson(req): ArmJson<JoinTokenRequest>) -> Result<Response, ApiError> {
+    principal.require_operator()?;
+    let uses = req.uses.unwrap_or(1);
+    if !(1..=100_000).contains(&uses) {
+        return Err(ApiError::bad_request(code::INVALID_VALUE, "uses", "uses is between 1 and 100000."));
+    }
+    let ttl = req.ttl_seconds.unwrap_or(3600);
+    if !(1..=31 * 24 * 3600).contains(&ttl) {
+        return Err(ApiError::bad_request(code::INVALID_VALUE, "ttlSeconds", "ttlSeconds is between 1 and 2678400 (31 days)."));
+    }
+    let (id, secret) = (random_lower(6), random_lower(16));
+    let now = now_ms();
+    let expires = now + ttl * 1000;
+    state.store.insert_join_token(&id, &crate::auth::hash(&secret), uses as u32, expires, now).await?;
+    let token = format!("{id}.{secret}.{}", state.ca.hash_hex());
+    Ok((StatusCode::CREATED, Json(json!({"token": token, "expiresAt": timestamp(expires), "uses": uses}))).into_response())
+}
+
+pub(super) async fn list_nodes(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require_operator()?;
+    let nodes = state.store.nodes().await?;
+    let mut counts = std::collections::HashMap::<String, i64>::new();
+    for id in state.store.group_counts_by_node().await? {
+        *counts.entry(id).or_default() += 1;
+    }
+    let value: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "name": n.name,
+                "osType": n.os_type.as_str(),
+                "status": n.status.as_str(),
+                "capacity": {"cpu": cpu_cores(n.capacity.cpu_millis), "memoryInGB": memory_gb(n.capacity.memory_mib), "gpu": n.capacity.gpu},
+                "allocated": {"cpu": cpu_cores(n.used.cpu_millis), "memoryInGB": memory_gb(n.used.memory_mib), "gpu": n.used.gpu},
+                "groups": counts.get(&n.id).copied().unwrap_or(0),
+                "labels": n.labels,
+                "lastHeartbeat": timestamp(n.last_heartbeat_ms),
+                "agentVersion": n.agent_version,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "value": value })).into_response())
+}

@@ -1,0 +1,177 @@
+//! The REST API: ACI's routes (groups, operations, locations) and Berth's `/admin/v1`.
+//!
+//! Every answer that is not a success is ACI's `{"error":{"code","message","target"}}`: malformed
+//! bodies, unknown routes and wrong methods included.
+
+mod admin;
+mod extract;
+mod groups;
+mod provider;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use extract::ArmJson;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+const CG: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}";
+const PROVIDER: &str = "/subscriptions/{sub}/providers/Microsoft.ContainerInstance";
+
+/// The router, before path normalisation (see [`service`]).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/subscriptions", get(provider::list_subscriptions))
+        .route(&format!("{PROVIDER}/containerGroups"), get(groups::list_by_subscription))
+        .route(
+            "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups",
+            get(groups::list_by_resource_group),
+        )
+        .route(CG, get(groups::get).put(groups::put).patch(groups::patch).delete(groups::delete))
+        .route(&format!("{CG}/restart"), post(groups::restart))
+        .route(&format!("{CG}/stop"), post(groups::stop))
+        .route(&format!("{CG}/start"), post(groups::start))
+        .route(&format!("{CG}/outboundNetworkDependenciesEndpoints"), get(groups::outbound_dependencies))
+        .route(&format!("{CG}/containers/{{container}}/logs"), get(groups::logs))
+        .route(&format!("{CG}/containers/{{container}}/exec"), post(groups::exec))
+        .route(&format!("{CG}/containers/{{container}}/attach"), post(groups::exec))
+        .route(&format!("{PROVIDER}/locations/{{location}}/operations/{{operation}}"), get(provider::operation_status))
+        .route(&format!("{PROVIDER}/locations/{{location}}/usages"), get(provider::usages))
+        .route(&format!("{PROVIDER}/locations/{{location}}/capabilities"), get(provider::capabilities))
+        .route(&format!("{PROVIDER}/locations/{{location}}/cachedImages"), get(provider::cached_images))
+        .route("/providers/Microsoft.ContainerInstance/operations", get(provider::operations))
+        .route("/admin/v1/tokens", post(admin::create_token))
+        .route("/admin/v1/join-tokens", post(admin::create_join_token))
+        .route("/admin/v1/nodes", get(admin::list_nodes))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(request_id))
+        .with_state(state)
+}
+
+/// The whole HTTP service: ARM path literals are matched without case, as ARM does.
+pub fn service(state: AppState) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static {
+    tower::ServiceBuilder::new().map_request(normalize_path).service(router(state))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "The requested path does not exist.")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "The HTTP method is not supported on this path.")
+}
+
+async fn request_id(mut response: Response) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-ms-request-id", value.clone());
+        response.headers_mut().insert("x-ms-correlation-request-id", value);
+    }
+    response
+}
+
+/// ARM's fixed path segments, by their lower-case form.
+const LITERALS: &[&str] = &[
+    "subscriptions",
+    "resourceGroups",
+    "providers",
+    "Microsoft.ContainerInstance",
+    "containerGroups",
+    "locations",
+    "operations",
+    "usages",
+    "capabilities",
+    "cachedImages",
+    "containers",
+    "restart",
+    "stop",
+    "start",
+    "logs",
+    "exec",
+    "attach",
+    "outboundNetworkDependenciesEndpoints",
+];
+
+/// Rewrites the literal segments of an ARM path to their canonical case; names are left alone.
+/// Literals sit at the positions ARM's grammar puts them: every even segment of
+/// `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{type}/{name}/…`, except the namespace.
+pub fn canonical_path(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() < 2 || !segments[1].eq_ignore_ascii_case("subscriptions") && !segments[1].eq_ignore_ascii_case("providers") {
+        return path.to_owned();
+    }
+    let canonical = |s: &str| LITERALS.iter().find(|l| l.eq_ignore_ascii_case(s)).map_or_else(|| s.to_owned(), |l| (*l).to_owned());
+    let mut out = Vec::with_capacity(segments.len());
+    let mut expect_literal = true;
+    let mut after_providers = false;
+    for (i, seg) in segments.iter().enumerate() {
+        if i == 0 {
+            out.push(String::new());
+            continue;
+        }
+        if after_providers {
+            // The namespace, then the type: both literals.
+            out.push(canonical(seg));
+            after_providers = false;
+            expect_literal = true;
+            continue;
+        }
+        if expect_literal {
+            let c = canonical(seg);
+            after_providers = c == "providers";
+            // Verbs (restart/stop/…) end the path; everything else is followed by a name.
+            expect_literal = after_providers;
+            out.push(c);
+        } else {
+            out.push((*seg).to_owned());
+            expect_literal = true;
+        }
+    }
+    out.join("/")
+}
+
+fn normalize_path(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let canonical = canonical_path(path);
+    if canonical != path {
+        let mut parts = request.uri().clone().into_parts();
+        let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        if let Ok(pq) = format!("{canonical}{query}").parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_path;
+
+    #[test]
+    fn literals_are_matched_without_case_names_are_kept() {
+        assert_eq!(
+            canonical_path("/subscriptions/S/resourcegroups/MyRG/providers/microsoft.containerinstance/containergroups/Stop/STOP"),
+            "/subscriptions/S/resourceGroups/MyRG/providers/Microsoft.ContainerInstance/containerGroups/Stop/stop"
+        );
+        assert_eq!(
+            canonical_path("/subscriptions/S/providers/Microsoft.ContainerInstance/Locations/local/Operations/abc"),
+            "/subscriptions/S/providers/Microsoft.ContainerInstance/locations/local/operations/abc"
+        );
+        assert_eq!(canonical_path("/admin/v1/nodes"), "/admin/v1/nodes");
+    }
+}

@@ -1,0 +1,228 @@
+//! `berth-apiserver`: Berth's control plane.
+//!
+//! # Layout
+//! - [`config`]: flags, the TOML file and defaults, resolved into [`Config`].
+//! - [`http`]: the REST API (ACI's routes and `/admin/v1`), served over rustls by [`serve`].
+//! - [`validate`]: ARM JSON in, a [`model::GroupSpec`] out, or a 400 naming the field.
+//! - [`model`]: the validated group with exact integer sizes.
+//! - [`render`]: a stored group back into ACI's JSON.
+//! - [`auth`]: bearer tokens and the `Principal` extractor.
+//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`scheduler`]: pure placement and the loop that commits it.
+//! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
+//! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
+//! - [`error`]: `ApiError`, ACI's error shape.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod nodes;
+pub mod render;
+pub mod scheduler;
+pub mod secrets;
+pub mod store;
+pub mod tls;
+pub mod validate;
+
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+pub use serve::serve;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::model::Size;
+use crate::nodes::NodeGateway;
+use crate::scheduler::{Scheduler, SchedulerHandle};
+use crate::secrets::{SecretBox, SecretError};
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::tls::{ClusterCa, ServerIdentity, TlsError};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Per-subscription quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    pub groups: i64,
+    pub cpu_millis: u64,
+}
+
+/// Shared state of the HTTP handlers: cheap handles only.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub limits: Arc<validate::Limits>,
+    pub quota: Quota,
+    pub secrets: Arc<SecretBox>,
+    pub auth: Arc<Authenticator>,
+    pub scheduler: SchedulerHandle,
+    pub gateway: NodeGateway,
+    pub ca: Arc<ClusterCa>,
+}
+
+/// Why the apiserver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed")]
+    Tls(#[from] TlsError),
+    #[error("secret key setup failed")]
+    Secrets(#[from] SecretError),
+    #[error("state store failed")]
+    Store(#[from] StoreError),
+    #[error("unsupported store URL '{0}': use sqlite://PATH")]
+    StoreUrl(String),
+    #[error("cannot bind {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// A running apiserver.
+pub struct Running {
+    pub https_addr: SocketAddr,
+    pub node_addr: SocketAddr,
+    /// The initial operator token, if this start created it.
+    pub initial_operator_token: Option<String>,
+    pub ca_pem: String,
+    pub ca_hash: String,
+    pub state: AppState,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until every task has stopped (after the shutdown token is cancelled).
+    pub async fn wait(self) {
+        self.tasks.wait().await;
+    }
+}
+
+/// Opens the store, loads or makes the CA and keys, binds both listeners and starts serving.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir, config.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?);
+    let identity = match &config.tls {
+        Some((cert, key)) => ServerIdentity::load(cert, key)?,
+        None => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+                let host = host.trim();
+                if !host.is_empty() {
+                    names.push(host.to_owned());
+                }
+            }
+            names.extend(config.tls_san.iter().cloned());
+            let (chain_pem, key_pem) = ca.issue_server(&names)?;
+            ServerIdentity { chain_pem, key_pem }
+        }
+    };
+    let secrets = Arc::new(SecretBox::load_or_create(&config.data_dir.join("secrets.key"))?);
+    let store: Arc<dyn Store> = match config.store.strip_prefix("sqlite://") {
+        Some(_) => Arc::new(SqliteStore::connect(&config.store).await?),
+        None => return Err(StartError::StoreUrl(config.store.clone())),
+    };
+
+    let auth = Arc::new(Authenticator::new(store.clone()));
+    let initial_operator_token = if store.count_tokens().await? == 0 {
+        let token = auth.issue(&[], true, now_ms()).await.map_err(StartError::Store)?;
+        tls::write_file(&config.data_dir.join("operator.token"), token.as_bytes(), true)?;
+        tracing::info!(path = %config.data_dir.join("operator.token").display(), "created the initial operator token");
+        Some(token)
+    } else {
+        None
+    };
+
+    let scheduler_handle = SchedulerHandle::default();
+    let gateway = NodeGateway::new(
+        store.clone(),
+        ca.clone(),
+        secrets.clone(),
+        scheduler_handle.clone(),
+        config.heartbeat_interval_ms,
+        Duration::from_secs(config.node_timeout_secs),
+    )
+    .await?;
+
+    let https = TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let nodes = TcpListener::bind(config.node_listen).await.map_err(|source| StartError::Bind { addr: config.node_listen, source })?;
+    let https_addr = https.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let node_addr = nodes.local_addr().map_err(|source| StartError::Bind { addr: config.node_listen, source })?;
+
+    let limits = validate::Limits {
+        max_group: Size { cpu_millis: config.max_group_cpu_millis, memory_mib: config.max_group_memory_mib, gpu: 4 },
+        allow_privileged: config.allow_privileged,
+        ..validate::Limits::default()
+    };
+    let quota = Quota { groups: config.quota_groups, cpu_millis: config.quota_cpu_millis };
+    let policy = config.placement;
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+        limits: Arc::new(limits),
+        quota,
+        secrets,
+        auth,
+        scheduler: scheduler_handle.clone(),
+        gateway: gateway.clone(),
+        ca: ca.clone(),
+    };
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy).run(shutdown.clone()));
+    tasks.spawn(gateway.clone().monitor(shutdown.clone()));
+    let grpc_tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(&identity.chain_pem, &identity.key_pem))
+        .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()))
+        .client_auth_optional(true);
+    let grpc = tonic::transport::Server::builder()
+        .tls_config(grpc_tls)?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(berth_proto::node::node_service_server::NodeServiceServer::new(gateway))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(nodes), {
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        });
+    tasks.spawn(async move {
+        if let Err(err) = grpc.await {
+            tracing::error!(error = %err, "node gateway stopped");
+        }
+    });
+    let rustls_config = identity.https_config()?;
+    tasks.spawn(serve(https, rustls_config, http::service(state.clone()), shutdown.clone()));
+    let store_for_close = store.clone();
+    let closer = tasks.clone();
+    tasks.spawn(async move {
+        shutdown.cancelled().await;
+        // Let the servers drain before the store closes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(closer);
+        drop(store_for_close);
+    });
+    tasks.close();
+    tracing::info!(%https_addr, %node_addr, ca = %ca.hash_hex(), "berth-apiserver started");
+    Ok(Running { https_addr, node_addr, initial_operator_token, ca_pem: ca.cert_pem().to_owned(), ca_hash: ca.hash_hex(), state, tasks })
+}

@@ -1,0 +1,410 @@
+//! The node gateway: the gRPC `NodeService` that agents call (Join, Sync), the live sessions, and the
+//! monitor that marks silent nodes NotReady.
+//!
+//! Only `Join` may be called without a client certificate; `Sync` takes the node's identity from its
+//! verified certificate (`CN=node:<id>`), never from anything the agent says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_proto::node::{
+    self, AgentReport, DesiredPhase, DesiredState, GroupAssignment, JoinRequest, JoinResponse, agent_report,
+    node_service_server::NodeService,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::model::{GroupSpec, OsType, Size};
+use crate::scheduler::SchedulerHandle;
+use crate::secrets::SecretBox;
+use crate::store::{JoinRefusal, NodeRecord, NodeStatus, Placement, Store, StoreError};
+use crate::tls::{ClusterCa, node_id_from_cert};
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Status::already_exists(what),
+            other => {
+                tracing::error!(error = %other, "store error in node gateway");
+                Status::unavailable("the apiserver's store is unavailable; retry")
+            }
+        }
+    }
+}
+
+struct Session {
+    /// Identifies this connection, so an old stream ending does not remove a newer session.
+    epoch: u64,
+    tx: mpsc::UnboundedSender<Result<DesiredState, Status>>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    ca: Arc<ClusterCa>,
+    secrets: Arc<SecretBox>,
+    scheduler: SchedulerHandle,
+    heartbeat_interval_ms: u32,
+    node_timeout_ms: i64,
+    sessions: Mutex<HashMap<String, Session>>,
+    /// Node id -> (last message, Ready as far as the store knows).
+    liveness: Mutex<HashMap<String, (i64, bool)>>,
+    /// Distinct node capacities per OS, for "could any node ever hold this?".
+    capacities: Mutex<HashMap<OsType, Vec<Size>>>,
+    next_epoch: std::sync::atomic::AtomicU64,
+    next_seq: std::sync::atomic::AtomicU64,
+}
+
+/// Cheap handle to the gateway; clones share everything.
+#[derive(Clone)]
+pub struct NodeGateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NodeGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeGateway").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl NodeGateway {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<ClusterCa>,
+        secrets: Arc<SecretBox>,
+        scheduler: SchedulerHandle,
+        heartbeat_interval_ms: u32,
+        node_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let gateway = Self {
+            inner: Arc::new(Inner {
+                store,
+                ca,
+                secrets,
+                scheduler,
+                heartbeat_interval_ms,
+                node_timeout_ms: node_timeout.as_millis() as i64,
+                sessions: Mutex::default(),
+                liveness: Mutex::default(),
+                capacities: Mutex::default(),
+                next_epoch: 1.into(),
+                next_seq: 1.into(),
+            }),
+        };
+        // After a restart every node known Ready gets a full timeout to reconnect.
+        let now = crate::now_ms();
+        for node in gateway.inner.store.nodes().await? {
+            gateway.remember_capacity(node.os_type, node.capacity);
+            lock(&gateway.inner.liveness).insert(node.id.clone(), (now, node.status == NodeStatus::Ready));
+        }
+        Ok(gateway)
+    }
+
+    fn remember_capacity(&self, os: OsType, size: Size) {
+        let mut caps = lock(&self.inner.capacities);
+        let list = caps.entry(os).or_default();
+        if !list.contains(&size) {
+            list.push(size);
+        }
+    }
+
+    /// Whether some joined node (Ready or not) is large enough for `request` at all.
+    pub fn could_ever_fit(&self, os: OsType, request: &Size) -> bool {
+        lock(&self.inner.capacities).get(&os).is_some_and(|sizes| sizes.iter().any(|s| request.fits_in(s)))
+    }
+
+    fn seq(&self) -> u64 {
+        self.inner.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn send(&self, node_id: &str, message: DesiredState) {
+        if let Some(session) = lock(&self.inner.sessions).get(node_id) {
+            // A closed channel means the stream is ending; the node gets full state when it reconnects.
+            let _ = session.tx.send(Ok(message));
+        }
+    }
+
+    /// The assignment of one group, secrets included, or None if it is gone.
+    async fn assignment(&self, group_id: &str) -> Result<Option<GroupAssignment>, StoreError> {
+        let Some(group) = self.inner.store.group_by_id(group_id).await? else { return Ok(None) };
+        let Some(sealed) = self.inner.store.sealed_spec(group_id).await? else { return Ok(None) };
+        let spec: GroupSpec = match self.inner.secrets.open(&sealed).map_err(|e| StoreError::Corrupt(e.to_string())).and_then(|plain| {
+            serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))
+        }) {
+            Ok(spec) => spec,
+            Err(err) => return Err(err),
+        };
+        Ok(Some(GroupAssignment {
+            group_id: group.id.clone(),
+            generation: group.generation as u64,
+            phase: DesiredPhase::Running as i32,
+            spec: Some(spec.to_proto(&group.name, &group.subscription, &group.resource_group, group.fqdn.as_deref())),
+        }))
+    }
+
+    /// Sends new placements to their nodes.
+    pub async fn assign(&self, placements: Vec<Placement>) {
+        let mut by_node: BTreeMap<String, Vec<GroupAssignment>> = BTreeMap::new();
+        for p in placements {
+            match self.assignment(&p.group_id).await {
+                Ok(Some(a)) => by_node.entry(p.node_id).or_default().push(a),
+                Ok(None) => {}
+                Err(err) => tracing::error!(error = %err, group = %p.group_id, "cannot build assignment"),
+            }
+        }
+        for (node_id, groups) in by_node {
+            let seq = self.seq();
+            self.send(&node_id, DesiredState { seq, full: false, groups, removed: Vec::new() });
+        }
+    }
+
+    /// Re-sends one group's assignment (new generation: restart, update).
+    pub async fn refresh(&self, node_id: &str, group_id: &str) {
+        match self.assignment(group_id).await {
+            Ok(Some(a)) => {
+                let seq = self.seq();
+                self.send(node_id, DesiredState { seq, full: false, groups: vec![a], removed: Vec::new() });
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, group = %group_id, "cannot build assignment"),
+        }
+    }
+
+    /// Tells a node to tear a group down.
+    pub fn remove(&self, node_id: &str, group_id: &str) {
+        let seq = self.seq();
+        self.send(node_id, DesiredState { seq, full: false, groups: Vec::new(), removed: vec![group_id.to_owned()] });
+    }
+
+    /// Node ids with a live Sync stream.
+    pub fn connected(&self) -> Vec<String> {
+        lock(&self.inner.sessions).keys().cloned().collect()
+    }
+
+    /// Marks nodes NotReady once they have been silent for the timeout. Runs until shutdown.
+    pub async fn monitor(self, shutdown: CancellationToken) {
+        let period = Duration::from_millis((self.inner.node_timeout_ms / 4).clamp(100, 1000) as u64);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            let now = crate::now_ms();
+            let silent: Vec<(String, i64)> = lock(&self.inner.liveness)
+                .iter_mut()
+                .filter(|(_, (seen, ready))| *ready && now - *seen > self.inner.node_timeout_ms)
+                .map(|(id, (seen, ready))| {
+                    *ready = false;
+                    (id.clone(), *seen)
+                })
+                .collect();
+            for (id, seen) in silent {
+                tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
+                if let Err(err) = self.inner.store.set_node_status(&id, NodeStatus::NotReady, seen).await {
+                    tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
+                    lock(&self.inner.liveness).entry(id).and_modify(|e| e.1 = true);
+                }
+            }
+        }
+    }
+
+    async fn seen(&self, node_id: &str) -> Result<(), StoreError> {
+        let now = crate::now_ms();
+        let was_ready = {
+            let mut liveness = lock(&self.inner.liveness);
+            let entry = liveness.entry(node_id.to_owned()).or_insert((now, false));
+            entry.0 = now;
+            std::mem::replace(&mut entry.1, true)
+        };
+        if !was_ready {
+            self.inner.store.set_node_status(node_id, NodeStatus::Ready, now).await?;
+            self.inner.scheduler.wake();
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, node_id: &str, status: &node::GroupStatus) {
+        match self.inner.store.apply_status(node_id, status, crate::now_ms()).await {
+            Ok(outcome) => tracing::trace!(group = %status.group_id, ?outcome, "status"),
+            Err(err) => tracing::error!(error = %err, group = %status.group_id, "cannot apply status"),
+        }
+    }
+
+    async fn full_state(&self, node_id: &str) -> Result<DesiredState, StoreError> {
+        let mut groups = Vec::new();
+        for group in self.inner.store.groups_on_node(node_id).await? {
+            if let Some(a) = self.assignment(&group.id).await? {
+                groups.push(a);
+            }
+        }
+        Ok(DesiredState { seq: self.seq(), full: true, groups, removed: Vec::new() })
+    }
+}
+
+/// Splits "<id>.<secret>".
+fn parse_join_token(token: &str) -> Option<(&str, &str)> {
+    let (id, secret) = token.split_once('.')?;
+    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (ok(id, 6) && ok(secret, 16)).then_some((id, secret))
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+type SyncStream = Pin<Box<dyn Stream<Item = Result<DesiredState, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl NodeService for NodeGateway {
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = request.into_inner();
+        let (token_id, secret) =
+            parse_join_token(&req.token).ok_or_else(|| Status::unauthenticated("the join token is malformed"))?;
+        if !valid_node_name(&req.node_name) {
+            return Err(Status::invalid_argument(format!(
+                "node name '{}' is not a DNS label (lower-case letters, digits, '-', at most 63)",
+                req.node_name
+            )));
+        }
+        let os_type = OsType::from_proto(req.os_type()).ok_or_else(|| Status::invalid_argument("os_type is required"))?;
+        let capacity = req.capacity.unwrap_or_default();
+        if capacity.cpu_millis == 0 || capacity.memory_mib == 0 {
+            return Err(Status::invalid_argument("capacity must have CPU and memory"));
+        }
+        let node_id = uuid::Uuid::new_v4().to_string();
+        let certificate_pem = self
+            .inner
+            .ca
+            .sign_node_csr(&req.csr_pem, &node_id)
+            .map_err(|e| Status::invalid_argument(format!("the CSR is not usable: {e}")))?;
+        let now = crate::now_ms();
+        let size = Size { cpu_millis: capacity.cpu_millis, memory_mib: capacity.memory_mib, gpu: capacity.gpu };
+        let record = NodeRecord {
+            id: node_id.clone(),
+            name: req.node_name.clone(),
+            os_type,
+            capacity: size,
+            used: Size::default(),
+            labels: req.labels.into_iter().collect(),
+            agent_version: req.agent_version,
+            status: NodeStatus::NotReady,
+            last_heartbeat_ms: now,
+            joined_ms: now,
+        };
+        match self.inner.store.join_node(token_id, &crate::auth::hash(secret), &record).await? {
+            Ok(()) => {}
+            Err(JoinRefusal::InvalidToken) => {
+                return Err(Status::unauthenticated("the join token is unknown, used up or expired"));
+            }
+            Err(JoinRefusal::NameTaken) => {
+                return Err(Status::already_exists(format!("a node named '{}' has already joined", req.node_name)));
+            }
+        }
+        self.remember_capacity(os_type, size);
+        tracing::info!(node = %req.node_name, id = %node_id, "node joined");
+        Ok(Response::new(JoinResponse {
+            node_id,
+            certificate_pem,
+            ca_pem: self.inner.ca.cert_pem().to_owned(),
+            heartbeat_interval_ms: self.inner.heartbeat_interval_ms,
+        }))
+    }
+
+    type SyncStream = SyncStream;
+
+    async fn sync(&self, request: Request<Streaming<AgentReport>>) -> Result<Response<Self::SyncStream>, Status> {
+        let node_id = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(node_id_from_cert))
+            .ok_or_else(|| Status::unauthenticated("Sync needs the node's client certificate"))?;
+        if self.inner.store.node(&node_id).await?.is_none() {
+            return Err(Status::permission_denied("this node is not (or no longer) part of the cluster"));
+        }
+        let mut reports = request.into_inner();
+        let hello = match reports.next().await {
+            Some(Ok(AgentReport { body: Some(agent_report::Body::Hello(hello)), .. })) => hello,
+            Some(Ok(_)) => return Err(Status::failed_precondition("the first message of Sync must be Hello")),
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::cancelled("the stream closed before Hello")),
+        };
+
+        // Register first, then read the desired state: a change made in between reaches the node as a
+        // delta after the full state, and deltas are idempotent.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let epoch = self.inner.next_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.inner.sessions).insert(node_id.clone(), Session { epoch, tx: tx.clone() });
+        self.seen(&node_id).await?;
+        for status in &hello.groups {
+            self.apply(&node_id, status).await;
+        }
+        let full = self.full_state(&node_id).await?;
+        let _ = tx.send(Ok(full));
+        tracing::info!(node = %node_id, groups = hello.groups.len(), "node connected");
+
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            while let Some(report) = reports.next().await {
+                let report = match report {
+                    Ok(report) => report,
+                    Err(status) => {
+                        tracing::debug!(node = %node_id, %status, "sync stream error");
+                        break;
+                    }
+                };
+                if let Err(err) = gateway.seen(&node_id).await {
+                    tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
+                }
+                match report.body {
+                    Some(agent_report::Body::Group(status)) => gateway.apply(&node_id, &status).await,
+                    Some(agent_report::Body::Heartbeat(_)) | None => {}
+                    Some(agent_report::Body::Hello(hello)) => {
+                        for status in &hello.groups {
+                            gateway.apply(&node_id, status).await;
+                        }
+                    }
+                }
+            }
+            let mut sessions = lock(&gateway.inner.sessions);
+            if sessions.get(&node_id).is_some_and(|s| s.epoch == epoch) {
+                sessions.remove(&node_id);
+            }
+            tracing::info!(node = %node_id, "node disconnected");
+        });
+
+        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream) as SyncStream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_have_kubeadm_shape() {
+        assert_eq!(parse_join_token("abcdef.0123456789abcdef"), Some(("abcdef", "0123456789abcdef")));
+        assert_eq!(parse_join_token("ABCDEF.0123456789abcdef"), None);
+        assert_eq!(parse_join_token("abcdef0123456789abcdef"), None);
+        assert_eq!(parse_join_token("abc.0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn node_names_are_dns_labels() {
+        assert!(valid_node_name("node-1"));
+        assert!(!valid_node_name("Node_1"));
+        assert!(!valid_node_name("-x"));
+        assert!(!valid_node_name(""));
+    }
+}

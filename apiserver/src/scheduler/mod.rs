@@ -1,0 +1,312 @@
+//! The scheduler: pure placement ([`place`]) and the loop that commits it ([`Scheduler`]).
+//!
+//! Each round takes every group waiting for a node (oldest first), places them one by one on a private
+//! copy of the Ready nodes' free capacity, and commits all placements in one transaction in which each
+//! placement reserves its capacity conditionally. A placement that no longer holds (the node filled up
+//! or went NotReady, the group was deleted) drops out and is retried next round on fresh numbers, so
+//! two schedulers — or a scheduler racing a delete — can never overcommit a node.
+//!
+//! Policy: `pack` (default) puts a group on the feasible node with the least capacity left after it
+//! (best fit: fewest nodes in use, big holes kept for big groups); `spread` on the one with the most.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::model::{OsType, Size, cpu_cores, memory_gb};
+use crate::nodes::NodeGateway;
+use crate::store::{GroupEvent, NodeStatus, PendingGroup, Placement, Store};
+
+/// Where groups go when several nodes fit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Best fit: the feasible node with the least capacity left.
+    #[default]
+    Pack,
+    /// Worst fit: the feasible node with the most capacity left.
+    Spread,
+}
+
+/// A node as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: String,
+    pub os_type: OsType,
+    pub capacity: Size,
+    pub free: Size,
+}
+
+/// The decision for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Place(Placement),
+    /// Nothing fits now; the reason is shown in the group's events.
+    Wait { group_id: String, reason: String },
+}
+
+/// Score of the capacity left on a node: the larger of its CPU and memory shares.
+fn leftover(node: &Candidate, request: &Size) -> u128 {
+    let left = node.free.saturating_sub(request);
+    let cpu = u128::from(left.cpu_millis) * 1_000_000 / u128::from(node.capacity.cpu_millis.max(1));
+    let mem = u128::from(left.memory_mib) * 1_000_000 / u128::from(node.capacity.memory_mib.max(1));
+    cpu + mem
+}
+
+/// Places `groups` in order on `nodes`, updating each chosen node's free capacity so that later
+/// groups of the same round see it. Pure: no I/O, deterministic for the same input.
+pub fn place(groups: &[PendingGroup], nodes: &mut [Candidate], policy: Policy) -> Vec<Decision> {
+    groups
+        .iter()
+        .map(|group| {
+            let feasible = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.os_type == group.os_type && group.requests.fits_in(&n.free));
+            let chosen = match policy {
+                Policy::Pack => feasible.min_by_key(|(_, n)| (leftover(n, &group.requests), n.id.clone())),
+                Policy::Spread => feasible.max_by_key(|(_, n)| (leftover(n, &group.requests), std::cmp::Reverse(n.id.clone()))),
+            };
+            match chosen {
+                Some((index, _)) => {
+                    let node = &mut nodes[index];
+                    node.free = node.free.saturating_sub(&group.requests);
+                    Decision::Place(Placement {
+                        group_id: group.id.clone(),
+                        node_id: node.id.clone(),
+                        requests: group.requests,
+                        generation: group.generation,
+                    })
+                }
+                None => Decision::Wait { group_id: group.id.clone(), reason: wait_reason(group, nodes) },
+            }
+        })
+        .collect()
+}
+
+fn wait_reason(group: &PendingGroup, nodes: &[Candidate]) -> String {
+    let same_os = nodes.iter().filter(|n| n.os_type == group.os_type).count();
+    format!(
+        "No Ready {} node has {} CPU, {} GB memory and {} GPU free now ({} node(s) considered); the group is placed \
+         when capacity frees.",
+        group.os_type.as_str(),
+        cpu_cores(group.requests.cpu_millis),
+        memory_gb(group.requests.memory_mib),
+        group.requests.gpu,
+        same_os
+    )
+}
+
+/// Wakes the scheduler loop.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerHandle {
+    notify: Arc<Notify>,
+}
+
+impl SchedulerHandle {
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
+/// The scheduling loop.
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    gateway: NodeGateway,
+    handle: SchedulerHandle,
+    policy: Policy,
+}
+
+/// Groups taken per round.
+const BATCH: i64 = 2048;
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, gateway: NodeGateway, handle: SchedulerHandle, policy: Policy) -> Self {
+        Self { store, gateway, handle, policy }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let more = match self.round().await {
+                Ok(more) => more,
+                Err(err) => {
+                    tracing::error!(error = %err, "scheduling round failed");
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.handle.notify.notified() => {}
+                // A safety net: capacity can free without a wake-up (a node coming back Ready).
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// One round; returns whether a full batch was placed (so another round should follow at once).
+    pub async fn round(&self) -> Result<bool, crate::store::StoreError> {
+        let pending = self.store.pending_groups(BATCH).await?;
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let mut nodes: Vec<Candidate> = self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.status == NodeStatus::Ready)
+            .map(|n| Candidate { free: n.free(), id: n.id, os_type: n.os_type, capacity: n.capacity })
+            .collect();
+        let decisions = place(&pending, &mut nodes, self.policy);
+        let now = crate::now_ms();
+        let mut placements = Vec::new();
+        for (decision, group) in decisions.into_iter().zip(&pending) {
+            match decision {
+                Decision::Place(p) => placements.push(p),
+                Decision::Wait { group_id, reason } => {
+                    if group.last_reason.as_deref() != Some(reason.as_str()) {
+                        let event = GroupEvent {
+                            name: "FailedScheduling".to_owned(),
+                            message: reason,
+                            kind: "Warning".to_owned(),
+                            count: 1,
+                            first_ms: now,
+                            last_ms: now,
+                        };
+                        self.store.record_event(&group_id, event).await?;
+                    }
+                }
+            }
+        }
+        let placed = if placements.is_empty() { 0 } else {
+            let committed = self.store.commit_placements(&placements, now).await?;
+            let placed = committed.len();
+            self.gateway.assign(committed).await;
+            placed
+        };
+        // Another round at once if this one was full and made progress.
+        Ok(pending.len() as i64 == BATCH && placed > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn node(id: &str, os: OsType, cpu: u64, mem: u64) -> Candidate {
+        let size = Size { cpu_millis: cpu, memory_mib: mem, gpu: 0 };
+        Candidate { id: id.to_owned(), os_type: os, capacity: size, free: size }
+    }
+
+    fn group(id: &str, os: OsType, cpu: u64, mem: u64) -> PendingGroup {
+        PendingGroup {
+            id: id.to_owned(),
+            os_type: os,
+            requests: Size { cpu_millis: cpu, memory_mib: mem, gpu: 0 },
+            generation: 1,
+            last_reason: None,
+        }
+    }
+
+    fn placed_on(decisions: &[Decision]) -> Vec<Option<String>> {
+        decisions
+            .iter()
+            .map(|d| match d {
+                Decision::Place(p) => Some(p.node_id.clone()),
+                Decision::Wait { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pack_fills_one_node_before_the_next() {
+        let mut nodes = vec![node("a", OsType::Linux, 4000, 8192), node("b", OsType::Linux, 4000, 8192)];
+        let groups: Vec<_> = (0..4).map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024)).collect();
+        let decisions = place(&groups, &mut nodes, Policy::Pack);
+        let on: HashSet<_> = placed_on(&decisions).into_iter().flatten().collect();
+        assert_eq!(on.len(), 1, "four 1-CPU groups fit one 4-CPU node: {decisions:?}");
+    }
+
+    #[test]
+    fn spread_uses_every_node() {
+        let mut nodes = vec![node("a", OsType::Linux, 4000, 8192), node("b", OsType::Linux, 4000, 8192)];
+        let groups: Vec<_> = (0..2).map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024)).collect();
+        let decisions = place(&groups, &mut nodes, Policy::Spread);
+        let on: HashSet<_> = placed_on(&decisions).into_iter().flatten().collect();
+        assert_eq!(on.len(), 2);
+    }
+
+    #[test]
+    fn a_group_that_does_not_fit_waits_with_a_reason() {
+        let mut nodes = vec![node("a", OsType::Linux, 1000, 1024)];
+        let decisions = place(&[group("g", OsType::Linux, 2000, 1024)], &mut nodes, Policy::Pack);
+        match &decisions[0] {
+            Decision::Wait { reason, .. } => assert!(reason.contains("2 CPU"), "{reason}"),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn os_type_must_match() {
+        let mut nodes = vec![node("win", OsType::Windows, 4000, 8192)];
+        let decisions = place(&[group("g", OsType::Linux, 1000, 1024)], &mut nodes, Policy::Pack);
+        assert_eq!(placed_on(&decisions), vec![None]);
+    }
+
+    proptest! {
+        /// Under any sequence of creates and deletes: no node goes over capacity, the OS always matches,
+        /// and a group is on exactly one node or none (never split).
+        #[test]
+        fn never_overcommits(
+            node_specs in prop::collection::vec((any::<bool>(), 1u64..8, 1u64..16), 1..8),
+            ops in prop::collection::vec((any::<bool>(), any::<bool>(), 1u64..4000, 1u64..8192, any::<prop::sample::Index>()), 1..120),
+        ) {
+            let mut nodes: Vec<Candidate> = node_specs
+                .iter()
+                .enumerate()
+                .map(|(i, (win, cpu, mem))| node(&format!("n{i}"), if *win { OsType::Windows } else { OsType::Linux }, cpu * 1000, mem * 1024))
+                .collect();
+            let os_of: HashMap<String, OsType> = nodes.iter().map(|n| (n.id.clone(), n.os_type)).collect();
+            let mut running: HashMap<String, (String, Size)> = HashMap::new();
+            let mut waiting: Vec<PendingGroup> = Vec::new();
+            for (n, (create, win, cpu, mem, pick)) in ops.into_iter().enumerate() {
+                if create || running.is_empty() {
+                    waiting.push(group(&format!("g{n}"), if win { OsType::Windows } else { OsType::Linux }, cpu, mem));
+                } else {
+                    let mut ids: Vec<_> = running.keys().cloned().collect();
+                    ids.sort();
+                    let id = pick.get(&ids).clone();
+                    let (node_id, size) = running.remove(&id).expect("picked from the map");
+                    let node = nodes.iter_mut().find(|n| n.id == node_id).expect("placed on a known node");
+                    node.free = node.free.add(&size);
+                }
+                let decisions = place(&waiting, &mut nodes, Policy::Pack);
+                let mut still = Vec::new();
+                for (d, g) in decisions.into_iter().zip(waiting.drain(..)) {
+                    match d {
+                        Decision::Place(p) => {
+                            prop_assert_eq!(os_of[&p.node_id], g.os_type);
+                            prop_assert!(running.insert(p.group_id.clone(), (p.node_id, p.requests)).is_none());
+                        }
+                        Decision::Wait { .. } => still.push(g),
+                    }
+                }
+                waiting = still;
+                for n in &nodes {
+                    let used: Size = running.values().filter(|(id, _)| *id == n.id).fold(Size::default(), |s, (_, r)| s.add(r));
+                    prop_assert!(used.fits_in(&n.capacity), "node {} over capacity: {:?} > {:?}", n.id, used, n.capacity);
+                    prop_assert_eq!(n.free, n.capacity.saturating_sub(&used));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The state store: a [`Store`] trait and its SQLite implementation.
+//!
+//! Every write that belongs together is one transaction: a group and its operation; a placement and
+//! its capacity reservation; a status report and the operations it finishes. Node capacity is also
+//! guarded by `CHECK` constraints, so no bug above the store can overcommit a node.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+pub use sqlite::SqliteStore;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{GroupSpec, OsType, Size};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused a statement.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Running migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored JSON column did not parse.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// A uniqueness rule was broken (name or DNS label taken, node name taken).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored API token (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub hash: String,
+    pub subscriptions: Vec<String>,
+    pub operator: bool,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeStatus {
+    Ready,
+    NotReady,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Ready => "Ready",
+            NodeStatus::NotReady => "NotReady",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub id: String,
+    pub name: String,
+    pub os_type: OsType,
+    pub capacity: Size,
+    pub used: Size,
+    pub labels: BTreeMap<String, String>,
+    pub agent_version: String,
+    pub status: NodeStatus,
+    pub last_heartbeat_ms: i64,
+    pub joined_ms: i64,
+}
+
+impl NodeRecord {
+    pub fn free(&self) -> Size {
+        self.capacity.saturating_sub(&self.used)
+    }
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// Unknown token, wrong secret, no uses left or expired: deliberately one answer.
+    InvalidToken,
+    NameTaken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Running => "Running",
+            Desired::Stopped => "Stopped",
+        }
+    }
+}
+
+/// An event the control plane adds to a group (scheduling, node health), shown in `instanceView.events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupEvent {
+    pub name: String,
+    pub message: String,
+    pub kind: String,
+    pub count: u32,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// `(subscription, resource group, name)`; the resource group compares case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupKey {
+    pub subscription: String,
+    pub resource_group: String,
+    pub name: String,
+}
+
+impl GroupKey {
+    pub fn new(subscription: &str, resource_group: &str, name: &str) -> Self {
+        Self {
+            subscription: subscription.to_owned(),
+            resource_group: resource_group.to_ascii_lowercase(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: String,
+    pub seq: i64,
+    pub subscription: String,
+    /// As its creator wrote it.
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    /// Secrets removed.
+    pub spec: GroupSpec,
+    pub requests: Size,
+    pub fqdn: Option<String>,
+    pub generation: i64,
+    pub desired: Desired,
+    pub provisioning_state: String,
+    pub node_id: Option<String>,
+    /// The node's last report, if any.
+    pub status: Option<berth_proto::node::GroupStatus>,
+    pub events: Vec<GroupEvent>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What the store needs to create a group.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub id: String,
+    pub key: GroupKey,
+    pub resource_group_as: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    pub spec: GroupSpec,
+    pub sealed_spec: Vec<u8>,
+    pub fqdn: Option<String>,
+    pub now_ms: i64,
+    pub operation_id: String,
+    pub resource_id: String,
+}
+
+/// A group waiting for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGroup {
+    pub id: String,
+    pub os_type: OsType,
+    pub requests: Size,
+    pub generation: i64,
+    /// The last scheduling event's message, so an unchanged reason is not rewritten every round.
+    pub last_reason: Option<String>,
+}
+
+/// A decision of the scheduler, to be committed with its capacity reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub group_id: String,
+    pub node_id: String,
+    pub requests: Size,
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRecord {
+    pub id: String,
+    pub subscription: String,
+    pub group_id: String,
+    pub resource_id: String,
+    pub kind: String,
+    pub generation: i64,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+}
+
+/// What changed when a node's report was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// Stored; the group's provisioning state is now this.
+    Applied { provisioning_state: String },
+    /// The group is not assigned to this node, or the report is about an older generation.
+    Ignored,
+}
+
+/// The state store. SQLite is the embedded default; PostgreSQL follows with the same schema.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- tokens ----
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn count_tokens(&self) -> Result<i64>;
+    async fn insert_join_token(&self, id: &str, secret_hash: &str, uses: u32, expires_ms: i64, now_ms: i64) -> Result<()>;
+
+    // ---- nodes ----
+    /// Consumes one use of the join token and records the node, in one transaction.
+    async fn join_node(&self, token_id: &str, secret_hash: &str, node: &NodeRecord) -> Result<Result<(), JoinRefusal>>;
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
+    async fn node(&self, id: &str) -> Result<Option<NodeRecord>>;
+    /// Sets a node's readiness; NotReady also marks its groups `Unhealthy` with an event.
+    async fn set_node_status(&self, id: &str, status: NodeStatus, last_heartbeat_ms: i64) -> Result<()>;
+
+    // ---- groups ----
+    async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>>;
+    async fn group_by_id(&self, id: &str) -> Result<Option<GroupRecord>>;
+    /// Groups of a subscription (optionally one resource group) with `seq > after`, in `seq` order.
+    async fn list_groups(&self, subscription: &str, resource_group: Option<&str>, after: i64, limit: i64) -> Result<Vec<GroupRecord>>;
+    /// Inserts a new group and its create operation. `Conflict` if the name or FQDN is taken.
+    async fn create_group(&self, group: &NewGroup) -> Result<()>;
+    /// Replaces the spec of an existing group in place (same node, same capacity), bumping its generation.
+    async fn update_group(&self, id: &str, spec: &GroupSpec, sealed: &[u8], tags: &BTreeMap<String, String>, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()>;
+    /// Deletes the group, releasing its capacity; returns the node it was on.
+    async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>>;
+    /// Stops the group: releases capacity, unassigns it, cancels pending operations.
+    async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
+    /// Starts a stopped group again (back to the scheduler) with a new generation.
+    async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    /// Restarts a running group in place with a new generation.
+    async fn restart_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    /// The whole spec, secrets included, for the agent.
+    async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    /// Groups assigned to a node.
+    async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>>;
+    /// Counts a subscription's groups and requested CPU (for usages).
+    async fn usage(&self, subscription: &str) -> Result<(i64, Size)>;
+
+    // ---- scheduling ----
+    async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>>;
+    /// Commits placements, each with its capacity reservation; returns the ones that held (a node
+    /// that filled up or went NotReady meanwhile, or a group deleted meanwhile, drops out).
+    async fn commit_placements(&self, placements: &[Placement], now_ms: i64) -> Result<Vec<Placement>>;
+    /// Adds or refreshes an event on a group.
+    async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()>;
+    /// Fails a group that can never be placed.
+    async fn fail_group(&self, group_id: &str, code: &str, message: &str, now_ms: i64) -> Result<()>;
+
+    // ---- node reports ----
+    async fn apply_status(&self, node_id: &str, status: &berth_proto::node::GroupStatus, now_ms: i64) -> Result<StatusOutcome>;
+
+    /// The node id of every placed group (for per-node counts).
+    async fn group_counts_by_node(&self) -> Result<Vec<String>>;
+
+    // ---- operations ----
+    async fn insert_operation(&self, operation: &OperationRecord) -> Result<()>;
+    async fn operation(&self, id: &str) -> Result<Option<OperationRecord>>;
+}

@@ -1,0 +1,769 @@
+//! The SQLite store: one writer connection (SQLite has one writer anyway) and a pool of readers, WAL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use berth_proto::node::{self, GroupPhase};
+use prost::Message as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+use crate::model::{GroupSpec, OsType, Size};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite, one file, WAL.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
+     g.cpu_millis, g.memory_mib, g.gpu, g.fqdn, g.generation, g.desired, g.provisioning_state, g.node_id, g.status, \
+     g.events, g.created_ms, g.updated_ms";
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and runs migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a process crash; an OS crash may lose the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", "-32768");
+        Self::with_options(options).await
+    }
+
+    /// Opens a store from a `sqlite://path` URL.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::with_options(options).await
+    }
+
+    async fn with_options(options: SqliteConnectOptions) -> Result<Self> {
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+fn node_from_row(row: &SqliteRow) -> Result<NodeRecord> {
+    let os: String = row.try_get("os_type")?;
+    let status: String = row.try_get("status")?;
+    let labels: String = row.try_get("labels")?;
+    Ok(NodeRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        os_type: OsType::parse(&os).ok_or_else(|| corrupt("nodes.os_type", &os))?,
+        capacity: Size {
+            cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
+            memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
+            gpu: row.try_get::<i64, _>("gpu")? as u32,
+        },
+        used: Size {
+            cpu_millis: row.try_get::<i64, _>("cpu_used")? as u64,
+            memory_mib: row.try_get::<i64, _>("memory_used")? as u64,
+            gpu: row.try_get::<i64, _>("gpu_used")? as u32,
+        },
+        labels: serde_json::from_str(&labels).map_err(|e| corrupt("nodes.labels", e))?,
+        agent_version: row.try_get("agent_version")?,
+        status: if status == "Ready" { NodeStatus::Ready } else { NodeStatus::NotReady },
+        last_heartbeat_ms: row.try_get("last_heartbeat_ms")?,
+        joined_ms: row.try_get("joined_ms")?,
+    })
+}
+
+fn group_from_row(row: &SqliteRow) -> Result<GroupRecord> {
+    let tags: String = row.try_get("tags")?;
+    let spec: String = row.try_get("spec")?;
+    let events: String = row.try_get("events")?;
+    let desired: String = row.try_get("desired")?;
+    let status: Option<Vec<u8>> = row.try_get("status")?;
+    Ok(GroupRecord {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        subscription: row.try_get("subscription")?,
+        resource_group: row.try_get("resource_group_as")?,
+        name: row.try_get("name")?,
+        location: row.try_get("location")?,
+        tags: serde_json::from_str(&tags).map_err(|e| corrupt("groups.tags", e))?,
+        spec: serde_json::from_str::<GroupSpec>(&spec).map_err(|e| corrupt("groups.spec", e))?,
+        requests: Size {
+            cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
+            memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
+            gpu: row.try_get::<i64, _>("gpu")? as u32,
+        },
+        fqdn: row.try_get("fqdn")?,
+        generation: row.try_get("generation")?,
+        desired: if desired == "Stopped" { Desired::Stopped } else { Desired::Running },
+        provisioning_state: row.try_get("provisioning_state")?,
+        node_id: row.try_get("node_id")?,
+        status: match status {
+            Some(bytes) => Some(node::GroupStatus::decode(bytes.as_slice()).map_err(|e| corrupt("groups.status", e))?),
+            None => None,
+        },
+        events: serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+    })
+}
+
+fn operation_from_row(row: &SqliteRow) -> Result<OperationRecord> {
+    Ok(OperationRecord {
+        id: row.try_get("id")?,
+        subscription: row.try_get("subscription")?,
+        group_id: row.try_get("group_id")?,
+        resource_id: row.try_get("resource_id")?,
+        kind: row.try_get("kind")?,
+        generation: row.try_get("generation")?,
+        status: row.try_get("status")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        started_ms: row.try_get("started_ms")?,
+        ended_ms: row.try_get("ended_ms")?,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data types always serialise to JSON")
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+async fn insert_operation(conn: &mut sqlx::SqliteConnection, op: &OperationRecord) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO operations (id, subscription, group_id, resource_id, kind, generation, status, error_code, \
+         error_message, started_ms, ended_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&op.id)
+    .bind(&op.subscription)
+    .bind(&op.group_id)
+    .bind(&op.resource_id)
+    .bind(&op.kind)
+    .bind(op.generation)
+    .bind(&op.status)
+    .bind(&op.error_code)
+    .bind(&op.error_message)
+    .bind(op.started_ms)
+    .bind(op.ended_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn finish_operations(
+    conn: &mut sqlx::SqliteConnection,
+    group_id: &str,
+    generation: i64,
+    status: &str,
+    error: Option<(&str, &str)>,
+    now_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE operations SET status = ?, error_code = ?, error_message = ?, ended_ms = ? \
+         WHERE group_id = ? AND status = 'Pending' AND generation <= ?",
+    )
+    .bind(status)
+    .bind(error.map(|e| e.0))
+    .bind(error.map(|e| e.1))
+    .bind(now_ms)
+    .bind(group_id)
+    .bind(generation)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn release(conn: &mut sqlx::SqliteConnection, node_id: &str, size: &Size) -> Result<()> {
+    sqlx::query(
+        "UPDATE nodes SET cpu_used = cpu_used - ?, memory_used = memory_used - ?, gpu_used = gpu_used - ? WHERE id = ?",
+    )
+    .bind(size.cpu_millis as i64)
+    .bind(size.memory_mib as i64)
+    .bind(i64::from(size.gpu))
+    .bind(node_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Provisioning state that a node's report implies.
+fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
+    match status.phase() {
+        GroupPhase::Pending => Some("Creating"),
+        GroupPhase::Running | GroupPhase::Succeeded => Some("Succeeded"),
+        GroupPhase::Failed => {
+            // A group whose containers ran and then failed was deployed (ACI: Succeeded, state Failed);
+            // one that never started a container failed to deploy.
+            let ran = status.containers.iter().any(|c| {
+                c.current.as_ref().is_some_and(|r| r.start_time_unix_ms > 0)
+                    || c.previous.as_ref().is_some_and(|r| r.start_time_unix_ms > 0)
+            });
+            Some(if ran { "Succeeded" } else { "Failed" })
+        }
+        GroupPhase::Stopped | GroupPhase::Removed | GroupPhase::Unspecified => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (id, hash, subscriptions, operator, created_ms) VALUES (?, ?, ?, ?, ?)")
+            .bind(&token.id)
+            .bind(&token.hash)
+            .bind(json(&token.subscriptions))
+            .bind(token.operator)
+            .bind(token.created_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query("SELECT id, hash, subscriptions, operator, created_ms FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            let subs: String = row.try_get("subscriptions")?;
+            Ok(TokenRecord {
+                id: row.try_get("id")?,
+                hash: row.try_get("hash")?,
+                subscriptions: serde_json::from_str(&subs).map_err(|e| corrupt("tokens.subscriptions", e))?,
+                operator: row.try_get("operator")?,
+                created_ms: row.try_get("created_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn count_tokens(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.reader).await?)
+    }
+
+    async fn insert_join_token(&self, id: &str, secret_hash: &str, uses: u32, expires_ms: i64, now_ms: i64) -> Result<()> {
+        sqlx::query("INSERT INTO join_tokens (id, secret_hash, uses_left, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(secret_hash)
+            .bind(i64::from(uses))
+            .bind(expires_ms)
+            .bind(now_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn join_node(&self, token_id: &str, secret_hash: &str, node: &NodeRecord) -> Result<Result<(), JoinRefusal>> {
+        let mut tx = self.writer.begin().await?;
+        let used = sqlx::query(
+            "UPDATE join_tokens SET uses_left = uses_left - 1 \
+             WHERE id = ? AND secret_hash = ? AND uses_left > 0 AND expires_ms > ?",
+        )
+        .bind(token_id)
+        .bind(secret_hash)
+        .bind(node.joined_ms)
+        .execute(&mut *tx)
+        .await?;
+        if used.rows_affected() != 1 {
+            return Ok(Err(JoinRefusal::InvalidToken));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO nodes (id, name, os_type, cpu_millis, memory_mib, gpu, labels, agent_version, status, \
+             last_heartbeat_ms, joined_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&node.id)
+        .bind(&node.name)
+        .bind(node.os_type.as_str())
+        .bind(node.capacity.cpu_millis as i64)
+        .bind(node.capacity.memory_mib as i64)
+        .bind(i64::from(node.capacity.gpu))
+        .bind(json(&node.labels))
+        .bind(&node.agent_version)
+        .bind(node.status.as_str())
+        .bind(node.last_heartbeat_ms)
+        .bind(node.joined_ms)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if is_unique_violation(&err) => return Ok(Err(JoinRefusal::NameTaken)),
+            Err(err) => return Err(err.into()),
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY name").fetch_all(&self.reader).await?;
+        rows.iter().map(node_from_row).collect()
+    }
+
+    async fn node(&self, id: &str) -> Result<Option<NodeRecord>> {
+        let row = sqlx::query("SELECT * FROM nodes WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        row.as_ref().map(node_from_row).transpose()
+    }
+
+    async fn set_node_status(&self, id: &str, status: NodeStatus, last_heartbeat_ms: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE nodes SET status = ?, last_heartbeat_ms = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(last_heartbeat_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if status == NodeStatus::NotReady {
+            sqlx::query(
+                "UPDATE groups SET provisioning_state = 'Unhealthy', updated_ms = ? WHERE node_id = ? AND desired = 'Running'",
+            )
+            .bind(last_heartbeat_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>> {
+        let sql = format!(
+            "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.subscription = ? AND g.resource_group = ? AND g.name = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&key.subscription)
+            .bind(&key.resource_group)
+            .bind(&key.name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn group_by_id(&self, id: &str) -> Result<Option<GroupRecord>> {
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.reader).await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn list_groups(&self, subscription: &str, resource_group: Option<&str>, after: i64, limit: i64) -> Result<Vec<GroupRecord>> {
+        let rows = match resource_group {
+            Some(rg) => {
+                let sql = format!(
+                    "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.subscription = ? AND g.resource_group = ? AND g.seq > ? \
+                     ORDER BY g.seq LIMIT ?"
+                );
+                sqlx::query(&sql)
+                    .bind(subscription)
+                    .bind(rg.to_ascii_lowercase())
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.subscription = ? AND g.seq > ? ORDER BY g.seq LIMIT ?"
+                );
+                sqlx::query(&sql).bind(subscription).bind(after).bind(limit).fetch_all(&self.reader).await?
+            }
+        };
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn create_group(&self, g: &NewGroup) -> Result<()> {
+        let requests = g.spec.requests();
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO groups (id, seq, subscription, resource_group, resource_group_as, name, location, tags, spec, \
+             sealed_spec, os_type, cpu_millis, memory_mib, gpu, fqdn, generation, desired, provisioning_state, node_id, \
+             status, events, created_ms, updated_ms) \
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM groups), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
+             'Running', 'Pending', NULL, NULL, '[]', ?, ?)",
+        )
+        .bind(&g.id)
+        .bind(&g.key.subscription)
+        .bind(&g.key.resource_group)
+        .bind(&g.resource_group_as)
+        .bind(&g.key.name)
+        .bind(&g.location)
+        .bind(json(&g.tags))
+        .bind(json(&g.spec.redacted()))
+        .bind(&g.sealed_spec)
+        .bind(g.spec.os_type.as_str())
+        .bind(requests.cpu_millis as i64)
+        .bind(requests.memory_mib as i64)
+        .bind(i64::from(requests.gpu))
+        .bind(&g.fqdn)
+        .bind(g.now_ms)
+        .bind(g.now_ms)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if is_unique_violation(&err) => {
+                let msg = err.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default();
+                let what = if msg.contains("fqdn") { "fqdn" } else { "name" };
+                return Err(StoreError::Conflict(what.to_owned()));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let op = OperationRecord {
+            id: g.operation_id.clone(),
+            subscription: g.key.subscription.clone(),
+            group_id: g.id.clone(),
+            resource_id: g.resource_id.clone(),
+            kind: "create".to_owned(),
+            generation: 1,
+            status: "Pending".to_owned(),
+            error_code: None,
+            error_message: None,
+            started_ms: g.now_ms,
+            ended_ms: None,
+        };
+        insert_operation(&mut tx, &op).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        sealed: &[u8],
+        tags: &BTreeMap<String, String>,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE groups SET spec = ?, sealed_spec = ?, tags = ?, generation = generation + 1, \
+             provisioning_state = CASE WHEN desired = 'Running' THEN 'Updating' ELSE provisioning_state END, \
+             updated_ms = ? WHERE id = ? RETURNING generation",
+        )
+        .bind(json(&spec.redacted()))
+        .bind(sealed)
+        .bind(json(tags))
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE groups SET tags = ?, updated_ms = ? WHERE id = ?")
+            .bind(json(tags))
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let group = group_from_row(&row)?;
+        if let Some(node) = &group.node_id {
+            release(&mut tx, node, &group.requests).await?;
+        }
+        sqlx::query("UPDATE operations SET status = 'Canceled', ended_ms = ? WHERE group_id = ? AND status = 'Pending'")
+            .bind(group.updated_ms.max(0))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(group))
+    }
+
+    async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let group = group_from_row(&row)?;
+        if let Some(node) = &group.node_id {
+            release(&mut tx, node, &group.requests).await?;
+        }
+        sqlx::query(
+            "UPDATE groups SET desired = 'Stopped', node_id = NULL, provisioning_state = 'Succeeded', updated_ms = ? \
+             WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE operations SET status = 'Canceled', ended_ms = ? WHERE group_id = ? AND status = 'Pending'")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(group))
+    }
+
+    async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE groups SET desired = 'Running', node_id = NULL, status = NULL, generation = generation + 1, \
+             provisioning_state = 'Pending', events = '[]', updated_ms = ? WHERE id = ? RETURNING generation",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn restart_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE groups SET generation = generation + 1, \
+             provisioning_state = CASE WHEN node_id IS NULL THEN provisioning_state ELSE 'Pending' END, \
+             updated_ms = ? WHERE id = ? RETURNING generation",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT sealed_spec FROM groups WHERE id = ?").bind(id).fetch_optional(&self.reader).await?)
+    }
+
+    async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>> {
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.node_id = ? ORDER BY g.seq");
+        let rows = sqlx::query(&sql).bind(node_id).fetch_all(&self.reader).await?;
+        rows.iter().map(group_from_row).collect()
+    }
+
+    async fn usage(&self, subscription: &str) -> Result<(i64, Size)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu, COALESCE(SUM(memory_mib), 0) AS mem, \
+             COALESCE(SUM(gpu), 0) AS gpu FROM groups WHERE subscription = ?",
+        )
+        .bind(subscription)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((
+            row.try_get("n")?,
+            Size {
+                cpu_millis: row.try_get::<i64, _>("cpu")? as u64,
+                memory_mib: row.try_get::<i64, _>("mem")? as u64,
+                gpu: row.try_get::<i64, _>("gpu")? as u32,
+            },
+        ))
+    }
+
+    async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>> {
+        let rows = sqlx::query(
+            "SELECT id, os_type, cpu_millis, memory_mib, gpu, generation, events FROM groups \
+             WHERE node_id IS NULL AND desired = 'Running' AND provisioning_state != 'Failed' ORDER BY seq LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let os: String = row.try_get("os_type")?;
+                let events: String = row.try_get("events")?;
+                let events: Vec<GroupEvent> = serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
+                Ok(PendingGroup {
+                    id: row.try_get("id")?,
+                    os_type: OsType::parse(&os).ok_or_else(|| corrupt("groups.os_type", &os))?,
+                    requests: Size {
+                        cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
+                        memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
+                        gpu: row.try_get::<i64, _>("gpu")? as u32,
+                    },
+                    generation: row.try_get("generation")?,
+                    last_reason: events.iter().rev().find(|e| e.name == "FailedScheduling").map(|e| e.message.clone()),
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_placements(&self, placements: &[Placement], now_ms: i64) -> Result<Vec<Placement>> {
+        let mut committed = Vec::with_capacity(placements.len());
+        let mut tx = self.writer.begin().await?;
+        for p in placements {
+            // One savepoint per placement: a placement that no longer holds rolls back alone.
+            let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+            let reserved = sqlx::query(
+                "UPDATE nodes SET cpu_used = cpu_used + ?1, memory_used = memory_used + ?2, gpu_used = gpu_used + ?3 \
+                 WHERE id = ?4 AND status = 'Ready' AND cpu_used + ?1 <= cpu_millis AND memory_used + ?2 <= memory_mib \
+                 AND gpu_used + ?3 <= gpu",
+            )
+            .bind(p.requests.cpu_millis as i64)
+            .bind(p.requests.memory_mib as i64)
+            .bind(i64::from(p.requests.gpu))
+            .bind(&p.node_id)
+            .execute(&mut *sp)
+            .await?;
+            if reserved.rows_affected() != 1 {
+                sp.rollback().await?;
+                continue;
+            }
+            let assigned = sqlx::query(
+                "UPDATE groups SET node_id = ?, provisioning_state = 'Creating', events = '[]', updated_ms = ? \
+                 WHERE id = ? AND node_id IS NULL AND desired = 'Running' AND generation = ?",
+            )
+            .bind(&p.node_id)
+            .bind(now_ms)
+            .bind(&p.group_id)
+            .bind(p.generation)
+            .execute(&mut *sp)
+            .await?;
+            if assigned.rows_affected() != 1 {
+                sp.rollback().await?;
+                continue;
+            }
+            sp.commit().await?;
+            committed.push(p.clone());
+        }
+        tx.commit().await?;
+        Ok(committed)
+    }
+
+    async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let Some(events) = sqlx::query_scalar::<_, String>("SELECT events FROM groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(());
+        };
+        let mut events: Vec<GroupEvent> = serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
+        match events.iter_mut().find(|e| e.name == event.name) {
+            Some(existing) => {
+                existing.count += 1;
+                existing.last_ms = event.last_ms;
+                existing.message = event.message;
+                existing.kind = event.kind;
+            }
+            None => events.push(event),
+        }
+        sqlx::query("UPDATE groups SET events = ? WHERE id = ?")
+            .bind(json(&events))
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fail_group(&self, group_id: &str, code: &str, message: &str, now_ms: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let generation: Option<i64> = sqlx::query_scalar(
+            "UPDATE groups SET provisioning_state = 'Failed', updated_ms = ? WHERE id = ? AND node_id IS NULL \
+             RETURNING generation",
+        )
+        .bind(now_ms)
+        .bind(group_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(generation) = generation {
+            finish_operations(&mut tx, group_id, generation, "Failed", Some((code, message)), now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_status(&self, node_id: &str, status: &node::GroupStatus, now_ms: i64) -> Result<StatusOutcome> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
+            .bind(&status.group_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(StatusOutcome::Ignored) };
+        let assigned: Option<String> = row.try_get("node_id")?;
+        let generation: i64 = row.try_get("generation")?;
+        let current: String = row.try_get("provisioning_state")?;
+        if assigned.as_deref() != Some(node_id) || (status.generation as i64) < generation {
+            return Ok(StatusOutcome::Ignored);
+        }
+        let provisioning = provisioning_for(status).map(str::to_owned).unwrap_or(current);
+        sqlx::query("UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?")
+            .bind(status.encode_to_vec())
+            .bind(&provisioning)
+            .bind(now_ms)
+            .bind(&status.group_id)
+            .execute(&mut *tx)
+            .await?;
+        match provisioning.as_str() {
+            "Succeeded" => finish_operations(&mut tx, &status.group_id, generation, "Succeeded", None, now_ms).await?,
+            "Failed" => {
+                let message = status
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.events.iter())
+                    .chain(status.events.iter())
+                    .rfind(|e| e.r#type == "Warning")
+                    .map(|e| e.message.clone())
+                    .unwrap_or_else(|| "The container group failed to start.".to_owned());
+                finish_operations(
+                    &mut tx,
+                    &status.group_id,
+                    generation,
+                    "Failed",
+                    Some(("ContainerGroupDeploymentFailed", &message)),
+                    now_ms,
+                )
+                .await?
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        Ok(StatusOutcome::Applied { provisioning_state: provisioning })
+    }
+
+    async fn group_counts_by_node(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT node_id FROM groups WHERE node_id IS NOT NULL").fetch_all(&self.reader).await?)
+    }
+
+    async fn insert_operation(&self, operation: &OperationRecord) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        insert_operation(&mut conn, operation).await
+    }
+
+    async fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
+        let row = sqlx::query("SELECT * FROM operations WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        row.as_ref().map(operation_from_row).transpose()
+    }
+}

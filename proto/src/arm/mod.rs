@@ -1,0 +1,190 @@
+//! ACI's ARM JSON, as `Microsoft.ContainerInstance` api-version 2023-05-01 writes it.
+//!
+//! Every field is optional here, on purpose: these types carry what a client *sent*, and the apiserver's
+//! validation decides what is missing or wrong and names the field in its error. Enum-like values stay
+//! strings for the same reason (ACI accepts `"linux"` and echoes `"Linux"`). Unknown fields are refused
+//! by `deny_unknown_fields` so nothing a client asks for is silently dropped; read-only fields that a
+//! client may echo back from a GET (`instanceView`, `provisioningState`, `fqdn`, …) are accepted and
+//! ignored on input.
+//!
+//! Older api-versions that ACI's YAML files name are a subset of this shape, so one set of types serves
+//! them all ([`API_VERSIONS`]).
+
+mod group;
+
+pub use group::*;
+
+use serde::{Deserialize, Serialize};
+
+/// The api-version the apiserver speaks natively (what `az` 2.48+ and the Python SDK 10.x send).
+pub const API_VERSION: &str = "2023-05-01";
+
+/// The api-version ACI puts in `Azure-AsyncOperation` URLs whatever the request used.
+pub const ASYNC_OPERATION_API_VERSION: &str = "2018-06-01";
+
+/// Every api-version accepted on container-group routes. Older ones are accepted because YAML files in
+/// the wild name them (`apiVersion: 2018-10-01`); unknown ones are refused as ARM does.
+pub const API_VERSIONS: &[&str] = &[
+    "2017-08-01-preview",
+    "2017-10-01-preview",
+    "2017-12-01-preview",
+    "2018-02-01-preview",
+    "2018-04-01",
+    "2018-06-01",
+    "2018-07-01",
+    "2018-09-01",
+    "2018-10-01",
+    "2019-12-01",
+    "2020-11-01",
+    "2021-03-01",
+    "2021-07-01",
+    "2021-09-01",
+    "2021-10-01",
+    "2022-09-01",
+    "2023-05-01",
+];
+
+/// ARM's `CloudError`: the body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudError {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorBody>,
+}
+
+/// A page of a list: `{"value":[...],"nextLink":"..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResult<T> {
+    pub value: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+/// The body of the `Azure-AsyncOperation` status monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub id: String,
+    pub name: String,
+    /// `Pending`, `Succeeded`, `Failed` or `Canceled`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<OperationProperties>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationProperties {
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+/// `PATCH` body: tags only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsPatch {
+    #[serde(default)]
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `POST …/exec` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerExecRequest {
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub terminal_size: Option<TerminalSize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSize {
+    #[serde(default)]
+    pub rows: Option<i64>,
+    #[serde(default)]
+    pub cols: Option<i64>,
+}
+
+/// `POST …/exec` and `…/attach` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerExecResponse {
+    pub web_socket_uri: String,
+    pub password: String,
+}
+
+/// `GET …/logs` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    pub content: String,
+}
+
+/// One row of `GET …/locations/{loc}/usages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub id: String,
+    pub unit: String,
+    pub current_value: i64,
+    pub limit: i64,
+    pub name: UsageName,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageName {
+    pub value: String,
+    pub localized_value: String,
+}
+
+/// One row of `GET …/locations/{loc}/capabilities`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capability {
+    pub resource_type: String,
+    pub os_type: String,
+    pub location: String,
+    pub ip_address_type: String,
+    pub gpu: String,
+    pub capabilities: CapabilityLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityLimits {
+    pub max_memory_in_gb: f64,
+    pub max_cpu: f64,
+    pub max_gpu_count: f64,
+}
+
+/// One row of `GET /providers/Microsoft.ContainerInstance/operations`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub name: String,
+    pub display: OperationDisplay,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationDisplay {
+    pub provider: String,
+    pub resource: String,
+    pub operation: String,
+    pub description: String,
+}
