@@ -20,15 +20,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ArmJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let RawBody(body) = RawBody::from_request(request, state).await?;
+        parse(&body).map(ArmJson)
+    }
+}
+
+/// The raw body, at most `--max-body-bytes`; a larger one is a 413 in ACI's shape.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
-        let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+        axum::body::to_bytes(request.into_body(), limit).await.map(RawBody).map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
                 format!("The request body is larger than the limit of {limit} bytes."),
             )
-        })?;
-        parse(&body).map(ArmJson)
+        })
     }
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,7 @@ use axum::Json;
 use berth_proto::arm;
 use sha2::{Digest as _, Sha256};
 
-use super::extract::{ArmJson, api_version, parse};
+use super::extract::{ArmJson, RawBody, api_version, parse};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{GroupSpec, cpu_cores, memory_gb};
@@ -128,19 +127,12 @@ pub(super) async fn put(
     Path((sub, rg, name)): GroupPath,
     Query(query): Q,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let version = admit(&principal, &sub, &query)?;
     validate::subscription(&sub)?;
     validate::resource_group(&rg)?;
     validate::group_name(&name)?;
-    if body.len() > state.config.max_body_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            format!("The request body is larger than the limit of {} bytes.", state.config.max_body_bytes),
-        ));
-    }
     let body: arm::ContainerGroup = parse(&body)?;
     let valid = validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
     let requests = valid.spec.requests();

@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(request_id))
+        // Bodies are limited by `RawBody`, which answers in ACI's shape.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 

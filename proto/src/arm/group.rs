@@ -150,6 +150,7 @@ pub struct ResourceRequirements {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceRequests {
+    #[serde(rename = "memoryInGB")]
     pub memory_in_gb: Option<f64>,
     pub cpu: Option<f64>,
     pub gpu: Option<GpuResource>,

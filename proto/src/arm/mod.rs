@@ -167,6 +167,7 @@ pub struct Capability {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CapabilityLimits {
+    #[serde(rename = "maxMemoryInGB")]
     pub max_memory_in_gb: f64,
     pub max_cpu: f64,
     pub max_gpu_count: f64,

@@ -1,0 +1,250 @@
+//! Starting clusters for tests and talking to them as a client would.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use berth_apiserver::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const SUB: &str = "00000000-0000-0000-0000-00000000000a";
+pub const OTHER_SUB: &str = "00000000-0000-0000-0000-00000000000b";
+
+/// A running apiserver in its own temp dir.
+pub struct Cluster {
+    running: Option<berth_apiserver::Running>,
+    dir: Option<tempfile::TempDir>,
+    pub config: Config,
+    pub operator: String,
+    pub base: String,
+    pub ca_pem: String,
+    pub ca_hash: String,
+    pub node_addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn loopback_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::with_data_dir(dir);
+    config.listen = "127.0.0.1:0".parse().expect("literal address");
+    config.node_listen = "127.0.0.1:0".parse().expect("literal address");
+    config
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = loopback_config(dir.path());
+        tweak(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let running = berth_apiserver::start(config.clone(), shutdown.clone()).await.expect("apiserver starts");
+        let operator = match &running.initial_operator_token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string(dir.path().join("operator.token")).expect("operator token file"),
+        };
+        Self {
+            base: format!("https://localhost:{}", running.https_addr.port()),
+            ca_pem: running.ca_pem.clone(),
+            ca_hash: running.ca_hash.clone(),
+            node_addr: running.node_addr,
+            operator,
+            running: Some(running),
+            dir: Some(dir),
+            config,
+            shutdown,
+        }
+    }
+
+    /// Stops the apiserver (waiting for it) and starts it again on the same data dir and ports.
+    pub async fn restart(mut self) -> Self {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await;
+        }
+        let dir = self.dir.take().expect("dir kept until drop");
+        let mut config = self.config.clone();
+        config.listen = format!("127.0.0.1:{}", self.base.rsplit(':').next().expect("port")).parse().expect("addr");
+        config.node_listen = self.node_addr;
+        Self::start_in(dir, config).await
+    }
+
+    pub fn state(&self) -> &berth_apiserver::AppState {
+        &self.running.as_ref().expect("running").state
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().expect("dir kept until drop").path()
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api::new(&self.base, &self.ca_pem, token)
+    }
+
+    pub fn operator_api(&self) -> Api {
+        self.api(&self.operator)
+    }
+
+    /// A tenant token for `subs`.
+    pub async fn tenant(&self, subs: &[&str]) -> Api {
+        let (status, body) = self
+            .operator_api()
+            .call(Method::POST, "/admin/v1/tokens", Some(json!({"subscriptions": subs})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.api(body["token"].as_str().expect("token in answer"))
+    }
+
+    pub async fn join_token(&self, uses: u32) -> String {
+        let (status, body) = self.operator_api().call(Method::POST, "/admin/v1/join-tokens", Some(json!({"uses": uses}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn node_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.node_addr.port())
+    }
+}
+
+/// A REST client as a user holds it: endpoint, CA, token.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn new(base: &str, ca_pem: &str, token: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM"))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Self { client, base: base.to_owned(), token: token.to_owned() }
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.base) };
+        let mut req = self.client.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        (status, headers, value)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, _, value) = self.raw(method, path, body.map(|b| serde_json::to_vec(&b).expect("json"))).await;
+        (status, value)
+    }
+
+    pub async fn put_group(&self, sub: &str, rg: &str, name: &str, body: &Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.raw(Method::PUT, &group_path(sub, rg, name), Some(serde_json::to_vec(body).expect("json"))).await
+    }
+
+    pub async fn get_group(&self, sub: &str, rg: &str, name: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, &group_path(sub, rg, name), None).await
+    }
+
+    /// Polls GET until `check` holds (or panics after `secs`).
+    pub async fn wait_group(&self, sub: &str, rg: &str, name: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.get_group(sub, rg, name).await;
+            if status == StatusCode::OK && check(&body) {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "group {name} never reached the expected state: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn group_path(sub: &str, rg: &str, name: &str) -> String {
+    format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}?api-version=2023-05-01")
+}
+
+/// A valid one-container Linux group with a public port.
+pub fn group_body() -> Value {
+    json!({
+        "location": "local",
+        "properties": {
+            "osType": "Linux",
+            "containers": [{
+                "name": "web",
+                "properties": {
+                    "image": "registry.local/busybox:1",
+                    "ports": [{"port": 80}],
+                    "resources": {"requests": {"cpu": 1.0, "memoryInGB": 1.5}}
+                }
+            }],
+            "ipAddress": {"type": "Public", "ports": [{"port": 80, "protocol": "TCP"}]}
+        }
+    })
+}
+
+/// One apiserver shared by the tests that need no nodes (validation): started once, on its own
+/// runtime in its own thread, alive until the test binary exits.
+pub struct Shared {
+    pub base: String,
+    pub ca_pem: String,
+    pub operator: String,
+    pub tenant: String,
+}
+
+pub static SHARED: LazyLock<Arc<Shared>> = LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let cluster = Cluster::start().await;
+            let tenant = cluster.tenant(&[SUB]).await;
+            tx.send(Arc::new(Shared {
+                base: cluster.base.clone(),
+                ca_pem: cluster.ca_pem.clone(),
+                operator: cluster.operator.clone(),
+                tenant: tenant.token().to_owned(),
+            }))
+            .expect("test thread waits");
+            std::future::pending::<()>().await;
+            drop(cluster);
+        });
+    });
+    rx.recv().expect("shared cluster starts")
+});
+
+impl Shared {
+    pub fn tenant_api() -> Api {
+        let s = SHARED.clone();
+        Api::new(&s.base, &s.ca_pem, &s.tenant)
+    }
+
+    pub fn operator_api() -> Api {
+        let s = SHARED.clone();
+        Api::new(&s.base, &s.ca_pem, &s.operator)
+    }
+}
