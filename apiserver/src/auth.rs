@@ -29,7 +29,8 @@ pub struct Principal {
 impl Principal {
     /// Whether this caller may see `subscription` (compared without case, as ARM does).
     pub fn can_see(&self, subscription: &str) -> bool {
-        self.subscriptions.contains(&subscription.to_ascii_lowercase())
+        self.subscriptions
+            .contains(&subscription.to_ascii_lowercase())
     }
 
     pub fn require_operator(&self) -> Result<(), ApiError> {
@@ -50,14 +51,20 @@ pub fn hash(token: &str) -> String {
 }
 
 fn random(len: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// Random lower-case alphanumerics (join tokens use kubeadm's alphabet).
 pub fn random_lower(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..len).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect()
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 /// Issues tokens and authenticates requests.
@@ -74,17 +81,28 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, cache: Mutex::default() }
+        Self {
+            store,
+            cache: Mutex::default(),
+        }
     }
 
     /// Makes a token, stores its hash, and returns the token (the only time it exists in clear).
-    pub async fn issue(&self, subscriptions: &[String], operator: bool, now_ms: i64) -> Result<String, StoreError> {
+    pub async fn issue(
+        &self,
+        subscriptions: &[String],
+        operator: bool,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
         let id = random_lower(12);
         let token = format!("berth_{id}_{}", random(40));
         let record = TokenRecord {
             id,
             hash: hash(&token),
-            subscriptions: subscriptions.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            subscriptions: subscriptions
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
             operator,
             created_ms: now_ms,
         };
@@ -94,16 +112,26 @@ impl Authenticator {
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
         let hash = hash(token);
-        if let Some(p) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+        if let Some(p) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+        {
             return Ok(Some(p.clone()));
         }
-        let Some(record) = self.store.token_by_hash(&hash).await? else { return Ok(None) };
+        let Some(record) = self.store.token_by_hash(&hash).await? else {
+            return Ok(None);
+        };
         let principal = Principal {
             token_id: record.id,
             subscriptions: record.subscriptions.into_iter().collect(),
             operator: record.operator,
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, principal.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, principal.clone());
         Ok(Some(principal))
     }
 }
@@ -111,14 +139,20 @@ impl Authenticator {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is missing.",
-            )
-        })?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "AuthenticationFailed",
+                    "Authentication failed. The 'Authorization' header is missing.",
+                )
+            })?;
         let token = header
             .to_str()
             .ok()
@@ -133,7 +167,11 @@ impl FromRequestParts<AppState> for Principal {
                 )
             })?;
         state.auth.authenticate(token).await?.ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "The access token is invalid.")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "The access token is invalid.",
+            )
         })
     }
 }

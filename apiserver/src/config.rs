@@ -11,7 +11,11 @@ use crate::scheduler::Policy;
 
 /// Flags of `berth-apiserver`. Every one may also be set in the `--config` file (same name, snake_case).
 #[derive(Debug, Default, Parser)]
-#[command(name = "berth-apiserver", version, about = "Berth's control plane: the ACI-compatible API, scheduler and node gateway")]
+#[command(
+    name = "berth-apiserver",
+    version,
+    about = "Berth's control plane: the ACI-compatible API, scheduler and node gateway"
+)]
 pub struct Flags {
     /// TOML file with any of the settings below.
     #[arg(long, env = "BERTH_APISERVER_CONFIG")]
@@ -150,12 +154,21 @@ pub struct Config {
 impl Config {
     /// Defaults for everything, with data under `data_dir`.
     pub fn with_data_dir(data_dir: &Path) -> Self {
-        Self::resolve(Flags { data_dir: Some(data_dir.to_owned()), ..Flags::default() }, FileConfig::default())
+        Self::resolve(
+            Flags {
+                data_dir: Some(data_dir.to_owned()),
+                ..Flags::default()
+            },
+            FileConfig::default(),
+        )
     }
 
     /// Flag beats file beats default.
     pub fn resolve(flags: Flags, file: FileConfig) -> Self {
-        let data_dir = flags.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(".berth/apiserver"));
+        let data_dir = flags
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(".berth/apiserver"));
         let store = flags
             .store
             .or(file.store)
@@ -163,24 +176,59 @@ impl Config {
         let mut tls_san = file.tls_san;
         tls_san.extend(flags.tls_san);
         Self {
-            listen: flags.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
-            node_listen: flags.node_listen.or(file.node_listen).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8444))),
+            listen: flags
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+            node_listen: flags
+                .node_listen
+                .or(file.node_listen)
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8444))),
             store,
-            region: crate::validate::normalize_location(&flags.region.or(file.region).unwrap_or_else(|| "local".to_owned())),
-            dns_zone: flags.dns_zone.or(file.dns_zone).unwrap_or_else(|| "berth.internal".to_owned()),
+            region: crate::validate::normalize_location(
+                &flags
+                    .region
+                    .or(file.region)
+                    .unwrap_or_else(|| "local".to_owned()),
+            ),
+            dns_zone: flags
+                .dns_zone
+                .or(file.dns_zone)
+                .unwrap_or_else(|| "berth.internal".to_owned()),
             tls_san,
-            ca: flags.ca_cert.zip(flags.ca_key).or(file.ca_cert.zip(file.ca_key)),
-            tls: flags.tls_cert.zip(flags.tls_key).or(file.tls_cert.zip(file.tls_key)),
-            node_timeout_secs: flags.node_timeout_secs.or(file.node_timeout_secs).unwrap_or(40),
-            heartbeat_interval_ms: flags.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(5000),
+            ca: flags
+                .ca_cert
+                .zip(flags.ca_key)
+                .or(file.ca_cert.zip(file.ca_key)),
+            tls: flags
+                .tls_cert
+                .zip(flags.tls_key)
+                .or(file.tls_cert.zip(file.tls_key)),
+            node_timeout_secs: flags
+                .node_timeout_secs
+                .or(file.node_timeout_secs)
+                .unwrap_or(40),
+            heartbeat_interval_ms: flags
+                .heartbeat_interval_ms
+                .or(file.heartbeat_interval_ms)
+                .unwrap_or(5000),
             placement: flags.placement.or(file.placement).unwrap_or(Policy::Pack),
             page_size: flags.page_size.or(file.page_size).unwrap_or(100).max(1),
-            max_group_cpu_millis: (flags.max_group_cpu.or(file.max_group_cpu).unwrap_or(4.0) * 1000.0).round() as u64,
-            max_group_memory_mib: (flags.max_group_memory_gb.or(file.max_group_memory_gb).unwrap_or(16.0) * 1024.0).round()
-                as u64,
+            max_group_cpu_millis: (flags.max_group_cpu.or(file.max_group_cpu).unwrap_or(4.0)
+                * 1000.0)
+                .round() as u64,
+            max_group_memory_mib: (flags
+                .max_group_memory_gb
+                .or(file.max_group_memory_gb)
+                .unwrap_or(16.0)
+                * 1024.0)
+                .round() as u64,
             allow_privileged: flags.allow_privileged || file.allow_privileged.unwrap_or(false),
             public_url: flags.public_url.or(file.public_url),
-            max_body_bytes: flags.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20),
+            max_body_bytes: flags
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(1 << 20),
             quota_groups: flags.quota_groups.or(file.quota_groups).unwrap_or(1000),
             quota_cpu_millis: flags.quota_cores.or(file.quota_cores).unwrap_or(1000) * 1000,
             data_dir,
@@ -194,8 +242,16 @@ mod tests {
 
     #[test]
     fn flags_beat_file_beats_defaults() {
-        let file = FileConfig::parse("region = \"West Europe\"\npage_size = 7\nnode_timeout_secs = 9\n").unwrap();
-        let flags = Flags::parse_from(["berth-apiserver", "--page-size", "3", "--data-dir", "/tmp/x"]);
+        let file =
+            FileConfig::parse("region = \"West Europe\"\npage_size = 7\nnode_timeout_secs = 9\n")
+                .unwrap();
+        let flags = Flags::parse_from([
+            "berth-apiserver",
+            "--page-size",
+            "3",
+            "--data-dir",
+            "/tmp/x",
+        ]);
         let config = Config::resolve(flags, file);
         assert_eq!(config.page_size, 3);
         assert_eq!(config.region, "westeurope");

@@ -18,12 +18,26 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), target: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            target: None,
+        }
     }
 
     /// 400 naming the field at fault.
-    pub fn bad_request(code: &'static str, target: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code, message: message.into(), target: Some(target.into()) }
+    pub fn bad_request(
+        code: &'static str,
+        target: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+            target: Some(target.into()),
+        }
     }
 
     pub fn with_target(mut self, target: impl Into<String>) -> Self {
@@ -73,7 +87,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -49,7 +49,9 @@ use crate::tls::{ClusterCa, ServerIdentity, TlsError};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Per-subscription quotas.
@@ -122,13 +124,22 @@ impl Running {
 /// Opens the store, loads or makes the CA and keys, binds both listeners and starts serving.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
-    let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir, config.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path())))?);
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let ca = Arc::new(ClusterCa::load_or_create(
+        &config.data_dir,
+        config.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )?);
     let identity = match &config.tls {
         Some((cert, key)) => ServerIdentity::load(cert, key)?,
         None => {
-            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let mut names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
             if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
                 let host = host.trim();
                 if !host.is_empty() {
@@ -140,7 +151,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             ServerIdentity { chain_pem, key_pem }
         }
     };
-    let secrets = Arc::new(SecretBox::load_or_create(&config.data_dir.join("secrets.key"))?);
+    let secrets = Arc::new(SecretBox::load_or_create(
+        &config.data_dir.join("secrets.key"),
+    )?);
     let store: Arc<dyn Store> = match config.store.strip_prefix("sqlite://") {
         Some(_) => Arc::new(SqliteStore::connect(&config.store).await?),
         None => return Err(StartError::StoreUrl(config.store.clone())),
@@ -148,8 +161,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let auth = Arc::new(Authenticator::new(store.clone()));
     let initial_operator_token = if store.count_tokens().await? == 0 {
-        let token = auth.issue(&[], true, now_ms()).await.map_err(StartError::Store)?;
-        tls::write_file(&config.data_dir.join("operator.token"), token.as_bytes(), true)?;
+        let token = auth
+            .issue(&[], true, now_ms())
+            .await
+            .map_err(StartError::Store)?;
+        tls::write_file(
+            &config.data_dir.join("operator.token"),
+            token.as_bytes(),
+            true,
+        )?;
         tracing::info!(path = %config.data_dir.join("operator.token").display(), "created the initial operator token");
         Some(token)
     } else {
@@ -164,20 +184,44 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         scheduler_handle.clone(),
         config.heartbeat_interval_ms,
         Duration::from_secs(config.node_timeout_secs),
+        shutdown.clone(),
     )
     .await?;
 
-    let https = TcpListener::bind(config.listen).await.map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let nodes = TcpListener::bind(config.node_listen).await.map_err(|source| StartError::Bind { addr: config.node_listen, source })?;
-    let https_addr = https.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
-    let node_addr = nodes.local_addr().map_err(|source| StartError::Bind { addr: config.node_listen, source })?;
+    let https = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let nodes = TcpListener::bind(config.node_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.node_listen,
+            source,
+        })?;
+    let https_addr = https.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let node_addr = nodes.local_addr().map_err(|source| StartError::Bind {
+        addr: config.node_listen,
+        source,
+    })?;
 
     let limits = validate::Limits {
-        max_group: Size { cpu_millis: config.max_group_cpu_millis, memory_mib: config.max_group_memory_mib, gpu: 4 },
+        max_group: Size {
+            cpu_millis: config.max_group_cpu_millis,
+            memory_mib: config.max_group_memory_mib,
+            gpu: 4,
+        },
         allow_privileged: config.allow_privileged,
         ..validate::Limits::default()
     };
-    let quota = Quota { groups: config.quota_groups, cpu_millis: config.quota_cpu_millis };
+    let quota = Quota {
+        groups: config.quota_groups,
+        cpu_millis: config.quota_cpu_millis,
+    };
     let policy = config.placement;
     let state = AppState {
         store: store.clone(),
@@ -192,10 +236,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
 
     let tasks = TaskTracker::new();
-    tasks.spawn(Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy).run(shutdown.clone()));
+    tasks.spawn(
+        Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy)
+            .run(shutdown.clone()),
+    );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));
     let grpc_tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(&identity.chain_pem, &identity.key_pem))
+        .identity(tonic::transport::Identity::from_pem(
+            &identity.chain_pem,
+            &identity.key_pem,
+        ))
         .client_ca_root(tonic::transport::Certificate::from_pem(ca.cert_pem()))
         .client_auth_optional(true);
     let grpc = tonic::transport::Server::builder()
@@ -206,13 +256,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             let shutdown = shutdown.clone();
             async move { shutdown.cancelled().await }
         });
+    let grpc_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(err) = grpc.await {
-            tracing::error!(error = %err, "node gateway stopped");
+        tokio::pin!(grpc);
+        let grace = async {
+            grpc_shutdown.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        };
+        tokio::select! {
+            result = &mut grpc => {
+                if let Err(err) = result {
+                    tracing::error!(error = %err, "node gateway stopped");
+                }
+            }
+            _ = grace => tracing::warn!("node connections still open 5 s after shutdown; closing"),
         }
     });
     let rustls_config = identity.https_config()?;
-    tasks.spawn(serve(https, rustls_config, http::service(state.clone()), shutdown.clone()));
+    tasks.spawn(serve(
+        https,
+        rustls_config,
+        http::service(state.clone()),
+        shutdown.clone(),
+    ));
     let store_for_close = store.clone();
     let closer = tasks.clone();
     tasks.spawn(async move {
@@ -224,5 +290,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     tasks.close();
     tracing::info!(%https_addr, %node_addr, ca = %ca.hash_hex(), "berth-apiserver started");
-    Ok(Running { https_addr, node_addr, initial_operator_token, ca_pem: ca.cert_pem().to_owned(), ca_hash: ca.hash_hex(), state, tasks })
+    Ok(Running {
+        https_addr,
+        node_addr,
+        initial_operator_token,
+        ca_pem: ca.cert_pem().to_owned(),
+        ca_hash: ca.hash_hex(),
+        state,
+        tasks,
+    })
 }

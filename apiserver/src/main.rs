@@ -9,13 +9,15 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn,h2=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,h2=warn".into()),
         )
         .init();
     let flags = Flags::parse();
     let file = match &flags.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("while reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("while reading {}", path.display()))?;
             FileConfig::parse(&text).with_context(|| format!("while parsing {}", path.display()))?
         }
         None => FileConfig::default(),
@@ -28,11 +30,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
-    let running = berth_apiserver::start(config, shutdown.clone()).await.context("while starting the apiserver")?;
+    let running = berth_apiserver::start(config, shutdown.clone())
+        .await
+        .context("while starting the apiserver")?;
     if let Some(token) = &running.initial_operator_token {
         tracing::info!("initial operator token: {token}");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -74,7 +74,9 @@ pub struct Size {
 
 impl Size {
     pub fn fits_in(&self, free: &Size) -> bool {
-        self.cpu_millis <= free.cpu_millis && self.memory_mib <= free.memory_mib && self.gpu <= free.gpu
+        self.cpu_millis <= free.cpu_millis
+            && self.memory_mib <= free.memory_mib
+            && self.gpu <= free.gpu
     }
 
     pub fn saturating_sub(&self, other: &Size) -> Size {
@@ -138,7 +140,9 @@ pub struct GroupSpec {
 impl GroupSpec {
     /// The whole group's request: the sum over its containers (init containers run inside it).
     pub fn requests(&self) -> Size {
-        self.containers.iter().fold(Size::default(), |sum, c| sum.add(&c.requests))
+        self.containers
+            .iter()
+            .fold(Size::default(), |sum, c| sum.add(&c.requests))
     }
 
     pub fn gpu_sku(&self) -> Option<&str> {
@@ -152,7 +156,11 @@ impl GroupSpec {
             .containers
             .iter_mut()
             .flat_map(|c| c.env.iter_mut())
-            .chain(spec.init_containers.iter_mut().flat_map(|c| c.env.iter_mut()))
+            .chain(
+                spec.init_containers
+                    .iter_mut()
+                    .flat_map(|c| c.env.iter_mut()),
+            )
         {
             if env.secure {
                 env.value = None;
@@ -168,7 +176,10 @@ impl GroupSpec {
                         value.clear();
                     }
                 }
-                VolumeSource::AzureFile { storage_account_key, .. } => *storage_account_key = None,
+                VolumeSource::AzureFile {
+                    storage_account_key,
+                    ..
+                } => *storage_account_key = None,
                 VolumeSource::EmptyDir | VolumeSource::GitRepo { .. } => {}
             }
         }
@@ -176,15 +187,29 @@ impl GroupSpec {
     }
 
     /// The assignment the node agent receives (secrets included: it travels over mutual TLS).
-    pub fn to_proto(&self, name: &str, subscription: &str, resource_group: &str, fqdn: Option<&str>) -> node::GroupSpec {
+    pub fn to_proto(
+        &self,
+        name: &str,
+        subscription: &str,
+        resource_group: &str,
+        fqdn: Option<&str>,
+    ) -> node::GroupSpec {
         node::GroupSpec {
             name: name.to_owned(),
             subscription: subscription.to_owned(),
             resource_group: resource_group.to_owned(),
             os_type: self.os_type.to_proto() as i32,
             restart_policy: self.restart_policy.as_str().to_owned(),
-            containers: self.containers.iter().map(ContainerSpec::to_proto).collect(),
-            init_containers: self.init_containers.iter().map(InitContainerSpec::to_proto).collect(),
+            containers: self
+                .containers
+                .iter()
+                .map(ContainerSpec::to_proto)
+                .collect(),
+            init_containers: self
+                .init_containers
+                .iter()
+                .map(InitContainerSpec::to_proto)
+                .collect(),
             volumes: self.volumes.iter().map(VolumeSpec::to_proto).collect(),
             registry_credentials: self
                 .registry_credentials
@@ -203,7 +228,11 @@ impl GroupSpec {
             }),
             dns_config: self.dns_config.as_ref().map(|d| node::DnsConfig {
                 name_servers: d.name_servers.clone(),
-                search_domains: d.search_domains.clone().map(|s| vec![s]).unwrap_or_default(),
+                search_domains: d
+                    .search_domains
+                    .clone()
+                    .map(|s| vec![s])
+                    .unwrap_or_default(),
                 options: d.options.clone().unwrap_or_default(),
             }),
             requests: Some(self.requests().to_proto(self.gpu_sku())),
@@ -236,11 +265,22 @@ impl ContainerSpec {
             ports: self.ports.iter().map(Port::to_proto).collect(),
             env: self.env.iter().map(EnvVar::to_proto).collect(),
             requests: Some(self.requests.to_proto(self.gpu_sku.as_deref())),
-            limits: Some(self.limits.unwrap_or(self.requests).to_proto(self.gpu_sku.as_deref())),
-            volume_mounts: self.volume_mounts.iter().map(VolumeMount::to_proto).collect(),
+            limits: Some(
+                self.limits
+                    .unwrap_or(self.requests)
+                    .to_proto(self.gpu_sku.as_deref()),
+            ),
+            volume_mounts: self
+                .volume_mounts
+                .iter()
+                .map(VolumeMount::to_proto)
+                .collect(),
             liveness_probe: self.liveness_probe.as_ref().map(Probe::to_proto),
             readiness_probe: self.readiness_probe.as_ref().map(Probe::to_proto),
-            security_context: self.security_context.as_ref().map(SecurityContext::to_proto),
+            security_context: self
+                .security_context
+                .as_ref()
+                .map(SecurityContext::to_proto),
         }
     }
 }
@@ -262,8 +302,15 @@ impl InitContainerSpec {
             image: self.image.clone(),
             command: self.command.clone(),
             env: self.env.iter().map(EnvVar::to_proto).collect(),
-            volume_mounts: self.volume_mounts.iter().map(VolumeMount::to_proto).collect(),
-            security_context: self.security_context.as_ref().map(SecurityContext::to_proto),
+            volume_mounts: self
+                .volume_mounts
+                .iter()
+                .map(VolumeMount::to_proto)
+                .collect(),
+            security_context: self
+                .security_context
+                .as_ref()
+                .map(SecurityContext::to_proto),
             ..Default::default()
         }
     }
@@ -278,7 +325,10 @@ pub struct Port {
 
 impl Port {
     fn to_proto(&self) -> node::Port {
-        node::Port { port: u32::from(self.port), protocol: self.protocol.clone() }
+        node::Port {
+            port: u32::from(self.port),
+            protocol: self.protocol.clone(),
+        }
     }
 }
 
@@ -292,7 +342,11 @@ pub struct EnvVar {
 
 impl EnvVar {
     fn to_proto(&self) -> node::EnvVar {
-        node::EnvVar { name: self.name.clone(), value: self.value.clone().unwrap_or_default(), secure: self.secure }
+        node::EnvVar {
+            name: self.name.clone(),
+            value: self.value.clone().unwrap_or_default(),
+            secure: self.secure,
+        }
     }
 }
 
@@ -305,7 +359,11 @@ pub struct VolumeMount {
 
 impl VolumeMount {
     fn to_proto(&self) -> node::VolumeMount {
-        node::VolumeMount { name: self.name.clone(), mount_path: self.mount_path.clone(), read_only: self.read_only }
+        node::VolumeMount {
+            name: self.name.clone(),
+            mount_path: self.mount_path.clone(),
+            read_only: self.read_only,
+        }
     }
 }
 
@@ -382,8 +440,14 @@ pub struct VolumeSpec {
 pub enum VolumeSource {
     EmptyDir,
     /// File name -> base64 contents (validated as base64).
-    Secret { files: BTreeMap<String, String> },
-    GitRepo { repository: String, directory: Option<String>, revision: Option<String> },
+    Secret {
+        files: BTreeMap<String, String>,
+    },
+    GitRepo {
+        repository: String,
+        directory: Option<String>,
+        revision: Option<String>,
+    },
     AzureFile {
         share_name: String,
         storage_account_name: String,
@@ -401,25 +465,37 @@ impl VolumeSpec {
                 files: files
                     .iter()
                     .map(|(name, b64)| {
-                        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default();
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .unwrap_or_default();
                         (name.clone(), bytes)
                     })
                     .collect(),
             }),
-            VolumeSource::GitRepo { repository, directory, revision } => node::volume::Source::GitRepo(node::GitRepo {
+            VolumeSource::GitRepo {
+                repository,
+                directory,
+                revision,
+            } => node::volume::Source::GitRepo(node::GitRepo {
                 repository: repository.clone(),
                 directory: directory.clone().unwrap_or_default(),
                 revision: revision.clone().unwrap_or_default(),
             }),
-            VolumeSource::AzureFile { share_name, storage_account_name, read_only, .. } => {
-                node::volume::Source::AzureFile(node::AzureFile {
-                    share_name: share_name.clone(),
-                    storage_account_name: storage_account_name.clone(),
-                    read_only: *read_only,
-                })
-            }
+            VolumeSource::AzureFile {
+                share_name,
+                storage_account_name,
+                read_only,
+                ..
+            } => node::volume::Source::AzureFile(node::AzureFile {
+                share_name: share_name.clone(),
+                storage_account_name: storage_account_name.clone(),
+                read_only: *read_only,
+            }),
         };
-        node::Volume { name: self.name.clone(), source: Some(source) }
+        node::Volume {
+            name: self.name.clone(),
+            source: Some(source),
+        }
     }
 }
 
@@ -454,7 +530,9 @@ mod tests {
 
     #[test]
     fn memory_renders_as_sent() {
-        for gb in [0.1, 0.25, 0.5, 1.0, 1.5, 3.7, 14.0, 16.0, 0.125, 0.001, 2.345] {
+        for gb in [
+            0.1, 0.25, 0.5, 1.0, 1.5, 3.7, 14.0, 16.0, 0.125, 0.001, 2.345,
+        ] {
             let mib = (gb * 1024.0_f64).round() as u64;
             assert_eq!(memory_gb(mib), gb, "{gb} GB -> {mib} MiB");
         }

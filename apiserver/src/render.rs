@@ -11,7 +11,8 @@ use crate::store::{Desired, GroupEvent, GroupRecord};
 pub fn timestamp(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub fn resource_id(subscription: &str, resource_group: &str, name: &str) -> String {
@@ -21,7 +22,13 @@ pub fn resource_id(subscription: &str, resource_group: &str, name: &str) -> Stri
 }
 
 fn ports(ports: &[Port]) -> Vec<arm::ContainerPort> {
-    ports.iter().map(|p| arm::ContainerPort { protocol: Some(p.protocol.clone()), port: Some(i64::from(p.port)) }).collect()
+    ports
+        .iter()
+        .map(|p| arm::ContainerPort {
+            protocol: Some(p.protocol.clone()),
+            port: Some(i64::from(p.port)),
+        })
+        .collect()
 }
 
 fn env(vars: &[EnvVar]) -> Vec<arm::EnvironmentVariable> {
@@ -38,7 +45,11 @@ fn env(vars: &[EnvVar]) -> Vec<arm::EnvironmentVariable> {
 fn mounts(mounts: &[VolumeMount]) -> Vec<arm::VolumeMount> {
     mounts
         .iter()
-        .map(|m| arm::VolumeMount { name: Some(m.name.clone()), mount_path: Some(m.mount_path.clone()), read_only: Some(m.read_only) })
+        .map(|m| arm::VolumeMount {
+            name: Some(m.name.clone()),
+            mount_path: Some(m.mount_path.clone()),
+            read_only: Some(m.read_only),
+        })
         .collect()
 }
 
@@ -46,19 +57,30 @@ fn size(size: &Size, sku: Option<&str>) -> arm::ResourceRequests {
     arm::ResourceRequests {
         memory_in_gb: Some(memory_gb(size.memory_mib)),
         cpu: Some(cpu_cores(size.cpu_millis)),
-        gpu: (size.gpu > 0).then(|| arm::GpuResource { count: Some(i64::from(size.gpu)), sku: sku.map(str::to_owned) }),
+        gpu: (size.gpu > 0).then(|| arm::GpuResource {
+            count: Some(i64::from(size.gpu)),
+            sku: sku.map(str::to_owned),
+        }),
     }
 }
 
 fn probe(p: &Probe) -> arm::ContainerProbe {
     arm::ContainerProbe {
-        exec: p.exec_command.as_ref().map(|c| arm::ContainerExec { command: Some(c.clone()) }),
+        exec: p.exec_command.as_ref().map(|c| arm::ContainerExec {
+            command: Some(c.clone()),
+        }),
         http_get: p.http_get.as_ref().map(|h| arm::ContainerHttpGet {
             path: h.path.clone(),
             port: Some(i64::from(h.port)),
             scheme: h.scheme.clone(),
             http_headers: (!h.headers.is_empty()).then(|| {
-                h.headers.iter().map(|(n, v)| arm::HttpHeader { name: Some(n.clone()), value: Some(v.clone()) }).collect()
+                h.headers
+                    .iter()
+                    .map(|(n, v)| arm::HttpHeader {
+                        name: Some(n.clone()),
+                        value: Some(v.clone()),
+                    })
+                    .collect()
             }),
         }),
         initial_delay_seconds: p.initial_delay_seconds.map(i64::from),
@@ -73,8 +95,12 @@ fn security(s: &SecurityContext) -> arm::SecurityContext {
     arm::SecurityContext {
         privileged: s.privileged,
         allow_privilege_escalation: s.allow_privilege_escalation,
-        capabilities: (s.capabilities_add.is_some() || s.capabilities_drop.is_some())
-            .then(|| arm::Capabilities { add: s.capabilities_add.clone(), drop: s.capabilities_drop.clone() }),
+        capabilities: (s.capabilities_add.is_some() || s.capabilities_drop.is_some()).then(|| {
+            arm::Capabilities {
+                add: s.capabilities_add.clone(),
+                drop: s.capabilities_drop.clone(),
+            }
+        }),
         run_as_group: s.run_as_group,
         run_as_user: s.run_as_user,
         seccomp_profile: s.seccomp_profile.clone(),
@@ -119,20 +145,33 @@ fn control_event(e: &GroupEvent) -> arm::Event {
 }
 
 fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView {
-    let reported = group.status.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == name));
+    let reported = group
+        .status
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == name));
     if group.desired == Desired::Stopped {
-        let finish = reported.and_then(|c| c.current.as_ref()).map(|r| r.finish_time_unix_ms).filter(|t| *t > 0);
+        let finish = reported
+            .and_then(|c| c.current.as_ref())
+            .map(|r| r.finish_time_unix_ms)
+            .filter(|t| *t > 0);
         return arm::ContainerInstanceView {
             restart_count: Some(reported.map_or(0, |c| i64::from(c.restart_count))),
             current_state: Some(arm::ContainerState {
                 state: Some("Terminated".to_owned()),
-                start_time: reported.and_then(|c| c.current.as_ref()).filter(|r| r.start_time_unix_ms > 0).map(|r| timestamp(r.start_time_unix_ms)),
+                start_time: reported
+                    .and_then(|c| c.current.as_ref())
+                    .filter(|r| r.start_time_unix_ms > 0)
+                    .map(|r| timestamp(r.start_time_unix_ms)),
                 exit_code: Some(0),
                 finish_time: Some(timestamp(finish.unwrap_or(group.updated_ms))),
                 detail_status: Some("Stopped".to_owned()),
             }),
             previous_state: None,
-            events: Some(reported.map(|c| c.events.iter().map(event).collect()).unwrap_or_default()),
+            events: Some(
+                reported
+                    .map(|c| c.events.iter().map(event).collect())
+                    .unwrap_or_default(),
+            ),
         };
     }
     match reported {
@@ -146,7 +185,14 @@ fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView
             restart_count: Some(0),
             current_state: Some(arm::ContainerState {
                 state: Some("Waiting".to_owned()),
-                detail_status: Some(if group.node_id.is_some() { "Creating" } else { "Pending" }.to_owned()),
+                detail_status: Some(
+                    if group.node_id.is_some() {
+                        "Creating"
+                    } else {
+                        "Pending"
+                    }
+                    .to_owned(),
+                ),
                 ..Default::default()
             }),
             previous_state: None,
@@ -216,19 +262,33 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
         .volumes
         .iter()
         .map(|v| {
-            let mut out = arm::Volume { name: Some(v.name.clone()), ..Default::default() };
+            let mut out = arm::Volume {
+                name: Some(v.name.clone()),
+                ..Default::default()
+            };
             match &v.source {
                 VolumeSource::EmptyDir => out.empty_dir = Some(serde_json::json!({})),
                 // Secret contents are never returned; the file names are not secret.
-                VolumeSource::Secret { files } => out.secret = Some(files.keys().map(|k| (k.clone(), String::new())).collect()),
-                VolumeSource::GitRepo { repository, directory, revision } => {
+                VolumeSource::Secret { files } => {
+                    out.secret = Some(files.keys().map(|k| (k.clone(), String::new())).collect())
+                }
+                VolumeSource::GitRepo {
+                    repository,
+                    directory,
+                    revision,
+                } => {
                     out.git_repo = Some(arm::GitRepoVolume {
                         directory: directory.clone(),
                         repository: Some(repository.clone()),
                         revision: revision.clone(),
                     })
                 }
-                VolumeSource::AzureFile { share_name, storage_account_name, read_only, .. } => {
+                VolumeSource::AzureFile {
+                    share_name,
+                    storage_account_name,
+                    read_only,
+                    ..
+                } => {
                     out.azure_file = Some(arm::AzureFileVolume {
                         share_name: Some(share_name.clone()),
                         read_only: Some(*read_only),
@@ -241,7 +301,11 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
             out
         })
         .collect();
-    let ip = group.status.as_ref().map(|s| s.ip.clone()).filter(|ip| !ip.is_empty() && live);
+    let ip = group
+        .status
+        .as_ref()
+        .map(|s| s.ip.clone())
+        .filter(|ip| !ip.is_empty() && live);
     let ip_address = spec.ip_address.as_ref().map(|a| arm::IpAddress {
         ports: Some(ports(&a.ports)),
         kind: Some(a.kind.clone()),
@@ -268,7 +332,11 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
         arm::GroupInstanceView { events: Some(events), state: Some(group_state(group).to_owned()) }
     });
     arm::ContainerGroup {
-        id: Some(resource_id(&group.subscription, &group.resource_group, &group.name)),
+        id: Some(resource_id(
+            &group.subscription,
+            &group.resource_group,
+            &group.name,
+        )),
         name: Some(group.name.clone()),
         kind: Some(arm::CONTAINER_GROUP_TYPE.to_owned()),
         location: Some(group.location.clone()),
@@ -283,7 +351,11 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
             image_registry_credentials: Some(
                 spec.registry_credentials
                     .iter()
-                    .map(|c| arm::ImageRegistryCredential { server: Some(c.server.clone()), username: c.username.clone(), ..Default::default() })
+                    .map(|c| arm::ImageRegistryCredential {
+                        server: Some(c.server.clone()),
+                        username: c.username.clone(),
+                        ..Default::default()
+                    })
                     .collect(),
             ),
             restart_policy: Some(spec.restart_policy.as_str().to_owned()),

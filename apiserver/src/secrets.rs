@@ -41,23 +41,34 @@ impl SecretBox {
             let key = ChaCha20Poly1305::generate_key(&mut OsRng);
             write_file(path, key.as_slice(), true).map_err(SecretError::KeyFile)?;
         }
-        let bytes = std::fs::read(path)
-            .map_err(|source| SecretError::KeyFile(TlsError::Io { path: path.to_owned(), source }))?;
+        let bytes = std::fs::read(path).map_err(|source| {
+            SecretError::KeyFile(TlsError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        })?;
         if bytes.len() != 32 {
             return Err(SecretError::KeyLength);
         }
-        Ok(Self { cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+        Ok(Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+        })
     }
 
     /// A box with a fresh random key (tests).
     pub fn ephemeral() -> Self {
-        Self { cipher: ChaCha20Poly1305::new(&ChaCha20Poly1305::generate_key(&mut OsRng)) }
+        Self {
+            cipher: ChaCha20Poly1305::new(&ChaCha20Poly1305::generate_key(&mut OsRng)),
+        }
     }
 
     /// `nonce || ciphertext`.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let ciphertext = self.cipher.encrypt(&nonce, plaintext).expect("ChaCha20-Poly1305 encryption cannot fail");
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, plaintext)
+            .expect("ChaCha20-Poly1305 encryption cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
@@ -69,7 +80,9 @@ impl SecretBox {
             return Err(SecretError::Open);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).map_err(|_| SecretError::Open)
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| SecretError::Open)
     }
 }
 
@@ -83,7 +96,10 @@ mod tests {
         let path = dir.path().join("secrets.key");
         let one = SecretBox::load_or_create(&path).unwrap();
         let sealed = one.seal(b"hunter2");
-        assert!(!sealed.windows(7).any(|w| w == b"hunter2"), "plaintext must not appear in sealed bytes");
+        assert!(
+            !sealed.windows(7).any(|w| w == b"hunter2"),
+            "plaintext must not appear in sealed bytes"
+        );
         let same = SecretBox::load_or_create(&path).unwrap();
         assert_eq!(same.open(&sealed).unwrap(), b"hunter2");
         assert!(SecretBox::ephemeral().open(&sealed).is_err());

@@ -11,13 +11,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt as _;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
 
 /// Serves `service` over TLS on `listener` until `shutdown`, then lets open requests finish (10 s).
-pub async fn serve<S>(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: S, shutdown: CancellationToken)
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+pub async fn serve<S>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: S,
+    shutdown: CancellationToken,
+) where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let acceptor = TlsAcceptor::from(tls);
@@ -39,15 +46,18 @@ where
         let service = service.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = TowerToHyperService::new(service.map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new)));
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = TowerToHyperService::new(service.map_request(
+                |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            ));
             let builder = auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(err) = watcher.watch(conn.into_owned()).await {

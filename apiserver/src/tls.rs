@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -40,12 +40,18 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+    fs::read_to_string(path).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Writes `contents` to `path`; private files are created 0600.
 pub fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    let io = |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -66,7 +72,9 @@ pub struct ClusterCa {
 
 impl std::fmt::Debug for ClusterCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterCa").field("hash", &self.hash_hex()).finish_non_exhaustive()
+        f.debug_struct("ClusterCa")
+            .field("hash", &self.hash_hex())
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,9 +88,15 @@ impl ClusterCa {
         if !cert_path.exists() && operator.is_none() {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name.push(DnType::CommonName, "Berth cluster CA");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "Berth cluster CA");
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
             params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
             params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
             let cert = params.self_signed(&key)?;
@@ -94,7 +108,11 @@ impl ClusterCa {
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| TlsError::Pem(format!("{}: {e}", cert_path.display())))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
-        Ok(Self { cert_pem, cert_der, issuer })
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -122,19 +140,26 @@ impl ClusterCa {
                 Err(_) => Ok(SanType::DnsName(n.clone().try_into()?)),
             })
             .collect::<Result<_, rcgen::Error>>()?;
-        params.distinguished_name.push(DnType::CommonName, "berth-apiserver");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "berth-apiserver");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((format!("{}{}", cert.pem(), self.cert_pem), key.serialize_pem()))
+        Ok((
+            format!("{}{}", cert.pem(), self.cert_pem),
+            key.serialize_pem(),
+        ))
     }
 
     /// Signs a node's CSR as `node:<node_id>`; whatever subject the CSR asked for is replaced.
     pub fn sign_node_csr(&self, csr_pem: &str, node_id: &str) -> Result<String, TlsError> {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, format!("{NODE_CN_PREFIX}{node_id}"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{NODE_CN_PREFIX}{node_id}"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
@@ -168,7 +193,10 @@ impl std::fmt::Debug for ServerIdentity {
 
 impl ServerIdentity {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        Ok(Self { chain_pem: read(cert)?, key_pem: read(key)? })
+        Ok(Self {
+            chain_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
     }
 
     /// rustls configuration for the HTTPS API: TLS 1.2 and 1.3, h2 and http/1.1.
@@ -176,11 +204,14 @@ impl ServerIdentity {
         let chain = CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::Pem(format!("server certificate: {e}")))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| TlsError::Pem(format!("server key: {e}")))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .map_err(|e| TlsError::Pem(format!("server key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -195,25 +226,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = ClusterCa::load_or_create(dir.path(), None).unwrap();
         let again = ClusterCa::load_or_create(dir.path(), None).unwrap();
-        assert_eq!(ca.hash_hex(), again.hash_hex(), "the CA is made once and kept");
+        assert_eq!(
+            ca.hash_hex(),
+            again.hash_hex(),
+            "the CA is made once and kept"
+        );
         assert_eq!(ca.hash_hex().len(), 64);
 
         let node_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["evil".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "node:someone-else");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "node:someone-else");
         let csr = params.serialize_request(&node_key).unwrap().pem().unwrap();
         let cert_pem = ca.sign_node_csr(&csr, "n-123").unwrap();
         let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
-        assert_eq!(node_id_from_cert(&der).as_deref(), Some("n-123"), "the CA, not the CSR, names the node");
+        assert_eq!(
+            node_id_from_cert(&der).as_deref(),
+            Some("n-123"),
+            "the CA, not the CSR, names the node"
+        );
     }
 
     #[test]
     fn server_chain_carries_the_ca() {
         let dir = tempfile::tempdir().unwrap();
         let ca = ClusterCa::load_or_create(dir.path(), None).unwrap();
-        let (chain, key) = ca.issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let (chain, key) = ca
+            .issue_server(&["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
         assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
-        let identity = ServerIdentity { chain_pem: chain, key_pem: key };
+        let identity = ServerIdentity {
+            chain_pem: chain,
+            key_pem: key,
+        };
         identity.https_config().unwrap();
     }
 }

@@ -32,21 +32,28 @@ impl Default for Limits {
             max_containers: 60,
             max_volumes: 20,
             max_ports: 5,
-            max_group: Size { cpu_millis: 4000, memory_mib: 16 * 1024, gpu: 4 },
+            max_group: Size {
+                cpu_millis: 4000,
+                memory_mib: 16 * 1024,
+                gpu: 4,
+            },
             allow_privileged: false,
         }
     }
 }
 
 static GROUP_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"));
-static CONTAINER_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"));
+static CONTAINER_NAME: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"));
 static VOLUME_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z0-9][a-z0-9-]{3,61}[a-z0-9]$"));
 static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| re(r"^[a-z][a-z0-9-]{3,61}[a-z0-9]$"));
-static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| re(r"^[A-Za-z0-9]([A-Za-z0-9_]{0,61}[A-Za-z0-9])?$"));
+static ENV_NAME: LazyLock<Regex> =
+    LazyLock::new(|| re(r"^[A-Za-z0-9]([A-Za-z0-9_]{0,61}[A-Za-z0-9])?$"));
 static RESOURCE_GROUP: LazyLock<Regex> = LazyLock::new(|| re(r"^[-\w\._\(\)]{1,90}$"));
 static CAPABILITY: LazyLock<Regex> = LazyLock::new(|| re(r"^[A-Z_]{1,64}$"));
-static SUBSCRIPTION: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"));
+static SUBSCRIPTION: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+});
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("the pattern is a literal that compiles")
@@ -78,12 +85,20 @@ pub mod code {
 
 fn missing(target: impl Into<String>) -> ApiError {
     let target = target.into();
-    ApiError::bad_request(code::MISSING, target.clone(), format!("The property '{target}' is required."))
+    ApiError::bad_request(
+        code::MISSING,
+        target.clone(),
+        format!("The property '{target}' is required."),
+    )
 }
 
 fn invalid(target: impl Into<String>, why: impl std::fmt::Display) -> ApiError {
     let target = target.into();
-    ApiError::bad_request(code::INVALID_VALUE, target.clone(), format!("The value of '{target}' is invalid: {why}."))
+    ApiError::bad_request(
+        code::INVALID_VALUE,
+        target.clone(),
+        format!("The value of '{target}' is invalid: {why}."),
+    )
 }
 
 fn unsupported(target: impl Into<String>) -> ApiError {
@@ -91,13 +106,19 @@ fn unsupported(target: impl Into<String>) -> ApiError {
     ApiError::bad_request(
         code::UNSUPPORTED,
         target.clone(),
-        format!("The property '{target}' is not supported by Berth yet; remove it from the request."),
+        format!(
+            "The property '{target}' is not supported by Berth yet; remove it from the request."
+        ),
     )
 }
 
 fn too_many(target: impl Into<String>, what: &str, limit: usize) -> ApiError {
     let target = target.into();
-    ApiError::bad_request(code::TOO_MANY, target, format!("A container group may have at most {limit} {what}."))
+    ApiError::bad_request(
+        code::TOO_MANY,
+        target,
+        format!("A container group may have at most {limit} {what}."),
+    )
 }
 
 fn present(value: &Option<Value>) -> bool {
@@ -149,7 +170,11 @@ pub fn group_name(name: &str) -> Result<(), ApiError> {
 
 /// ARM compares locations without case or spaces ("West US" == "westus").
 pub fn normalize_location(location: &str) -> String {
-    location.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase()
+    location
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 pub fn tags(tags: &BTreeMap<String, String>, target: &str) -> Result<(), ApiError> {
@@ -158,10 +183,16 @@ pub fn tags(tags: &BTreeMap<String, String>, target: &str) -> Result<(), ApiErro
     }
     for (key, value) in tags {
         if key.is_empty() || key.len() > 512 || key.contains(['<', '>', '%', '&', '\\', '?', '/']) {
-            return Err(invalid(format!("{target}.{key}"), "a tag name has 1-512 characters and none of <>%&\\?/"));
+            return Err(invalid(
+                format!("{target}.{key}"),
+                "a tag name has 1-512 characters and none of <>%&\\?/",
+            ));
         }
         if value.len() > 256 {
-            return Err(invalid(format!("{target}.{key}"), "a tag value has at most 256 characters"));
+            return Err(invalid(
+                format!("{target}.{key}"),
+                "a tag value has at most 256 characters",
+            ));
         }
     }
     Ok(())
@@ -183,7 +214,10 @@ pub fn container_group(
     api_version: &str,
     limits: &Limits,
 ) -> Result<ValidGroup, ApiError> {
-    let location = body.location.as_deref().ok_or_else(|| missing("location"))?;
+    let location = body
+        .location
+        .as_deref()
+        .ok_or_else(|| missing("location"))?;
     if normalize_location(location) != region {
         return Err(ApiError::bad_request(
             code::INVALID_LOCATION,
@@ -200,14 +234,24 @@ pub fn container_group(
         return Err(unsupported("zones"));
     }
     if let Some(identity) = &body.identity {
-        let kind = identity.get("type").and_then(Value::as_str).unwrap_or("None");
+        let kind = identity
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("None");
         if !identity.is_null() && !kind.eq_ignore_ascii_case("none") {
             return Err(unsupported("identity"));
         }
     }
-    let props = body.properties.as_ref().ok_or_else(|| missing("properties"))?;
+    let props = body
+        .properties
+        .as_ref()
+        .ok_or_else(|| missing("properties"))?;
     let spec = properties(props, name, api_version, limits)?;
-    Ok(ValidGroup { location: region.to_owned(), tags: tags_in, spec })
+    Ok(ValidGroup {
+        location: region.to_owned(),
+        tags: tags_in,
+        spec,
+    })
 }
 
 fn properties(
@@ -218,13 +262,19 @@ fn properties(
 ) -> Result<GroupSpec, ApiError> {
     let unsupported_fields: [(&str, &Option<Value>); 9] = [
         ("properties.subnetIds", &p.subnet_ids),
-        ("properties.confidentialComputeProperties", &p.confidential_compute_properties),
+        (
+            "properties.confidentialComputeProperties",
+            &p.confidential_compute_properties,
+        ),
         ("properties.extensions", &p.extensions),
         ("properties.encryptionProperties", &p.encryption_properties),
         ("properties.diagnostics", &p.diagnostics),
         ("properties.secretReferences", &p.secret_references),
         ("properties.identityAcls", &p.identity_acls),
-        ("properties.containerGroupProfile", &p.container_group_profile),
+        (
+            "properties.containerGroupProfile",
+            &p.container_group_profile,
+        ),
         ("properties.standbyPoolProfile", &p.standby_pool_profile),
     ];
     if let Some((target, _)) = unsupported_fields.iter().find(|(_, v)| present(v)) {
@@ -233,22 +283,38 @@ fn properties(
 
     // osType became required in 2023-05-01; older YAML files may leave it out.
     let os_type = match p.os_type.as_deref() {
-        Some(os) => OsType::parse(os).ok_or_else(|| invalid("properties.osType", "expected 'Linux' or 'Windows'"))?,
+        Some(os) => OsType::parse(os)
+            .ok_or_else(|| invalid("properties.osType", "expected 'Linux' or 'Windows'"))?,
         None if api_version >= "2023-05-01" => return Err(missing("properties.osType")),
         None => OsType::Linux,
     };
-    let restart_policy = match p.restart_policy.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let restart_policy = match p
+        .restart_policy
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("always") => RestartPolicy::Always,
         Some("onfailure") => RestartPolicy::OnFailure,
         Some("never") => RestartPolicy::Never,
-        Some(_) => return Err(invalid("properties.restartPolicy", "expected 'Always', 'OnFailure' or 'Never'")),
+        Some(_) => {
+            return Err(invalid(
+                "properties.restartPolicy",
+                "expected 'Always', 'OnFailure' or 'Never'",
+            ));
+        }
     };
     let sku = match p.sku.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("standard") | Some("notspecified") => "Standard".to_owned(),
         Some("dedicated") | Some("confidential") => return Err(unsupported("properties.sku")),
         Some(_) => return Err(invalid("properties.sku", "expected 'Standard'")),
     };
-    let priority = match p.priority.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let priority = match p
+        .priority
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None => None,
         Some("regular") => Some("Regular".to_owned()),
         Some("spot") => return Err(unsupported("properties.priority")),
@@ -264,7 +330,11 @@ fn properties(
     }
     let arm_inits = p.init_containers.as_deref().unwrap_or_default();
     if arm_containers.len() + arm_inits.len() > limits.max_containers {
-        return Err(too_many("properties.containers", "containers (init containers included)", limits.max_containers));
+        return Err(too_many(
+            "properties.containers",
+            "containers (init containers included)",
+            limits.max_containers,
+        ));
     }
     if os_type == OsType::Windows && (arm_containers.len() > 1 || !arm_inits.is_empty()) {
         return Err(ApiError::bad_request(
@@ -280,7 +350,11 @@ fn properties(
         let target = format!("properties.containers[{i}]");
         let spec = container(c, &target, &volume_names, limits)?;
         if !names.insert(spec.name.clone()) {
-            return Err(duplicate(&format!("{target}.name"), "container", &spec.name));
+            return Err(duplicate(
+                &format!("{target}.name"),
+                "container",
+                &spec.name,
+            ));
         }
         containers.push(spec);
     }
@@ -289,7 +363,11 @@ fn properties(
         let target = format!("properties.initContainers[{i}]");
         let spec = init_container(c, &target, &volume_names, limits)?;
         if !names.insert(spec.name.clone()) {
-            return Err(duplicate(&format!("{target}.name"), "container", &spec.name));
+            return Err(duplicate(
+                &format!("{target}.name"),
+                "container",
+                &spec.name,
+            ));
         }
         init_containers.push(spec);
     }
@@ -302,14 +380,19 @@ fn properties(
                 return Err(ApiError::bad_request(
                     code::DUPLICATE_PORT,
                     format!("properties.containers[{i}].properties.ports[{j}].port"),
-                    format!("Port {} {} is opened by more than one container of the group.", port.port, port.protocol),
+                    format!(
+                        "Port {} {} is opened by more than one container of the group.",
+                        port.port, port.protocol
+                    ),
                 ));
             }
         }
     }
 
     // The group total, and each container's limits against it (ACI's rule).
-    let total = containers.iter().fold(Size::default(), |sum, c| sum.add(&c.requests));
+    let total = containers
+        .iter()
+        .fold(Size::default(), |sum, c| sum.add(&c.requests));
     for (i, c) in containers.iter().enumerate() {
         let Some(lim) = c.limits else { continue };
         let target = format!("properties.containers[{i}].properties.resources.limits");
@@ -325,13 +408,28 @@ fn properties(
             )
         };
         if lim.cpu_millis > total.cpu_millis {
-            return Err(over("Cpu", cpu_cores(lim.cpu_millis), cpu_cores(total.cpu_millis), "cpu"));
+            return Err(over(
+                "Cpu",
+                cpu_cores(lim.cpu_millis),
+                cpu_cores(total.cpu_millis),
+                "cpu",
+            ));
         }
         if lim.memory_mib > total.memory_mib {
-            return Err(over("MemoryInGB", memory_gb(lim.memory_mib), memory_gb(total.memory_mib), "memoryInGB"));
+            return Err(over(
+                "MemoryInGB",
+                memory_gb(lim.memory_mib),
+                memory_gb(total.memory_mib),
+                "memoryInGB",
+            ));
         }
         if lim.gpu > total.gpu {
-            return Err(over("Gpu", f64::from(lim.gpu), f64::from(total.gpu), "gpu.count"));
+            return Err(over(
+                "Gpu",
+                f64::from(lim.gpu),
+                f64::from(total.gpu),
+                "gpu.count",
+            ));
         }
     }
     if !total.fits_in(&limits.max_group) {
@@ -355,7 +453,8 @@ fn properties(
         Some(ip) => Some(ip_address(ip, group, &bound, limits)?),
         None => None,
     };
-    let registry_credentials = registry_credentials(p.image_registry_credentials.as_deref().unwrap_or_default())?;
+    let registry_credentials =
+        registry_credentials(p.image_registry_credentials.as_deref().unwrap_or_default())?;
     let dns_config = match &p.dns_config {
         Some(d) => Some(dns_config(d)?),
         None => None,
@@ -376,7 +475,11 @@ fn properties(
 }
 
 fn duplicate(target: &str, what: &str, name: &str) -> ApiError {
-    ApiError::bad_request(code::DUPLICATE_NAME, target, format!("The {what} name '{name}' is used more than once."))
+    ApiError::bad_request(
+        code::DUPLICATE_NAME,
+        target,
+        format!("The {what} name '{name}' is used more than once."),
+    )
 }
 
 fn container_name(name: Option<&str>, target: &str) -> Result<String, ApiError> {
@@ -396,9 +499,15 @@ fn container_name(name: Option<&str>, target: &str) -> Result<String, ApiError> 
 
 fn image(image: Option<&str>, target: &str) -> Result<String, ApiError> {
     let target = format!("{target}.properties.image");
-    let image = image.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| missing(&target))?;
+    let image = image
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing(&target))?;
     if image.len() > 1024 || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(target, "an image reference has no spaces and at most 1024 characters"));
+        return Err(invalid(
+            target,
+            "an image reference has no spaces and at most 1024 characters",
+        ));
     }
     Ok(image.to_owned())
 }
@@ -410,7 +519,10 @@ fn container(
     limits: &Limits,
 ) -> Result<ContainerSpec, ApiError> {
     let name = container_name(c.name.as_deref(), target)?;
-    let p = c.properties.as_ref().ok_or_else(|| missing(format!("{target}.properties")))?;
+    let p = c
+        .properties
+        .as_ref()
+        .ok_or_else(|| missing(format!("{target}.properties")))?;
     let ptarget = format!("{target}.properties");
     if present(&p.config_map) {
         return Err(unsupported(format!("{ptarget}.configMap")));
@@ -421,10 +533,19 @@ fn container(
     for (i, port) in p.ports.as_deref().unwrap_or_default().iter().enumerate() {
         ports.push(self::port(port, &format!("{ptarget}.ports[{i}]"))?);
     }
-    let env = env_vars(p.environment_variables.as_deref().unwrap_or_default(), &ptarget)?;
-    let resources = p.resources.as_ref().ok_or_else(|| missing(format!("{ptarget}.resources")))?;
+    let env = env_vars(
+        p.environment_variables.as_deref().unwrap_or_default(),
+        &ptarget,
+    )?;
+    let resources = p
+        .resources
+        .as_ref()
+        .ok_or_else(|| missing(format!("{ptarget}.resources")))?;
     let rtarget = format!("{ptarget}.resources");
-    let req = resources.requests.as_ref().ok_or_else(|| missing(format!("{rtarget}.requests")))?;
+    let req = resources
+        .requests
+        .as_ref()
+        .ok_or_else(|| missing(format!("{rtarget}.requests")))?;
     let (requests, gpu_sku) = size(req, &format!("{rtarget}.requests"), true)?;
     let limits_size = match &resources.limits {
         Some(l) => {
@@ -440,19 +561,36 @@ fn container(
                 lim.gpu = requests.gpu;
             }
             if lim.cpu_millis < requests.cpu_millis {
-                return Err(invalid(format!("{rtarget}.limits.cpu"), "a limit may not be below the request"));
+                return Err(invalid(
+                    format!("{rtarget}.limits.cpu"),
+                    "a limit may not be below the request",
+                ));
             }
             if lim.memory_mib < requests.memory_mib {
-                return Err(invalid(format!("{rtarget}.limits.memoryInGB"), "a limit may not be below the request"));
+                return Err(invalid(
+                    format!("{rtarget}.limits.memoryInGB"),
+                    "a limit may not be below the request",
+                ));
             }
             Some(lim)
         }
         None => None,
     };
-    let volume_mounts = volume_mounts(p.volume_mounts.as_deref().unwrap_or_default(), &ptarget, volumes)?;
-    let liveness_probe = p.liveness_probe.as_ref().map(|pr| probe(pr, &format!("{ptarget}.livenessProbe"))).transpose()?;
-    let readiness_probe =
-        p.readiness_probe.as_ref().map(|pr| probe(pr, &format!("{ptarget}.readinessProbe"))).transpose()?;
+    let volume_mounts = volume_mounts(
+        p.volume_mounts.as_deref().unwrap_or_default(),
+        &ptarget,
+        volumes,
+    )?;
+    let liveness_probe = p
+        .liveness_probe
+        .as_ref()
+        .map(|pr| probe(pr, &format!("{ptarget}.livenessProbe")))
+        .transpose()?;
+    let readiness_probe = p
+        .readiness_probe
+        .as_ref()
+        .map(|pr| probe(pr, &format!("{ptarget}.readinessProbe")))
+        .transpose()?;
     let security_context = p
         .security_context
         .as_ref()
@@ -481,14 +619,24 @@ fn init_container(
     limits: &Limits,
 ) -> Result<InitContainerSpec, ApiError> {
     let name = container_name(c.name.as_deref(), target)?;
-    let p = c.properties.as_ref().ok_or_else(|| missing(format!("{target}.properties")))?;
+    let p = c
+        .properties
+        .as_ref()
+        .ok_or_else(|| missing(format!("{target}.properties")))?;
     let ptarget = format!("{target}.properties");
     Ok(InitContainerSpec {
         name,
         image: image(p.image.as_deref(), target)?,
         command: p.command.clone().unwrap_or_default(),
-        env: env_vars(p.environment_variables.as_deref().unwrap_or_default(), &ptarget)?,
-        volume_mounts: volume_mounts(p.volume_mounts.as_deref().unwrap_or_default(), &ptarget, volumes)?,
+        env: env_vars(
+            p.environment_variables.as_deref().unwrap_or_default(),
+            &ptarget,
+        )?,
+        volume_mounts: volume_mounts(
+            p.volume_mounts.as_deref().unwrap_or_default(),
+            &ptarget,
+            volumes,
+        )?,
         security_context: p
             .security_context
             .as_ref()
@@ -502,13 +650,31 @@ fn port(p: &arm::ContainerPort, target: &str) -> Result<Port, ApiError> {
     let number = u16::try_from(number)
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| invalid(format!("{target}.port"), format!("{number} is not a port between 1 and 65535")))?;
-    let protocol = match p.protocol.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        .ok_or_else(|| {
+            invalid(
+                format!("{target}.port"),
+                format!("{number} is not a port between 1 and 65535"),
+            )
+        })?;
+    let protocol = match p
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None | Some("TCP") => "TCP",
         Some("UDP") => "UDP",
-        Some(_) => return Err(invalid(format!("{target}.protocol"), "expected 'TCP' or 'UDP'")),
+        Some(_) => {
+            return Err(invalid(
+                format!("{target}.protocol"),
+                "expected 'TCP' or 'UDP'",
+            ));
+        }
     };
-    Ok(Port { port: number, protocol: protocol.to_owned() })
+    Ok(Port {
+        port: number,
+        protocol: protocol.to_owned(),
+    })
 }
 
 fn env_vars(vars: &[arm::EnvironmentVariable], target: &str) -> Result<Vec<EnvVar>, ApiError> {
@@ -516,7 +682,10 @@ fn env_vars(vars: &[arm::EnvironmentVariable], target: &str) -> Result<Vec<EnvVa
     let mut out = Vec::with_capacity(vars.len());
     for (i, v) in vars.iter().enumerate() {
         let t = format!("{target}.environmentVariables[{i}]");
-        let name = v.name.as_deref().ok_or_else(|| missing(format!("{t}.name")))?;
+        let name = v
+            .name
+            .as_deref()
+            .ok_or_else(|| missing(format!("{t}.name")))?;
         if !ENV_NAME.is_match(name) {
             return Err(ApiError::bad_request(
                 code::INVALID_NAME,
@@ -528,17 +697,32 @@ fn env_vars(vars: &[arm::EnvironmentVariable], target: &str) -> Result<Vec<EnvVa
             ));
         }
         if !seen.insert(name) {
-            return Err(duplicate(&format!("{t}.name"), "environment variable", name));
+            return Err(duplicate(
+                &format!("{t}.name"),
+                "environment variable",
+                name,
+            ));
         }
         if present(&v.secure_value_reference) {
             return Err(unsupported(format!("{t}.secureValueReference")));
         }
         let var = match (&v.value, &v.secure_value) {
             (Some(_), Some(_)) => {
-                return Err(invalid(format!("{t}.secureValue"), "set either 'value' or 'secureValue', not both"));
+                return Err(invalid(
+                    format!("{t}.secureValue"),
+                    "set either 'value' or 'secureValue', not both",
+                ));
             }
-            (_, Some(secret)) => EnvVar { name: name.to_owned(), value: Some(secret.clone()), secure: true },
-            (value, None) => EnvVar { name: name.to_owned(), value: Some(value.clone().unwrap_or_default()), secure: false },
+            (_, Some(secret)) => EnvVar {
+                name: name.to_owned(),
+                value: Some(secret.clone()),
+                secure: true,
+            },
+            (value, None) => EnvVar {
+                name: name.to_owned(),
+                value: Some(value.clone().unwrap_or_default()),
+                secure: false,
+            },
         };
         out.push(var);
     }
@@ -546,12 +730,19 @@ fn env_vars(vars: &[arm::EnvironmentVariable], target: &str) -> Result<Vec<EnvVa
 }
 
 /// Converts ARM doubles to exact integers, once.
-fn size(r: &arm::ResourceRequests, target: &str, required: bool) -> Result<(Size, Option<String>), ApiError> {
+fn size(
+    r: &arm::ResourceRequests,
+    target: &str,
+    required: bool,
+) -> Result<(Size, Option<String>), ApiError> {
     let cpu_millis = match r.cpu {
         Some(cpu) => {
             let millis = cpu * 1000.0;
             if !cpu.is_finite() || cpu <= 0.0 || millis.round() < 1.0 || millis > 1e9 {
-                return Err(invalid(format!("{target}.cpu"), format!("{cpu} is not a positive number of cores")));
+                return Err(invalid(
+                    format!("{target}.cpu"),
+                    format!("{cpu} is not a positive number of cores"),
+                ));
             }
             millis.round() as u64
         }
@@ -562,7 +753,10 @@ fn size(r: &arm::ResourceRequests, target: &str, required: bool) -> Result<(Size
         Some(gb) => {
             let mib = gb * 1024.0;
             if !gb.is_finite() || gb <= 0.0 || mib.round() < 1.0 || mib > 1e12 {
-                return Err(invalid(format!("{target}.memoryInGB"), format!("{gb} is not a positive size in GB")));
+                return Err(invalid(
+                    format!("{target}.memoryInGB"),
+                    format!("{gb} is not a positive size in GB"),
+                ));
             }
             mib.round() as u64
         }
@@ -571,29 +765,55 @@ fn size(r: &arm::ResourceRequests, target: &str, required: bool) -> Result<(Size
     };
     let (gpu, sku) = match &r.gpu {
         Some(g) => {
-            let count = g.count.ok_or_else(|| missing(format!("{target}.gpu.count")))?;
+            let count = g
+                .count
+                .ok_or_else(|| missing(format!("{target}.gpu.count")))?;
             let count = u32::try_from(count)
                 .ok()
                 .filter(|c| (1..=8).contains(c))
-                .ok_or_else(|| invalid(format!("{target}.gpu.count"), "a GPU count is between 1 and 8"))?;
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{target}.gpu.count"),
+                        "a GPU count is between 1 and 8",
+                    )
+                })?;
             let sku = match g.sku.as_deref().map(str::to_ascii_uppercase).as_deref() {
                 Some(s @ ("K80" | "P100" | "V100")) => s.to_owned(),
                 None => return Err(missing(format!("{target}.gpu.sku"))),
-                Some(_) => return Err(invalid(format!("{target}.gpu.sku"), "expected 'K80', 'P100' or 'V100'")),
+                Some(_) => {
+                    return Err(invalid(
+                        format!("{target}.gpu.sku"),
+                        "expected 'K80', 'P100' or 'V100'",
+                    ));
+                }
             };
             (count, Some(sku))
         }
         None => (0, None),
     };
-    Ok((Size { cpu_millis, memory_mib, gpu }, sku))
+    Ok((
+        Size {
+            cpu_millis,
+            memory_mib,
+            gpu,
+        },
+        sku,
+    ))
 }
 
-fn volume_mounts(mounts: &[arm::VolumeMount], target: &str, volumes: &HashSet<&str>) -> Result<Vec<VolumeMount>, ApiError> {
+fn volume_mounts(
+    mounts: &[arm::VolumeMount],
+    target: &str,
+    volumes: &HashSet<&str>,
+) -> Result<Vec<VolumeMount>, ApiError> {
     let mut paths = HashSet::new();
     let mut out = Vec::with_capacity(mounts.len());
     for (i, m) in mounts.iter().enumerate() {
         let t = format!("{target}.volumeMounts[{i}]");
-        let name = m.name.as_deref().ok_or_else(|| missing(format!("{t}.name")))?;
+        let name = m
+            .name
+            .as_deref()
+            .ok_or_else(|| missing(format!("{t}.name")))?;
         if !volumes.contains(name) {
             return Err(ApiError::bad_request(
                 code::VOLUME_NOT_FOUND,
@@ -601,27 +821,48 @@ fn volume_mounts(mounts: &[arm::VolumeMount], target: &str, volumes: &HashSet<&s
                 format!("The volume '{name}' is mounted but not defined in 'properties.volumes'."),
             ));
         }
-        let path = m.mount_path.as_deref().filter(|p| !p.is_empty()).ok_or_else(|| missing(format!("{t}.mountPath")))?;
+        let path = m
+            .mount_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| missing(format!("{t}.mountPath")))?;
         if path.contains(':') || !path.starts_with('/') || path.split('/').any(|seg| seg == "..") {
-            return Err(invalid(format!("{t}.mountPath"), "a mount path is absolute, has no ':' and no '..'"));
+            return Err(invalid(
+                format!("{t}.mountPath"),
+                "a mount path is absolute, has no ':' and no '..'",
+            ));
         }
         if !paths.insert(path) {
-            return Err(invalid(format!("{t}.mountPath"), format!("'{path}' is mounted twice in one container")));
+            return Err(invalid(
+                format!("{t}.mountPath"),
+                format!("'{path}' is mounted twice in one container"),
+            ));
         }
-        out.push(VolumeMount { name: name.to_owned(), mount_path: path.to_owned(), read_only: m.read_only.unwrap_or(false) });
+        out.push(VolumeMount {
+            name: name.to_owned(),
+            mount_path: path.to_owned(),
+            read_only: m.read_only.unwrap_or(false),
+        });
     }
     Ok(out)
 }
 
 fn volumes(volumes: &[arm::Volume], limits: &Limits) -> Result<Vec<VolumeSpec>, ApiError> {
     if volumes.len() > limits.max_volumes {
-        return Err(too_many("properties.volumes", "volumes", limits.max_volumes));
+        return Err(too_many(
+            "properties.volumes",
+            "volumes",
+            limits.max_volumes,
+        ));
     }
     let mut names = HashSet::new();
     let mut out = Vec::with_capacity(volumes.len());
     for (i, v) in volumes.iter().enumerate() {
         let t = format!("properties.volumes[{i}]");
-        let name = v.name.as_deref().ok_or_else(|| missing(format!("{t}.name")))?;
+        let name = v
+            .name
+            .as_deref()
+            .ok_or_else(|| missing(format!("{t}.name")))?;
         if !VOLUME_NAME.is_match(name) || name.contains("--") {
             return Err(ApiError::bad_request(
                 code::INVALID_NAME,
@@ -639,16 +880,30 @@ fn volumes(volumes: &[arm::Volume], limits: &Limits) -> Result<Vec<VolumeSpec>, 
         if present(&v.secret_reference) {
             return Err(unsupported(format!("{t}.secretReference")));
         }
-        let kinds = [v.azure_file.is_some(), present(&v.empty_dir), v.secret.is_some(), v.git_repo.is_some()];
+        let kinds = [
+            v.azure_file.is_some(),
+            present(&v.empty_dir),
+            v.secret.is_some(),
+            v.git_repo.is_some(),
+        ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            return Err(invalid(t, "a volume has exactly one of 'azureFile', 'emptyDir', 'secret' or 'gitRepo'"));
+            return Err(invalid(
+                t,
+                "a volume has exactly one of 'azureFile', 'emptyDir', 'secret' or 'gitRepo'",
+            ));
         }
         let source = if let Some(af) = &v.azure_file {
             if present(&af.storage_account_key_reference) {
-                return Err(unsupported(format!("{t}.azureFile.storageAccountKeyReference")));
+                return Err(unsupported(format!(
+                    "{t}.azureFile.storageAccountKeyReference"
+                )));
             }
             VolumeSource::AzureFile {
-                share_name: af.share_name.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing(format!("{t}.azureFile.shareName")))?,
+                share_name: af
+                    .share_name
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| missing(format!("{t}.azureFile.shareName")))?,
                 storage_account_name: af
                     .storage_account_name
                     .clone()
@@ -660,40 +915,74 @@ fn volumes(volumes: &[arm::Volume], limits: &Limits) -> Result<Vec<VolumeSpec>, 
         } else if let Some(files) = &v.secret {
             for (file, contents) in files {
                 if file.is_empty() || file.contains('/') || file == "." || file == ".." {
-                    return Err(invalid(format!("{t}.secret.{file}"), "a secret file name is not empty and has no '/'"));
+                    return Err(invalid(
+                        format!("{t}.secret.{file}"),
+                        "a secret file name is not empty and has no '/'",
+                    ));
                 }
-                if base64::engine::general_purpose::STANDARD.decode(contents).is_err() {
-                    return Err(invalid(format!("{t}.secret.{file}"), "secret volume contents are base64"));
+                if base64::engine::general_purpose::STANDARD
+                    .decode(contents)
+                    .is_err()
+                {
+                    return Err(invalid(
+                        format!("{t}.secret.{file}"),
+                        "secret volume contents are base64",
+                    ));
                 }
             }
-            VolumeSource::Secret { files: files.clone() }
+            VolumeSource::Secret {
+                files: files.clone(),
+            }
         } else if let Some(git) = &v.git_repo {
-            let repository =
-                git.repository.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing(format!("{t}.gitRepo.repository")))?;
+            let repository = git
+                .repository
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| missing(format!("{t}.gitRepo.repository")))?;
             if let Some(dir) = &git.directory
                 && (dir.starts_with("..") || dir.split('/').any(|seg| seg == ".."))
             {
-                return Err(invalid(format!("{t}.gitRepo.directory"), "the directory may not contain or start with '..'"));
+                return Err(invalid(
+                    format!("{t}.gitRepo.directory"),
+                    "the directory may not contain or start with '..'",
+                ));
             }
-            VolumeSource::GitRepo { repository, directory: git.directory.clone(), revision: git.revision.clone() }
+            VolumeSource::GitRepo {
+                repository,
+                directory: git.directory.clone(),
+                revision: git.revision.clone(),
+            }
         } else {
             if !matches!(v.empty_dir, Some(Value::Object(_))) {
-                return Err(invalid(format!("{t}.emptyDir"), "'emptyDir' is a JSON object"));
+                return Err(invalid(
+                    format!("{t}.emptyDir"),
+                    "'emptyDir' is a JSON object",
+                ));
             }
             VolumeSource::EmptyDir
         };
-        out.push(VolumeSpec { name: name.to_owned(), source });
+        out.push(VolumeSpec {
+            name: name.to_owned(),
+            source,
+        });
     }
     Ok(out)
 }
 
 fn probe(p: &arm::ContainerProbe, target: &str) -> Result<Probe, ApiError> {
     if p.exec.is_some() == p.http_get.is_some() {
-        return Err(invalid(target, "a probe has exactly one of 'exec' or 'httpGet'"));
+        return Err(invalid(
+            target,
+            "a probe has exactly one of 'exec' or 'httpGet'",
+        ));
     }
     let exec_command = match &p.exec {
         Some(e) => {
-            let cmd = e.command.clone().filter(|c| !c.is_empty()).ok_or_else(|| missing(format!("{target}.exec.command")))?;
+            let cmd = e
+                .command
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| missing(format!("{target}.exec.command")))?;
             Some(cmd)
         }
         None => None,
@@ -705,18 +994,40 @@ fn probe(p: &arm::ContainerProbe, target: &str) -> Result<Probe, ApiError> {
             let port = u16::try_from(port)
                 .ok()
                 .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid(format!("{t}.port"), format!("{port} is not a port between 1 and 65535")))?;
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{t}.port"),
+                        format!("{port} is not a port between 1 and 65535"),
+                    )
+                })?;
             let scheme = match h.scheme.as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None => None,
                 Some(s @ ("http" | "https")) => Some(s.to_owned()),
-                Some(_) => return Err(invalid(format!("{t}.scheme"), "expected 'http' or 'https'")),
+                Some(_) => {
+                    return Err(invalid(format!("{t}.scheme"), "expected 'http' or 'https'"));
+                }
             };
             let mut headers = Vec::new();
-            for (i, hd) in h.http_headers.as_deref().unwrap_or_default().iter().enumerate() {
-                let name = hd.name.clone().filter(|n| !n.is_empty()).ok_or_else(|| missing(format!("{t}.httpHeaders[{i}].name")))?;
+            for (i, hd) in h
+                .http_headers
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let name = hd
+                    .name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| missing(format!("{t}.httpHeaders[{i}].name")))?;
                 headers.push((name, hd.value.clone().unwrap_or_default()));
             }
-            Some(HttpGet { path: h.path.clone(), port, scheme, headers })
+            Some(HttpGet {
+                path: h.path.clone(),
+                port,
+                scheme,
+                headers,
+            })
         }
         None => None,
     };
@@ -724,7 +1035,10 @@ fn probe(p: &arm::ContainerProbe, target: &str) -> Result<Probe, ApiError> {
         match v {
             None => Ok(None),
             Some(n) if n >= min && n <= 3600 => Ok(Some(n as u32)),
-            Some(n) => Err(invalid(format!("{target}.{field}"), format!("{n} is not between {min} and 3600"))),
+            Some(n) => Err(invalid(
+                format!("{target}.{field}"),
+                format!("{n} is not between {min} and 3600"),
+            )),
         }
     };
     Ok(Probe {
@@ -738,7 +1052,11 @@ fn probe(p: &arm::ContainerProbe, target: &str) -> Result<Probe, ApiError> {
     })
 }
 
-fn security_context(s: &arm::SecurityContext, target: &str, limits: &Limits) -> Result<SecurityContext, ApiError> {
+fn security_context(
+    s: &arm::SecurityContext,
+    target: &str,
+    limits: &Limits,
+) -> Result<SecurityContext, ApiError> {
     if s.privileged == Some(true) && !limits.allow_privileged {
         return Err(ApiError::bad_request(
             code::PRIVILEGED,
@@ -750,7 +1068,10 @@ fn security_context(s: &arm::SecurityContext, target: &str, limits: &Limits) -> 
         let Some(list) = list else { return Ok(None) };
         for (i, cap) in list.iter().enumerate() {
             if !CAPABILITY.is_match(cap) {
-                return Err(invalid(format!("{target}.capabilities.{field}[{i}]"), "capabilities are upper-case names like NET_ADMIN"));
+                return Err(invalid(
+                    format!("{target}.capabilities.{field}[{i}]"),
+                    "capabilities are upper-case names like NET_ADMIN",
+                ));
             }
         }
         Ok(Some(list.clone()))
@@ -760,13 +1081,21 @@ fn security_context(s: &arm::SecurityContext, target: &str, limits: &Limits) -> 
         if let Some(id) = v
             && !(0..=i64::from(u32::MAX)).contains(&id)
         {
-            return Err(invalid(format!("{target}.{field}"), format!("{id} is not a user or group id")));
+            return Err(invalid(
+                format!("{target}.{field}"),
+                format!("{id} is not a user or group id"),
+            ));
         }
     }
     if let Some(profile) = &s.seccomp_profile
-        && base64::engine::general_purpose::STANDARD.decode(profile).is_err()
+        && base64::engine::general_purpose::STANDARD
+            .decode(profile)
+            .is_err()
     {
-        return Err(invalid(format!("{target}.seccompProfile"), "the seccomp profile is base64"));
+        return Err(invalid(
+            format!("{target}.seccompProfile"),
+            "the seccomp profile is base64",
+        ));
     }
     Ok(SecurityContext {
         privileged: s.privileged,
@@ -779,20 +1108,34 @@ fn security_context(s: &arm::SecurityContext, target: &str, limits: &Limits) -> 
     })
 }
 
-fn ip_address(ip: &arm::IpAddress, group: &str, bound: &HashSet<Port>, limits: &Limits) -> Result<IpAddressSpec, ApiError> {
+fn ip_address(
+    ip: &arm::IpAddress,
+    group: &str,
+    bound: &HashSet<Port>,
+    limits: &Limits,
+) -> Result<IpAddressSpec, ApiError> {
     let t = "properties.ipAddress";
     let kind = match ip.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("public") => "Public",
         Some("private") => "Private",
         None => return Err(missing(format!("{t}.type"))),
-        Some(_) => return Err(invalid(format!("{t}.type"), "expected 'Public' or 'Private'")),
+        Some(_) => {
+            return Err(invalid(
+                format!("{t}.type"),
+                "expected 'Public' or 'Private'",
+            ));
+        }
     };
     let arm_ports = ip.ports.as_deref().unwrap_or_default();
     if arm_ports.is_empty() {
         return Err(missing(format!("{t}.ports")));
     }
     if arm_ports.len() > limits.max_ports {
-        return Err(too_many(format!("{t}.ports"), "ports on its IP address", limits.max_ports));
+        return Err(too_many(
+            format!("{t}.ports"),
+            "ports on its IP address",
+            limits.max_ports,
+        ));
     }
     let mut ports = Vec::with_capacity(arm_ports.len());
     let mut seen = HashSet::new();
@@ -834,12 +1177,20 @@ fn ip_address(ip: &arm::IpAddress, group: &str, bound: &HashSet<Port>, limits: &
                 ));
             }
             if kind == "Private" {
-                return Err(invalid(format!("{t}.dnsNameLabel"), "a DNS name label needs a 'Public' IP address"));
+                return Err(invalid(
+                    format!("{t}.dnsNameLabel"),
+                    "a DNS name label needs a 'Public' IP address",
+                ));
             }
             Some(label.to_owned())
         }
     };
-    let label_scope = match ip.auto_generated_domain_name_label_scope.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let label_scope = match ip
+        .auto_generated_domain_name_label_scope
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("unsecure") => "Unsecure",
         Some("tenantreuse") => "TenantReuse",
         Some("subscriptionreuse") => "SubscriptionReuse",
@@ -852,17 +1203,31 @@ fn ip_address(ip: &arm::IpAddress, group: &str, bound: &HashSet<Port>, limits: &
             ));
         }
     };
-    Ok(IpAddressSpec { kind: kind.to_owned(), ports, dns_name_label, label_scope: label_scope.to_owned() })
+    Ok(IpAddressSpec {
+        kind: kind.to_owned(),
+        ports,
+        dns_name_label,
+        label_scope: label_scope.to_owned(),
+    })
 }
 
-fn registry_credentials(creds: &[arm::ImageRegistryCredential]) -> Result<Vec<RegistryCredential>, ApiError> {
+fn registry_credentials(
+    creds: &[arm::ImageRegistryCredential],
+) -> Result<Vec<RegistryCredential>, ApiError> {
     let mut servers = HashSet::new();
     let mut out = Vec::with_capacity(creds.len());
     for (i, c) in creds.iter().enumerate() {
         let t = format!("properties.imageRegistryCredentials[{i}]");
-        let server = c.server.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| missing(format!("{t}.server")))?;
+        let server = c
+            .server
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing(format!("{t}.server")))?;
         if server.contains(['/', ' ']) {
-            return Err(invalid(format!("{t}.server"), "a registry server is a host name with an optional port"));
+            return Err(invalid(
+                format!("{t}.server"),
+                "a registry server is a host name with an optional port",
+            ));
         }
         if c.identity.is_some() || c.identity_url.is_some() {
             return Err(unsupported(format!("{t}.identity")));
@@ -870,38 +1235,75 @@ fn registry_credentials(creds: &[arm::ImageRegistryCredential]) -> Result<Vec<Re
         if present(&c.password_reference) {
             return Err(unsupported(format!("{t}.passwordReference")));
         }
-        let username = c.username.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing(format!("{t}.username")))?;
-        let password = c.password.clone().ok_or_else(|| missing(format!("{t}.password")))?;
+        let username = c
+            .username
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| missing(format!("{t}.username")))?;
+        let password = c
+            .password
+            .clone()
+            .ok_or_else(|| missing(format!("{t}.password")))?;
         if !servers.insert(server.to_ascii_lowercase()) {
             return Err(duplicate(&format!("{t}.server"), "registry server", server));
         }
-        out.push(RegistryCredential { server: server.to_owned(), username: Some(username), password: Some(password) });
+        out.push(RegistryCredential {
+            server: server.to_owned(),
+            username: Some(username),
+            password: Some(password),
+        });
     }
     Ok(out)
 }
 
 fn dns_config(d: &arm::DnsConfig) -> Result<DnsConfigSpec, ApiError> {
     let t = "properties.dnsConfig.nameServers";
-    let servers = d.name_servers.clone().filter(|s| !s.is_empty()).ok_or_else(|| missing(t))?;
+    let servers = d
+        .name_servers
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing(t))?;
     for (i, s) in servers.iter().enumerate() {
         if s.parse::<IpAddr>().is_err() {
-            return Err(invalid(format!("{t}[{i}]"), format!("'{s}' is not an IP address")));
+            return Err(invalid(
+                format!("{t}[{i}]"),
+                format!("'{s}' is not an IP address"),
+            ));
         }
     }
-    Ok(DnsConfigSpec { name_servers: servers, search_domains: d.search_domains.clone(), options: d.options.clone() })
+    Ok(DnsConfigSpec {
+        name_servers: servers,
+        search_domains: d.search_domains.clone(),
+        options: d.options.clone(),
+    })
 }
 
 /// ACI's rule for PUT on an existing group: these changes need delete and re-create.
 pub fn update(existing: &GroupSpec, new: &GroupSpec, group: &str) -> Result<(), ApiError> {
     let network = |s: &GroupSpec| {
-        s.ip_address.as_ref().map(|ip| (ip.kind.clone(), ip.ports.clone(), ip.dns_name_label.clone(), ip.label_scope.clone()))
+        s.ip_address.as_ref().map(|ip| {
+            (
+                ip.kind.clone(),
+                ip.ports.clone(),
+                ip.dns_name_label.clone(),
+                ip.label_scope.clone(),
+            )
+        })
     };
     let changed = existing.os_type != new.os_type
         || existing.restart_policy != new.restart_policy
         || existing.requests() != new.requests()
         || network(existing) != network(new)
-        || existing.containers.iter().map(|c| (&c.name, c.requests, c.gpu_sku.clone())).collect::<Vec<_>>()
-            != new.containers.iter().map(|c| (&c.name, c.requests, c.gpu_sku.clone())).collect::<Vec<_>>();
+        || existing
+            .containers
+            .iter()
+            .map(|c| (&c.name, c.requests, c.gpu_sku.clone()))
+            .collect::<Vec<_>>()
+            != new
+                .containers
+                .iter()
+                .map(|c| (&c.name, c.requests, c.gpu_sku.clone()))
+                .collect::<Vec<_>>();
     if changed {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

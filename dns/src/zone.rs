@@ -75,7 +75,10 @@ impl Zone {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
-            .map(|(name, ip)| Record { name: name.clone(), ip: *ip })
+            .map(|(name, ip)| Record {
+                name: name.clone(),
+                ip: *ip,
+            })
             .collect()
     }
 
@@ -85,7 +88,10 @@ impl Zone {
         if inside {
             Ok(name)
         } else {
-            Err(ZoneError::OutOfZone { name, origin: self.origin.to_string() })
+            Err(ZoneError::OutOfZone {
+                name,
+                origin: self.origin.to_string(),
+            })
         }
     }
 }
@@ -97,8 +103,12 @@ mod tests {
     #[test]
     fn records_round_trip_case_insensitively() {
         let zone = Zone::new("Berth.Internal.");
-        zone.upsert("Web.local.berth.internal", Ipv4Addr::new(10, 0, 0, 5)).unwrap();
-        assert_eq!(zone.lookup("web.LOCAL.berth.internal."), Some(Ipv4Addr::new(10, 0, 0, 5)));
+        zone.upsert("Web.local.berth.internal", Ipv4Addr::new(10, 0, 0, 5))
+            .unwrap();
+        assert_eq!(
+            zone.lookup("web.LOCAL.berth.internal."),
+            Some(Ipv4Addr::new(10, 0, 0, 5))
+        );
         zone.remove("web.local.berth.internal");
         assert_eq!(zone.lookup("web.local.berth.internal"), None);
     }
@@ -106,7 +116,9 @@ mod tests {
     #[test]
     fn names_outside_the_origin_are_refused() {
         let zone = Zone::new("berth.internal");
-        let err = zone.upsert("web.example.com", Ipv4Addr::LOCALHOST).unwrap_err();
+        let err = zone
+            .upsert("web.example.com", Ipv4Addr::LOCALHOST)
+            .unwrap_err();
         assert!(matches!(err, ZoneError::OutOfZone { .. }));
         assert!(zone.records().is_empty());
     }

@@ -31,16 +31,31 @@ struct TokenResponse {
     operator: bool,
 }
 
-pub(super) async fn create_token(State(state): State<AppState>, principal: Principal, ArmJson(req): ArmJson<TokenRequest>) -> Result<Response, ApiError> {
+pub(super) async fn create_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ArmJson(req): ArmJson<TokenRequest>,
+) -> Result<Response, ApiError> {
     principal.require_operator()?;
     if req.subscriptions.is_empty() && !req.operator {
-        return Err(ApiError::bad_request(code::MISSING, "subscriptions", "A tenant token needs at least one subscription."));
+        return Err(ApiError::bad_request(
+            code::MISSING,
+            "subscriptions",
+            "A tenant token needs at least one subscription.",
+        ));
     }
     for (i, sub) in req.subscriptions.iter().enumerate() {
         validate::subscription(sub).map_err(|e| e.with_target(format!("subscriptions[{i}]")))?;
     }
-    let token = state.auth.issue(&req.subscriptions, req.operator, now_ms()).await?;
-    let body = TokenResponse { token, subscriptions: req.subscriptions, operator: req.operator };
+    let token = state
+        .auth
+        .issue(&req.subscriptions, req.operator, now_ms())
+        .await?;
+    let body = TokenResponse {
+        token,
+        subscriptions: req.subscriptions,
+        operator: req.operator,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -51,25 +66,47 @@ pub(super) struct JoinTokenRequest {
     ttl_seconds: Option<i64>,
 }
 
-pub(super) async fn create_join_token(State(state): State<AppState>, principal: Principal, ArmJson(req): ArmJson<JoinTokenRequest>) -> Result<Response, ApiError> {
+pub(super) async fn create_join_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    ArmJson(req): ArmJson<JoinTokenRequest>,
+) -> Result<Response, ApiError> {
     principal.require_operator()?;
     let uses = req.uses.unwrap_or(1);
     if !(1..=100_000).contains(&uses) {
-        return Err(ApiError::bad_request(code::INVALID_VALUE, "uses", "uses is between 1 and 100000."));
+        return Err(ApiError::bad_request(
+            code::INVALID_VALUE,
+            "uses",
+            "uses is between 1 and 100000.",
+        ));
     }
     let ttl = req.ttl_seconds.unwrap_or(3600);
     if !(1..=31 * 24 * 3600).contains(&ttl) {
-        return Err(ApiError::bad_request(code::INVALID_VALUE, "ttlSeconds", "ttlSeconds is between 1 and 2678400 (31 days)."));
+        return Err(ApiError::bad_request(
+            code::INVALID_VALUE,
+            "ttlSeconds",
+            "ttlSeconds is between 1 and 2678400 (31 days).",
+        ));
     }
     let (id, secret) = (random_lower(6), random_lower(16));
     let now = now_ms();
     let expires = now + ttl * 1000;
-    state.store.insert_join_token(&id, &crate::auth::hash(&secret), uses as u32, expires, now).await?;
+    state
+        .store
+        .insert_join_token(&id, &crate::auth::hash(&secret), uses as u32, expires, now)
+        .await?;
     let token = format!("{id}.{secret}.{}", state.ca.hash_hex());
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "expiresAt": timestamp(expires), "uses": uses}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "expiresAt": timestamp(expires), "uses": uses})),
+    )
+        .into_response())
 }
 
-pub(super) async fn list_nodes(State(state): State<AppState>, principal: Principal) -> Result<Response, ApiError> {
+pub(super) async fn list_nodes(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
     principal.require_operator()?;
     let nodes = state.store.nodes().await?;
     let mut counts = std::collections::HashMap::<String, i64>::new();

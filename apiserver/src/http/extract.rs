@@ -27,46 +27,63 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ArmJson<T> {
 
 /// The raw body, at most `--max-body-bytes`; a larger one is a 413 in ACI's shape.
 #[derive(Debug)]
-pub struct RawBody(pub Bytes);
+pub(super) struct RawBody(pub(super) Bytes);
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
-        axum::body::to_bytes(request.into_body(), limit).await.map(RawBody).map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                format!("The request body is larger than the limit of {limit} bytes."),
-            )
-        })
+        axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map(RawBody)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("The request body is larger than the limit of {limit} bytes."),
+                )
+            })
     }
 }
 
 /// Parses a JSON body, naming the path of the first problem.
 pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(code::INVALID_CONTENT, "body", "The request body is empty; a JSON object is required."));
+        return Err(ApiError::bad_request(
+            code::INVALID_CONTENT,
+            "body",
+            "The request body is empty; a JSON object is required.",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let target = if path == "." { "body".to_owned() } else { path };
         let inner = err.into_inner();
-        ApiError::bad_request(code::INVALID_CONTENT, target.clone(), format!("The request content is invalid at '{target}': {inner}."))
+        ApiError::bad_request(
+            code::INVALID_CONTENT,
+            target.clone(),
+            format!("The request content is invalid at '{target}': {inner}."),
+        )
     })
 }
 
 /// The `api-version` query parameter, checked against the versions served.
-pub(super) fn api_version<'a>(query: &'a HashMap<String, String>, accepted: &[&str]) -> Result<&'a str, ApiError> {
-    let version = query.get("api-version").map(String::as_str).ok_or_else(|| {
-        ApiError::bad_request(
-            "MissingApiVersionParameter",
-            "api-version",
-            "The api-version query parameter (?api-version=) is required for all requests.",
-        )
-    })?;
+pub(super) fn api_version<'a>(
+    query: &'a HashMap<String, String>,
+    accepted: &[&str],
+) -> Result<&'a str, ApiError> {
+    let version = query
+        .get("api-version")
+        .map(String::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "MissingApiVersionParameter",
+                "api-version",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        })?;
     if accepted.contains(&version) {
         Ok(version)
     } else {

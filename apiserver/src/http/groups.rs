@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use berth_proto::arm;
 use sha2::{Digest as _, Sha256};
 
@@ -23,7 +23,11 @@ type Q = Query<HashMap<String, String>>;
 
 /// Checks api-version and that the caller may see the subscription; a subscription the caller may
 /// not see answers exactly like one that does not exist.
-fn admit<'a>(principal: &Principal, sub: &str, query: &'a HashMap<String, String>) -> Result<&'a str, ApiError> {
+fn admit<'a>(
+    principal: &Principal,
+    sub: &str,
+    query: &'a HashMap<String, String>,
+) -> Result<&'a str, ApiError> {
     let version = api_version(query, arm::API_VERSIONS)?;
     if !principal.can_see(sub) {
         return Err(ApiError::subscription_not_found(sub));
@@ -31,9 +35,18 @@ fn admit<'a>(principal: &Principal, sub: &str, query: &'a HashMap<String, String
     Ok(version)
 }
 
-async fn load(state: &AppState, principal: &Principal, (sub, rg, name): &(String, String, String), query: &HashMap<String, String>) -> Result<GroupRecord, ApiError> {
+async fn load(
+    state: &AppState,
+    principal: &Principal,
+    (sub, rg, name): &(String, String, String),
+    query: &HashMap<String, String>,
+) -> Result<GroupRecord, ApiError> {
     admit(principal, sub, query)?;
-    state.store.group(&GroupKey::new(sub, rg, name)).await?.ok_or_else(|| ApiError::group_not_found(rg, name))
+    state
+        .store
+        .group(&GroupKey::new(sub, rg, name))
+        .await?
+        .ok_or_else(|| ApiError::group_not_found(rg, name))
 }
 
 /// The base of URLs we hand out: `--public-url`, or the Host the client used.
@@ -41,7 +54,10 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
     format!("https://{host}")
 }
 
@@ -58,7 +74,9 @@ fn with_operation(mut response: Response, url: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(url) {
         response.headers_mut().insert("Azure-AsyncOperation", value);
     }
-    response.headers_mut().insert("Retry-After", HeaderValue::from_static("1"));
+    response
+        .headers_mut()
+        .insert("Retry-After", HeaderValue::from_static("1"));
     response
 }
 
@@ -91,7 +109,11 @@ fn fqdn(state: &AppState, spec: &GroupSpec, sub: &str, rg: &str) -> Option<Strin
         _ => uuid::Uuid::new_v4().to_string(),
     };
     let digest = Sha256::digest(format!("{owner}/{label}").as_bytes());
-    let hash: String = digest.iter().take(5).map(|b| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[usize::from(*b) % 36])).collect();
+    let hash: String = digest
+        .iter()
+        .take(5)
+        .map(|b| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[usize::from(*b) % 36]))
+        .collect();
     Some(format!("{label}-{hash}.{suffix}"))
 }
 
@@ -107,18 +129,27 @@ fn service_unavailable(state: &AppState, spec: &GroupSpec) -> ApiError {
             cpu_cores(r.cpu_millis),
             memory_gb(r.memory_mib),
             spec.os_type.as_str(),
-            if r.gpu > 0 { format!(" '{}' GPU", r.gpu) } else { String::new() }
+            if r.gpu > 0 {
+                format!(" '{}' GPU", r.gpu)
+            } else {
+                String::new()
+            }
         ),
     )
 }
 
 fn open_spec(state: &AppState, sealed: &[u8]) -> Result<GroupSpec, ApiError> {
-    let plain = state.secrets.open(sealed).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
+    let plain = state
+        .secrets
+        .open(sealed)
+        .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
     serde_json::from_slice(&plain).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
 }
 
 fn seal(state: &AppState, spec: &GroupSpec) -> Vec<u8> {
-    state.secrets.seal(&serde_json::to_vec(spec).expect("plain data types always serialise to JSON"))
+    state
+        .secrets
+        .seal(&serde_json::to_vec(spec).expect("plain data types always serialise to JSON"))
 }
 
 pub(super) async fn put(
@@ -134,7 +165,8 @@ pub(super) async fn put(
     validate::resource_group(&rg)?;
     validate::group_name(&name)?;
     let body: arm::ContainerGroup = parse(&body)?;
-    let valid = validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
+    let valid =
+        validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
     let requests = valid.spec.requests();
     if !state.gateway.could_ever_fit(valid.spec.os_type, &requests) {
         return Err(service_unavailable(&state, &valid.spec));
@@ -147,7 +179,9 @@ pub(super) async fn put(
     }
 
     let (count, used) = state.store.usage(&sub).await?;
-    if count + 1 > state.quota.groups || used.cpu_millis + requests.cpu_millis > state.quota.cpu_millis {
+    if count + 1 > state.quota.groups
+        || used.cpu_millis + requests.cpu_millis > state.quota.cpu_millis
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "QuotaExceeded",
@@ -179,7 +213,12 @@ pub(super) async fn put(
     match state.store.create_group(&new).await {
         Ok(()) => {}
         Err(StoreError::Conflict(what)) if what == "fqdn" => {
-            let label = new.spec.ip_address.as_ref().and_then(|ip| ip.dns_name_label.clone()).unwrap_or_default();
+            let label = new
+                .spec
+                .ip_address
+                .as_ref()
+                .and_then(|ip| ip.dns_name_label.clone())
+                .unwrap_or_default();
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "DnsNameLabelNotAvailable",
@@ -188,21 +227,46 @@ pub(super) async fn put(
             .with_target("properties.ipAddress.dnsNameLabel"));
         }
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "Conflict", format!("Container group '{name}' is being created by another request.")));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("Container group '{name}' is being created by another request."),
+            ));
         }
         Err(err) => return Err(err.into()),
     }
     state.scheduler.wake();
-    let group = state.store.group(&key).await?.ok_or_else(ApiError::internal)?;
-    let response = (StatusCode::CREATED, Json(render::container_group(&group, true))).into_response();
-    Ok(with_operation(response, &operation_url(&state, &headers, &sub, &new.operation_id)))
+    let group = state
+        .store
+        .group(&key)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let response = (
+        StatusCode::CREATED,
+        Json(render::container_group(&group, true)),
+    )
+        .into_response();
+    Ok(with_operation(
+        response,
+        &operation_url(&state, &headers, &sub, &new.operation_id),
+    ))
 }
 
 /// PUT on an existing group: the same spec is a no-op; an allowed change restarts it in place; a
 /// change of OS, sizes, restart policy or network needs delete and re-create (ACI's rule).
-async fn update(state: &AppState, headers: &HeaderMap, sub: &str, existing: GroupRecord, valid: validate::ValidGroup) -> Result<Response, ApiError> {
+async fn update(
+    state: &AppState,
+    headers: &HeaderMap,
+    sub: &str,
+    existing: GroupRecord,
+    valid: validate::ValidGroup,
+) -> Result<Response, ApiError> {
     validate::update(&existing.spec, &valid.spec, &existing.name)?;
-    let sealed = state.store.sealed_spec(&existing.id).await?.ok_or_else(|| ApiError::group_not_found(&existing.resource_group, &existing.name))?;
+    let sealed = state
+        .store
+        .sealed_spec(&existing.id)
+        .await?
+        .ok_or_else(|| ApiError::group_not_found(&existing.resource_group, &existing.name))?;
     let current = open_spec(state, &sealed)?;
     let now = now_ms();
     let op = new_operation(sub, &existing, "update", now);
@@ -213,32 +277,70 @@ async fn update(state: &AppState, headers: &HeaderMap, sub: &str, existing: Grou
             "Succeeded" | "Failed" => existing.provisioning_state.clone(),
             _ => "Pending".to_owned(),
         };
-        let op = OperationRecord { status: status.clone(), ended_ms: (status != "Pending").then_some(now), ..op };
+        let op = OperationRecord {
+            status: status.clone(),
+            ended_ms: (status != "Pending").then_some(now),
+            ..op
+        };
         state.store.insert_operation(&op).await?;
         if existing.tags != valid.tags {
             state.store.set_tags(&existing.id, &valid.tags, now).await?;
         }
     } else {
-        state.store.update_group(&existing.id, &valid.spec, &seal(state, &valid.spec), &valid.tags, &op, now).await?;
+        state
+            .store
+            .update_group(
+                &existing.id,
+                &valid.spec,
+                &seal(state, &valid.spec),
+                &valid.tags,
+                &op,
+                now,
+            )
+            .await?;
         if let Some(node) = &existing.node_id {
             state.gateway.refresh(node, &existing.id).await;
         }
     }
-    let group = state.store.group_by_id(&existing.id).await?.ok_or_else(ApiError::internal)?;
+    let group = state
+        .store
+        .group_by_id(&existing.id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
     let response = (StatusCode::OK, Json(render::container_group(&group, true))).into_response();
-    Ok(with_operation(response, &operation_url(state, headers, sub, &op_id)))
+    Ok(with_operation(
+        response,
+        &operation_url(state, headers, sub, &op_id),
+    ))
 }
 
-pub(super) async fn get(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     Ok(Json(render::container_group(&group, true)).into_response())
 }
 
-async fn list(state: &AppState, principal: &Principal, sub: &str, rg: Option<&str>, query: &HashMap<String, String>, headers: &HeaderMap, path: &str) -> Result<Response, ApiError> {
+async fn list(
+    state: &AppState,
+    principal: &Principal,
+    sub: &str,
+    rg: Option<&str>,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Response, ApiError> {
     let version = admit(principal, sub, query)?;
     let after = match query.get("$skipToken") {
         Some(token) => token.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(validate::code::INVALID_VALUE, "$skipToken", "The $skipToken is not one this server issued.")
+            ApiError::bad_request(
+                validate::code::INVALID_VALUE,
+                "$skipToken",
+                "The $skipToken is not one this server issued.",
+            )
         })?,
         None => 0,
     };
@@ -247,34 +349,70 @@ async fn list(state: &AppState, principal: &Principal, sub: &str, rg: Option<&st
     let next_link = if groups.len() as i64 > page {
         groups.truncate(page as usize);
         let last = groups.last().map_or(after, |g| g.seq);
-        Some(format!("{}{path}?api-version={version}&$skipToken={last}", base_url(state, headers)))
+        Some(format!(
+            "{}{path}?api-version={version}&$skipToken={last}",
+            base_url(state, headers)
+        ))
     } else {
         None
     };
-    let value = groups.iter().map(|g| render::container_group(g, false)).collect();
+    let value = groups
+        .iter()
+        .map(|g| render::container_group(g, false))
+        .collect();
     Ok(Json(arm::ListResult { value, next_link }).into_response())
 }
 
-pub(super) async fn list_by_subscription(State(state): State<AppState>, principal: Principal, Path(sub): Path<String>, Query(query): Q, headers: HeaderMap) -> Result<Response, ApiError> {
-    let path = format!("/subscriptions/{sub}/providers/Microsoft.ContainerInstance/containerGroups");
+pub(super) async fn list_by_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(sub): Path<String>,
+    Query(query): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path =
+        format!("/subscriptions/{sub}/providers/Microsoft.ContainerInstance/containerGroups");
     list(&state, &principal, &sub, None, &query, &headers, &path).await
 }
 
-pub(super) async fn list_by_resource_group(State(state): State<AppState>, principal: Principal, Path((sub, rg)): Path<(String, String)>, Query(query): Q, headers: HeaderMap) -> Result<Response, ApiError> {
-    let path = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups");
+pub(super) async fn list_by_resource_group(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((sub, rg)): Path<(String, String)>,
+    Query(query): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups"
+    );
     list(&state, &principal, &sub, Some(&rg), &query, &headers, &path).await
 }
 
-pub(super) async fn patch(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q, ArmJson(body): ArmJson<arm::TagsPatch>) -> Result<Response, ApiError> {
+pub(super) async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+    ArmJson(body): ArmJson<arm::TagsPatch>,
+) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     let tags = body.tags.unwrap_or_default();
     validate::tags(&tags, "tags")?;
     state.store.set_tags(&group.id, &tags, now_ms()).await?;
-    let group = state.store.group_by_id(&group.id).await?.ok_or_else(|| ApiError::group_not_found(&path.1, &path.2))?;
+    let group = state
+        .store
+        .group_by_id(&group.id)
+        .await?
+        .ok_or_else(|| ApiError::group_not_found(&path.1, &path.2))?;
     Ok(Json(render::container_group(&group, true)).into_response())
 }
 
-pub(super) async fn delete(State(state): State<AppState>, principal: Principal, Path((sub, rg, name)): GroupPath, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((sub, rg, name)): GroupPath,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     admit(&principal, &sub, &query)?;
     let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -293,13 +431,22 @@ pub(super) async fn delete(State(state): State<AppState>, principal: Principal, 
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-pub(super) async fn restart(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn restart(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     if group.desired == Desired::Stopped {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "ContainerGroupStopped",
-            format!("Container Group '{}' in resource group '{}' is stopped.", group.name, group.resource_group),
+            format!(
+                "Container Group '{}' in resource group '{}' is stopped.",
+                group.name, group.resource_group
+            ),
         ));
     }
     let now = now_ms();
@@ -308,10 +455,18 @@ pub(super) async fn restart(State(state): State<AppState>, principal: Principal,
     if let Some(node) = &group.node_id {
         state.gateway.refresh(node, &group.id).await;
     }
-    Ok(with_operation(StatusCode::NO_CONTENT.into_response(), &operation_url(&state, &headers, &path.0, &op.id)))
+    Ok(with_operation(
+        StatusCode::NO_CONTENT.into_response(),
+        &operation_url(&state, &headers, &path.0, &op.id),
+    ))
 }
 
-pub(super) async fn stop(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn stop(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     if group.desired == Desired::Running {
         state.store.stop_group(&group.id, now_ms()).await?;
@@ -323,42 +478,93 @@ pub(super) async fn stop(State(state): State<AppState>, principal: Principal, Pa
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn start(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     if group.desired == Desired::Running {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if !state.gateway.could_ever_fit(group.spec.os_type, &group.requests) {
+    if !state
+        .gateway
+        .could_ever_fit(group.spec.os_type, &group.requests)
+    {
         return Err(service_unavailable(&state, &group.spec));
     }
     let now = now_ms();
     let op = new_operation(&path.0, &group, "start", now);
     state.store.start_group(&group.id, &op, now).await?;
     state.scheduler.wake();
-    Ok(with_operation(StatusCode::ACCEPTED.into_response(), &operation_url(&state, &headers, &path.0, &op.id)))
+    Ok(with_operation(
+        StatusCode::ACCEPTED.into_response(),
+        &operation_url(&state, &headers, &path.0, &op.id),
+    ))
 }
 
-pub(super) async fn outbound_dependencies(State(state): State<AppState>, principal: Principal, Path(path): GroupPath, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn outbound_dependencies(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): GroupPath,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     load(&state, &principal, &path, &query).await?;
     Ok(Json(Vec::<String>::new()).into_response())
 }
 
 /// Logs, exec and attach check the caller and the container like every route, then say plainly that
 /// streaming is not in this build (it comes with the exec/log issue) rather than pretending.
-async fn streaming_not_built(state: &AppState, principal: &Principal, path: &(String, String, String, String), query: &HashMap<String, String>) -> Result<Response, ApiError> {
+async fn streaming_not_built(
+    state: &AppState,
+    principal: &Principal,
+    path: &(String, String, String, String),
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let (sub, rg, name, container) = path;
-    let group = load(state, principal, &(sub.clone(), rg.clone(), name.clone()), query).await?;
-    let known = group.spec.containers.iter().any(|c| &c.name == container) || group.spec.init_containers.iter().any(|c| &c.name == container);
+    let group = load(
+        state,
+        principal,
+        &(sub.clone(), rg.clone(), name.clone()),
+        query,
+    )
+    .await?;
+    let known = group.spec.containers.iter().any(|c| &c.name == container)
+        || group
+            .spec
+            .init_containers
+            .iter()
+            .any(|c| &c.name == container);
     if !known {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "ContainerNotFound", format!("Container '{container}' is not part of container group '{name}'.")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ContainerNotFound",
+            format!("Container '{container}' is not part of container group '{name}'."),
+        ));
     }
-    Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", "Log and exec streaming is not available in this Berth build yet."))
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        "Log and exec streaming is not available in this Berth build yet.",
+    ))
 }
 
-pub(super) async fn logs(State(state): State<AppState>, principal: Principal, Path(path): Path<(String, String, String, String)>, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): Path<(String, String, String, String)>,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     streaming_not_built(&state, &principal, &path, &query).await
 }
 
-pub(super) async fn exec(State(state): State<AppState>, principal: Principal, Path(path): Path<(String, String, String, String)>, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn exec(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(path): Path<(String, String, String, String)>,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     streaming_not_built(&state, &principal, &path, &query).await
 }

@@ -56,7 +56,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The whole HTTP service: ARM path literals are matched without case, as ARM does.
-pub fn service(state: AppState) -> impl tower::Service<
+pub fn service(
+    state: AppState,
+) -> impl tower::Service<
     Request,
     Response = Response,
     Error = std::convert::Infallible,
@@ -64,22 +66,36 @@ pub fn service(state: AppState) -> impl tower::Service<
 > + Clone
 + Send
 + 'static {
-    tower::ServiceBuilder::new().map_request(normalize_path).service(router(state))
+    tower::ServiceBuilder::new()
+        .map_request(normalize_path)
+        .service(router(state))
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NotFound", "The requested path does not exist.")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "The requested path does not exist.",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "The HTTP method is not supported on this path.")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "The HTTP method is not supported on this path.",
+    )
 }
 
 async fn request_id(mut response: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-ms-request-id", value.clone());
-        response.headers_mut().insert("x-ms-correlation-request-id", value);
+        response
+            .headers_mut()
+            .insert("x-ms-request-id", value.clone());
+        response
+            .headers_mut()
+            .insert("x-ms-correlation-request-id", value);
     }
     response
 }
@@ -111,10 +127,18 @@ const LITERALS: &[&str] = &[
 /// `/subscriptions/{s}/resourceGroups/{g}/providers/{ns}/{type}/{name}/…`, except the namespace.
 pub fn canonical_path(path: &str) -> String {
     let segments: Vec<&str> = path.split('/').collect();
-    if segments.len() < 2 || !segments[1].eq_ignore_ascii_case("subscriptions") && !segments[1].eq_ignore_ascii_case("providers") {
+    if segments.len() < 2
+        || !segments[1].eq_ignore_ascii_case("subscriptions")
+            && !segments[1].eq_ignore_ascii_case("providers")
+    {
         return path.to_owned();
     }
-    let canonical = |s: &str| LITERALS.iter().find(|l| l.eq_ignore_ascii_case(s)).map_or_else(|| s.to_owned(), |l| (*l).to_owned());
+    let canonical = |s: &str| {
+        LITERALS
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(s))
+            .map_or_else(|| s.to_owned(), |l| (*l).to_owned())
+    };
     let mut out = Vec::with_capacity(segments.len());
     let mut expect_literal = true;
     let mut after_providers = false;
@@ -145,11 +169,26 @@ pub fn canonical_path(path: &str) -> String {
 }
 
 fn normalize_path(mut request: Request) -> Request {
+    // HTTP/2 carries the host in `:authority`; URLs we hand out are built from the Host header.
+    if !request.headers().contains_key(axum::http::header::HOST)
+        && let Some(value) = request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request
+            .headers_mut()
+            .insert(axum::http::header::HOST, value);
+    }
     let path = request.uri().path();
     let canonical = canonical_path(path);
     if canonical != path {
         let mut parts = request.uri().clone().into_parts();
-        let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
         if let Ok(pq) = format!("{canonical}{query}").parse() {
             parts.path_and_query = Some(pq);
             if let Ok(uri) = axum::http::Uri::from_parts(parts) {
@@ -167,11 +206,15 @@ mod tests {
     #[test]
     fn literals_are_matched_without_case_names_are_kept() {
         assert_eq!(
-            canonical_path("/subscriptions/S/resourcegroups/MyRG/providers/microsoft.containerinstance/containergroups/Stop/STOP"),
+            canonical_path(
+                "/subscriptions/S/resourcegroups/MyRG/providers/microsoft.containerinstance/containergroups/Stop/STOP"
+            ),
             "/subscriptions/S/resourceGroups/MyRG/providers/Microsoft.ContainerInstance/containerGroups/Stop/stop"
         );
         assert_eq!(
-            canonical_path("/subscriptions/S/providers/Microsoft.ContainerInstance/Locations/local/Operations/abc"),
+            canonical_path(
+                "/subscriptions/S/providers/Microsoft.ContainerInstance/Locations/local/Operations/abc"
+            ),
             "/subscriptions/S/providers/Microsoft.ContainerInstance/locations/local/operations/abc"
         );
         assert_eq!(canonical_path("/admin/v1/nodes"), "/admin/v1/nodes");

@@ -26,7 +26,10 @@ fn location(state: &AppState, location: &str) -> Result<(), ApiError> {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "LocationNotAvailableForResourceType",
-            format!("The location '{location}' is not served here. The available location is '{}'.", state.config.region),
+            format!(
+                "The location '{location}' is not served here. The available location is '{}'.",
+                state.config.region
+            ),
         )
         .with_target("location"))
     }
@@ -46,7 +49,10 @@ fn any_version(query: &HashMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// ARM's `GET /subscriptions`: the caller's subscriptions.
-pub(super) async fn list_subscriptions(principal: Principal, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn list_subscriptions(
+    principal: Principal,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     any_version(&query)?;
     let mut subs: Vec<&String> = principal.subscriptions.iter().collect();
     subs.sort();
@@ -73,7 +79,13 @@ pub(super) async fn operation_status(
         .operation(&id)
         .await?
         .filter(|op| op.subscription.eq_ignore_ascii_case(&sub))
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "OperationNotFound", format!("The operation '{id}' was not found.")))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                format!("The operation '{id}' was not found."),
+            )
+        })?;
     let body = arm::OperationStatus {
         id: op.resource_id.clone(),
         name: op.id.clone(),
@@ -91,7 +103,12 @@ pub(super) async fn operation_status(
     Ok(Json(body).into_response())
 }
 
-pub(super) async fn usages(State(state): State<AppState>, principal: Principal, Path((sub, loc)): Path<(String, String)>, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn usages(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((sub, loc)): Path<(String, String)>,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     any_version(&query)?;
     if !principal.can_see(&sub) {
         return Err(ApiError::subscription_not_found(&sub));
@@ -99,21 +116,42 @@ pub(super) async fn usages(State(state): State<AppState>, principal: Principal, 
     location(&state, &loc)?;
     let (groups, used) = state.store.usage(&sub).await?;
     let row = |name: &str, localized: &str, current: i64, limit: i64| arm::Usage {
-        id: format!("/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/{}/usages/{name}", state.config.region),
+        id: format!(
+            "/subscriptions/{sub}/providers/Microsoft.ContainerInstance/locations/{}/usages/{name}",
+            state.config.region
+        ),
         unit: "Count".to_owned(),
         current_value: current,
         limit,
-        name: arm::UsageName { value: name.to_owned(), localized_value: localized.to_owned() },
+        name: arm::UsageName {
+            value: name.to_owned(),
+            localized_value: localized.to_owned(),
+        },
     };
     let cores = |millis: u64| millis.div_ceil(1000) as i64;
     let value = vec![
-        row("ContainerGroups", "Container Groups", groups, state.quota.groups),
-        row("StandardCores", "Standard Cores", cores(used.cpu_millis), cores(state.quota.cpu_millis)),
+        row(
+            "ContainerGroups",
+            "Container Groups",
+            groups,
+            state.quota.groups,
+        ),
+        row(
+            "StandardCores",
+            "Standard Cores",
+            cores(used.cpu_millis),
+            cores(state.quota.cpu_millis),
+        ),
     ];
     Ok(Json(json!({ "value": value })).into_response())
 }
 
-pub(super) async fn capabilities(State(state): State<AppState>, principal: Principal, Path((sub, loc)): Path<(String, String)>, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn capabilities(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((sub, loc)): Path<(String, String)>,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     any_version(&query)?;
     if !principal.can_see(&sub) {
         return Err(ApiError::subscription_not_found(&sub));
@@ -144,19 +182,35 @@ pub(super) async fn capabilities(State(state): State<AppState>, principal: Princ
             },
         })
         .collect();
-    Ok(Json(arm::ListResult { value, next_link: None }).into_response())
+    Ok(Json(arm::ListResult {
+        value,
+        next_link: None,
+    })
+    .into_response())
 }
 
-pub(super) async fn cached_images(State(state): State<AppState>, principal: Principal, Path((sub, loc)): Path<(String, String)>, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn cached_images(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((sub, loc)): Path<(String, String)>,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     any_version(&query)?;
     if !principal.can_see(&sub) {
         return Err(ApiError::subscription_not_found(&sub));
     }
     location(&state, &loc)?;
-    Ok(Json(arm::ListResult::<serde_json::Value> { value: Vec::new(), next_link: None }).into_response())
+    Ok(Json(arm::ListResult::<serde_json::Value> {
+        value: Vec::new(),
+        next_link: None,
+    })
+    .into_response())
 }
 
-pub(super) async fn operations(_principal: Principal, Query(query): Q) -> Result<Response, ApiError> {
+pub(super) async fn operations(
+    _principal: Principal,
+    Query(query): Q,
+) -> Result<Response, ApiError> {
     any_version(&query)?;
     let op = |name: &str, resource: &str, operation: &str, description: &str| arm::Operation {
         name: format!("Microsoft.ContainerInstance/{name}"),
@@ -169,17 +223,76 @@ pub(super) async fn operations(_principal: Principal, Query(query): Q) -> Result
         origin: Some("User,System".to_owned()),
     };
     let value = vec![
-        op("containerGroups/read", "Container Group", "Get Container Group", "Get all container groups."),
-        op("containerGroups/write", "Container Group", "Create or Update Container Group", "Create or update a specific container group."),
-        op("containerGroups/delete", "Container Group", "Delete Container Group", "Delete the specific container group."),
-        op("containerGroups/restart/action", "Container Group", "Restart Container Group", "Restarts a specific container group."),
-        op("containerGroups/stop/action", "Container Group", "Stop Container Group", "Stops a specific container group."),
-        op("containerGroups/start/action", "Container Group", "Start Container Group", "Starts a specific container group."),
-        op("containerGroups/containers/logs/read", "Container", "Get Container Logs", "Get the logs for a specific container."),
-        op("containerGroups/containers/exec/action", "Container", "Exec Into Container", "Exec into a specific container."),
-        op("locations/usages/read", "Usage", "Get Usage", "Get the usage for a specific location."),
-        op("locations/capabilities/read", "Capabilities", "Get Capabilities", "Get the capabilities for a specific location."),
-        op("locations/operations/read", "Operation", "Get Operation", "Get the status of an asynchronous operation."),
+        op(
+            "containerGroups/read",
+            "Container Group",
+            "Get Container Group",
+            "Get all container groups.",
+        ),
+        op(
+            "containerGroups/write",
+            "Container Group",
+            "Create or Update Container Group",
+            "Create or update a specific container group.",
+        ),
+        op(
+            "containerGroups/delete",
+            "Container Group",
+            "Delete Container Group",
+            "Delete the specific container group.",
+        ),
+        op(
+            "containerGroups/restart/action",
+            "Container Group",
+            "Restart Container Group",
+            "Restarts a specific container group.",
+        ),
+        op(
+            "containerGroups/stop/action",
+            "Container Group",
+            "Stop Container Group",
+            "Stops a specific container group.",
+        ),
+        op(
+            "containerGroups/start/action",
+            "Container Group",
+            "Start Container Group",
+            "Starts a specific container group.",
+        ),
+        op(
+            "containerGroups/containers/logs/read",
+            "Container",
+            "Get Container Logs",
+            "Get the logs for a specific container.",
+        ),
+        op(
+            "containerGroups/containers/exec/action",
+            "Container",
+            "Exec Into Container",
+            "Exec into a specific container.",
+        ),
+        op(
+            "locations/usages/read",
+            "Usage",
+            "Get Usage",
+            "Get the usage for a specific location.",
+        ),
+        op(
+            "locations/capabilities/read",
+            "Capabilities",
+            "Get Capabilities",
+            "Get the capabilities for a specific location.",
+        ),
+        op(
+            "locations/operations/read",
+            "Operation",
+            "Get Operation",
+            "Get the status of an asynchronous operation.",
+        ),
     ];
-    Ok(Json(arm::ListResult { value, next_link: None }).into_response())
+    Ok(Json(arm::ListResult {
+        value,
+        next_link: None,
+    })
+    .into_response())
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_proto::node::{
-    self, AgentReport, DesiredPhase, DesiredState, GroupAssignment, JoinRequest, JoinResponse, agent_report,
-    node_service_server::NodeService,
+    self, AgentReport, DesiredPhase, DesiredState, GroupAssignment, JoinRequest, JoinResponse,
+    agent_report, node_service_server::NodeService,
 };
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -57,6 +57,8 @@ struct Inner {
     capacities: Mutex<HashMap<OsType, Vec<Size>>>,
     next_epoch: std::sync::atomic::AtomicU64,
     next_seq: std::sync::atomic::AtomicU64,
+    /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
+    shutdown: CancellationToken,
 }
 
 /// Cheap handle to the gateway; clones share everything.
@@ -83,6 +85,7 @@ impl NodeGateway {
         scheduler: SchedulerHandle,
         heartbeat_interval_ms: u32,
         node_timeout: Duration,
+        shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let gateway = Self {
             inner: Arc::new(Inner {
@@ -97,13 +100,15 @@ impl NodeGateway {
                 capacities: Mutex::default(),
                 next_epoch: 1.into(),
                 next_seq: 1.into(),
+                shutdown,
             }),
         };
         // After a restart every node known Ready gets a full timeout to reconnect.
         let now = crate::now_ms();
         for node in gateway.inner.store.nodes().await? {
             gateway.remember_capacity(node.os_type, node.capacity);
-            lock(&gateway.inner.liveness).insert(node.id.clone(), (now, node.status == NodeStatus::Ready));
+            lock(&gateway.inner.liveness)
+                .insert(node.id.clone(), (now, node.status == NodeStatus::Ready));
         }
         Ok(gateway)
     }
@@ -118,11 +123,15 @@ impl NodeGateway {
 
     /// Whether some joined node (Ready or not) is large enough for `request` at all.
     pub fn could_ever_fit(&self, os: OsType, request: &Size) -> bool {
-        lock(&self.inner.capacities).get(&os).is_some_and(|sizes| sizes.iter().any(|s| request.fits_in(s)))
+        lock(&self.inner.capacities)
+            .get(&os)
+            .is_some_and(|sizes| sizes.iter().any(|s| request.fits_in(s)))
     }
 
     fn seq(&self) -> u64 {
-        self.inner.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn send(&self, node_id: &str, message: DesiredState) {
@@ -134,11 +143,21 @@ impl NodeGateway {
 
     /// The assignment of one group, secrets included, or None if it is gone.
     async fn assignment(&self, group_id: &str) -> Result<Option<GroupAssignment>, StoreError> {
-        let Some(group) = self.inner.store.group_by_id(group_id).await? else { return Ok(None) };
-        let Some(sealed) = self.inner.store.sealed_spec(group_id).await? else { return Ok(None) };
-        let spec: GroupSpec = match self.inner.secrets.open(&sealed).map_err(|e| StoreError::Corrupt(e.to_string())).and_then(|plain| {
-            serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))
-        }) {
+        let Some(group) = self.inner.store.group_by_id(group_id).await? else {
+            return Ok(None);
+        };
+        let Some(sealed) = self.inner.store.sealed_spec(group_id).await? else {
+            return Ok(None);
+        };
+        let spec: GroupSpec = match self
+            .inner
+            .secrets
+            .open(&sealed)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+            .and_then(|plain| {
+                serde_json::from_slice(&plain)
+                    .map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))
+            }) {
             Ok(spec) => spec,
             Err(err) => return Err(err),
         };
@@ -146,7 +165,12 @@ impl NodeGateway {
             group_id: group.id.clone(),
             generation: group.generation as u64,
             phase: DesiredPhase::Running as i32,
-            spec: Some(spec.to_proto(&group.name, &group.subscription, &group.resource_group, group.fqdn.as_deref())),
+            spec: Some(spec.to_proto(
+                &group.name,
+                &group.subscription,
+                &group.resource_group,
+                group.fqdn.as_deref(),
+            )),
         }))
     }
 
@@ -157,12 +181,22 @@ impl NodeGateway {
             match self.assignment(&p.group_id).await {
                 Ok(Some(a)) => by_node.entry(p.node_id).or_default().push(a),
                 Ok(None) => {}
-                Err(err) => tracing::error!(error = %err, group = %p.group_id, "cannot build assignment"),
+                Err(err) => {
+                    tracing::error!(error = %err, group = %p.group_id, "cannot build assignment")
+                }
             }
         }
         for (node_id, groups) in by_node {
             let seq = self.seq();
-            self.send(&node_id, DesiredState { seq, full: false, groups, removed: Vec::new() });
+            self.send(
+                &node_id,
+                DesiredState {
+                    seq,
+                    full: false,
+                    groups,
+                    removed: Vec::new(),
+                },
+            );
         }
     }
 
@@ -171,7 +205,15 @@ impl NodeGateway {
         match self.assignment(group_id).await {
             Ok(Some(a)) => {
                 let seq = self.seq();
-                self.send(node_id, DesiredState { seq, full: false, groups: vec![a], removed: Vec::new() });
+                self.send(
+                    node_id,
+                    DesiredState {
+                        seq,
+                        full: false,
+                        groups: vec![a],
+                        removed: Vec::new(),
+                    },
+                );
             }
             Ok(None) => {}
             Err(err) => tracing::error!(error = %err, group = %group_id, "cannot build assignment"),
@@ -181,7 +223,15 @@ impl NodeGateway {
     /// Tells a node to tear a group down.
     pub fn remove(&self, node_id: &str, group_id: &str) {
         let seq = self.seq();
-        self.send(node_id, DesiredState { seq, full: false, groups: Vec::new(), removed: vec![group_id.to_owned()] });
+        self.send(
+            node_id,
+            DesiredState {
+                seq,
+                full: false,
+                groups: Vec::new(),
+                removed: vec![group_id.to_owned()],
+            },
+        );
     }
 
     /// Node ids with a live Sync stream.
@@ -191,7 +241,8 @@ impl NodeGateway {
 
     /// Marks nodes NotReady once they have been silent for the timeout. Runs until shutdown.
     pub async fn monitor(self, shutdown: CancellationToken) {
-        let period = Duration::from_millis((self.inner.node_timeout_ms / 4).clamp(100, 1000) as u64);
+        let period =
+            Duration::from_millis((self.inner.node_timeout_ms / 4).clamp(100, 1000) as u64);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -208,9 +259,16 @@ impl NodeGateway {
                 .collect();
             for (id, seen) in silent {
                 tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
-                if let Err(err) = self.inner.store.set_node_status(&id, NodeStatus::NotReady, seen).await {
+                if let Err(err) = self
+                    .inner
+                    .store
+                    .set_node_status(&id, NodeStatus::NotReady, seen)
+                    .await
+                {
                     tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
-                    lock(&self.inner.liveness).entry(id).and_modify(|e| e.1 = true);
+                    lock(&self.inner.liveness)
+                        .entry(id)
+                        .and_modify(|e| e.1 = true);
                 }
             }
         }
@@ -225,16 +283,26 @@ impl NodeGateway {
             std::mem::replace(&mut entry.1, true)
         };
         if !was_ready {
-            self.inner.store.set_node_status(node_id, NodeStatus::Ready, now).await?;
+            self.inner
+                .store
+                .set_node_status(node_id, NodeStatus::Ready, now)
+                .await?;
             self.inner.scheduler.wake();
         }
         Ok(())
     }
 
     async fn apply(&self, node_id: &str, status: &node::GroupStatus) {
-        match self.inner.store.apply_status(node_id, status, crate::now_ms()).await {
+        match self
+            .inner
+            .store
+            .apply_status(node_id, status, crate::now_ms())
+            .await
+        {
             Ok(outcome) => tracing::trace!(group = %status.group_id, ?outcome, "status"),
-            Err(err) => tracing::error!(error = %err, group = %status.group_id, "cannot apply status"),
+            Err(err) => {
+                tracing::error!(error = %err, group = %status.group_id, "cannot apply status")
+            }
         }
     }
 
@@ -245,21 +313,32 @@ impl NodeGateway {
                 groups.push(a);
             }
         }
-        Ok(DesiredState { seq: self.seq(), full: true, groups, removed: Vec::new() })
+        Ok(DesiredState {
+            seq: self.seq(),
+            full: true,
+            groups,
+            removed: Vec::new(),
+        })
     }
 }
 
 /// Splits "<id>.<secret>".
 fn parse_join_token(token: &str) -> Option<(&str, &str)> {
     let (id, secret) = token.split_once('.')?;
-    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
     (ok(id, 6) && ok(secret, 16)).then_some((id, secret))
 }
 
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -270,18 +349,21 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<DesiredState, Status>> + Send
 impl NodeService for NodeGateway {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let req = request.into_inner();
-        let (token_id, secret) =
-            parse_join_token(&req.token).ok_or_else(|| Status::unauthenticated("the join token is malformed"))?;
+        let (token_id, secret) = parse_join_token(&req.token)
+            .ok_or_else(|| Status::unauthenticated("the join token is malformed"))?;
         if !valid_node_name(&req.node_name) {
             return Err(Status::invalid_argument(format!(
                 "node name '{}' is not a DNS label (lower-case letters, digits, '-', at most 63)",
                 req.node_name
             )));
         }
-        let os_type = OsType::from_proto(req.os_type()).ok_or_else(|| Status::invalid_argument("os_type is required"))?;
+        let os_type = OsType::from_proto(req.os_type())
+            .ok_or_else(|| Status::invalid_argument("os_type is required"))?;
         let capacity = req.capacity.unwrap_or_default();
         if capacity.cpu_millis == 0 || capacity.memory_mib == 0 {
-            return Err(Status::invalid_argument("capacity must have CPU and memory"));
+            return Err(Status::invalid_argument(
+                "capacity must have CPU and memory",
+            ));
         }
         let node_id = uuid::Uuid::new_v4().to_string();
         let certificate_pem = self
@@ -290,7 +372,11 @@ impl NodeService for NodeGateway {
             .sign_node_csr(&req.csr_pem, &node_id)
             .map_err(|e| Status::invalid_argument(format!("the CSR is not usable: {e}")))?;
         let now = crate::now_ms();
-        let size = Size { cpu_millis: capacity.cpu_millis, memory_mib: capacity.memory_mib, gpu: capacity.gpu };
+        let size = Size {
+            cpu_millis: capacity.cpu_millis,
+            memory_mib: capacity.memory_mib,
+            gpu: capacity.gpu,
+        };
         let record = NodeRecord {
             id: node_id.clone(),
             name: req.node_name.clone(),
@@ -303,13 +389,23 @@ impl NodeService for NodeGateway {
             last_heartbeat_ms: now,
             joined_ms: now,
         };
-        match self.inner.store.join_node(token_id, &crate::auth::hash(secret), &record).await? {
+        match self
+            .inner
+            .store
+            .join_node(token_id, &crate::auth::hash(secret), &record)
+            .await?
+        {
             Ok(()) => {}
             Err(JoinRefusal::InvalidToken) => {
-                return Err(Status::unauthenticated("the join token is unknown, used up or expired"));
+                return Err(Status::unauthenticated(
+                    "the join token is unknown, used up or expired",
+                ));
             }
             Err(JoinRefusal::NameTaken) => {
-                return Err(Status::already_exists(format!("a node named '{}' has already joined", req.node_name)));
+                return Err(Status::already_exists(format!(
+                    "a node named '{}' has already joined",
+                    req.node_name
+                )));
             }
         }
         self.remember_capacity(os_type, size);
@@ -324,18 +420,30 @@ impl NodeService for NodeGateway {
 
     type SyncStream = SyncStream;
 
-    async fn sync(&self, request: Request<Streaming<AgentReport>>) -> Result<Response<Self::SyncStream>, Status> {
+    async fn sync(
+        &self,
+        request: Request<Streaming<AgentReport>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
         let node_id = request
             .peer_certs()
             .and_then(|certs| certs.first().and_then(node_id_from_cert))
             .ok_or_else(|| Status::unauthenticated("Sync needs the node's client certificate"))?;
         if self.inner.store.node(&node_id).await?.is_none() {
-            return Err(Status::permission_denied("this node is not (or no longer) part of the cluster"));
+            return Err(Status::permission_denied(
+                "this node is not (or no longer) part of the cluster",
+            ));
         }
         let mut reports = request.into_inner();
         let hello = match reports.next().await {
-            Some(Ok(AgentReport { body: Some(agent_report::Body::Hello(hello)), .. })) => hello,
-            Some(Ok(_)) => return Err(Status::failed_precondition("the first message of Sync must be Hello")),
+            Some(Ok(AgentReport {
+                body: Some(agent_report::Body::Hello(hello)),
+                ..
+            })) => hello,
+            Some(Ok(_)) => {
+                return Err(Status::failed_precondition(
+                    "the first message of Sync must be Hello",
+                ));
+            }
             Some(Err(status)) => return Err(status),
             None => return Err(Status::cancelled("the stream closed before Hello")),
         };
@@ -343,8 +451,17 @@ impl NodeService for NodeGateway {
         // Register first, then read the desired state: a change made in between reaches the node as a
         // delta after the full state, and deltas are idempotent.
         let (tx, rx) = mpsc::unbounded_channel();
-        let epoch = self.inner.next_epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        lock(&self.inner.sessions).insert(node_id.clone(), Session { epoch, tx: tx.clone() });
+        let epoch = self
+            .inner
+            .next_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.inner.sessions).insert(
+            node_id.clone(),
+            Session {
+                epoch,
+                tx: tx.clone(),
+            },
+        );
         self.seen(&node_id).await?;
         for status in &hello.groups {
             self.apply(&node_id, status).await;
@@ -354,8 +471,14 @@ impl NodeService for NodeGateway {
         tracing::info!(node = %node_id, groups = hello.groups.len(), "node connected");
 
         let gateway = self.clone();
+        let shutdown = self.inner.shutdown.clone();
         tokio::spawn(async move {
-            while let Some(report) = reports.next().await {
+            loop {
+                let report = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    report = reports.next() => report,
+                };
+                let Some(report) = report else { break };
                 let report = match report {
                     Ok(report) => report,
                     Err(status) => {
@@ -367,7 +490,9 @@ impl NodeService for NodeGateway {
                     tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
                 }
                 match report.body {
-                    Some(agent_report::Body::Group(status)) => gateway.apply(&node_id, &status).await,
+                    Some(agent_report::Body::Group(status)) => {
+                        gateway.apply(&node_id, &status).await
+                    }
                     Some(agent_report::Body::Heartbeat(_)) | None => {}
                     Some(agent_report::Body::Hello(hello)) => {
                         for status in &hello.groups {
@@ -383,7 +508,11 @@ impl NodeService for NodeGateway {
             tracing::info!(node = %node_id, "node disconnected");
         });
 
-        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        let shutdown = self.inner.shutdown.clone();
+        let stream = futures::StreamExt::take_until(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+            async move { shutdown.cancelled_owned().await },
+        );
         Ok(Response::new(Box::pin(stream) as SyncStream))
     }
 }
@@ -394,7 +523,10 @@ mod tests {
 
     #[test]
     fn join_tokens_have_kubeadm_shape() {
-        assert_eq!(parse_join_token("abcdef.0123456789abcdef"), Some(("abcdef", "0123456789abcdef")));
+        assert_eq!(
+            parse_join_token("abcdef.0123456789abcdef"),
+            Some(("abcdef", "0123456789abcdef"))
+        );
         assert_eq!(parse_join_token("ABCDEF.0123456789abcdef"), None);
         assert_eq!(parse_join_token("abcdef0123456789abcdef"), None);
         assert_eq!(parse_join_token("abc.0123456789abcdef"), None);

@@ -44,7 +44,10 @@ pub struct Candidate {
 pub enum Decision {
     Place(Placement),
     /// Nothing fits now; the reason is shown in the group's events.
-    Wait { group_id: String, reason: String },
+    Wait {
+        group_id: String,
+        reason: String,
+    },
 }
 
 /// Score of the capacity left on a node: the larger of its CPU and memory shares.
@@ -66,8 +69,15 @@ pub fn place(groups: &[PendingGroup], nodes: &mut [Candidate], policy: Policy) -
                 .enumerate()
                 .filter(|(_, n)| n.os_type == group.os_type && group.requests.fits_in(&n.free));
             let chosen = match policy {
-                Policy::Pack => feasible.min_by_key(|(_, n)| (leftover(n, &group.requests), n.id.clone())),
-                Policy::Spread => feasible.max_by_key(|(_, n)| (leftover(n, &group.requests), std::cmp::Reverse(n.id.clone()))),
+                Policy::Pack => {
+                    feasible.min_by_key(|(_, n)| (leftover(n, &group.requests), n.id.clone()))
+                }
+                Policy::Spread => feasible.max_by_key(|(_, n)| {
+                    (
+                        leftover(n, &group.requests),
+                        std::cmp::Reverse(n.id.clone()),
+                    )
+                }),
             };
             match chosen {
                 Some((index, _)) => {
@@ -80,7 +90,10 @@ pub fn place(groups: &[PendingGroup], nodes: &mut [Candidate], policy: Policy) -
                         generation: group.generation,
                     })
                 }
-                None => Decision::Wait { group_id: group.id.clone(), reason: wait_reason(group, nodes) },
+                None => Decision::Wait {
+                    group_id: group.id.clone(),
+                    reason: wait_reason(group, nodes),
+                },
             }
         })
         .collect()
@@ -123,8 +136,18 @@ pub struct Scheduler {
 const BATCH: i64 = 2048;
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, gateway: NodeGateway, handle: SchedulerHandle, policy: Policy) -> Self {
-        Self { store, gateway, handle, policy }
+    pub fn new(
+        store: Arc<dyn Store>,
+        gateway: NodeGateway,
+        handle: SchedulerHandle,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            store,
+            gateway,
+            handle,
+            policy,
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -160,7 +183,12 @@ impl Scheduler {
             .await?
             .into_iter()
             .filter(|n| n.status == NodeStatus::Ready)
-            .map(|n| Candidate { free: n.free(), id: n.id, os_type: n.os_type, capacity: n.capacity })
+            .map(|n| Candidate {
+                free: n.free(),
+                id: n.id,
+                os_type: n.os_type,
+                capacity: n.capacity,
+            })
             .collect();
         let decisions = place(&pending, &mut nodes, self.policy);
         let now = crate::now_ms();
@@ -183,7 +211,9 @@ impl Scheduler {
                 }
             }
         }
-        let placed = if placements.is_empty() { 0 } else {
+        let placed = if placements.is_empty() {
+            0
+        } else {
             let committed = self.store.commit_placements(&placements, now).await?;
             let placed = committed.len();
             self.gateway.assign(committed).await;
@@ -203,15 +233,28 @@ mod tests {
     use super::*;
 
     fn node(id: &str, os: OsType, cpu: u64, mem: u64) -> Candidate {
-        let size = Size { cpu_millis: cpu, memory_mib: mem, gpu: 0 };
-        Candidate { id: id.to_owned(), os_type: os, capacity: size, free: size }
+        let size = Size {
+            cpu_millis: cpu,
+            memory_mib: mem,
+            gpu: 0,
+        };
+        Candidate {
+            id: id.to_owned(),
+            os_type: os,
+            capacity: size,
+            free: size,
+        }
     }
 
     fn group(id: &str, os: OsType, cpu: u64, mem: u64) -> PendingGroup {
         PendingGroup {
             id: id.to_owned(),
             os_type: os,
-            requests: Size { cpu_millis: cpu, memory_mib: mem, gpu: 0 },
+            requests: Size {
+                cpu_millis: cpu,
+                memory_mib: mem,
+                gpu: 0,
+            },
             generation: 1,
             last_reason: None,
         }
@@ -229,17 +272,31 @@ mod tests {
 
     #[test]
     fn pack_fills_one_node_before_the_next() {
-        let mut nodes = vec![node("a", OsType::Linux, 4000, 8192), node("b", OsType::Linux, 4000, 8192)];
-        let groups: Vec<_> = (0..4).map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024)).collect();
+        let mut nodes = vec![
+            node("a", OsType::Linux, 4000, 8192),
+            node("b", OsType::Linux, 4000, 8192),
+        ];
+        let groups: Vec<_> = (0..4)
+            .map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024))
+            .collect();
         let decisions = place(&groups, &mut nodes, Policy::Pack);
         let on: HashSet<_> = placed_on(&decisions).into_iter().flatten().collect();
-        assert_eq!(on.len(), 1, "four 1-CPU groups fit one 4-CPU node: {decisions:?}");
+        assert_eq!(
+            on.len(),
+            1,
+            "four 1-CPU groups fit one 4-CPU node: {decisions:?}"
+        );
     }
 
     #[test]
     fn spread_uses_every_node() {
-        let mut nodes = vec![node("a", OsType::Linux, 4000, 8192), node("b", OsType::Linux, 4000, 8192)];
-        let groups: Vec<_> = (0..2).map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024)).collect();
+        let mut nodes = vec![
+            node("a", OsType::Linux, 4000, 8192),
+            node("b", OsType::Linux, 4000, 8192),
+        ];
+        let groups: Vec<_> = (0..2)
+            .map(|i| group(&format!("g{i}"), OsType::Linux, 1000, 1024))
+            .collect();
         let decisions = place(&groups, &mut nodes, Policy::Spread);
         let on: HashSet<_> = placed_on(&decisions).into_iter().flatten().collect();
         assert_eq!(on.len(), 2);
@@ -248,7 +305,11 @@ mod tests {
     #[test]
     fn a_group_that_does_not_fit_waits_with_a_reason() {
         let mut nodes = vec![node("a", OsType::Linux, 1000, 1024)];
-        let decisions = place(&[group("g", OsType::Linux, 2000, 1024)], &mut nodes, Policy::Pack);
+        let decisions = place(
+            &[group("g", OsType::Linux, 2000, 1024)],
+            &mut nodes,
+            Policy::Pack,
+        );
         match &decisions[0] {
             Decision::Wait { reason, .. } => assert!(reason.contains("2 CPU"), "{reason}"),
             other => panic!("expected to wait, got {other:?}"),
@@ -258,7 +319,11 @@ mod tests {
     #[test]
     fn os_type_must_match() {
         let mut nodes = vec![node("win", OsType::Windows, 4000, 8192)];
-        let decisions = place(&[group("g", OsType::Linux, 1000, 1024)], &mut nodes, Policy::Pack);
+        let decisions = place(
+            &[group("g", OsType::Linux, 1000, 1024)],
+            &mut nodes,
+            Policy::Pack,
+        );
         assert_eq!(placed_on(&decisions), vec![None]);
     }
 

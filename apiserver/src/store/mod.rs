@@ -222,25 +222,56 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     async fn count_tokens(&self) -> Result<i64>;
-    async fn insert_join_token(&self, id: &str, secret_hash: &str, uses: u32, expires_ms: i64, now_ms: i64) -> Result<()>;
+    async fn insert_join_token(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        uses: u32,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<()>;
 
     // ---- nodes ----
     /// Consumes one use of the join token and records the node, in one transaction.
-    async fn join_node(&self, token_id: &str, secret_hash: &str, node: &NodeRecord) -> Result<Result<(), JoinRefusal>>;
+    async fn join_node(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        node: &NodeRecord,
+    ) -> Result<Result<(), JoinRefusal>>;
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     async fn node(&self, id: &str) -> Result<Option<NodeRecord>>;
     /// Sets a node's readiness; NotReady also marks its groups `Unhealthy` with an event.
-    async fn set_node_status(&self, id: &str, status: NodeStatus, last_heartbeat_ms: i64) -> Result<()>;
+    async fn set_node_status(
+        &self,
+        id: &str,
+        status: NodeStatus,
+        last_heartbeat_ms: i64,
+    ) -> Result<()>;
 
     // ---- groups ----
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>>;
     async fn group_by_id(&self, id: &str) -> Result<Option<GroupRecord>>;
     /// Groups of a subscription (optionally one resource group) with `seq > after`, in `seq` order.
-    async fn list_groups(&self, subscription: &str, resource_group: Option<&str>, after: i64, limit: i64) -> Result<Vec<GroupRecord>>;
+    async fn list_groups(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<GroupRecord>>;
     /// Inserts a new group and its create operation. `Conflict` if the name or FQDN is taken.
     async fn create_group(&self, group: &NewGroup) -> Result<()>;
     /// Replaces the spec of an existing group in place (same node, same capacity), bumping its generation.
-    async fn update_group(&self, id: &str, spec: &GroupSpec, sealed: &[u8], tags: &BTreeMap<String, String>, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    async fn update_group(
+        &self,
+        id: &str,
+        spec: &GroupSpec,
+        sealed: &[u8],
+        tags: &BTreeMap<String, String>,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<i64>;
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()>;
     /// Deletes the group, releasing its capacity; returns the node it was on.
     async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>>;
@@ -249,7 +280,12 @@ pub trait Store: Send + Sync + 'static {
     /// Starts a stopped group again (back to the scheduler) with a new generation.
     async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
     /// Restarts a running group in place with a new generation.
-    async fn restart_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    async fn restart_group(
+        &self,
+        id: &str,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<i64>;
     /// The whole spec, secrets included, for the agent.
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>>;
     /// Groups assigned to a node.
@@ -261,14 +297,29 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>>;
     /// Commits placements, each with its capacity reservation; returns the ones that held (a node
     /// that filled up or went NotReady meanwhile, or a group deleted meanwhile, drops out).
-    async fn commit_placements(&self, placements: &[Placement], now_ms: i64) -> Result<Vec<Placement>>;
+    async fn commit_placements(
+        &self,
+        placements: &[Placement],
+        now_ms: i64,
+    ) -> Result<Vec<Placement>>;
     /// Adds or refreshes an event on a group.
     async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()>;
     /// Fails a group that can never be placed.
-    async fn fail_group(&self, group_id: &str, code: &str, message: &str, now_ms: i64) -> Result<()>;
+    async fn fail_group(
+        &self,
+        group_id: &str,
+        code: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<()>;
 
     // ---- node reports ----
-    async fn apply_status(&self, node_id: &str, status: &berth_proto::node::GroupStatus, now_ms: i64) -> Result<StatusOutcome>;
+    async fn apply_status(
+        &self,
+        node_id: &str,
+        status: &berth_proto::node::GroupStatus,
+        now_ms: i64,
+    ) -> Result<StatusOutcome>;
 
     /// The node id of every placed group (for per-node counts).
     async fn group_counts_by_node(&self) -> Result<Vec<String>>;

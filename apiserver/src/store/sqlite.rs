@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use berth_proto::node::{self, GroupPhase};
 use prost::Message as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use super::*;
@@ -53,9 +55,15 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self> {
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(Self { writer, reader })
     }
 
@@ -89,7 +97,11 @@ fn node_from_row(row: &SqliteRow) -> Result<NodeRecord> {
         },
         labels: serde_json::from_str(&labels).map_err(|e| corrupt("nodes.labels", e))?,
         agent_version: row.try_get("agent_version")?,
-        status: if status == "Ready" { NodeStatus::Ready } else { NodeStatus::NotReady },
+        status: if status == "Ready" {
+            NodeStatus::Ready
+        } else {
+            NodeStatus::NotReady
+        },
         last_heartbeat_ms: row.try_get("last_heartbeat_ms")?,
         joined_ms: row.try_get("joined_ms")?,
     })
@@ -117,11 +129,18 @@ fn group_from_row(row: &SqliteRow) -> Result<GroupRecord> {
         },
         fqdn: row.try_get("fqdn")?,
         generation: row.try_get("generation")?,
-        desired: if desired == "Stopped" { Desired::Stopped } else { Desired::Running },
+        desired: if desired == "Stopped" {
+            Desired::Stopped
+        } else {
+            Desired::Running
+        },
         provisioning_state: row.try_get("provisioning_state")?,
         node_id: row.try_get("node_id")?,
         status: match status {
-            Some(bytes) => Some(node::GroupStatus::decode(bytes.as_slice()).map_err(|e| corrupt("groups.status", e))?),
+            Some(bytes) => Some(
+                node::GroupStatus::decode(bytes.as_slice())
+                    .map_err(|e| corrupt("groups.status", e))?,
+            ),
             None => None,
         },
         events: serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?,
@@ -221,7 +240,9 @@ fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
             // one that never started a container failed to deploy.
             let ran = status.containers.iter().any(|c| {
                 c.current.as_ref().is_some_and(|r| r.start_time_unix_ms > 0)
-                    || c.previous.as_ref().is_some_and(|r| r.start_time_unix_ms > 0)
+                    || c.previous
+                        .as_ref()
+                        .is_some_and(|r| r.start_time_unix_ms > 0)
             });
             Some(if ran { "Succeeded" } else { "Failed" })
         }
@@ -244,16 +265,19 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query("SELECT id, hash, subscriptions, operator, created_ms FROM tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, hash, subscriptions, operator, created_ms FROM tokens WHERE hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|row| {
             let subs: String = row.try_get("subscriptions")?;
             Ok(TokenRecord {
                 id: row.try_get("id")?,
                 hash: row.try_get("hash")?,
-                subscriptions: serde_json::from_str(&subs).map_err(|e| corrupt("tokens.subscriptions", e))?,
+                subscriptions: serde_json::from_str(&subs)
+                    .map_err(|e| corrupt("tokens.subscriptions", e))?,
                 operator: row.try_get("operator")?,
                 created_ms: row.try_get("created_ms")?,
             })
@@ -262,10 +286,19 @@ impl Store for SqliteStore {
     }
 
     async fn count_tokens(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.reader).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+            .fetch_one(&self.reader)
+            .await?)
     }
 
-    async fn insert_join_token(&self, id: &str, secret_hash: &str, uses: u32, expires_ms: i64, now_ms: i64) -> Result<()> {
+    async fn insert_join_token(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        uses: u32,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO join_tokens (id, secret_hash, uses_left, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?)")
             .bind(id)
             .bind(secret_hash)
@@ -277,7 +310,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn join_node(&self, token_id: &str, secret_hash: &str, node: &NodeRecord) -> Result<Result<(), JoinRefusal>> {
+    async fn join_node(
+        &self,
+        token_id: &str,
+        secret_hash: &str,
+        node: &NodeRecord,
+    ) -> Result<Result<(), JoinRefusal>> {
         let mut tx = self.writer.begin().await?;
         let used = sqlx::query(
             "UPDATE join_tokens SET uses_left = uses_left - 1 \
@@ -318,16 +356,26 @@ impl Store for SqliteStore {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let rows = sqlx::query("SELECT * FROM nodes ORDER BY name").fetch_all(&self.reader).await?;
+        let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(node_from_row).collect()
     }
 
     async fn node(&self, id: &str) -> Result<Option<NodeRecord>> {
-        let row = sqlx::query("SELECT * FROM nodes WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(node_from_row).transpose()
     }
 
-    async fn set_node_status(&self, id: &str, status: NodeStatus, last_heartbeat_ms: i64) -> Result<()> {
+    async fn set_node_status(
+        &self,
+        id: &str,
+        status: NodeStatus,
+        last_heartbeat_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE nodes SET status = ?, last_heartbeat_ms = ? WHERE id = ?")
             .bind(status.as_str())
@@ -363,11 +411,20 @@ impl Store for SqliteStore {
 
     async fn group_by_id(&self, id: &str) -> Result<Option<GroupRecord>> {
         let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.reader).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(group_from_row).transpose()
     }
 
-    async fn list_groups(&self, subscription: &str, resource_group: Option<&str>, after: i64, limit: i64) -> Result<Vec<GroupRecord>> {
+    async fn list_groups(
+        &self,
+        subscription: &str,
+        resource_group: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<GroupRecord>> {
         let rows = match resource_group {
             Some(rg) => {
                 let sql = format!(
@@ -386,7 +443,12 @@ impl Store for SqliteStore {
                 let sql = format!(
                     "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.subscription = ? AND g.seq > ? ORDER BY g.seq LIMIT ?"
                 );
-                sqlx::query(&sql).bind(subscription).bind(after).bind(limit).fetch_all(&self.reader).await?
+                sqlx::query(&sql)
+                    .bind(subscription)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
             }
         };
         rows.iter().map(group_from_row).collect()
@@ -423,7 +485,10 @@ impl Store for SqliteStore {
         match inserted {
             Ok(_) => {}
             Err(err) if is_unique_violation(&err) => {
-                let msg = err.as_database_error().map(|d| d.message().to_owned()).unwrap_or_default();
+                let msg = err
+                    .as_database_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_default();
                 let what = if msg.contains("fqdn") { "fqdn" } else { "name" };
                 return Err(StoreError::Conflict(what.to_owned()));
             }
@@ -469,7 +534,14 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        insert_operation(
+            &mut tx,
+            &OperationRecord {
+                generation,
+                ..operation.clone()
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(generation)
     }
@@ -499,7 +571,10 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM groups WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM groups WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(group))
     }
@@ -541,12 +616,24 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        insert_operation(
+            &mut tx,
+            &OperationRecord {
+                generation,
+                ..operation.clone()
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(generation)
     }
 
-    async fn restart_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64> {
+    async fn restart_group(
+        &self,
+        id: &str,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
         let generation: i64 = sqlx::query_scalar(
             "UPDATE groups SET generation = generation + 1, \
@@ -557,18 +644,34 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(&mut tx, &OperationRecord { generation, ..operation.clone() }).await?;
+        insert_operation(
+            &mut tx,
+            &OperationRecord {
+                generation,
+                ..operation.clone()
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(generation)
     }
 
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar("SELECT sealed_spec FROM groups WHERE id = ?").bind(id).fetch_optional(&self.reader).await?)
+        Ok(
+            sqlx::query_scalar("SELECT sealed_spec FROM groups WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>> {
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.node_id = ? ORDER BY g.seq");
-        let rows = sqlx::query(&sql).bind(node_id).fetch_all(&self.reader).await?;
+        let sql =
+            format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.node_id = ? ORDER BY g.seq");
+        let rows = sqlx::query(&sql)
+            .bind(node_id)
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(group_from_row).collect()
     }
 
@@ -602,7 +705,8 @@ impl Store for SqliteStore {
             .map(|row| {
                 let os: String = row.try_get("os_type")?;
                 let events: String = row.try_get("events")?;
-                let events: Vec<GroupEvent> = serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
+                let events: Vec<GroupEvent> =
+                    serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
                 Ok(PendingGroup {
                     id: row.try_get("id")?,
                     os_type: OsType::parse(&os).ok_or_else(|| corrupt("groups.os_type", &os))?,
@@ -612,13 +716,21 @@ impl Store for SqliteStore {
                         gpu: row.try_get::<i64, _>("gpu")? as u32,
                     },
                     generation: row.try_get("generation")?,
-                    last_reason: events.iter().rev().find(|e| e.name == "FailedScheduling").map(|e| e.message.clone()),
+                    last_reason: events
+                        .iter()
+                        .rev()
+                        .find(|e| e.name == "FailedScheduling")
+                        .map(|e| e.message.clone()),
                 })
             })
             .collect()
     }
 
-    async fn commit_placements(&self, placements: &[Placement], now_ms: i64) -> Result<Vec<Placement>> {
+    async fn commit_placements(
+        &self,
+        placements: &[Placement],
+        now_ms: i64,
+    ) -> Result<Vec<Placement>> {
         let mut committed = Vec::with_capacity(placements.len());
         let mut tx = self.writer.begin().await?;
         for p in placements {
@@ -662,14 +774,16 @@ impl Store for SqliteStore {
 
     async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        let Some(events) = sqlx::query_scalar::<_, String>("SELECT events FROM groups WHERE id = ?")
-            .bind(group_id)
-            .fetch_optional(&mut *tx)
-            .await?
+        let Some(events) =
+            sqlx::query_scalar::<_, String>("SELECT events FROM groups WHERE id = ?")
+                .bind(group_id)
+                .fetch_optional(&mut *tx)
+                .await?
         else {
             return Ok(());
         };
-        let mut events: Vec<GroupEvent> = serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
+        let mut events: Vec<GroupEvent> =
+            serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
         match events.iter_mut().find(|e| e.name == event.name) {
             Some(existing) => {
                 existing.count += 1;
@@ -688,7 +802,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn fail_group(&self, group_id: &str, code: &str, message: &str, now_ms: i64) -> Result<()> {
+    async fn fail_group(
+        &self,
+        group_id: &str,
+        code: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE groups SET provisioning_state = 'Failed', updated_ms = ? WHERE id = ? AND node_id IS NULL \
@@ -699,35 +819,65 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(generation) = generation {
-            finish_operations(&mut tx, group_id, generation, "Failed", Some((code, message)), now_ms).await?;
+            finish_operations(
+                &mut tx,
+                group_id,
+                generation,
+                "Failed",
+                Some((code, message)),
+                now_ms,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn apply_status(&self, node_id: &str, status: &node::GroupStatus, now_ms: i64) -> Result<StatusOutcome> {
+    async fn apply_status(
+        &self,
+        node_id: &str,
+        status: &node::GroupStatus,
+        now_ms: i64,
+    ) -> Result<StatusOutcome> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
-            .bind(&status.group_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(StatusOutcome::Ignored) };
+        let row =
+            sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
+                .bind(&status.group_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
+            return Ok(StatusOutcome::Ignored);
+        };
         let assigned: Option<String> = row.try_get("node_id")?;
         let generation: i64 = row.try_get("generation")?;
         let current: String = row.try_get("provisioning_state")?;
         if assigned.as_deref() != Some(node_id) || (status.generation as i64) < generation {
             return Ok(StatusOutcome::Ignored);
         }
-        let provisioning = provisioning_for(status).map(str::to_owned).unwrap_or(current);
-        sqlx::query("UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?")
-            .bind(status.encode_to_vec())
-            .bind(&provisioning)
-            .bind(now_ms)
-            .bind(&status.group_id)
-            .execute(&mut *tx)
-            .await?;
+        let provisioning = provisioning_for(status)
+            .map(str::to_owned)
+            .unwrap_or(current);
+        sqlx::query(
+            "UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?",
+        )
+        .bind(status.encode_to_vec())
+        .bind(&provisioning)
+        .bind(now_ms)
+        .bind(&status.group_id)
+        .execute(&mut *tx)
+        .await?;
         match provisioning.as_str() {
-            "Succeeded" => finish_operations(&mut tx, &status.group_id, generation, "Succeeded", None, now_ms).await?,
+            "Succeeded" => {
+                finish_operations(
+                    &mut tx,
+                    &status.group_id,
+                    generation,
+                    "Succeeded",
+                    None,
+                    now_ms,
+                )
+                .await?
+            }
             "Failed" => {
                 let message = status
                     .containers
@@ -750,11 +900,17 @@ impl Store for SqliteStore {
             _ => {}
         }
         tx.commit().await?;
-        Ok(StatusOutcome::Applied { provisioning_state: provisioning })
+        Ok(StatusOutcome::Applied {
+            provisioning_state: provisioning,
+        })
     }
 
     async fn group_counts_by_node(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT node_id FROM groups WHERE node_id IS NOT NULL").fetch_all(&self.reader).await?)
+        Ok(
+            sqlx::query_scalar("SELECT node_id FROM groups WHERE node_id IS NOT NULL")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn insert_operation(&self, operation: &OperationRecord) -> Result<()> {
@@ -763,7 +919,10 @@ impl Store for SqliteStore {
     }
 
     async fn operation(&self, id: &str) -> Result<Option<OperationRecord>> {
-        let row = sqlx::query("SELECT * FROM operations WHERE id = ?").bind(id).fetch_optional(&self.reader).await?;
+        let row = sqlx::query("SELECT * FROM operations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(operation_from_row).transpose()
     }
 }

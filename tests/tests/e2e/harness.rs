@@ -51,10 +51,13 @@ impl Cluster {
 
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
         let shutdown = CancellationToken::new();
-        let running = berth_apiserver::start(config.clone(), shutdown.clone()).await.expect("apiserver starts");
+        let running = berth_apiserver::start(config.clone(), shutdown.clone())
+            .await
+            .expect("apiserver starts");
         let operator = match &running.initial_operator_token {
             Some(t) => t.clone(),
-            None => std::fs::read_to_string(dir.path().join("operator.token")).expect("operator token file"),
+            None => std::fs::read_to_string(dir.path().join("operator.token"))
+                .expect("operator token file"),
         };
         Self {
             base: format!("https://localhost:{}", running.https_addr.port()),
@@ -77,7 +80,9 @@ impl Cluster {
         }
         let dir = self.dir.take().expect("dir kept until drop");
         let mut config = self.config.clone();
-        config.listen = format!("127.0.0.1:{}", self.base.rsplit(':').next().expect("port")).parse().expect("addr");
+        config.listen = format!("127.0.0.1:{}", self.base.rsplit(':').next().expect("port"))
+            .parse()
+            .expect("addr");
         config.node_listen = self.node_addr;
         Self::start_in(dir, config).await
     }
@@ -102,14 +107,25 @@ impl Cluster {
     pub async fn tenant(&self, subs: &[&str]) -> Api {
         let (status, body) = self
             .operator_api()
-            .call(Method::POST, "/admin/v1/tokens", Some(json!({"subscriptions": subs})))
+            .call(
+                Method::POST,
+                "/admin/v1/tokens",
+                Some(json!({"subscriptions": subs})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         self.api(body["token"].as_str().expect("token in answer"))
     }
 
     pub async fn join_token(&self, uses: u32) -> String {
-        let (status, body) = self.operator_api().call(Method::POST, "/admin/v1/join-tokens", Some(json!({"uses": uses}))).await;
+        let (status, body) = self
+            .operator_api()
+            .call(
+                Method::POST,
+                "/admin/v1/join-tokens",
+                Some(json!({"uses": uses})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().expect("token").to_owned()
     }
@@ -136,15 +152,30 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM"))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM"),
+            )
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        Self { client, base: base.to_owned(), token: token.to_owned() }
+        Self {
+            client,
+            base: base.to_owned(),
+            token: token.to_owned(),
+        }
     }
 
-    pub async fn raw(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let url = if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.base) };
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let url = if path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
         let mut req = self.client.request(method, url).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
@@ -153,39 +184,79 @@ impl Api {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
-        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         (status, headers, value)
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (status, _, value) = self.raw(method, path, body.map(|b| serde_json::to_vec(&b).expect("json"))).await;
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, _, value) = self
+            .raw(
+                method,
+                path,
+                body.map(|b| serde_json::to_vec(&b).expect("json")),
+            )
+            .await;
         (status, value)
     }
 
-    pub async fn put_group(&self, sub: &str, rg: &str, name: &str, body: &Value) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        self.raw(Method::PUT, &group_path(sub, rg, name), Some(serde_json::to_vec(body).expect("json"))).await
+    pub async fn put_group(
+        &self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        body: &Value,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.raw(
+            Method::PUT,
+            &group_path(sub, rg, name),
+            Some(serde_json::to_vec(body).expect("json")),
+        )
+        .await
     }
 
     pub async fn get_group(&self, sub: &str, rg: &str, name: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, &group_path(sub, rg, name), None).await
+        self.call(Method::GET, &group_path(sub, rg, name), None)
+            .await
     }
 
     /// Polls GET until `check` holds (or panics after `secs`).
-    pub async fn wait_group(&self, sub: &str, rg: &str, name: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_group(
+        &self,
+        sub: &str,
+        rg: &str,
+        name: &str,
+        secs: u64,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let (status, body) = self.get_group(sub, rg, name).await;
             if status == StatusCode::OK && check(&body) {
                 return body;
             }
-            assert!(tokio::time::Instant::now() < deadline, "group {name} never reached the expected state: {body}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "group {name} never reached the expected state: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
 pub fn group_path(sub: &str, rg: &str, name: &str) -> String {
-    format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}?api-version=2023-05-01")
+    format!(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}?api-version=2023-05-01"
+    )
 }
 
 /// A valid one-container Linux group with a public port.
@@ -219,7 +290,11 @@ pub struct Shared {
 pub static SHARED: LazyLock<Arc<Shared>> = LazyLock::new(|| {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
             let cluster = Cluster::start().await;
             let tenant = cluster.tenant(&[SUB]).await;
@@ -246,5 +321,138 @@ impl Shared {
     pub fn operator_api() -> Api {
         let s = SHARED.clone();
         Api::new(&s.base, &s.ca_pem, &s.operator)
+    }
+}
+
+/// A hollow node agent running in-process, stopped when dropped.
+pub struct Node {
+    pub name: String,
+    pub state_dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Node {
+    /// Stops the agent (its hollow containers vanish with it) and waits for it.
+    pub async fn stop(mut self) -> std::path::PathBuf {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.state_dir.clone()
+    }
+}
+
+impl Cluster {
+    /// Joins a hollow Linux node with `cpu` cores and `memory_gb` GB and waits until it is Ready.
+    pub async fn add_node(&self, name: &str, cpu: f64, memory_gb: f64) -> Node {
+        let state_dir = self.dir().join(format!("agent-{name}"));
+        self.start_node(
+            name,
+            state_dir,
+            cpu,
+            memory_gb,
+            Some(self.join_token(1).await),
+        )
+        .await
+    }
+
+    pub async fn start_node(
+        &self,
+        name: &str,
+        state_dir: std::path::PathBuf,
+        cpu: f64,
+        memory_gb: f64,
+        join_token: Option<String>,
+    ) -> Node {
+        let mut config = berth_node_agent::AgentConfig::new(self.node_url(), &state_dir, name);
+        config.join_token = join_token;
+        config.capacity = berth_proto::node::Resources {
+            cpu_millis: (cpu * 1000.0) as u64,
+            memory_mib: (memory_gb * 1024.0) as u64,
+            gpu: 0,
+            gpu_sku: String::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(berth_node_agent::run(config, shutdown.clone()));
+        let node = Node {
+            name: name.to_owned(),
+            state_dir,
+            shutdown,
+            task: Some(task),
+        };
+        self.wait_node(name, "Ready").await;
+        node
+    }
+
+    /// Polls the node list until `name` has `status`.
+    pub async fn wait_node(&self, name: &str, status: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self
+                .operator_api()
+                .call(Method::GET, "/admin/v1/nodes", None)
+                .await;
+            let found = body["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["name"] == name);
+            if found.is_some_and(|n| n["status"] == status) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {name} never became {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn node_info(&self, name: &str) -> Value {
+        let (_, body) = self
+            .operator_api()
+            .call(Method::GET, "/admin/v1/nodes", None)
+            .await;
+        body["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+pub fn running(body: &Value) -> bool {
+    body["properties"]["instanceView"]["state"] == "Running"
+        && body["properties"]["provisioningState"] == "Succeeded"
+}
+
+impl Api {
+    /// Follows an Azure-AsyncOperation URL until it is terminal; returns the last status body.
+    pub async fn wait_operation(&self, url: &str, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.call(Method::GET, url, None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if matches!(
+                body["status"].as_str(),
+                Some("Succeeded" | "Failed" | "Canceled")
+            ) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "operation never finished: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

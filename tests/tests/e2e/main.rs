@@ -3,5 +3,10 @@
 //! End-to-end tests: a real apiserver (HTTPS, gRPC with mTLS, SQLite) and real hollow node agents,
 //! in-process on loopback ports chosen by the OS, each cluster in its own temp dir.
 
+mod groups;
 mod harness;
+mod nodes;
+mod restart;
+mod scheduling;
+mod tenancy;
 mod validation;

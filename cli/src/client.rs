@@ -1,0 +1,447 @@
+//! The HTTPS client of Berth's API.
+//!
+//! One [`Client`] holds the endpoint, the bearer token and a `reqwest` client that trusts only the CA in
+//! `--ca-file` (Berth signs its own certificates). Every request carries `Authorization: Bearer …` and an
+//! `api-version` (2023-05-01 unless the caller or the URL names another). URLs the server hands back
+//! (`Azure-AsyncOperation`, `nextLink`) are followed only on the endpoint's origin: one naming another host
+//! is re-based onto the endpoint, so the token never leaves for a host the user did not name.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_proto::arm::CloudError;
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The api-version of every request that does not name its own.
+pub const API_VERSION: &str = berth_proto::arm::API_VERSION;
+
+/// The header that names a long-running operation's status monitor.
+pub const ASYNC_OPERATION: &str = "azure-asyncoperation";
+
+const USER_AGENT: &str = concat!("berth-cli/", env!("CARGO_PKG_VERSION"));
+
+/// What can go wrong talking to the apiserver.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status. `code`, `message` and `target` come from its
+    /// `{"error":{…}}` body, or from the status when the body is not one.
+    #[error("{code}: {message}{}", target.as_ref().map(|t| format!(" (target: {t})")).unwrap_or_default())]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        target: Option<String>,
+    },
+    /// No answer: refused connection, DNS, TLS handshake (an untrusted certificate), timeout.
+    #[error("{method} {url} failed")]
+    Transport {
+        method: Method,
+        url: Url,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A success status with a body that is not what the request returns.
+    #[error("unexpected answer to {method} {url}")]
+    Decode {
+        method: Method,
+        url: Url,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A request body that JSON cannot express (a map with non-string keys).
+    #[error("cannot encode the request body")]
+    Encode(#[source] serde_json::Error),
+    /// The endpoint is not an `https://` URL without query or fragment.
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
+    /// The CA file cannot be read.
+    #[error("cannot read the CA file {}", path.display())]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA file holds no PEM certificate, or a broken one.
+    #[error("the CA file {} holds no usable PEM certificate", path.display())]
+    CaPem {
+        path: PathBuf,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    /// `reqwest` refused the TLS configuration.
+    #[error("cannot set up the HTTPS client")]
+    Build(#[source] reqwest::Error),
+}
+
+impl ClientError {
+    /// The HTTP status of an [`ClientError::Api`] error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A successful answer, read to the end.
+#[derive(Debug)]
+pub struct Response {
+    pub method: Method,
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|source| ClientError::Decode {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            source,
+        })
+    }
+
+    /// The `Azure-AsyncOperation` URL, if the operation goes on after this answer.
+    pub fn async_operation(&self) -> Option<&str> {
+        self.headers
+            .get(ASYNC_OPERATION)?
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `Retry-After` in seconds (an HTTP date is not honoured).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.headers.get(header::RETRY_AFTER)?.to_str().ok()?;
+        value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    }
+}
+
+/// Berth's API at one endpoint, with one token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+}
+
+impl Client {
+    /// A client of `endpoint` (`https://host:port`) that trusts only the certificates in `ca_file`.
+    pub fn new(endpoint: &str, token: &str, ca_file: &Path) -> Result<Self, ClientError> {
+        let base = parse_endpoint(endpoint)?;
+        let pem = std::fs::read(ca_file).map_err(|source| ClientError::CaFile {
+            path: ca_file.to_path_buf(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
+                path: ca_file.to_path_buf(),
+                source: Some(source),
+            })?;
+        if certs.is_empty() {
+            return Err(ClientError::CaPem {
+                path: ca_file.to_path_buf(),
+                source: None,
+            });
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .https_only(true)
+            .user_agent(USER_AGENT)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(ClientError::Build)?;
+        Ok(Self {
+            http,
+            base,
+            token: token.to_owned(),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET target` with the default api-version.
+    pub async fn get(&self, target: &str) -> Result<Response, ClientError> {
+        self.send(Method::GET, target, API_VERSION, None).await
+    }
+
+    /// `DELETE target` with the default api-version.
+    pub async fn delete(&self, target: &str) -> Result<Response, ClientError> {
+        self.send(Method::DELETE, target, API_VERSION, None).await
+    }
+
+    /// `POST target` with an optional JSON body and the default api-version.
+    pub async fn post<B: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        body: Option<&B>,
+    ) -> Result<Response, ClientError> {
+        let body = body.map(to_json).transpose()?;
+        self.send(Method::POST, target, API_VERSION, body).await
+    }
+
+    /// `PUT target` with a JSON body.
+    pub async fn put<B: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        api_version: &str,
+        body: &B,
+    ) -> Result<Response, ClientError> {
+        let body = to_json(body)?;
+        self.send(Method::PUT, target, api_version, Some(body))
+            .await
+    }
+
+    /// Sends one request. `target` is a path (`/subscriptions/…`, may carry a query) or a URL the
+    /// server handed out; `api_version` is added unless the target's query already has one.
+    /// A status outside 2xx is a [`ClientError::Api`].
+    pub async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        api_version: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let url = self.url_for(target, api_version);
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(&self.token)
+            .header(header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let transport = |source: reqwest::Error| ClientError::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source: source.without_url(),
+        };
+        let answer = request.send().await.map_err(transport)?;
+        let status = answer.status();
+        let headers = answer.headers().clone();
+        let body = answer.bytes().await.map_err(transport)?.to_vec();
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        Ok(Response {
+            method,
+            url,
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The URL of `target` on this endpoint, with an `api-version`.
+    pub fn url_for(&self, target: &str, api_version: &str) -> Url {
+        let mut url = self.base.clone();
+        match Url::parse(target) {
+            // Keep only the path and query of a URL: the host is always the endpoint's.
+            Ok(absolute) => {
+                if absolute.origin() == self.base.origin() {
+                    url = absolute;
+                } else {
+                    url.set_path(&join_paths(self.base.path(), absolute.path()));
+                    url.set_query(absolute.query());
+                }
+            }
+            Err(_) => {
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                url.set_path(&join_paths(self.base.path(), path));
+                url.set_query(Some(query).filter(|q| !q.is_empty()));
+            }
+        }
+        if !url
+            .query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        {
+            url.query_pairs_mut()
+                .append_pair("api-version", api_version);
+        }
+        url
+    }
+}
+
+fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(body).map_err(ClientError::Encode)
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<Url, ClientError> {
+    let invalid = |reason: &str| ClientError::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(endpoint).map_err(|e| invalid(&e.to_string()))?;
+    if url.scheme() != "https" {
+        return Err(invalid("Berth is served over HTTPS only; use https://"));
+    }
+    if url.host().is_none() {
+        return Err(invalid("no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("no query or fragment, please"));
+    }
+    Ok(url)
+}
+
+/// `base` (the endpoint's path, often `/`) followed by `path`.
+fn join_paths(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// An error status's body as ARM's `CloudError`, else the status itself.
+fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
+    if let Ok(CloudError { error }) = serde_json::from_slice::<CloudError>(body) {
+        return ClientError::Api {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+            target: error.target,
+        };
+    }
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let message = if text.is_empty() {
+        format!("HTTP {}", status.as_u16())
+    } else {
+        format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            text.chars().take(500).collect::<String>()
+        )
+    };
+    ClientError::Api {
+        status: status.as_u16(),
+        code: reason.replace(' ', ""),
+        message,
+        target: None,
+    }
+}
+
+/// `s` as one percent-encoded path segment.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'(' | b')') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: parse_endpoint(endpoint).unwrap(),
+            token: "t".into(),
+        }
+    }
+
+    #[test]
+    fn paths_get_the_endpoint_and_an_api_version() {
+        let c = client("https://127.0.0.1:8443");
+        assert_eq!(
+            c.url_for("/subscriptions/s/providers/x", API_VERSION)
+                .as_str(),
+            "https://127.0.0.1:8443/subscriptions/s/providers/x?api-version=2023-05-01"
+        );
+        assert_eq!(
+            c.url_for("/subscriptions?api-version=2020-01-01", API_VERSION)
+                .as_str(),
+            "https://127.0.0.1:8443/subscriptions?api-version=2020-01-01"
+        );
+        assert_eq!(
+            c.url_for("/x/logs?tail=5", "2018-10-01").as_str(),
+            "https://127.0.0.1:8443/x/logs?tail=5&api-version=2018-10-01"
+        );
+        let prefixed = client("https://h/berth/");
+        assert_eq!(
+            prefixed.url_for("/a", "v").as_str(),
+            "https://h/berth/a?api-version=v"
+        );
+    }
+
+    #[test]
+    fn server_urls_stay_on_the_endpoint() {
+        let c = client("https://127.0.0.1:8443");
+        let same = "https://127.0.0.1:8443/subscriptions/s/operations/1?api-version=2018-06-01";
+        assert_eq!(c.url_for(same, API_VERSION).as_str(), same);
+        let foreign = "https://management.azure.com/subscriptions/s/providers/Microsoft.ContainerInstance/locations/l/operations/1?api-version=2018-06-01";
+        assert_eq!(
+            c.url_for(foreign, API_VERSION).as_str(),
+            "https://127.0.0.1:8443/subscriptions/s/providers/Microsoft.ContainerInstance/locations/l/operations/1?api-version=2018-06-01"
+        );
+    }
+
+    #[test]
+    fn only_https_endpoints() {
+        assert!(matches!(
+            parse_endpoint("http://127.0.0.1:8443"),
+            Err(ClientError::InvalidEndpoint { .. })
+        ));
+        assert!(parse_endpoint("127.0.0.1:8443").is_err());
+        assert!(parse_endpoint("https://h:1?x=1").is_err());
+    }
+
+    #[test]
+    fn error_bodies_become_api_errors() {
+        let body = br#"{"error":{"code":"ResourceNotFound","message":"gone","target":"web"}}"#;
+        let err = api_error(StatusCode::NOT_FOUND, body);
+        assert_eq!(err.to_string(), "ResourceNotFound: gone (target: web)");
+        assert_eq!(err.status(), Some(404));
+        let err = api_error(StatusCode::BAD_GATEWAY, b"<html>upstream</html>");
+        assert_eq!(
+            err.to_string(),
+            "BadGateway: HTTP 502: <html>upstream</html>"
+        );
+        let err = api_error(StatusCode::UNAUTHORIZED, b"");
+        assert_eq!(err.to_string(), "Unauthorized: HTTP 401");
+    }
+
+    #[test]
+    fn segments_are_escaped() {
+        assert_eq!(segment("my-rg.(1)_x"), "my-rg.(1)_x");
+        assert_eq!(segment("a b/c?"), "a%20b%2Fc%3F");
+    }
+
+    #[test]
+    fn retry_after_and_async_operation_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Azure-AsyncOperation", "https://h/op".parse().unwrap());
+        headers.insert(header::RETRY_AFTER, "3".parse().unwrap());
+        let r = Response {
+            method: Method::PUT,
+            url: Url::parse("https://h/").unwrap(),
+            status: StatusCode::CREATED,
+            headers,
+            body: vec![],
+        };
+        assert_eq!(r.async_operation(), Some("https://h/op"));
+        assert_eq!(r.retry_after(), Some(Duration::from_secs(3)));
+    }
+}

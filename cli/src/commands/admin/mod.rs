@@ -1,0 +1,5 @@
+//! `berth admin …`: Berth-only administration under `/admin/v1` (operator tokens only).
+
+pub mod join_token;
+pub mod node;
+pub mod token;

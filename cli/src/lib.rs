@@ -1,0 +1,113 @@
+//! The `berth` command line: container groups over Berth's ACI-compatible API, `az container`-style.
+//!
+//! `main` parses the command line with [`cli::Cli`], calls [`run`] and maps the error it returns to an
+//! exit code; everything else lives here so it can be tested without a process.
+//!
+//! # Layout
+//! - [`cli`]: the clap command tree and the global flags.
+//! - [`config`]: the TOML config file and the flag > environment > file precedence.
+//! - [`client`]: the HTTPS client: base URL, bearer token, private CA, api-version, typed errors.
+//! - [`poller`]: waits for an `Azure-AsyncOperation` to end, with a spinner on a terminal.
+//! - [`group_spec`]: the body `container create` PUTs, from az-like flags or an ACI YAML/JSON file.
+//! - [`cmdline`]: the quote-aware splitter behind `--command-line`.
+//! - [`admin`]: the `/admin/v1` wire shapes (Berth-only, so not in `berth-proto`).
+//! - [`output`]: `--output table|json|yaml` rendering.
+//! - [`commands`]: one module per verb, each with one `pub async fn`.
+
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod cmdline;
+pub mod commands;
+pub mod config;
+pub mod group_spec;
+pub mod output;
+pub mod poller;
+
+use std::path::Path;
+
+use crate::cli::{
+    AdminCommand, Cli, Command, ContainerCommand, JoinTokenCommand, NodeCommand, TokenCommand,
+};
+use crate::commands::Context;
+use crate::config::ConfigFile;
+
+/// A mistake on the command line that clap cannot see (two flags that disagree, a malformed `K=V`):
+/// `main` exits with 2, as for clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Another library may have installed a provider first; either way one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let config_path = config::config_path(cli.global.config.as_deref(), &env)?;
+    let overrides = cli.global.overrides();
+    let output = cli.global.output;
+
+    match cli.command {
+        Command::Login => {
+            // A broken config file is what `login` is there to replace: warn, don't stop.
+            let file = ConfigFile::load(&config_path).unwrap_or_else(|e| {
+                eprintln!("warning: ignoring {}: {e:#}", config_path.display());
+                ConfigFile::default()
+            });
+            // `login` finds the subscription from the token; the file's old one does not count.
+            let file = ConfigFile {
+                subscription: None,
+                ..file
+            };
+            let settings = config::resolve(&overrides, &env, &file);
+            commands::login::login(&settings, &config_path).await
+        }
+        Command::Container { command } => {
+            let ctx = context(&config_path, &overrides, &env, output)?;
+            match command {
+                ContainerCommand::Create(args) => {
+                    commands::container::create::create(&ctx, &args).await
+                }
+                ContainerCommand::Show(args) => commands::container::show::show(&ctx, &args).await,
+                ContainerCommand::List(args) => commands::container::list::list(&ctx, &args).await,
+                ContainerCommand::Delete(args) => {
+                    commands::container::delete::delete(&ctx, &args).await
+                }
+                ContainerCommand::Stop(args) => commands::container::stop::stop(&ctx, &args).await,
+                ContainerCommand::Start(args) => {
+                    commands::container::start::start(&ctx, &args).await
+                }
+                ContainerCommand::Restart(args) => {
+                    commands::container::restart::restart(&ctx, &args).await
+                }
+            }
+        }
+        Command::Admin { command } => {
+            let ctx = context(&config_path, &overrides, &env, output)?;
+            match command {
+                AdminCommand::Token {
+                    command: TokenCommand::Create(args),
+                } => commands::admin::token::create(&ctx, &args).await,
+                AdminCommand::JoinToken {
+                    command: JoinTokenCommand::Create(args),
+                } => commands::admin::join_token::create(&ctx, &args).await,
+                AdminCommand::Node {
+                    command: NodeCommand::List,
+                } => commands::admin::node::list(&ctx).await,
+            }
+        }
+    }
+}
+
+/// Everything a command that talks to the apiserver needs, from the config file and the flags.
+fn context(
+    config_path: &Path,
+    overrides: &config::Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+    output: output::OutputFormat,
+) -> anyhow::Result<Context> {
+    let file = ConfigFile::load(config_path)?;
+    let settings = config::resolve(overrides, env, &file);
+    Context::new(settings, output, config_path)
+}
