@@ -1,0 +1,253 @@
+//! The `berth` binary against a real apiserver and hollow node, as a user types it.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::harness::{Cluster, SUB};
+
+fn berth_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = dir.join("berth");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Cli {
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        Self {
+            config: dir.path().join("config.toml"),
+            _dir: dir,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let output = tokio::process::Command::new(berth_binary())
+            .args(args)
+            .env("BERTH_CONFIG", &self.config)
+            .env_remove("BERTH_ENDPOINT")
+            .env_remove("BERTH_TOKEN")
+            .env_remove("BERTH_SUBSCRIPTION")
+            .env_remove("BERTH_CA_FILE")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("berth runs");
+        output
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all).await).expect("JSON output")
+    }
+}
+
+#[tokio::test]
+async fn the_cli_drives_a_group_through_its_life() {
+    let cluster = Cluster::start().await;
+    let _node = cluster.add_node("node-a", 4.0, 8.0).await;
+    let tenant = cluster.tenant(&[SUB]).await;
+    let ca = cluster.dir().join("ca.crt");
+    let cli = Cli::new();
+    cli.ok(&[
+        "login",
+        "--endpoint",
+        &cluster.base,
+        "--token",
+        tenant.token(),
+        "--ca-file",
+        ca.to_str().expect("utf-8"),
+    ])
+    .await;
+
+    let created = cli
+        .json(&[
+            "container",
+            "create",
+            "-g",
+            "cli",
+            "-n",
+            "web",
+            "--image",
+            "registry.local/busybox:1",
+            "--cpu",
+            "0.5",
+            "--memory",
+            "1",
+            "--ports",
+            "80",
+            "--dns-name-label",
+            "cliweb1",
+            "-e",
+            "MODE=test",
+            "--secure-environment-variables",
+            "PASSWORD=cli-secret-pw",
+        ])
+        .await;
+    assert_eq!(
+        created["properties"]["provisioningState"], "Succeeded",
+        "{created}"
+    );
+    assert_eq!(created["properties"]["instanceView"]["state"], "Running");
+    assert_eq!(
+        created["properties"]["ipAddress"]["fqdn"],
+        "cliweb1.local.berth.internal"
+    );
+    assert!(!created.to_string().contains("cli-secret-pw"));
+
+    let shown = cli
+        .json(&["container", "show", "-g", "cli", "-n", "web"])
+        .await;
+    assert_eq!(
+        shown["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"],
+        0.5
+    );
+    let table = cli.ok(&["container", "list"]).await;
+    assert!(table.contains("web") && table.contains("cli"), "{table}");
+
+    cli.ok(&["container", "stop", "-g", "cli", "-n", "web"])
+        .await;
+    assert_eq!(
+        cli.json(&["container", "show", "-g", "cli", "-n", "web"])
+            .await["properties"]["instanceView"]["state"],
+        "Stopped"
+    );
+    cli.ok(&["container", "start", "-g", "cli", "-n", "web"])
+        .await;
+    cli.ok(&["container", "restart", "-g", "cli", "-n", "web"])
+        .await;
+    assert_eq!(
+        cli.json(&["container", "show", "-g", "cli", "-n", "web"])
+            .await["properties"]["instanceView"]["state"],
+        "Running"
+    );
+
+    cli.ok(&["container", "delete", "-g", "cli", "-n", "web", "--yes"])
+        .await;
+    let missing = cli
+        .run(&["container", "show", "-g", "cli", "-n", "web"])
+        .await;
+    assert_eq!(missing.status.code(), Some(3), "not found exits 3");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFound"));
+
+    // A bad request: the server's code and target reach the user.
+    let bad = cli
+        .run(&[
+            "container",
+            "create",
+            "-g",
+            "cli",
+            "-n",
+            "bad",
+            "--image",
+            "x",
+            "--cpu",
+            "9",
+        ])
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("ContainerGroupResourcesExceedLimit"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_cli_creates_from_an_aci_yaml_file_and_administers() {
+    let cluster = Cluster::start().await;
+    let _node = cluster.add_node("node-a", 4.0, 8.0).await;
+    let ca = cluster.dir().join("ca.crt");
+    let ca = ca.to_str().expect("utf-8");
+    let cli = Cli::new();
+    let op = &cluster.operator;
+    let token = cli
+        .ok(&[
+            "--endpoint",
+            &cluster.base,
+            "--ca-file",
+            ca,
+            "--token",
+            op,
+            "admin",
+            "token",
+            "create",
+            "--subscription",
+            SUB,
+        ])
+        .await;
+    let token = token.trim();
+    assert!(token.starts_with("berth_"), "{token}");
+    let nodes = cli
+        .json(&[
+            "--endpoint",
+            &cluster.base,
+            "--ca-file",
+            ca,
+            "--token",
+            op,
+            "admin",
+            "node",
+            "list",
+        ])
+        .await;
+    assert_eq!(nodes[0]["name"], "node-a", "{nodes}");
+
+    // The YAML shape of ACI's docs, with an old apiVersion and a secure value.
+    let yaml = "apiVersion: 2018-06-01\nlocation: local\nname: securetest\nproperties:\n  containers:\n  - name: mycontainer\n    properties:\n      environmentVariables:\n      - name: SECRET\n        secureValue: yaml-secret\n      image: registry.local/busybox:1\n      ports: []\n      resources:\n        requests:\n          cpu: 1.0\n          memoryInGB: 1.5\n  osType: Linux\n  restartPolicy: Always\ntags: null\ntype: Microsoft.ContainerInstance/containerGroups\n";
+    let file = cluster.dir().join("group.yaml");
+    std::fs::write(&file, yaml).expect("write yaml");
+    cli.ok(&[
+        "login",
+        "--endpoint",
+        &cluster.base,
+        "--token",
+        token,
+        "--ca-file",
+        ca,
+    ])
+    .await;
+    let created = cli
+        .json(&[
+            "container",
+            "create",
+            "-g",
+            "yaml",
+            "--file",
+            file.to_str().expect("utf-8"),
+        ])
+        .await;
+    assert_eq!(created["name"], "securetest");
+    assert_eq!(
+        created["properties"]["instanceView"]["state"], "Running",
+        "{created}"
+    );
+    assert!(!created.to_string().contains("yaml-secret"));
+}
