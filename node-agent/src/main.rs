@@ -1,1 +1,307 @@
-fn main() {}
+//! `berth-node-agent`: flags in, [`berth_node_agent::run`] out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use berth_node_agent::{AgentConfig, HollowConfig, RuntimeKind};
+use berth_proto::node::{OsType, Resources};
+use clap::{Parser, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Joins a Berth cluster and runs the container groups the apiserver assigns to this node.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The apiserver's node gateway (gRPC + mTLS).
+    #[arg(long, env = "BERTH_SERVER", default_value = "https://127.0.0.1:8444")]
+    server: String,
+
+    /// Join token `<id>.<secret>.<ca-sha256>`; only needed until the node has joined.
+    #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+
+    /// Where the node's key, certificate, CA and node.json are kept.
+    #[arg(long, env = "BERTH_STATE_DIR")]
+    state_dir: PathBuf,
+
+    /// The node's name, unique in the cluster (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+
+    /// The node's operating system.
+    #[arg(long, value_enum, default_value_t = OsArg::Linux)]
+    os_type: OsArg,
+
+    /// CPU cores offered, decimal (default: the machine's).
+    #[arg(long)]
+    cpu: Option<f64>,
+
+    /// Memory offered in GiB, decimal (default: the machine's).
+    #[arg(long)]
+    memory: Option<f64>,
+
+    /// GPUs offered.
+    #[arg(long, default_value_t = 0)]
+    gpu: u32,
+
+    /// A node label `key=value`; repeat for more.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+
+    /// The container runtime.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Hollow)]
+    runtime: RuntimeArg,
+
+    /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
+    #[arg(long, default_value_t = 1)]
+    hollow_nodes: u32,
+
+    /// Hollow only: milliseconds from accepting a group to its containers running.
+    #[arg(long, default_value_t = 100)]
+    hollow_start_delay_ms: u64,
+
+    /// Hollow only: milliseconds a stop or removal takes.
+    #[arg(long, default_value_t = 10)]
+    hollow_stop_delay_ms: u64,
+
+    /// Hollow only: containers whose image contains this string fail.
+    #[arg(long, default_value = "hollow/fail")]
+    hollow_fail_image: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OsArg {
+    Linux,
+    Windows,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    /// Runs nothing and reports plausible statuses (for tests and scale benchmarks).
+    Hollow,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// Decimal cores to millicores.
+fn cpu_millis(cores: f64) -> anyhow::Result<u64> {
+    if !cores.is_finite() || cores <= 0.0 || cores > 1e6 {
+        bail!("--cpu must be a positive number of cores, not {cores}");
+    }
+    Ok((cores * 1000.0).round() as u64)
+}
+
+/// Decimal GiB to MiB.
+fn memory_mib(gib: f64) -> anyhow::Result<u64> {
+    if !gib.is_finite() || gib <= 0.0 || gib > 1e9 {
+        bail!("--memory must be a positive number of GiB, not {gib}");
+    }
+    Ok((gib * 1024.0).round() as u64)
+}
+
+fn machine_cpu_millis() -> anyhow::Result<u64> {
+    let cores = std::thread::available_parallelism().context("cannot count CPUs; pass --cpu")?;
+    Ok(u64::try_from(cores.get()).unwrap_or(u64::MAX) * 1000)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in MiB.
+fn machine_memory_mib() -> anyhow::Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .context("cannot read /proc/meminfo; pass --memory")?;
+    parse_meminfo(&meminfo).context("no MemTotal in /proc/meminfo; pass --memory")
+}
+
+fn parse_meminfo(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// The host name's first label, lower-cased (a DNS-1123 label, as node names must be).
+fn host_name() -> anyhow::Result<String> {
+    let raw = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .context("cannot find the host name; pass --name")?;
+    let name = raw
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    if name.is_empty() {
+        bail!("the host name is empty; pass --name");
+    }
+    Ok(name)
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<AgentConfig> {
+        let cpu_millis = match self.cpu {
+            Some(cores) => cpu_millis(cores)?,
+            None => machine_cpu_millis()?,
+        };
+        let memory_mib = match self.memory {
+            Some(gib) => memory_mib(gib)?,
+            None => machine_memory_mib()?,
+        };
+        let node_name = match self.name {
+            Some(name) => name,
+            None => host_name()?,
+        };
+        let runtime = match self.runtime {
+            RuntimeArg::Hollow => RuntimeKind::Hollow(HollowConfig {
+                start_delay: Duration::from_millis(self.hollow_start_delay_ms),
+                fail_image: self.hollow_fail_image,
+                stop_delay: Duration::from_millis(self.hollow_stop_delay_ms),
+            }),
+        };
+        Ok(AgentConfig {
+            server: self.server,
+            join_token: self.join_token,
+            state_dir: self.state_dir,
+            node_name,
+            os_type: match self.os_type {
+                OsArg::Linux => OsType::Linux,
+                OsArg::Windows => OsType::Windows,
+            },
+            capacity: Resources {
+                cpu_millis,
+                memory_mib,
+                gpu: self.gpu,
+                gpu_sku: String::new(),
+            },
+            labels: self.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            runtime,
+            hollow_nodes: self.hollow_nodes,
+        })
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn signalled() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = match Args::parse().into_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        signalled().await;
+        tracing::info!("shutting down");
+        on_signal.cancel();
+    });
+    match berth_node_agent::run(config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_become_integers_once() {
+        assert_eq!(cpu_millis(1.5).unwrap(), 1500);
+        assert_eq!(cpu_millis(0.1).unwrap(), 100);
+        assert_eq!(memory_mib(1.5).unwrap(), 1536);
+        assert_eq!(memory_mib(0.5).unwrap(), 512);
+        assert!(cpu_millis(0.0).is_err());
+        assert!(memory_mib(f64::NAN).is_err());
+    }
+
+    #[test]
+    fn labels_are_key_equals_value() {
+        assert_eq!(parse_label("zone=a").unwrap(), ("zone".into(), "a".into()));
+        assert_eq!(parse_label("k=a=b").unwrap(), ("k".into(), "a=b".into()));
+        assert!(parse_label("novalue").is_err());
+        assert!(parse_label("=v").is_err());
+    }
+
+    #[test]
+    fn meminfo_total_is_read_in_mib() {
+        let meminfo = "MemTotal:       16318412 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_meminfo(meminfo), Some(15935));
+    }
+
+    #[test]
+    fn flags_build_a_config() {
+        let args = Args::try_parse_from([
+            "berth-node-agent",
+            "--state-dir",
+            "/tmp/x",
+            "--name",
+            "n1",
+            "--cpu",
+            "2.5",
+            "--memory",
+            "4",
+            "--label",
+            "zone=a",
+            "--hollow-nodes",
+            "3",
+            "--os-type",
+            "windows",
+        ])
+        .unwrap();
+        let config = args.into_config().unwrap();
+        assert_eq!(config.capacity.cpu_millis, 2500);
+        assert_eq!(config.capacity.memory_mib, 4096);
+        assert_eq!(config.os_type, OsType::Windows);
+        assert_eq!(config.labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(config.hollow_nodes, 3);
+    }
+}

@@ -1,0 +1,143 @@
+//! What one agent process is told to be: server, identity location, the node(s) it pretends or is, and
+//! the runtime behind them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_proto::node::{OsType, Resources};
+
+use crate::runtime::hollow::HollowConfig;
+
+/// Everything [`crate::run`] needs. Built by the binary from flags, or directly by tests.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The apiserver's node gateway, e.g. `https://127.0.0.1:8444`.
+    pub server: String,
+    /// `<id>.<secret>.<ca-sha256-hex>`; needed only if `state_dir` holds no identity yet.
+    pub join_token: Option<String>,
+    /// Where the node key, certificate, CA and `node.json` live.
+    pub state_dir: PathBuf,
+    /// The node's name. With `hollow_nodes > 1`, node `i` (0-based) is `<node_name>-<i>` and keeps its
+    /// state in `state_dir/<that name>`.
+    pub node_name: String,
+    /// The OS the node reports (and the only OS of groups placed on it).
+    pub os_type: OsType,
+    /// What each node offers: `cpu_millis`, `memory_mib`, `gpu`.
+    pub capacity: Resources,
+    /// Labels reported at join and in every `Hello`.
+    pub labels: BTreeMap<String, String>,
+    /// The container runtime behind the node(s).
+    pub runtime: RuntimeKind,
+    /// How many independent nodes this process runs (hollow only; default 1).
+    pub hollow_nodes: u32,
+}
+
+/// Which runtime converges the node's groups.
+#[derive(Debug, Clone)]
+pub enum RuntimeKind {
+    /// Kubemark-style: no containers run, statuses are made up with plausible timing.
+    Hollow(HollowConfig),
+}
+
+impl AgentConfig {
+    /// A config with defaults for everything but the server, state dir and node name: Linux, no
+    /// capacity, no labels, one hollow node with default timings.
+    pub fn new(
+        server: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+        node_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            join_token: None,
+            state_dir: state_dir.into(),
+            node_name: node_name.into(),
+            os_type: OsType::Linux,
+            capacity: Resources::default(),
+            labels: BTreeMap::new(),
+            runtime: RuntimeKind::Hollow(HollowConfig::default()),
+            hollow_nodes: 1,
+        }
+    }
+
+    /// The names and state directories of the nodes this process runs.
+    pub(crate) fn nodes(&self) -> Vec<(String, PathBuf)> {
+        if self.hollow_nodes <= 1 {
+            return vec![(self.node_name.clone(), self.state_dir.clone())];
+        }
+        (0..self.hollow_nodes)
+            .map(|i| {
+                let name = format!("{}-{i}", self.node_name);
+                let dir = self.state_dir.join(&name);
+                (name, dir)
+            })
+            .collect()
+    }
+}
+
+/// Why a config cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `hollow_nodes` is 0.
+    #[error("hollow_nodes must be at least 1")]
+    NoNodes,
+    /// The node name is empty.
+    #[error("the node name is empty")]
+    EmptyName,
+}
+
+impl AgentConfig {
+    /// Checks what can be checked without the network or the disk.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hollow_nodes == 0 {
+            return Err(ConfigError::NoNodes);
+        }
+        if self.node_name.trim().is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        match self.runtime {
+            RuntimeKind::Hollow(_) => Ok(()),
+        }
+    }
+}
+
+/// The interval between heartbeats when `node.json` does not say (the apiserver's default).
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(5000);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_node_uses_the_name_and_dir_as_given() {
+        let config = AgentConfig::new("https://x:8444", "/state", "n1");
+        assert_eq!(
+            config.nodes(),
+            vec![("n1".to_string(), PathBuf::from("/state"))]
+        );
+    }
+
+    #[test]
+    fn many_nodes_get_suffixed_names_and_subdirs() {
+        let mut config = AgentConfig::new("https://x:8444", "/state", "hollow");
+        config.hollow_nodes = 3;
+        let nodes = config.nodes();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(
+            nodes[0],
+            ("hollow-0".into(), PathBuf::from("/state/hollow-0"))
+        );
+        assert_eq!(
+            nodes[2],
+            ("hollow-2".into(), PathBuf::from("/state/hollow-2"))
+        );
+    }
+
+    #[test]
+    fn zero_nodes_is_rejected() {
+        let mut config = AgentConfig::new("https://x:8444", "/state", "n");
+        config.hollow_nodes = 0;
+        assert!(matches!(config.validate(), Err(ConfigError::NoNodes)));
+    }
+}

@@ -1,0 +1,252 @@
+//! The `Sync` stream: `Hello`, then deltas both ways, heartbeats, and reconnects with back-off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::node::agent_report::Body;
+use berth_proto::node::node_service_client::NodeServiceClient;
+use berth_proto::node::{AgentReport, GroupStatus, Heartbeat, Hello, Resources};
+use rand::Rng;
+use rustls::ClientConfig;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::dial::{ServerAddr, dial};
+use crate::supervisor::Supervisor;
+
+/// The agent's version, reported in `Hello` and `Join`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The largest `DesiredState` accepted (a full state of a busy node).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Reports queued towards the server before the session waits.
+const OUTBOX: usize = 256;
+
+/// Why a session ended, other than shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The server could not be reached.
+    #[error("cannot reach the apiserver")]
+    Dial(#[source] tonic::transport::Error),
+    /// The server refused to open the stream.
+    #[error("the apiserver refused the Sync stream")]
+    Open(#[source] tonic::Status),
+    /// The stream failed.
+    #[error("the Sync stream failed")]
+    Stream(#[source] tonic::Status),
+    /// The server ended the stream.
+    #[error("the apiserver closed the Sync stream")]
+    Closed,
+    /// The outgoing half of the stream is gone.
+    #[error("the Sync stream no longer accepts reports")]
+    Outbox,
+}
+
+/// What a node says about itself on every stream.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// Capacity reported in `Hello`.
+    pub capacity: Resources,
+    /// Labels reported in `Hello`.
+    pub labels: HashMap<String, String>,
+    /// How often to heartbeat.
+    pub heartbeat: Duration,
+}
+
+/// Numbers a node's reports, increasing across reconnects for the node's lifetime.
+#[derive(Debug, Default)]
+struct Seq(u64);
+
+impl Seq {
+    fn report(&mut self, body: Body) -> AgentReport {
+        self.0 += 1;
+        AgentReport {
+            seq: self.0,
+            body: Some(body),
+        }
+    }
+}
+
+fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Keeps one `Sync` stream up until `shutdown`, reconnecting with jittered back-off and starting each
+/// stream over with `Hello`. Groups keep running across reconnects.
+pub async fn sync_until_shutdown(
+    server: &Arc<ServerAddr>,
+    tls: &Arc<ClientConfig>,
+    facts: &NodeFacts,
+    supervisor: &mut Supervisor,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    let mut seq = Seq::default();
+    // Consecutive failed attempts since the last stream that worked.
+    let mut failures: u32 = 0;
+    loop {
+        let mut established = false;
+        // Shutdown drops the session wherever it is: that closes the stream, and nothing a session
+        // leaves half-done matters to a process that is exiting.
+        let error = tokio::select! {
+            () = shutdown.cancelled() => return,
+            result = run_stream(server, tls, facts, supervisor, &mut seq, &mut established) => match result {
+                Ok(never) => match never {},
+                Err(error) => error,
+            },
+        };
+        if established {
+            backoff.reset();
+            failures = 0;
+        }
+        failures += 1;
+        let delay = backoff.next_delay();
+        if should_warn(failures) {
+            tracing::warn!(error = %error_chain(&error), failures, ?delay, "sync stream down; reconnecting");
+        } else {
+            tracing::debug!(error = %error_chain(&error), failures, ?delay, "sync stream down; reconnecting");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Whether the `attempt`-th consecutive failure is worth a warning: the first and every 20th, so
+/// thousands of nodes waiting for a server that is down do not flood the log.
+pub(crate) fn should_warn(attempt: u32) -> bool {
+    attempt == 1 || attempt.is_multiple_of(20)
+}
+
+/// `error` and its sources, joined with ": ". A source that says exactly what the error above it said
+/// (tonic's wrappers display their inner error and also return it as the source) is said once.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = error.to_string();
+    let mut text = last.clone();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let said = inner.to_string();
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+            last = said;
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// One stream, from dial to break: it only ever ends in an error. `established` is set once the
+/// server has answered with a desired state.
+async fn run_stream(
+    server: &Arc<ServerAddr>,
+    tls: &Arc<ClientConfig>,
+    facts: &NodeFacts,
+    supervisor: &mut Supervisor,
+    seq: &mut Seq,
+    established: &mut bool,
+) -> Result<std::convert::Infallible, SyncError> {
+    let channel = dial(server, Arc::clone(tls))
+        .await
+        .map_err(SyncError::Dial)?;
+    let mut client = NodeServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let (outbox, requests) = mpsc::channel(OUTBOX);
+    let hello = seq.report(Body::Hello(Hello {
+        capacity: Some(facts.capacity.clone()),
+        groups: supervisor.hello_groups(),
+        agent_version: AGENT_VERSION.to_string(),
+        labels: facts.labels.clone(),
+    }));
+    outbox.send(hello).await.map_err(|_| SyncError::Outbox)?;
+    let response = client
+        .sync(ReceiverStream::new(requests))
+        .await
+        .map_err(SyncError::Open)?;
+    let mut inbound = response.into_inner();
+    tracing::info!(server = %server, "sync stream open");
+
+    let changes = supervisor.changes().clone();
+    // The first heartbeat at a random point of the interval spreads many nodes' heartbeats out.
+    let first = rand::rng().random_range(Duration::ZERO..=facts.heartbeat);
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + first, facts.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    loop {
+        let statuses: Vec<GroupStatus> = tokio::select! {
+            biased;
+            message = inbound.message() => match message.map_err(SyncError::Stream)? {
+                Some(desired) => {
+                    *established = true;
+                    tracing::debug!(
+                        seq = desired.seq,
+                        full = desired.full,
+                        groups = desired.groups.len(),
+                        removed = desired.removed.len(),
+                        "desired state"
+                    );
+                    supervisor.apply(desired).await
+                }
+                None => return Err(SyncError::Closed),
+            },
+            ids = changes.next() => supervisor.on_changes(ids).await,
+            _ = heartbeat.tick() => {
+                let beat = seq.report(Body::Heartbeat(Heartbeat { node_time_unix_ms: now_unix_ms() }));
+                outbox.send(beat).await.map_err(|_| SyncError::Outbox)?;
+                continue;
+            }
+        };
+        for status in statuses {
+            tracing::debug!(group = %status.group_id, generation = status.generation, phase = ?status.phase(), "status");
+            outbox
+                .send(seq.report(Body::Group(status)))
+                .await
+                .map_err(|_| SyncError::Outbox)?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        inner: Option<Box<Layer>>,
+    }
+
+    #[test]
+    fn error_chains_say_each_thing_once() {
+        let error = Layer {
+            text: "outer",
+            inner: Some(Box::new(Layer {
+                text: "middle",
+                inner: Some(Box::new(Layer {
+                    text: "middle",
+                    inner: Some(Box::new(Layer {
+                        text: "root",
+                        inner: None,
+                    })),
+                })),
+            })),
+        };
+        assert_eq!(error_chain(&error), "outer: middle: root");
+    }
+
+    #[test]
+    fn only_the_first_and_every_twentieth_failure_warns() {
+        let warned: Vec<u32> = (1..=45).filter(|&n| should_warn(n)).collect();
+        assert_eq!(warned, [1, 20, 40]);
+    }
+}
