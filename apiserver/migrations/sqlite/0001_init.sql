@@ -83,3 +83,11 @@ CREATE TABLE operations (
     ended_ms      BIGINT
 );
 CREATE INDEX operations_pending ON operations (group_id) WHERE status = 'Pending';
+
+-- Per-subscription usage, kept in the same transactions that create and delete groups, so a quota check
+-- is one conditional UPDATE and two racing creates cannot both pass it.
+CREATE TABLE subscription_usage (
+    subscription TEXT PRIMARY KEY,
+    groups       BIGINT NOT NULL CHECK (groups >= 0),
+    cpu_millis   BIGINT NOT NULL CHECK (cpu_millis >= 0)
+);

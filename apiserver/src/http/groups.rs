@@ -178,24 +178,6 @@ pub(super) async fn put(
         return update(&state, &headers, &sub, existing, valid).await;
     }
 
-    let (count, used) = state.store.usage(&sub).await?;
-    if count + 1 > state.quota.groups
-        || used.cpu_millis + requests.cpu_millis > state.quota.cpu_millis
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "QuotaExceeded",
-            format!(
-                "Resource type 'Microsoft.ContainerInstance/containerGroups' quota exceeded in region '{}'. Limits: {} \
-                 container groups, {} cores; usage: {count} groups, {} cores; requested: 1 group, {} cores.",
-                state.config.region,
-                state.quota.groups,
-                cpu_cores(state.quota.cpu_millis),
-                cpu_cores(used.cpu_millis),
-                cpu_cores(requests.cpu_millis)
-            ),
-        ));
-    }
     let fqdn = fqdn(&state, &valid.spec, &sub, &rg);
     let new = NewGroup {
         id: uuid::Uuid::new_v4().to_string(),
@@ -209,6 +191,7 @@ pub(super) async fn put(
         now_ms: now,
         operation_id: uuid::Uuid::new_v4().to_string(),
         resource_id: render::resource_id(&sub, &rg, &name),
+        quota: (state.quota.groups, state.quota.cpu_millis),
     };
     match state.store.create_group(&new).await {
         Ok(()) => {}
@@ -226,6 +209,22 @@ pub(super) async fn put(
             )
             .with_target("properties.ipAddress.dnsNameLabel"));
         }
+        Err(StoreError::QuotaExceeded { groups, cpu_millis }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "QuotaExceeded",
+                format!(
+                    "Resource type 'Microsoft.ContainerInstance/containerGroups' quota exceeded in region '{}'. \
+                     Limits: {} container groups, {} cores; usage: {groups} groups, {} cores; requested: 1 group, \
+                     {} cores.",
+                    state.config.region,
+                    state.quota.groups,
+                    cpu_cores(state.quota.cpu_millis),
+                    cpu_cores(cpu_millis),
+                    cpu_cores(requests.cpu_millis)
+                ),
+            ));
+        }
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -236,11 +235,27 @@ pub(super) async fn put(
         Err(err) => return Err(err.into()),
     }
     state.scheduler.wake();
-    let group = state
-        .store
-        .group(&key)
-        .await?
-        .ok_or_else(ApiError::internal)?;
+    // Rendered from what was just committed; no second read.
+    let group = GroupRecord {
+        id: new.id.clone(),
+        seq: 0,
+        subscription: sub.clone(),
+        resource_group: rg.clone(),
+        name: name.clone(),
+        location: new.location.clone(),
+        tags: new.tags.clone(),
+        spec: new.spec.redacted(),
+        requests,
+        fqdn: new.fqdn.clone(),
+        generation: 1,
+        desired: Desired::Running,
+        provisioning_state: "Pending".to_owned(),
+        node_id: None,
+        status: None,
+        events: Vec::new(),
+        created_ms: now,
+        updated_ms: now,
+    };
     let response = (
         StatusCode::CREATED,
         Json(render::container_group(&group, true)),

@@ -59,6 +59,8 @@ struct Inner {
     next_seq: std::sync::atomic::AtomicU64,
     /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
     shutdown: CancellationToken,
+    /// Node reports on their way to the store, written in batches by [`write_reports`].
+    reports: mpsc::UnboundedSender<(String, node::GroupStatus)>,
 }
 
 /// Cheap handle to the gateway; clones share everything.
@@ -87,6 +89,8 @@ impl NodeGateway {
         node_timeout: Duration,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
+        let (reports, reports_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_reports(store.clone(), reports_rx, shutdown.clone()));
         let gateway = Self {
             inner: Arc::new(Inner {
                 store,
@@ -101,6 +105,7 @@ impl NodeGateway {
                 next_epoch: 1.into(),
                 next_seq: 1.into(),
                 shutdown,
+                reports,
             }),
         };
         // After a restart every node known Ready gets a full timeout to reconnect.
@@ -143,24 +148,16 @@ impl NodeGateway {
 
     /// The assignment of one group, secrets included, or None if it is gone.
     async fn assignment(&self, group_id: &str) -> Result<Option<GroupAssignment>, StoreError> {
-        let Some(group) = self.inner.store.group_by_id(group_id).await? else {
+        let Some((group, sealed)) = self.inner.store.group_with_sealed(group_id).await? else {
             return Ok(None);
         };
-        let Some(sealed) = self.inner.store.sealed_spec(group_id).await? else {
-            return Ok(None);
-        };
-        let spec: GroupSpec = match self
+        let plain = self
             .inner
             .secrets
             .open(&sealed)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
-            .and_then(|plain| {
-                serde_json::from_slice(&plain)
-                    .map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))
-            }) {
-            Ok(spec) => spec,
-            Err(err) => return Err(err),
-        };
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let spec: GroupSpec = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))?;
         Ok(Some(GroupAssignment {
             group_id: group.id.clone(),
             generation: group.generation as u64,
@@ -292,18 +289,13 @@ impl NodeGateway {
         Ok(())
     }
 
-    async fn apply(&self, node_id: &str, status: &node::GroupStatus) {
-        match self
+    /// Queues a report for the store; reports are applied in arrival order.
+    fn apply(&self, node_id: &str, status: &node::GroupStatus) {
+        // The writer only stops at shutdown, when reports no longer matter.
+        let _ = self
             .inner
-            .store
-            .apply_status(node_id, status, crate::now_ms())
-            .await
-        {
-            Ok(outcome) => tracing::trace!(group = %status.group_id, ?outcome, "status"),
-            Err(err) => {
-                tracing::error!(error = %err, group = %status.group_id, "cannot apply status")
-            }
-        }
+            .reports
+            .send((node_id.to_owned(), status.clone()));
     }
 
     async fn full_state(&self, node_id: &str) -> Result<DesiredState, StoreError> {
@@ -319,6 +311,33 @@ impl NodeGateway {
             groups,
             removed: Vec::new(),
         })
+    }
+}
+
+/// Most reports written in one transaction.
+const REPORT_BATCH: usize = 1024;
+
+/// Writes node reports to the store in batches: one transaction for whatever has arrived, so a burst
+/// of thousands of reports costs a handful of commits rather than thousands.
+async fn write_reports(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<(String, node::GroupStatus)>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(REPORT_BATCH);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = rx.recv_many(&mut batch, REPORT_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+            }
+        }
+        if let Err(err) = store.apply_statuses(&batch, crate::now_ms()).await {
+            tracing::error!(error = %err, reports = batch.len(), "cannot apply node reports");
+        }
+        batch.clear();
     }
 }
 
@@ -464,7 +483,7 @@ impl NodeService for NodeGateway {
         );
         self.seen(&node_id).await?;
         for status in &hello.groups {
-            self.apply(&node_id, status).await;
+            self.apply(&node_id, status);
         }
         let full = self.full_state(&node_id).await?;
         let _ = tx.send(Ok(full));
@@ -490,13 +509,11 @@ impl NodeService for NodeGateway {
                     tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
                 }
                 match report.body {
-                    Some(agent_report::Body::Group(status)) => {
-                        gateway.apply(&node_id, &status).await
-                    }
+                    Some(agent_report::Body::Group(status)) => gateway.apply(&node_id, &status),
                     Some(agent_report::Body::Heartbeat(_)) | None => {}
                     Some(agent_report::Body::Hello(hello)) => {
                         for status in &hello.groups {
-                            gateway.apply(&node_id, status).await;
+                            gateway.apply(&node_id, status);
                         }
                     }
                 }

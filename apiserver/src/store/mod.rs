@@ -29,6 +29,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (name or DNS label taken, node name taken).
     #[error("{0}")]
     Conflict(String),
+    /// The subscription's quota would be exceeded; carries the usage before the request.
+    #[error("quota exceeded: {groups} groups, {cpu_millis} millicores in use")]
+    QuotaExceeded { groups: i64, cpu_millis: u64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -169,6 +172,8 @@ pub struct NewGroup {
     pub now_ms: i64,
     pub operation_id: String,
     pub resource_id: String,
+    /// The subscription's quota: groups and millicores.
+    pub quota: (i64, u64),
 }
 
 /// A group waiting for a node.
@@ -260,7 +265,8 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<GroupRecord>>;
-    /// Inserts a new group and its create operation. `Conflict` if the name or FQDN is taken.
+    /// Inserts a new group and its create operation, counting it against the subscription's quota.
+    /// `Conflict` if the name or FQDN is taken, `QuotaExceeded` past the quota.
     async fn create_group(&self, group: &NewGroup) -> Result<()>;
     /// Replaces the spec of an existing group in place (same node, same capacity), bumping its generation.
     async fn update_group(
@@ -288,9 +294,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<i64>;
     /// The whole spec, secrets included, for the agent.
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    /// A group with its sealed spec, in one read (for assignments).
+    async fn group_with_sealed(&self, id: &str) -> Result<Option<(GroupRecord, Vec<u8>)>>;
     /// Groups assigned to a node.
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>>;
-    /// Counts a subscription's groups and requested CPU (for usages).
+    /// A subscription's group count and requested CPU (for usages).
     async fn usage(&self, subscription: &str) -> Result<(i64, Size)>;
 
     // ---- scheduling ----
@@ -320,6 +328,12 @@ pub trait Store: Send + Sync + 'static {
         status: &berth_proto::node::GroupStatus,
         now_ms: i64,
     ) -> Result<StatusOutcome>;
+    /// Applies many reports in one transaction, in order.
+    async fn apply_statuses(
+        &self,
+        reports: &[(String, berth_proto::node::GroupStatus)],
+        now_ms: i64,
+    ) -> Result<Vec<StatusOutcome>>;
 
     /// The node id of every placed group (for per-node counts).
     async fn group_counts_by_node(&self) -> Result<Vec<String>>;

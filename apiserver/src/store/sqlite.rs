@@ -31,27 +31,12 @@ const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and runs migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a commit survives a process crash; an OS crash may lose the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("cache_size", "-32768");
-        Self::with_options(options).await
+        Self::with_options(tuned(SqliteConnectOptions::new().filename(path))).await
     }
 
     /// Opens a store from a `sqlite://path` URL.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        Self::with_options(options).await
+        Self::with_options(tuned(SqliteConnectOptions::from_str(url)?)).await
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self> {
@@ -71,6 +56,19 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// WAL, NORMAL sync (a commit survives a process crash; an OS crash may lose the last ones), a 64 MiB
+/// page cache and memory-mapped reads.
+fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .pragma("cache_size", "-65536")
+        .pragma("mmap_size", "268435456")
 }
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
@@ -248,6 +246,69 @@ fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
         }
         GroupPhase::Stopped | GroupPhase::Removed | GroupPhase::Unspecified => None,
     }
+}
+
+/// Folds one node report into its group and finishes the operations it completes.
+async fn apply_one(
+    tx: &mut sqlx::SqliteConnection,
+    node_id: &str,
+    status: &node::GroupStatus,
+    now_ms: i64,
+) -> Result<StatusOutcome> {
+    let row =
+        sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
+            .bind(&status.group_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(row) = row else {
+        return Ok(StatusOutcome::Ignored);
+    };
+    let assigned: Option<String> = row.try_get("node_id")?;
+    let generation: i64 = row.try_get("generation")?;
+    let current: String = row.try_get("provisioning_state")?;
+    if assigned.as_deref() != Some(node_id) || (status.generation as i64) < generation {
+        return Ok(StatusOutcome::Ignored);
+    }
+    let provisioning = provisioning_for(status)
+        .map(str::to_owned)
+        .unwrap_or(current);
+    sqlx::query(
+        "UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?",
+    )
+    .bind(status.encode_to_vec())
+    .bind(&provisioning)
+    .bind(now_ms)
+    .bind(&status.group_id)
+    .execute(&mut *tx)
+    .await?;
+    match provisioning.as_str() {
+        "Succeeded" => {
+            finish_operations(tx, &status.group_id, generation, "Succeeded", None, now_ms).await?
+        }
+        "Failed" => {
+            let message = status
+                .containers
+                .iter()
+                .flat_map(|c| c.events.iter())
+                .chain(status.events.iter())
+                .rfind(|e| e.r#type == "Warning")
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| "The container group failed to start.".to_owned());
+            finish_operations(
+                tx,
+                &status.group_id,
+                generation,
+                "Failed",
+                Some(("ContainerGroupDeploymentFailed", &message)),
+                now_ms,
+            )
+            .await?
+        }
+        _ => {}
+    }
+    Ok(StatusOutcome::Applied {
+        provisioning_state: provisioning,
+    })
 }
 
 #[async_trait::async_trait]
@@ -457,6 +518,25 @@ impl Store for SqliteStore {
     async fn create_group(&self, g: &NewGroup) -> Result<()> {
         let requests = g.spec.requests();
         let mut tx = self.writer.begin().await?;
+        let counted = sqlx::query(
+            "INSERT INTO subscription_usage (subscription, groups, cpu_millis) VALUES (?1, 1, ?2) \
+             ON CONFLICT (subscription) DO UPDATE SET groups = groups + 1, cpu_millis = cpu_millis + ?2 \
+             WHERE groups + 1 <= ?3 AND cpu_millis + ?2 <= ?4",
+        )
+        .bind(&g.key.subscription)
+        .bind(requests.cpu_millis as i64)
+        .bind(g.quota.0)
+        .bind(g.quota.1 as i64)
+        .execute(&mut *tx)
+        .await?;
+        if counted.rows_affected() != 1 || g.quota.0 < 1 || requests.cpu_millis > g.quota.1 {
+            drop(tx);
+            let (groups, used) = self.usage(&g.key.subscription).await?;
+            return Err(StoreError::QuotaExceeded {
+                groups,
+                cpu_millis: used.cpu_millis,
+            });
+        }
         let inserted = sqlx::query(
             "INSERT INTO groups (id, seq, subscription, resource_group, resource_group_as, name, location, tags, spec, \
              sealed_spec, os_type, cpu_millis, memory_mib, gpu, fqdn, generation, desired, provisioning_state, node_id, \
@@ -575,6 +655,14 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE subscription_usage SET groups = groups - 1, cpu_millis = cpu_millis - ? \
+             WHERE subscription = ?",
+        )
+        .bind(group.requests.cpu_millis as i64)
+        .bind(&group.subscription)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(group))
     }
@@ -665,6 +753,18 @@ impl Store for SqliteStore {
         )
     }
 
+    async fn group_with_sealed(&self, id: &str) -> Result<Option<(GroupRecord, Vec<u8>)>> {
+        let sql = format!("SELECT {GROUP_COLUMNS}, g.sealed_spec FROM groups g WHERE g.id = ?");
+        let Some(row) = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((group_from_row(&row)?, row.try_get("sealed_spec")?)))
+    }
+
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>> {
         let sql =
             format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.node_id = ? ORDER BY g.seq");
@@ -676,21 +776,21 @@ impl Store for SqliteStore {
     }
 
     async fn usage(&self, subscription: &str) -> Result<(i64, Size)> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(cpu_millis), 0) AS cpu, COALESCE(SUM(memory_mib), 0) AS mem, \
-             COALESCE(SUM(gpu), 0) AS gpu FROM groups WHERE subscription = ?",
-        )
-        .bind(subscription)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok((
-            row.try_get("n")?,
-            Size {
-                cpu_millis: row.try_get::<i64, _>("cpu")? as u64,
-                memory_mib: row.try_get::<i64, _>("mem")? as u64,
-                gpu: row.try_get::<i64, _>("gpu")? as u32,
-            },
-        ))
+        let row =
+            sqlx::query("SELECT groups, cpu_millis FROM subscription_usage WHERE subscription = ?")
+                .bind(subscription)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(match row {
+            Some(row) => (
+                row.try_get("groups")?,
+                Size {
+                    cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
+                    ..Size::default()
+                },
+            ),
+            None => (0, Size::default()),
+        })
     }
 
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>> {
@@ -840,69 +940,23 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<StatusOutcome> {
         let mut tx = self.writer.begin().await?;
-        let row =
-            sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
-                .bind(&status.group_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(row) = row else {
-            return Ok(StatusOutcome::Ignored);
-        };
-        let assigned: Option<String> = row.try_get("node_id")?;
-        let generation: i64 = row.try_get("generation")?;
-        let current: String = row.try_get("provisioning_state")?;
-        if assigned.as_deref() != Some(node_id) || (status.generation as i64) < generation {
-            return Ok(StatusOutcome::Ignored);
-        }
-        let provisioning = provisioning_for(status)
-            .map(str::to_owned)
-            .unwrap_or(current);
-        sqlx::query(
-            "UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?",
-        )
-        .bind(status.encode_to_vec())
-        .bind(&provisioning)
-        .bind(now_ms)
-        .bind(&status.group_id)
-        .execute(&mut *tx)
-        .await?;
-        match provisioning.as_str() {
-            "Succeeded" => {
-                finish_operations(
-                    &mut tx,
-                    &status.group_id,
-                    generation,
-                    "Succeeded",
-                    None,
-                    now_ms,
-                )
-                .await?
-            }
-            "Failed" => {
-                let message = status
-                    .containers
-                    .iter()
-                    .flat_map(|c| c.events.iter())
-                    .chain(status.events.iter())
-                    .rfind(|e| e.r#type == "Warning")
-                    .map(|e| e.message.clone())
-                    .unwrap_or_else(|| "The container group failed to start.".to_owned());
-                finish_operations(
-                    &mut tx,
-                    &status.group_id,
-                    generation,
-                    "Failed",
-                    Some(("ContainerGroupDeploymentFailed", &message)),
-                    now_ms,
-                )
-                .await?
-            }
-            _ => {}
+        let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn apply_statuses(
+        &self,
+        reports: &[(String, node::GroupStatus)],
+        now_ms: i64,
+    ) -> Result<Vec<StatusOutcome>> {
+        let mut tx = self.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(reports.len());
+        for (node_id, status) in reports {
+            outcomes.push(apply_one(&mut tx, node_id, status, now_ms).await?);
         }
         tx.commit().await?;
-        Ok(StatusOutcome::Applied {
-            provisioning_state: provisioning,
-        })
+        Ok(outcomes)
     }
 
     async fn group_counts_by_node(&self) -> Result<Vec<String>> {
