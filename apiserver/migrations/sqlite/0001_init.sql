@@ -39,8 +39,8 @@ CREATE TABLE nodes (
 );
 
 CREATE TABLE groups (
-    id                 TEXT PRIMARY KEY,
-    seq                INTEGER NOT NULL UNIQUE,  -- creation order: paging and scheduling order
+    seq                INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, never reused: paging and scheduling
+    id                 TEXT NOT NULL UNIQUE,
     subscription       TEXT NOT NULL,
     resource_group     TEXT NOT NULL,            -- lower case: ARM names are case-insensitive
     resource_group_as  TEXT NOT NULL,            -- as the creator wrote it

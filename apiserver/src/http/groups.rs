@@ -174,10 +174,7 @@ pub(super) async fn put(
     let key = GroupKey::new(&sub, &rg, &name);
     let now = now_ms();
 
-    if let Some(existing) = state.store.group(&key).await? {
-        return update(&state, &headers, &sub, existing, valid).await;
-    }
-
+    // Creates are the common case: try the insert first; a name that exists turns into an update.
     let fqdn = fqdn(&state, &valid.spec, &sub, &rg);
     let new = NewGroup {
         id: uuid::Uuid::new_v4().to_string(),
@@ -226,11 +223,19 @@ pub(super) async fn put(
             ));
         }
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!("Container group '{name}' is being created by another request."),
-            ));
+            let existing = state.store.group(&key).await?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("Container group '{name}' is being changed by another request; retry."),
+                )
+            })?;
+            let valid = validate::ValidGroup {
+                location: new.location,
+                tags: new.tags,
+                spec: new.spec,
+            };
+            return update(&state, &headers, &sub, existing, valid).await;
         }
         Err(err) => return Err(err.into()),
     }

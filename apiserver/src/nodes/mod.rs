@@ -22,7 +22,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::model::{GroupSpec, OsType, Size};
 use crate::scheduler::SchedulerHandle;
 use crate::secrets::SecretBox;
-use crate::store::{JoinRefusal, NodeRecord, NodeStatus, Placement, Store, StoreError};
+use crate::store::{
+    GroupRecord, JoinRefusal, NodeRecord, NodeStatus, Placement, Store, StoreError,
+};
 use crate::tls::{ClusterCa, node_id_from_cert};
 
 impl From<StoreError> for Status {
@@ -148,17 +150,25 @@ impl NodeGateway {
 
     /// The assignment of one group, secrets included, or None if it is gone.
     async fn assignment(&self, group_id: &str) -> Result<Option<GroupAssignment>, StoreError> {
-        let Some((group, sealed)) = self.inner.store.group_with_sealed(group_id).await? else {
-            return Ok(None);
-        };
+        match self.inner.store.group_with_sealed(group_id).await? {
+            Some((group, sealed)) => self.to_assignment(&group, &sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn to_assignment(
+        &self,
+        group: &GroupRecord,
+        sealed: &[u8],
+    ) -> Result<GroupAssignment, StoreError> {
         let plain = self
             .inner
             .secrets
-            .open(&sealed)
+            .open(sealed)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let spec: GroupSpec = serde_json::from_slice(&plain)
             .map_err(|e| StoreError::Corrupt(format!("sealed spec: {e}")))?;
-        Ok(Some(GroupAssignment {
+        Ok(GroupAssignment {
             group_id: group.id.clone(),
             generation: group.generation as u64,
             phase: DesiredPhase::Running as i32,
@@ -168,18 +178,33 @@ impl NodeGateway {
                 &group.resource_group,
                 group.fqdn.as_deref(),
             )),
-        }))
+        })
     }
 
     /// Sends new placements to their nodes.
     pub async fn assign(&self, placements: Vec<Placement>) {
+        let ids: Vec<String> = placements.iter().map(|p| p.group_id.clone()).collect();
+        let node_of: HashMap<&str, &str> = placements
+            .iter()
+            .map(|p| (p.group_id.as_str(), p.node_id.as_str()))
+            .collect();
+        let rows = match self.inner.store.groups_with_sealed(&ids).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                // The nodes get these groups with their next full state (on reconnect).
+                tracing::error!(error = %err, groups = ids.len(), "cannot build assignments");
+                return;
+            }
+        };
         let mut by_node: BTreeMap<String, Vec<GroupAssignment>> = BTreeMap::new();
-        for p in placements {
-            match self.assignment(&p.group_id).await {
-                Ok(Some(a)) => by_node.entry(p.node_id).or_default().push(a),
-                Ok(None) => {}
+        for (group, sealed) in rows {
+            let Some(node) = node_of.get(group.id.as_str()) else {
+                continue;
+            };
+            match self.to_assignment(&group, &sealed) {
+                Ok(a) => by_node.entry((*node).to_owned()).or_default().push(a),
                 Err(err) => {
-                    tracing::error!(error = %err, group = %p.group_id, "cannot build assignment")
+                    tracing::error!(error = %err, group = %group.id, "cannot build assignment")
                 }
             }
         }

@@ -29,6 +29,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken (name or DNS label taken, node name taken).
     #[error("{0}")]
     Conflict(String),
+    /// The store is shutting down or its writer failed.
+    #[error("the store is unavailable")]
+    Unavailable,
     /// The subscription's quota would be exceeded; carries the usage before the request.
     #[error("quota exceeded: {groups} groups, {cpu_millis} millicores in use")]
     QuotaExceeded { groups: i64, cpu_millis: u64 },
@@ -296,6 +299,8 @@ pub trait Store: Send + Sync + 'static {
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>>;
     /// A group with its sealed spec, in one read (for assignments).
     async fn group_with_sealed(&self, id: &str) -> Result<Option<(GroupRecord, Vec<u8>)>>;
+    /// Many groups with their sealed specs (those that still exist), in few reads.
+    async fn groups_with_sealed(&self, ids: &[String]) -> Result<Vec<(GroupRecord, Vec<u8>)>>;
     /// Groups assigned to a node.
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>>;
     /// A subscription's group count and requested CPU (for usages).

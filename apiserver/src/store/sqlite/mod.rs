@@ -17,11 +17,15 @@ use crate::model::{GroupSpec, OsType, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod batch;
+
 /// SQLite, one file, WAL.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Creates go through one task that commits them in batches (see `batch`).
+    creates: tokio::sync::mpsc::Sender<batch::CreateRequest>,
 }
 
 const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
@@ -49,7 +53,13 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let (creates, rx) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(batch::create_writer(writer.clone(), rx));
+        Ok(Self {
+            writer,
+            reader,
+            creates,
+        })
     }
 
     pub async fn close(&self) {
@@ -255,32 +265,25 @@ async fn apply_one(
     status: &node::GroupStatus,
     now_ms: i64,
 ) -> Result<StatusOutcome> {
-    let row =
-        sqlx::query("SELECT node_id, generation, provisioning_state FROM groups WHERE id = ?")
-            .bind(&status.group_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    // One statement: the guard (assigned to this node, not an older generation) is in the WHERE.
+    let row = sqlx::query(
+        "UPDATE groups SET status = ?1, provisioning_state = COALESCE(?2, provisioning_state), \
+         updated_ms = ?3 WHERE id = ?4 AND node_id = ?5 AND generation <= ?6 \
+         RETURNING generation, provisioning_state",
+    )
+    .bind(status.encode_to_vec())
+    .bind(provisioning_for(status))
+    .bind(now_ms)
+    .bind(&status.group_id)
+    .bind(node_id)
+    .bind(status.generation as i64)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(row) = row else {
         return Ok(StatusOutcome::Ignored);
     };
-    let assigned: Option<String> = row.try_get("node_id")?;
     let generation: i64 = row.try_get("generation")?;
-    let current: String = row.try_get("provisioning_state")?;
-    if assigned.as_deref() != Some(node_id) || (status.generation as i64) < generation {
-        return Ok(StatusOutcome::Ignored);
-    }
-    let provisioning = provisioning_for(status)
-        .map(str::to_owned)
-        .unwrap_or(current);
-    sqlx::query(
-        "UPDATE groups SET status = ?, provisioning_state = ?, updated_ms = ? WHERE id = ?",
-    )
-    .bind(status.encode_to_vec())
-    .bind(&provisioning)
-    .bind(now_ms)
-    .bind(&status.group_id)
-    .execute(&mut *tx)
-    .await?;
+    let provisioning: String = row.try_get("provisioning_state")?;
     match provisioning.as_str() {
         "Succeeded" => {
             finish_operations(tx, &status.group_id, generation, "Succeeded", None, now_ms).await?
@@ -516,80 +519,12 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, g: &NewGroup) -> Result<()> {
-        let requests = g.spec.requests();
-        let mut tx = self.writer.begin().await?;
-        let counted = sqlx::query(
-            "INSERT INTO subscription_usage (subscription, groups, cpu_millis) VALUES (?1, 1, ?2) \
-             ON CONFLICT (subscription) DO UPDATE SET groups = groups + 1, cpu_millis = cpu_millis + ?2 \
-             WHERE groups + 1 <= ?3 AND cpu_millis + ?2 <= ?4",
-        )
-        .bind(&g.key.subscription)
-        .bind(requests.cpu_millis as i64)
-        .bind(g.quota.0)
-        .bind(g.quota.1 as i64)
-        .execute(&mut *tx)
-        .await?;
-        if counted.rows_affected() != 1 || g.quota.0 < 1 || requests.cpu_millis > g.quota.1 {
-            drop(tx);
-            let (groups, used) = self.usage(&g.key.subscription).await?;
-            return Err(StoreError::QuotaExceeded {
-                groups,
-                cpu_millis: used.cpu_millis,
-            });
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO groups (id, seq, subscription, resource_group, resource_group_as, name, location, tags, spec, \
-             sealed_spec, os_type, cpu_millis, memory_mib, gpu, fqdn, generation, desired, provisioning_state, node_id, \
-             status, events, created_ms, updated_ms) \
-             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM groups), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
-             'Running', 'Pending', NULL, NULL, '[]', ?, ?)",
-        )
-        .bind(&g.id)
-        .bind(&g.key.subscription)
-        .bind(&g.key.resource_group)
-        .bind(&g.resource_group_as)
-        .bind(&g.key.name)
-        .bind(&g.location)
-        .bind(json(&g.tags))
-        .bind(json(&g.spec.redacted()))
-        .bind(&g.sealed_spec)
-        .bind(g.spec.os_type.as_str())
-        .bind(requests.cpu_millis as i64)
-        .bind(requests.memory_mib as i64)
-        .bind(i64::from(requests.gpu))
-        .bind(&g.fqdn)
-        .bind(g.now_ms)
-        .bind(g.now_ms)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(err) if is_unique_violation(&err) => {
-                let msg = err
-                    .as_database_error()
-                    .map(|d| d.message().to_owned())
-                    .unwrap_or_default();
-                let what = if msg.contains("fqdn") { "fqdn" } else { "name" };
-                return Err(StoreError::Conflict(what.to_owned()));
-            }
-            Err(err) => return Err(err.into()),
-        }
-        let op = OperationRecord {
-            id: g.operation_id.clone(),
-            subscription: g.key.subscription.clone(),
-            group_id: g.id.clone(),
-            resource_id: g.resource_id.clone(),
-            kind: "create".to_owned(),
-            generation: 1,
-            status: "Pending".to_owned(),
-            error_code: None,
-            error_message: None,
-            started_ms: g.now_ms,
-            ended_ms: None,
-        };
-        insert_operation(&mut tx, &op).await?;
-        tx.commit().await?;
-        Ok(())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.creates
+            .send((g.clone(), reply))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
     }
 
     async fn update_group(
@@ -765,6 +700,24 @@ impl Store for SqliteStore {
         Ok(Some((group_from_row(&row)?, row.try_get("sealed_spec")?)))
     }
 
+    async fn groups_with_sealed(&self, ids: &[String]) -> Result<Vec<(GroupRecord, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT {GROUP_COLUMNS}, g.sealed_spec FROM groups g WHERE g.id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                out.push((group_from_row(&row)?, row.try_get("sealed_spec")?));
+            }
+        }
+        Ok(out)
+    }
+
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>> {
         let sql =
             format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.node_id = ? ORDER BY g.seq");
@@ -831,45 +784,7 @@ impl Store for SqliteStore {
         placements: &[Placement],
         now_ms: i64,
     ) -> Result<Vec<Placement>> {
-        let mut committed = Vec::with_capacity(placements.len());
-        let mut tx = self.writer.begin().await?;
-        for p in placements {
-            // One savepoint per placement: a placement that no longer holds rolls back alone.
-            let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-            let reserved = sqlx::query(
-                "UPDATE nodes SET cpu_used = cpu_used + ?1, memory_used = memory_used + ?2, gpu_used = gpu_used + ?3 \
-                 WHERE id = ?4 AND status = 'Ready' AND cpu_used + ?1 <= cpu_millis AND memory_used + ?2 <= memory_mib \
-                 AND gpu_used + ?3 <= gpu",
-            )
-            .bind(p.requests.cpu_millis as i64)
-            .bind(p.requests.memory_mib as i64)
-            .bind(i64::from(p.requests.gpu))
-            .bind(&p.node_id)
-            .execute(&mut *sp)
-            .await?;
-            if reserved.rows_affected() != 1 {
-                sp.rollback().await?;
-                continue;
-            }
-            let assigned = sqlx::query(
-                "UPDATE groups SET node_id = ?, provisioning_state = 'Creating', events = '[]', updated_ms = ? \
-                 WHERE id = ? AND node_id IS NULL AND desired = 'Running' AND generation = ?",
-            )
-            .bind(&p.node_id)
-            .bind(now_ms)
-            .bind(&p.group_id)
-            .bind(p.generation)
-            .execute(&mut *sp)
-            .await?;
-            if assigned.rows_affected() != 1 {
-                sp.rollback().await?;
-                continue;
-            }
-            sp.commit().await?;
-            committed.push(p.clone());
-        }
-        tx.commit().await?;
-        Ok(committed)
+        batch::commit_placements(&self.writer, placements, now_ms).await
     }
 
     async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()> {

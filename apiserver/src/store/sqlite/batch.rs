@@ -1,0 +1,302 @@
+//! Group commit: many creates, placements or reports in one transaction and few statements.
+//!
+//! SQLite has one writer, and with sqlx every statement is a round trip to that writer's thread. So
+//! throughput comes from doing more per statement: concurrent creates are gathered by one task and
+//! inserted with multi-row statements; a scheduling round's placements reserve capacity with one
+//! statement per node and assign groups with one statement per chunk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{json, release};
+use crate::model::Size;
+use crate::store::{NewGroup, Placement, Result, StoreError};
+
+/// Creates gathered into one transaction at most.
+const CREATE_BATCH: usize = 256;
+/// Rows per multi-row statement (SQLite allows 32,766 bound parameters).
+const CHUNK: usize = 256;
+
+pub(super) type CreateRequest = (NewGroup, oneshot::Sender<Result<()>>);
+
+/// Runs until every sender is gone: takes whatever creates have queued and commits them together.
+pub(super) async fn create_writer(pool: SqlitePool, mut rx: mpsc::Receiver<CreateRequest>) {
+    let mut batch = Vec::with_capacity(CREATE_BATCH);
+    while rx.recv_many(&mut batch, CREATE_BATCH).await > 0 {
+        let groups: Vec<&NewGroup> = batch.iter().map(|(g, _)| g).collect();
+        let results = match commit_creates(&pool, &groups).await {
+            Ok(results) => results,
+            Err(err) => {
+                tracing::error!(error = %err, creates = groups.len(), "create batch failed");
+                groups
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable))
+                    .collect()
+            }
+        };
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            // A caller that went away (client hung up) does not need its answer.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+const GROUP_INSERT: &str = "INSERT INTO groups (id, subscription, resource_group, resource_group_as, name, \
+     location, tags, spec, sealed_spec, os_type, cpu_millis, memory_mib, gpu, fqdn, generation, desired, \
+     provisioning_state, node_id, status, events, created_ms, updated_ms) VALUES ";
+const GROUP_ROW: &str =
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'Running', 'Pending', NULL, NULL, '[]', ?, ?)";
+
+async fn commit_creates(pool: &SqlitePool, groups: &[&NewGroup]) -> Result<Vec<Result<()>>> {
+    let mut results: Vec<Option<Result<()>>> = groups.iter().map(|_| None).collect();
+    let mut tx = pool.begin().await?;
+
+    // 1. The groups, all at once; a row that breaks a uniqueness rule (name or FQDN) is skipped.
+    let mut inserted = HashSet::new();
+    for chunk in groups.chunks(CHUNK) {
+        let sql = format!(
+            "{GROUP_INSERT}{} ON CONFLICT DO NOTHING RETURNING id",
+            vec![GROUP_ROW; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for g in chunk {
+            let r = g.spec.requests();
+            query = query
+                .bind(&g.id)
+                .bind(&g.key.subscription)
+                .bind(&g.key.resource_group)
+                .bind(&g.resource_group_as)
+                .bind(&g.key.name)
+                .bind(&g.location)
+                .bind(json(&g.tags))
+                .bind(json(&g.spec.redacted()))
+                .bind(&g.sealed_spec)
+                .bind(g.spec.os_type.as_str())
+                .bind(r.cpu_millis as i64)
+                .bind(r.memory_mib as i64)
+                .bind(i64::from(r.gpu))
+                .bind(&g.fqdn)
+                .bind(g.now_ms)
+                .bind(g.now_ms);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if !inserted.contains(&g.id) {
+            results[i] = Some(Err(StoreError::Conflict(
+                conflict_kind(&mut tx, g).await?.to_owned(),
+            )));
+        }
+    }
+
+    // 2. Quotas, per subscription: all of a subscription's creates in one conditional update; if they
+    //    do not fit together, one by one, so each gets its own answer.
+    let mut by_sub: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        if results[i].is_none() {
+            by_sub
+                .entry(g.key.subscription.as_str())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut refused = Vec::new();
+    for (sub, members) in &by_sub {
+        let quota = groups[members[0]].quota;
+        let cpu: u64 = members
+            .iter()
+            .map(|i| groups[*i].spec.requests().cpu_millis)
+            .sum();
+        if count(&mut tx, sub, members.len() as i64, cpu, quota).await? {
+            continue;
+        }
+        for i in members {
+            let cpu = groups[*i].spec.requests().cpu_millis;
+            if !count(&mut tx, sub, 1, cpu, quota).await? {
+                let (groups_used, cpu_used) = usage(&mut tx, sub).await?;
+                results[*i] = Some(Err(StoreError::QuotaExceeded {
+                    groups: groups_used,
+                    cpu_millis: cpu_used,
+                }));
+                refused.push(groups[*i].id.clone());
+            }
+        }
+    }
+    for chunk in refused.chunks(CHUNK) {
+        let sql = format!(
+            "DELETE FROM groups WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        query.execute(&mut *tx).await?;
+    }
+
+    // 3. The create operations of the groups that made it.
+    let created: Vec<&NewGroup> = groups
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| results[*i].is_none())
+        .map(|(_, g)| *g)
+        .collect();
+    for chunk in created.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO operations (id, subscription, group_id, resource_id, kind, generation, status, started_ms) \
+             VALUES {}",
+            vec!["(?, ?, ?, ?, 'create', 1, 'Pending', ?)"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for g in chunk {
+            query = query
+                .bind(&g.operation_id)
+                .bind(&g.key.subscription)
+                .bind(&g.id)
+                .bind(&g.resource_id)
+                .bind(g.now_ms);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
+}
+
+/// Which uniqueness rule a skipped row broke.
+async fn conflict_kind(conn: &mut SqliteConnection, g: &NewGroup) -> Result<&'static str> {
+    let taken: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM groups WHERE subscription = ? AND resource_group = ? AND name = ?",
+    )
+    .bind(&g.key.subscription)
+    .bind(&g.key.resource_group)
+    .bind(&g.key.name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(if taken.is_some() || g.fqdn.is_none() {
+        "name"
+    } else {
+        "fqdn"
+    })
+}
+
+/// Counts `n` groups and `cpu` millicores against the subscription's quota, if they fit.
+async fn count(
+    conn: &mut SqliteConnection,
+    sub: &str,
+    n: i64,
+    cpu: u64,
+    quota: (i64, u64),
+) -> Result<bool> {
+    if n > quota.0 || cpu > quota.1 {
+        return Ok(false);
+    }
+    let counted = sqlx::query(
+        "INSERT INTO subscription_usage (subscription, groups, cpu_millis) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (subscription) DO UPDATE SET groups = groups + ?2, cpu_millis = cpu_millis + ?3 \
+         WHERE groups + ?2 <= ?4 AND cpu_millis + ?3 <= ?5",
+    )
+    .bind(sub)
+    .bind(n)
+    .bind(cpu as i64)
+    .bind(quota.0)
+    .bind(quota.1 as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(counted.rows_affected() == 1)
+}
+
+async fn usage(conn: &mut SqliteConnection, sub: &str) -> Result<(i64, u64)> {
+    let row =
+        sqlx::query("SELECT groups, cpu_millis FROM subscription_usage WHERE subscription = ?")
+            .bind(sub)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        Some(row) => (
+            row.try_get("groups")?,
+            row.try_get::<i64, _>("cpu_millis")? as u64,
+        ),
+        None => (0, 0),
+    })
+}
+
+/// Commits a scheduling round: reserve capacity per node (one conditional statement each), assign
+/// groups in chunks, and give back the reservation of any group that changed meanwhile.
+pub(super) async fn commit_placements(
+    pool: &SqlitePool,
+    placements: &[Placement],
+    now_ms: i64,
+) -> Result<Vec<Placement>> {
+    let mut tx = pool.begin().await?;
+    let mut per_node: BTreeMap<&str, Size> = BTreeMap::new();
+    for p in placements {
+        let sum = per_node.entry(p.node_id.as_str()).or_default();
+        *sum = sum.add(&p.requests);
+    }
+    let mut reserved = HashSet::new();
+    for (node, size) in &per_node {
+        let done = sqlx::query(
+            "UPDATE nodes SET cpu_used = cpu_used + ?1, memory_used = memory_used + ?2, gpu_used = gpu_used + ?3 \
+             WHERE id = ?4 AND status = 'Ready' AND cpu_used + ?1 <= cpu_millis AND memory_used + ?2 <= memory_mib \
+             AND gpu_used + ?3 <= gpu",
+        )
+        .bind(size.cpu_millis as i64)
+        .bind(size.memory_mib as i64)
+        .bind(i64::from(size.gpu))
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            reserved.insert(*node);
+        }
+    }
+    let candidates: Vec<&Placement> = placements
+        .iter()
+        .filter(|p| reserved.contains(p.node_id.as_str()))
+        .collect();
+    let mut assigned = HashSet::new();
+    for chunk in candidates.chunks(CHUNK) {
+        let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+        let sql = format!(
+            "UPDATE groups SET node_id = CASE id {cases} END, provisioning_state = 'Creating', events = '[]', \
+             updated_ms = ? WHERE id IN ({}) AND node_id IS NULL AND desired = 'Running' \
+             AND generation = CASE id {cases} END RETURNING id",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for p in chunk {
+            query = query.bind(&p.group_id).bind(&p.node_id);
+        }
+        query = query.bind(now_ms);
+        for p in chunk {
+            query = query.bind(&p.group_id);
+        }
+        for p in chunk {
+            query = query.bind(&p.group_id).bind(p.generation);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            assigned.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    // Groups deleted, stopped or changed since the round began give their reservation back.
+    let mut give_back: HashMap<&str, Size> = HashMap::new();
+    for p in &candidates {
+        if !assigned.contains(&p.group_id) {
+            let sum = give_back.entry(p.node_id.as_str()).or_default();
+            *sum = sum.add(&p.requests);
+        }
+    }
+    for (node, size) in give_back {
+        release(&mut tx, node, &size).await?;
+    }
+    tx.commit().await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|p| assigned.contains(&p.group_id))
+        .cloned()
+        .collect())
+}
