@@ -37,7 +37,7 @@ impl Cli {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let output = tokio::process::Command::new(berth_binary())
+        tokio::process::Command::new(berth_binary())
             .args(args)
             .env("BERTH_CONFIG", &self.config)
             .env_remove("BERTH_ENDPOINT")
@@ -47,8 +47,7 @@ impl Cli {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .expect("berth runs");
-        output
+            .expect("berth runs")
     }
 
     async fn ok(&self, args: &[&str]) -> String {
