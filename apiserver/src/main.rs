@@ -5,6 +5,10 @@ use berth_apiserver::config::{Config, FileConfig, Flags};
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the apiserver allocates small objects from many threads at once.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -12,6 +12,10 @@ use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: thousands of hollow nodes in one process allocate from every thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Joins a Berth cluster and runs the container groups the apiserver assigns to this node.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -324,10 +324,19 @@ impl NodeGateway {
     }
 
     async fn full_state(&self, node_id: &str) -> Result<DesiredState, StoreError> {
-        let mut groups = Vec::new();
-        for group in self.inner.store.groups_on_node(node_id).await? {
-            if let Some(a) = self.assignment(&group.id).await? {
-                groups.push(a);
+        let ids: Vec<String> = self
+            .inner
+            .store
+            .groups_on_node(node_id)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .collect();
+        let mut groups = Vec::with_capacity(ids.len());
+        for (group, sealed) in self.inner.store.groups_with_sealed(&ids).await? {
+            // Only what is still assigned here: a group may have moved since the first read.
+            if group.node_id.as_deref() == Some(node_id) {
+                groups.push(self.to_assignment(&group, &sealed)?);
             }
         }
         Ok(DesiredState {
