@@ -895,3 +895,216 @@ impl Store for SqliteStore {
         row.as_ref().map(operation_from_row).transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerSpec, RestartPolicy};
+
+    fn spec(cpu_millis: u64) -> GroupSpec {
+        GroupSpec {
+            os_type: OsType::Linux,
+            restart_policy: RestartPolicy::Always,
+            sku: "Standard".to_owned(),
+            containers: vec![ContainerSpec {
+                name: "c".to_owned(),
+                image: "img".to_owned(),
+                command: Vec::new(),
+                ports: Vec::new(),
+                env: Vec::new(),
+                requests: Size {
+                    cpu_millis,
+                    memory_mib: 1024,
+                    gpu: 0,
+                },
+                limits: None,
+                gpu_sku: None,
+                volume_mounts: Vec::new(),
+                liveness_probe: None,
+                readiness_probe: None,
+                security_context: None,
+            }],
+            init_containers: Vec::new(),
+            volumes: Vec::new(),
+            registry_credentials: Vec::new(),
+            ip_address: None,
+            dns_config: None,
+            priority: None,
+        }
+    }
+
+    fn new_group(name: &str, cpu_millis: u64) -> NewGroup {
+        NewGroup {
+            id: uuid::Uuid::new_v4().to_string(),
+            key: GroupKey::new("sub", "rg", name),
+            resource_group_as: "rg".to_owned(),
+            location: "local".to_owned(),
+            tags: BTreeMap::new(),
+            spec: spec(cpu_millis),
+            sealed_spec: vec![1, 2, 3],
+            fqdn: None,
+            now_ms: 1,
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            resource_id: format!("/x/{name}"),
+            quota: (100, 100_000),
+        }
+    }
+
+    async fn store_with_node(cpu_millis: u64) -> (tempfile::TempDir, SqliteStore, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        store
+            .insert_join_token("tokenx", "hash", 1, i64::MAX, 0)
+            .await
+            .unwrap();
+        let node = NodeRecord {
+            id: "n1".to_owned(),
+            name: "n1".to_owned(),
+            os_type: OsType::Linux,
+            capacity: Size {
+                cpu_millis,
+                memory_mib: 64 * 1024,
+                gpu: 0,
+            },
+            used: Size::default(),
+            labels: BTreeMap::new(),
+            agent_version: "t".to_owned(),
+            status: NodeStatus::Ready,
+            last_heartbeat_ms: 1,
+            joined_ms: 1,
+        };
+        store
+            .join_node("tokenx", "hash", &node)
+            .await
+            .unwrap()
+            .unwrap();
+        (dir, store, "n1".to_owned())
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_of_one_name_create_it_once() {
+        let (_dir, store, _) = store_with_node(4000).await;
+        let (one, two) = (new_group("same", 100), new_group("same", 100));
+        let (a, b) = tokio::join!(store.create_group(&one), store.create_group(&two));
+        let outcomes = [a, b];
+        assert_eq!(
+            outcomes.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::Conflict(k)) if k == "name"))
+        );
+        assert_eq!(
+            store.usage("sub").await.unwrap().0,
+            1,
+            "the loser is not counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn placements_never_overcommit_and_give_back_what_did_not_stick() {
+        let (_dir, store, node) = store_with_node(2000).await;
+        let groups = [
+            new_group("a", 1500),
+            new_group("b", 1500),
+            new_group("c", 500),
+        ];
+        for g in &groups {
+            store.create_group(g).await.unwrap();
+        }
+        let placement = |g: &NewGroup| Placement {
+            group_id: g.id.clone(),
+            node_id: node.clone(),
+            requests: g.spec.requests(),
+            generation: 1,
+        };
+        // a + b together exceed the node: the node's reservation fails and nothing is placed.
+        let committed = store
+            .commit_placements(&[placement(&groups[0]), placement(&groups[1])], 2)
+            .await
+            .unwrap();
+        assert!(committed.is_empty());
+        assert_eq!(store.node(&node).await.unwrap().unwrap().used.cpu_millis, 0);
+
+        // c is deleted before its placement commits: its reservation is given back.
+        store.delete_group(&groups[2].id).await.unwrap();
+        let committed = store
+            .commit_placements(&[placement(&groups[0]), placement(&groups[2])], 3)
+            .await
+            .unwrap();
+        assert_eq!(committed.len(), 1);
+        assert_eq!(committed[0].group_id, groups[0].id);
+        assert_eq!(
+            store.node(&node).await.unwrap().unwrap().used.cpu_millis,
+            1500
+        );
+
+        // Placing a twice changes nothing.
+        let again = store
+            .commit_placements(&[placement(&groups[0])], 4)
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(
+            store.node(&node).await.unwrap().unwrap().used.cpu_millis,
+            1500
+        );
+
+        // Deleting a releases its capacity.
+        store.delete_group(&groups[0].id).await.unwrap();
+        assert_eq!(store.node(&node).await.unwrap().unwrap().used.cpu_millis, 0);
+    }
+
+    #[tokio::test]
+    async fn reports_from_the_wrong_node_or_an_old_generation_are_ignored() {
+        let (_dir, store, node) = store_with_node(4000).await;
+        let g = new_group("r", 1000);
+        store.create_group(&g).await.unwrap();
+        let placement = Placement {
+            group_id: g.id.clone(),
+            node_id: node.clone(),
+            requests: g.spec.requests(),
+            generation: 1,
+        };
+        assert_eq!(
+            store
+                .commit_placements(&[placement], 2)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let running = node::GroupStatus {
+            group_id: g.id.clone(),
+            generation: 1,
+            phase: node::GroupPhase::Running as i32,
+            ..Default::default()
+        };
+        let other = store
+            .apply_status("someone-else", &running, 3)
+            .await
+            .unwrap();
+        assert_eq!(other, StatusOutcome::Ignored);
+        let old = node::GroupStatus {
+            generation: 0,
+            ..running.clone()
+        };
+        assert_eq!(
+            store.apply_status(&node, &old, 3).await.unwrap(),
+            StatusOutcome::Ignored
+        );
+        let applied = store
+            .apply_statuses(
+                &[(node.clone(), running.clone()), (node.clone(), running)],
+                4,
+            )
+            .await
+            .unwrap();
+        assert!(applied.iter().all(|o| matches!(o, StatusOutcome::Applied { provisioning_state } if provisioning_state == "Succeeded")));
+        let op = store.operation(&g.operation_id).await.unwrap().unwrap();
+        assert_eq!(op.status, "Succeeded");
+    }
+}
