@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{json, release};
+use berth_proto::node::GroupStatus;
+use prost::Message as _;
+
+use super::{apply_one, json, provisioning_for, release};
 use crate::model::Size;
-use crate::store::{NewGroup, Placement, Result, StoreError};
+use crate::store::{NewGroup, Placement, Result, StatusOutcome, StoreError};
 
 /// Creates gathered into one transaction at most.
 const CREATE_BATCH: usize = 256;
@@ -298,5 +301,101 @@ pub(super) async fn commit_placements(
         .into_iter()
         .filter(|p| assigned.contains(&p.group_id))
         .cloned()
+        .collect())
+}
+
+/// Folds a batch of node reports. Reports are whole statuses, so only the last one per group counts;
+/// the rest are answered with the outcome of the last. The common reports (Pending, Running) are
+/// written with one guarded multi-row `UPDATE` per chunk and one statement finishing the operations
+/// they complete; a failure report, which carries its own error message, goes alone.
+pub(super) async fn apply_statuses(
+    pool: &SqlitePool,
+    reports: &[(String, GroupStatus)],
+    now_ms: i64,
+) -> Result<Vec<StatusOutcome>> {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, (_, status)) in reports.iter().enumerate() {
+        last.insert(status.group_id.as_str(), i);
+    }
+    let mut outcome_of: HashMap<usize, StatusOutcome> = HashMap::new();
+    let mut tx = pool.begin().await?;
+    let (single, multi): (Vec<usize>, Vec<usize>) = {
+        let mut latest: Vec<usize> = last.values().copied().collect();
+        latest.sort_unstable();
+        latest
+            .into_iter()
+            .partition(|i| provisioning_for(&reports[*i].1) == Some("Failed"))
+    };
+    for i in single {
+        let (node, status) = &reports[i];
+        outcome_of.insert(i, apply_one(&mut tx, node, status, now_ms).await?);
+    }
+    for chunk in multi.chunks(CHUNK) {
+        let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+        let sql = format!(
+            "UPDATE groups SET status = CASE id {cases} END, \
+             provisioning_state = COALESCE(CASE id {cases} END, provisioning_state), updated_ms = ? \
+             WHERE id IN ({}) AND node_id = CASE id {cases} END AND generation <= CASE id {cases} END \
+             RETURNING id, provisioning_state",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for i in chunk {
+            let status = &reports[*i].1;
+            query = query.bind(&status.group_id).bind(status.encode_to_vec());
+        }
+        for i in chunk {
+            let status = &reports[*i].1;
+            query = query.bind(&status.group_id).bind(provisioning_for(status));
+        }
+        query = query.bind(now_ms);
+        for i in chunk {
+            query = query.bind(&reports[*i].1.group_id);
+        }
+        for i in chunk {
+            query = query.bind(&reports[*i].1.group_id).bind(&reports[*i].0);
+        }
+        for i in chunk {
+            let status = &reports[*i].1;
+            query = query.bind(&status.group_id).bind(status.generation as i64);
+        }
+        let mut applied: HashMap<String, String> = HashMap::new();
+        for row in query.fetch_all(&mut *tx).await? {
+            applied.insert(row.try_get("id")?, row.try_get("provisioning_state")?);
+        }
+        // Every pending operation of a group whose current generation is Succeeded is done.
+        let succeeded: Vec<&String> = applied
+            .iter()
+            .filter(|(_, p)| p.as_str() == "Succeeded")
+            .map(|(id, _)| id)
+            .collect();
+        if !succeeded.is_empty() {
+            let sql = format!(
+                "UPDATE operations SET status = 'Succeeded', ended_ms = ? WHERE status = 'Pending' AND group_id IN ({})",
+                vec!["?"; succeeded.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now_ms);
+            for id in &succeeded {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for i in chunk {
+            let outcome = match applied.remove(&reports[*i].1.group_id) {
+                Some(provisioning_state) => StatusOutcome::Applied { provisioning_state },
+                None => StatusOutcome::Ignored,
+            };
+            outcome_of.insert(*i, outcome);
+        }
+    }
+    tx.commit().await?;
+    Ok(reports
+        .iter()
+        .map(|(_, status)| {
+            outcome_of
+                .get(&last[status.group_id.as_str()])
+                .cloned()
+                .unwrap_or(StatusOutcome::Ignored)
+        })
         .collect())
 }

@@ -202,7 +202,7 @@ async fn insert_operation(conn: &mut sqlx::SqliteConnection, op: &OperationRecor
     Ok(())
 }
 
-async fn finish_operations(
+pub(super) async fn finish_operations(
     conn: &mut sqlx::SqliteConnection,
     group_id: &str,
     generation: i64,
@@ -239,7 +239,7 @@ async fn release(conn: &mut sqlx::SqliteConnection, node_id: &str, size: &Size) 
 }
 
 /// Provisioning state that a node's report implies.
-fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
+pub(super) fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
     match status.phase() {
         GroupPhase::Pending => Some("Creating"),
         GroupPhase::Running | GroupPhase::Succeeded => Some("Succeeded"),
@@ -259,7 +259,7 @@ fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
 }
 
 /// Folds one node report into its group and finishes the operations it completes.
-async fn apply_one(
+pub(super) async fn apply_one(
     tx: &mut sqlx::SqliteConnection,
     node_id: &str,
     status: &node::GroupStatus,
@@ -865,13 +865,7 @@ impl Store for SqliteStore {
         reports: &[(String, node::GroupStatus)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>> {
-        let mut tx = self.writer.begin().await?;
-        let mut outcomes = Vec::with_capacity(reports.len());
-        for (node_id, status) in reports {
-            outcomes.push(apply_one(&mut tx, node_id, status, now_ms).await?);
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        batch::apply_statuses(&self.writer, reports, now_ms).await
     }
 
     async fn group_counts_by_node(&self) -> Result<Vec<String>> {
