@@ -442,7 +442,7 @@ pub(super) async fn delete(
     };
     if let Some(node) = &deleted.node_id {
         state.gateway.remove(node, &deleted.id);
-        state.scheduler.wake();
+        state.scheduler.capacity_changed();
     }
     let mut body = render::container_group(&deleted, true);
     if let Some(props) = body.properties.as_mut() {
@@ -492,7 +492,7 @@ pub(super) async fn stop(
         state.store.stop_group(&group.id, now_ms()).await?;
         if let Some(node) = &group.node_id {
             state.gateway.remove(node, &group.id);
-            state.scheduler.wake();
+            state.scheduler.capacity_changed();
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -281,6 +281,7 @@ impl NodeGateway {
                 .collect();
             for (id, seen) in silent {
                 tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
+                self.inner.scheduler.capacity_changed();
                 if let Err(err) = self
                     .inner
                     .store
@@ -309,7 +310,7 @@ impl NodeGateway {
                 .store
                 .set_node_status(node_id, NodeStatus::Ready, now)
                 .await?;
-            self.inner.scheduler.wake();
+            self.inner.scheduler.capacity_changed();
         }
         Ok(())
     }

@@ -12,7 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
@@ -116,21 +119,40 @@ fn wait_reason(group: &PendingGroup, nodes: &[Candidate]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct SchedulerHandle {
     notify: Arc<Notify>,
+    /// Set when capacity may have changed behind the scheduler's back (delete, stop, node health).
+    stale: Arc<AtomicBool>,
 }
 
 impl SchedulerHandle {
+    /// New work: groups are waiting.
     pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Capacity freed or nodes changed: re-read the nodes before the next round.
+    pub fn capacity_changed(&self) {
+        self.stale.store(true, Ordering::Release);
         self.notify.notify_one();
     }
 }
 
 /// The scheduling loop.
+///
+/// It keeps its own view of the Ready nodes' free capacity between rounds and subtracts what it
+/// places, re-reading the nodes only when that view may be wrong: capacity freed or nodes changed
+/// ([`SchedulerHandle::capacity_changed`]), a placement that did not stick, or once a second. The
+/// view is only a guess (Omega's optimistic concurrency): the store's conditional reservation is the
+/// judge, so a stale view costs a retry, never an overcommit.
 pub struct Scheduler {
     store: Arc<dyn Store>,
     gateway: NodeGateway,
     handle: SchedulerHandle,
     policy: Policy,
+    view: Mutex<Option<(Vec<Candidate>, Instant)>>,
 }
+
+/// How long the scheduler trusts its node view without news.
+const VIEW_TTL: Duration = Duration::from_secs(1);
 
 /// Groups taken per round.
 const BATCH: i64 = 2048;
@@ -147,6 +169,7 @@ impl Scheduler {
             gateway,
             handle,
             policy,
+            view: Mutex::new(None),
         }
     }
 
@@ -177,20 +200,28 @@ impl Scheduler {
         if pending.is_empty() {
             return Ok(false);
         }
-        let mut nodes: Vec<Candidate> = self
-            .store
-            .nodes()
-            .await?
-            .into_iter()
-            .filter(|n| n.status == NodeStatus::Ready)
-            .map(|n| Candidate {
-                free: n.free(),
-                id: n.id,
-                os_type: n.os_type,
-                capacity: n.capacity,
-            })
-            .collect();
-        let decisions = place(&pending, &mut nodes, self.policy);
+        let mut view = self.view.lock().await;
+        let stale = self.handle.stale.swap(false, Ordering::AcqRel);
+        if stale || view.as_ref().is_none_or(|(_, at)| at.elapsed() > VIEW_TTL) {
+            let nodes = self
+                .store
+                .nodes()
+                .await?
+                .into_iter()
+                .filter(|n| n.status == NodeStatus::Ready)
+                .map(|n| Candidate {
+                    free: n.free(),
+                    id: n.id,
+                    os_type: n.os_type,
+                    capacity: n.capacity,
+                })
+                .collect();
+            *view = Some((nodes, Instant::now()));
+        }
+        let Some((nodes, _)) = view.as_mut() else {
+            return Ok(false);
+        };
+        let decisions = place(&pending, nodes, self.policy);
         let now = crate::now_ms();
         let mut placements = Vec::new();
         for (decision, group) in decisions.into_iter().zip(&pending) {
@@ -216,6 +247,10 @@ impl Scheduler {
         } else {
             let committed = self.store.commit_placements(&placements, now).await?;
             let placed = committed.len();
+            if placed < placements.len() {
+                // The view promised more than the store held: read it again next round.
+                *view = None;
+            }
             self.gateway.assign(committed).await;
             placed
         };
