@@ -34,6 +34,9 @@ struct Args {
     /// Concurrent requests in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Prefix of group names, so several runs can share a cluster.
+    #[arg(long, default_value = "g")]
+    prefix: String,
 }
 
 fn client(ca: &[u8]) -> anyhow::Result<reqwest::Client> {
@@ -86,11 +89,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }))?);
 
+    let base = placed(&client, &args.endpoint, &args.operator_token).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let (client, next, body) = (client.clone(), next.clone(), body.clone());
+        let prefix = args.prefix.clone();
         let (endpoint, token, sub, total) = (
             args.endpoint.clone(),
             args.token.clone(),
@@ -105,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
                     return Ok::<_, anyhow::Error>(latencies);
                 }
                 let url = format!(
-                    "{endpoint}/subscriptions/{sub}/resourceGroups/bench-{}/providers/Microsoft.ContainerInstance/containerGroups/g{i}?api-version=2023-05-01",
+                    "{endpoint}/subscriptions/{sub}/resourceGroups/bench-{}/providers/Microsoft.ContainerInstance/containerGroups/{prefix}{i}?api-version=2023-05-01",
                     i % 16
                 );
                 let t = Instant::now();
@@ -126,17 +131,25 @@ async fn main() -> anyhow::Result<()> {
     let acked = started.elapsed();
     // Wait until the scheduler has placed every group.
     let deadline = Instant::now() + Duration::from_secs(300);
+    let target = base + args.groups as u64;
     let mut done = placed(&client, &args.endpoint, &args.operator_token).await?;
-    while done < args.groups as u64 {
+    while done < target {
         if Instant::now() > deadline {
-            bail!("only {done} of {} groups placed after 300 s", args.groups);
+            bail!(
+                "only {} of {} groups placed after 300 s",
+                done - base,
+                args.groups
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         done = placed(&client, &args.endpoint, &args.operator_token).await?;
     }
     let all_placed = started.elapsed();
     latencies.sort();
-    println!("groups created:          {}", args.groups);
+    println!(
+        "-- {} groups, {} requests in flight",
+        args.groups, args.concurrency
+    );
     println!(
         "creates acknowledged in: {:.2} s ({:.0} creates/s)",
         acked.as_secs_f64(),
