@@ -729,40 +729,50 @@ fn env_vars(vars: &[arm::EnvironmentVariable], target: &str) -> Result<Vec<EnvVa
     Ok(out)
 }
 
+/// A double in ARM units to an exact integer count of `scale`ths (cores -> millicores, GB -> MiB).
+fn exact(
+    value: Option<f64>,
+    scale: f64,
+    max: f64,
+    target: &str,
+    what: &str,
+    required: bool,
+) -> Result<u64, ApiError> {
+    match value {
+        Some(v) => {
+            let units = v * scale;
+            if !v.is_finite() || v <= 0.0 || units.round() < 1.0 || units > max {
+                return Err(invalid(target, format!("{v} is not {what}")));
+            }
+            Ok(units.round() as u64)
+        }
+        None if required => Err(missing(target)),
+        None => Ok(0),
+    }
+}
+
 /// Converts ARM doubles to exact integers, once.
 fn size(
     r: &arm::ResourceRequests,
     target: &str,
     required: bool,
 ) -> Result<(Size, Option<String>), ApiError> {
-    let cpu_millis = match r.cpu {
-        Some(cpu) => {
-            let millis = cpu * 1000.0;
-            if !cpu.is_finite() || cpu <= 0.0 || millis.round() < 1.0 || millis > 1e9 {
-                return Err(invalid(
-                    format!("{target}.cpu"),
-                    format!("{cpu} is not a positive number of cores"),
-                ));
-            }
-            millis.round() as u64
-        }
-        None if required => return Err(missing(format!("{target}.cpu"))),
-        None => 0,
-    };
-    let memory_mib = match r.memory_in_gb {
-        Some(gb) => {
-            let mib = gb * 1024.0;
-            if !gb.is_finite() || gb <= 0.0 || mib.round() < 1.0 || mib > 1e12 {
-                return Err(invalid(
-                    format!("{target}.memoryInGB"),
-                    format!("{gb} is not a positive size in GB"),
-                ));
-            }
-            mib.round() as u64
-        }
-        None if required => return Err(missing(format!("{target}.memoryInGB"))),
-        None => 0,
-    };
+    let cpu_millis = exact(
+        r.cpu,
+        1000.0,
+        1e9,
+        &format!("{target}.cpu"),
+        "a positive number of cores",
+        required,
+    )?;
+    let memory_mib = exact(
+        r.memory_in_gb,
+        1024.0,
+        1e12,
+        &format!("{target}.memoryInGB"),
+        "a positive size in GB",
+        required,
+    )?;
     let (gpu, sku) = match &r.gpu {
         Some(g) => {
             let count = g

@@ -48,6 +48,21 @@ fn any_version(query: &HashMap<String, String>) -> Result<(), ApiError> {
     }
 }
 
+/// A location route: api-version given, subscription visible to the caller, location served here.
+fn admit(
+    state: &AppState,
+    principal: &Principal,
+    sub: &str,
+    loc: &str,
+    query: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    any_version(query)?;
+    if !principal.can_see(sub) {
+        return Err(ApiError::subscription_not_found(sub));
+    }
+    location(state, loc)
+}
+
 /// ARM's `GET /subscriptions`: the caller's subscriptions.
 pub(super) async fn list_subscriptions(
     principal: Principal,
@@ -69,11 +84,7 @@ pub(super) async fn operation_status(
     Path((sub, loc, id)): Path<(String, String, String)>,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    any_version(&query)?;
-    if !principal.can_see(&sub) {
-        return Err(ApiError::subscription_not_found(&sub));
-    }
-    location(&state, &loc)?;
+    admit(&state, &principal, &sub, &loc, &query)?;
     let op = state
         .store
         .operation(&id)
@@ -109,11 +120,7 @@ pub(super) async fn usages(
     Path((sub, loc)): Path<(String, String)>,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    any_version(&query)?;
-    if !principal.can_see(&sub) {
-        return Err(ApiError::subscription_not_found(&sub));
-    }
-    location(&state, &loc)?;
+    admit(&state, &principal, &sub, &loc, &query)?;
     let (groups, used) = state.store.usage(&sub).await?;
     let row = |name: &str, localized: &str, current: i64, limit: i64| arm::Usage {
         id: format!(
@@ -152,11 +159,7 @@ pub(super) async fn capabilities(
     Path((sub, loc)): Path<(String, String)>,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    any_version(&query)?;
-    if !principal.can_see(&sub) {
-        return Err(ApiError::subscription_not_found(&sub));
-    }
-    location(&state, &loc)?;
+    admit(&state, &principal, &sub, &loc, &query)?;
     // The largest group a node of each OS could hold, within the per-group limit.
     let mut largest: BTreeMap<&'static str, Size> = BTreeMap::new();
     for node in state.store.nodes().await? {
@@ -195,11 +198,7 @@ pub(super) async fn cached_images(
     Path((sub, loc)): Path<(String, String)>,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    any_version(&query)?;
-    if !principal.can_see(&sub) {
-        return Err(ApiError::subscription_not_found(&sub));
-    }
-    location(&state, &loc)?;
+    admit(&state, &principal, &sub, &loc, &query)?;
     Ok(Json(arm::ListResult::<serde_json::Value> {
         value: Vec::new(),
         next_link: None,

@@ -202,6 +202,24 @@ async fn insert_operation(conn: &mut sqlx::SqliteConnection, op: &OperationRecor
     Ok(())
 }
 
+/// Records the operation that waits for `generation` and commits the change that bumped it.
+async fn record_operation(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    generation: i64,
+    operation: &OperationRecord,
+) -> Result<i64> {
+    insert_operation(
+        &mut tx,
+        &OperationRecord {
+            generation,
+            ..operation.clone()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(generation)
+}
+
 pub(super) async fn finish_operations(
     conn: &mut sqlx::SqliteConnection,
     group_id: &str,
@@ -549,16 +567,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(
-            &mut tx,
-            &OperationRecord {
-                generation,
-                ..operation.clone()
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(generation)
+        record_operation(tx, generation, operation).await
     }
 
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()> {
@@ -639,16 +648,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(
-            &mut tx,
-            &OperationRecord {
-                generation,
-                ..operation.clone()
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(generation)
+        record_operation(tx, generation, operation).await
     }
 
     async fn restart_group(
@@ -667,16 +667,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        insert_operation(
-            &mut tx,
-            &OperationRecord {
-                generation,
-                ..operation.clone()
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(generation)
+        record_operation(tx, generation, operation).await
     }
 
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>> {
