@@ -279,15 +279,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         http::service(state.clone()),
         shutdown.clone(),
     ));
-    let store_for_close = store.clone();
-    let closer = tasks.clone();
-    tasks.spawn(async move {
-        shutdown.cancelled().await;
-        // Let the servers drain before the store closes.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(closer);
-        drop(store_for_close);
-    });
     tasks.close();
     tracing::info!(%https_addr, %node_addr, ca = %ca.hash_hex(), "berth-apiserver started");
     Ok(Running {

@@ -220,6 +220,37 @@ async fn record_operation(
     Ok(generation)
 }
 
+/// Reads a group and gives back the capacity it holds on its node, if any (delete and stop).
+async fn unassign(conn: &mut sqlx::SqliteConnection, id: &str) -> Result<Option<GroupRecord>> {
+    let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
+    let Some(row) = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let group = group_from_row(&row)?;
+    if let Some(node) = &group.node_id {
+        release(conn, node, &group.requests).await?;
+    }
+    Ok(Some(group))
+}
+
+/// Ends a group's pending operations as Canceled.
+async fn cancel_operations(
+    conn: &mut sqlx::SqliteConnection,
+    group_id: &str,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE operations SET status = 'Canceled', ended_ms = ? WHERE group_id = ? AND status = 'Pending'")
+        .bind(at_ms)
+        .bind(group_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub(super) async fn finish_operations(
     conn: &mut sqlx::SqliteConnection,
     group_id: &str,
@@ -582,19 +613,10 @@ impl Store for SqliteStore {
 
     async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>> {
         let mut tx = self.writer.begin().await?;
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
-        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? else {
+        let Some(group) = unassign(&mut tx, id).await? else {
             return Ok(None);
         };
-        let group = group_from_row(&row)?;
-        if let Some(node) = &group.node_id {
-            release(&mut tx, node, &group.requests).await?;
-        }
-        sqlx::query("UPDATE operations SET status = 'Canceled', ended_ms = ? WHERE group_id = ? AND status = 'Pending'")
-            .bind(group.updated_ms.max(0))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        cancel_operations(&mut tx, id, group.updated_ms.max(0)).await?;
         sqlx::query("DELETE FROM groups WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -613,14 +635,9 @@ impl Store for SqliteStore {
 
     async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>> {
         let mut tx = self.writer.begin().await?;
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
-        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *tx).await? else {
+        let Some(group) = unassign(&mut tx, id).await? else {
             return Ok(None);
         };
-        let group = group_from_row(&row)?;
-        if let Some(node) = &group.node_id {
-            release(&mut tx, node, &group.requests).await?;
-        }
         sqlx::query(
             "UPDATE groups SET desired = 'Stopped', node_id = NULL, provisioning_state = 'Succeeded', updated_ms = ? \
              WHERE id = ?",
@@ -629,11 +646,7 @@ impl Store for SqliteStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE operations SET status = 'Canceled', ended_ms = ? WHERE group_id = ? AND status = 'Pending'")
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        cancel_operations(&mut tx, id, now_ms).await?;
         tx.commit().await?;
         Ok(Some(group))
     }
