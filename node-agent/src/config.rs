@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use berth_proto::node::{OsType, Resources};
 
+use crate::runtime::containerd::ContainerdConfig;
 use crate::runtime::hollow::HollowConfig;
 
 /// Everything [`crate::run`] needs. Built by the binary from flags, or directly by tests.
@@ -38,6 +39,8 @@ pub struct AgentConfig {
 pub enum RuntimeKind {
     /// Kubemark-style: no containers run, statuses are made up with plausible timing.
     Hollow(HollowConfig),
+    /// Real containers on containerd.
+    Containerd(Box<ContainerdConfig>),
 }
 
 impl AgentConfig {
@@ -85,6 +88,9 @@ pub enum ConfigError {
     /// The node name is empty.
     #[error("the node name is empty")]
     EmptyName,
+    /// Several nodes in one process are for the hollow runtime only.
+    #[error("hollow_nodes > 1 needs the hollow runtime")]
+    ManyRealNodes,
 }
 
 impl AgentConfig {
@@ -98,6 +104,8 @@ impl AgentConfig {
         }
         match self.runtime {
             RuntimeKind::Hollow(_) => Ok(()),
+            RuntimeKind::Containerd(_) if self.hollow_nodes > 1 => Err(ConfigError::ManyRealNodes),
+            RuntimeKind::Containerd(_) => Ok(()),
         }
     }
 }

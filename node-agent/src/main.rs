@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use berth_node_agent::runtime::containerd::ContainerdConfig;
 use berth_node_agent::{AgentConfig, HollowConfig, RuntimeKind};
 use berth_proto::node::{OsType, Resources};
 use clap::{Parser, ValueEnum};
@@ -57,8 +58,76 @@ struct Args {
     labels: Vec<(String, String)>,
 
     /// The container runtime.
-    #[arg(long, value_enum, default_value_t = RuntimeArg::Hollow)]
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Containerd)]
     runtime: RuntimeArg,
+
+    /// CPU kept back for the node itself, in cores (subtracted from the machine's).
+    #[arg(long, default_value_t = 0.1)]
+    reserve_cpu: f64,
+
+    /// Memory kept back for the node itself, in GiB (subtracted from the machine's).
+    #[arg(long, default_value_t = 0.25)]
+    reserve_memory: f64,
+
+    /// containerd's gRPC socket.
+    #[arg(
+        long,
+        env = "BERTH_CONTAINERD",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    containerd: PathBuf,
+
+    /// The containerd namespace of Berth's containers and images.
+    #[arg(long, default_value = "berth")]
+    containerd_namespace: String,
+
+    /// The snapshotter images are unpacked with.
+    #[arg(long, default_value = "overlayfs")]
+    snapshotter: String,
+
+    /// Where the CNI plugins are (default: /usr/lib/cni, else /opt/cni/bin).
+    #[arg(long)]
+    cni_bin_dir: Option<PathBuf>,
+
+    /// The groups' Linux bridge.
+    #[arg(long, default_value = "berth0")]
+    bridge: String,
+
+    /// The groups' subnet (CIDR).
+    #[arg(long, default_value = "10.88.0.0/16")]
+    subnet: String,
+
+    /// Publish the groups' ports on the node's addresses (hostPort = port).
+    #[arg(long)]
+    publish_ports: bool,
+
+    /// The directory under which azureFile volumes live (`<root>/<account>/<share>`).
+    #[arg(long)]
+    share_root: Option<PathBuf>,
+
+    /// The log driver containerd's shim runs per task (default: berth-logger beside this binary).
+    #[arg(long)]
+    logger: Option<PathBuf>,
+
+    /// Size at which a container's log file is rotated, in bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    log_max_bytes: u64,
+
+    /// Let groups run privileged containers.
+    #[arg(long)]
+    allow_privileged: bool,
+
+    /// Seconds between SIGTERM and SIGKILL when stopping a container.
+    #[arg(long, default_value_t = 10)]
+    stop_grace_secs: u64,
+
+    /// The first crash back-off in milliseconds (doubles per restart, up to 5 minutes).
+    #[arg(long, default_value_t = 10_000)]
+    restart_backoff_ms: u64,
+
+    /// A registry spoken to over plain HTTP (loopback registries always are); repeat for more.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
 
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
@@ -85,6 +154,8 @@ enum OsArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RuntimeArg {
+    /// Real containers on containerd.
+    Containerd,
     /// Runs nothing and reports plausible statuses (for tests and scale benchmarks).
     Hollow,
 }
@@ -153,14 +224,26 @@ fn host_name() -> anyhow::Result<String> {
 
 impl Args {
     fn into_config(self) -> anyhow::Result<AgentConfig> {
+        if !(self.reserve_cpu >= 0.0 && self.reserve_memory >= 0.0) {
+            bail!("--reserve-cpu and --reserve-memory must be zero or more");
+        }
         let cpu_millis = match self.cpu {
             Some(cores) => cpu_millis(cores)?,
-            None => machine_cpu_millis()?,
+            None => {
+                machine_cpu_millis()?.saturating_sub((self.reserve_cpu * 1000.0).round() as u64)
+            }
         };
         let memory_mib = match self.memory {
             Some(gib) => memory_mib(gib)?,
-            None => machine_memory_mib()?,
+            None => {
+                machine_memory_mib()?.saturating_sub((self.reserve_memory * 1024.0).round() as u64)
+            }
         };
+        if cpu_millis == 0 || memory_mib == 0 {
+            bail!(
+                "nothing is left to offer once the reserve is taken; lower --reserve-cpu/--reserve-memory"
+            );
+        }
         let node_name = match self.name {
             Some(name) => name,
             None => host_name()?,
@@ -171,6 +254,26 @@ impl Args {
                 fail_image: self.hollow_fail_image,
                 stop_delay: Duration::from_millis(self.hollow_stop_delay_ms),
             }),
+            RuntimeArg::Containerd => {
+                let defaults = ContainerdConfig::default();
+                RuntimeKind::Containerd(Box::new(ContainerdConfig {
+                    socket: self.containerd,
+                    namespace: self.containerd_namespace,
+                    snapshotter: self.snapshotter,
+                    cni_bin_dir: self.cni_bin_dir.unwrap_or(defaults.cni_bin_dir.clone()),
+                    bridge: self.bridge,
+                    subnet: self.subnet,
+                    publish_ports: self.publish_ports,
+                    share_root: self.share_root,
+                    logger: self.logger.unwrap_or(defaults.logger.clone()),
+                    log_max_bytes: self.log_max_bytes,
+                    allow_privileged: self.allow_privileged,
+                    stop_grace: Duration::from_secs(self.stop_grace_secs),
+                    restart_backoff: Duration::from_millis(self.restart_backoff_ms.max(1)),
+                    insecure_registries: self.insecure_registries,
+                    ..defaults
+                }))
+            }
         };
         Ok(AgentConfig {
             server: self.server,
@@ -299,6 +402,8 @@ mod tests {
             "3",
             "--os-type",
             "windows",
+            "--runtime",
+            "hollow",
         ])
         .unwrap();
         let config = args.into_config().unwrap();

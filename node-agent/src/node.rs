@@ -18,6 +18,7 @@ use crate::connection::sync::{
     AGENT_VERSION, NodeFacts, error_chain, should_warn, sync_until_shutdown,
 };
 use crate::identity::{Identity, IdentityError, JoinToken, generate_key_and_csr};
+use crate::runtime::containerd::{ContainerdConfig, ContainerdRuntime};
 use crate::runtime::hollow::HollowRuntime;
 use crate::runtime::{Changes, Runtime};
 use crate::supervisor::Supervisor;
@@ -81,6 +82,16 @@ pub(crate) async fn run_node(
             &identity.node_name,
             changes.clone(),
         )),
+        RuntimeKind::Containerd(config) => {
+            let started = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                started = start_containerd(config, &state_dir, &changes, &shutdown) => started,
+            };
+            match started {
+                Some(runtime) => Arc::new(runtime),
+                None => return Ok(()),
+            }
+        }
     };
     let mut supervisor = Supervisor::new(runtime, changes);
     let facts = NodeFacts {
@@ -98,6 +109,33 @@ pub(crate) async fn run_node(
     .await;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Starts the containerd runtime, retrying with back-off while containerd cannot be reached.
+async fn start_containerd(
+    config: &ContainerdConfig,
+    state_dir: &std::path::Path,
+    changes: &Changes,
+    shutdown: &CancellationToken,
+) -> Option<ContainerdRuntime> {
+    let mut backoff = Backoff::default();
+    let mut attempts: u32 = 0;
+    loop {
+        match ContainerdRuntime::start(config.clone(), state_dir, changes.clone()).await {
+            Ok(runtime) => return Some(runtime),
+            Err(error) => {
+                attempts += 1;
+                let delay = backoff.next_delay();
+                if should_warn(attempts) {
+                    tracing::warn!(error = %error_chain(&error), ?delay, "the containerd runtime cannot start; retrying");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Loads the node's identity or joins for one. `None` if shut down while joining.

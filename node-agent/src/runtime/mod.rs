@@ -5,6 +5,7 @@
 //! handle the runtime was built with, after which the supervisor reads [`Runtime::status`] again.
 //! Every operation is idempotent: calling it again for the same assignment changes nothing.
 
+pub mod containerd;
 pub mod hollow;
 
 use std::collections::BTreeSet;

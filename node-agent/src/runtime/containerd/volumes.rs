@@ -1,0 +1,381 @@
+//! A group's volumes on the node: `emptyDir` (a directory that lives as long as the group), `secret`
+//! (a tmpfs whose files are mode 0400, owned by the user of the container that mounts it), `gitRepo`
+//! (a clone at `revision`) and `azureFile` (a directory under the operator's share root, so its data
+//! outlives the group). Every name and path is checked against traversal before it touches the disk.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use berth_proto::node::volume::Source;
+use berth_proto::node::{Container, GroupSpec, Volume};
+
+use super::spec::BindMount;
+
+/// The longest a `git clone` may take.
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why a volume could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume {volume}: {reason}")]
+    Invalid { volume: String, reason: String },
+    #[error("volume {volume}: {action}: {source}")]
+    Io {
+        volume: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("volume {volume}: mounting its tmpfs: {source}")]
+    Mount {
+        volume: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("volume {volume}: git {action} failed: {detail}")]
+    Git {
+        volume: String,
+        action: &'static str,
+        detail: String,
+    },
+    #[error("volume {volume}: azureFile volumes need the agent's --share-root")]
+    NoShareRoot { volume: String },
+}
+
+/// True if `name` is one plain path component (no `/`, not `.` or `..`, not empty).
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// True if `path` is relative and never climbs out (`..`).
+fn is_contained(path: &str) -> bool {
+    !path.contains('\0')
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// True if `path` is an absolute container path without `..`.
+pub fn is_valid_mount_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains('\0')
+        && Path::new(path).components().all(|c| {
+            matches!(
+                c,
+                Component::RootDir | Component::Normal(_) | Component::CurDir
+            )
+        })
+}
+
+fn io(volume: &str, action: &'static str) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let volume = volume.to_string();
+    move |source| VolumeError::Io {
+        volume,
+        action,
+        source,
+    }
+}
+
+/// Where each volume of a group lives on the node.
+#[derive(Debug, Default, Clone)]
+pub struct Prepared {
+    paths: HashMap<String, (PathBuf, bool)>,
+}
+
+impl Prepared {
+    /// The bind mounts of `container`, read-only where the mount or the share says so.
+    pub fn mounts_for(&self, container: &Container) -> Result<Vec<BindMount>, VolumeError> {
+        let mut out = Vec::new();
+        for mount in &container.volume_mounts {
+            let Some((source, volume_read_only)) = self.paths.get(&mount.name) else {
+                return Err(VolumeError::Invalid {
+                    volume: mount.name.clone(),
+                    reason: format!(
+                        "container {} mounts a volume the group does not define",
+                        container.name
+                    ),
+                });
+            };
+            if !is_valid_mount_path(&mount.mount_path) {
+                return Err(VolumeError::Invalid {
+                    volume: mount.name.clone(),
+                    reason: format!(
+                        "mount path {:?} must be absolute without '..'",
+                        mount.mount_path
+                    ),
+                });
+            }
+            out.push(BindMount {
+                source: source.clone(),
+                destination: mount.mount_path.clone(),
+                read_only: mount.read_only || *volume_read_only,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Volume name -> uid/gid of the first container that mounts it (secret files are owned by it).
+pub type Owners = HashMap<String, (u32, u32)>;
+
+/// Makes every volume of `spec` exist under `dir` (the group's volume directory) and returns where
+/// each lives. Idempotent: running it again for the same group keeps data and refreshes secrets.
+pub async fn prepare(
+    spec: &GroupSpec,
+    dir: &Path,
+    share_root: Option<&Path>,
+    owners: &Owners,
+) -> Result<Prepared, VolumeError> {
+    let mut prepared = Prepared::default();
+    for volume in &spec.volumes {
+        if !is_plain_name(&volume.name) {
+            return Err(VolumeError::Invalid {
+                volume: volume.name.clone(),
+                reason: "the name must be one path component".into(),
+            });
+        }
+        let path = dir.join(&volume.name);
+        let entry = match &volume.source {
+            Some(Source::EmptyDir(_)) | None => {
+                std::fs::create_dir_all(&path)
+                    .map_err(io(&volume.name, "creating its directory"))?;
+                (path, false)
+            }
+            Some(Source::Secret(secret)) => {
+                let (uid, gid) = owners.get(&volume.name).copied().unwrap_or((0, 0));
+                secret_volume(volume, &secret.files, &path, uid, gid)?;
+                (path, true)
+            }
+            Some(Source::GitRepo(git)) => {
+                git_volume(
+                    volume,
+                    &git.repository,
+                    &git.directory,
+                    &git.revision,
+                    &path,
+                )
+                .await?;
+                (path, false)
+            }
+            Some(Source::AzureFile(share)) => {
+                let Some(root) = share_root else {
+                    return Err(VolumeError::NoShareRoot {
+                        volume: volume.name.clone(),
+                    });
+                };
+                let account = if share.storage_account_name.is_empty() {
+                    "default"
+                } else {
+                    share.storage_account_name.as_str()
+                };
+                if !is_plain_name(account) || !is_plain_name(&share.share_name) {
+                    return Err(VolumeError::Invalid {
+                        volume: volume.name.clone(),
+                        reason: "the share and storage account names must be plain names".into(),
+                    });
+                }
+                let path = root.join(account).join(&share.share_name);
+                std::fs::create_dir_all(&path).map_err(io(&volume.name, "creating its share"))?;
+                (path, share.read_only)
+            }
+        };
+        prepared.paths.insert(volume.name.clone(), entry);
+    }
+    Ok(prepared)
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let target = path.to_string_lossy();
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| mount_point == target)
+}
+
+fn secret_volume(
+    volume: &Volume,
+    files: &HashMap<String, Vec<u8>>,
+    path: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), VolumeError> {
+    for name in files.keys() {
+        if !is_plain_name(name) {
+            return Err(VolumeError::Invalid {
+                volume: volume.name.clone(),
+                reason: format!("secret file name {name:?} must be one path component"),
+            });
+        }
+    }
+    std::fs::create_dir_all(path).map_err(io(&volume.name, "creating its directory"))?;
+    if !is_mount_point(path) {
+        use nix::mount::MsFlags;
+        nix::mount::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0700,size=16m"),
+        )
+        .map_err(|source| VolumeError::Mount {
+            volume: volume.name.clone(),
+            source,
+        })?;
+    }
+    let owner = |p: &Path| {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid))
+            .map_err(io(&volume.name, "changing owners"))
+    };
+    for (name, contents) in files {
+        let file = path.join(name);
+        let _ = std::fs::remove_file(&file);
+        std::fs::write(&file, contents).map_err(io(&volume.name, "writing a secret file"))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400))
+            .map_err(io(&volume.name, "setting a secret file's mode"))?;
+        owner(&file)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o500))
+        .map_err(io(&volume.name, "setting its mode"))?;
+    owner(path)
+}
+
+async fn git(volume: &Volume, action: &'static str, args: &[&str]) -> Result<(), VolumeError> {
+    let run = tokio::process::Command::new("git")
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(GIT_TIMEOUT, run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => {
+            return Err(VolumeError::Git {
+                volume: volume.name.clone(),
+                action,
+                detail: format!("cannot run git: {error}"),
+            });
+        }
+        Err(_) => {
+            return Err(VolumeError::Git {
+                volume: volume.name.clone(),
+                action,
+                detail: format!("timed out after {GIT_TIMEOUT:?}"),
+            });
+        }
+    };
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(VolumeError::Git {
+        volume: volume.name.clone(),
+        action,
+        detail: stderr
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("no output")
+            .to_string(),
+    })
+}
+
+async fn git_volume(
+    volume: &Volume,
+    repository: &str,
+    directory: &str,
+    revision: &str,
+    path: &Path,
+) -> Result<(), VolumeError> {
+    if repository.is_empty() || repository.starts_with('-') {
+        return Err(VolumeError::Invalid {
+            volume: volume.name.clone(),
+            reason: "gitRepo.repository is empty or starts with '-'".into(),
+        });
+    }
+    let directory = if directory.is_empty() {
+        let base = repository
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("repo");
+        base.strip_suffix(".git").unwrap_or(base).to_string()
+    } else {
+        directory.to_string()
+    };
+    if !is_contained(&directory) || directory.starts_with('-') {
+        return Err(VolumeError::Invalid {
+            volume: volume.name.clone(),
+            reason: format!("gitRepo.directory {directory:?} must stay inside the volume"),
+        });
+    }
+    std::fs::create_dir_all(path).map_err(io(&volume.name, "creating its directory"))?;
+    let target = path.join(&directory);
+    if target.join(".git").exists() {
+        return Ok(());
+    }
+    let target_str = target.to_string_lossy().to_string();
+    git(
+        volume,
+        "clone",
+        &["clone", "--quiet", "--", repository, &target_str],
+    )
+    .await?;
+    if !revision.is_empty() {
+        if revision.starts_with('-') {
+            return Err(VolumeError::Invalid {
+                volume: volume.name.clone(),
+                reason: "gitRepo.revision starts with '-'".into(),
+            });
+        }
+        git(
+            volume,
+            "checkout",
+            &["-C", &target_str, "checkout", "--quiet", revision],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Unmounts the group's tmpfs volumes and deletes its volume directory (shares stay).
+pub fn cleanup(dir: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if is_mount_point(&path) {
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_cannot_traverse() {
+        assert!(is_plain_name("cert.pem"));
+        assert!(!is_plain_name("../x"));
+        assert!(!is_plain_name(".."));
+        assert!(!is_plain_name("a/b"));
+        assert!(is_valid_mount_path("/data/x"));
+        assert!(!is_valid_mount_path("data"));
+        assert!(!is_valid_mount_path("/data/../etc"));
+        assert!(is_contained("repo/sub"));
+        assert!(!is_contained("../repo"));
+        assert!(!is_contained("/abs"));
+    }
+}
