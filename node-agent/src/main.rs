@@ -125,6 +125,10 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     restart_backoff_ms: u64,
 
+    /// The cgroup every group's cgroup is made under (`/<parent>/<group>/<container>`).
+    #[arg(long, default_value = "berth")]
+    cgroup_parent: String,
+
     /// A registry spoken to over plain HTTP (loopback registries always are); repeat for more.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -271,6 +275,7 @@ impl Args {
                     stop_grace: Duration::from_secs(self.stop_grace_secs),
                     restart_backoff: Duration::from_millis(self.restart_backoff_ms.max(1)),
                     insecure_registries: self.insecure_registries,
+                    cgroup_parent: self.cgroup_parent,
                     ..defaults
                 }))
             }

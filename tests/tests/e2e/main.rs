@@ -4,9 +4,11 @@
 //! in-process on loopback ports chosen by the OS, each cluster in its own temp dir.
 
 mod cli;
+mod containers;
 mod groups;
 mod harness;
 mod nodes;
+mod real;
 mod restart;
 mod scheduling;
 mod tenancy;

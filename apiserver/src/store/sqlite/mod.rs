@@ -307,6 +307,29 @@ pub(super) fn provisioning_for(status: &node::GroupStatus) -> Option<&'static st
     }
 }
 
+/// ACI's error code and message for a group that failed to deploy: the node's group-level warning
+/// when it names an ACI code (`InaccessibleImage`), else the last warning of any container.
+fn failure(status: &node::GroupStatus) -> (&'static str, String) {
+    const CODES: [&str; 1] = ["InaccessibleImage"];
+    if let Some((code, event)) = status.events.iter().rev().find_map(|e| {
+        CODES
+            .iter()
+            .find(|code| e.r#type == "Warning" && e.name == **code)
+            .map(|code| (*code, e))
+    }) {
+        return (code, event.message.clone());
+    }
+    let message = status
+        .containers
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .chain(status.events.iter())
+        .rfind(|e| e.r#type == "Warning")
+        .map(|e| e.message.clone())
+        .unwrap_or_else(|| "The container group failed to start.".to_owned());
+    ("ContainerGroupDeploymentFailed", message)
+}
+
 /// Folds one node report into its group and finishes the operations it completes.
 pub(super) async fn apply_one(
     tx: &mut sqlx::SqliteConnection,
@@ -338,20 +361,13 @@ pub(super) async fn apply_one(
             finish_operations(tx, &status.group_id, generation, "Succeeded", None, now_ms).await?
         }
         "Failed" => {
-            let message = status
-                .containers
-                .iter()
-                .flat_map(|c| c.events.iter())
-                .chain(status.events.iter())
-                .rfind(|e| e.r#type == "Warning")
-                .map(|e| e.message.clone())
-                .unwrap_or_else(|| "The container group failed to start.".to_owned());
+            let (code, message) = failure(status);
             finish_operations(
                 tx,
                 &status.group_id,
                 generation,
                 "Failed",
-                Some(("ContainerGroupDeploymentFailed", &message)),
+                Some((code, &message)),
                 now_ms,
             )
             .await?

@@ -251,10 +251,12 @@ impl Slot {
     }
 }
 
-/// What a bring-up made, for later restarts and for the waiters.
+/// How starting one app container went: its pid and start time, or why it could not start.
+type Started = Result<(u32, i64), String>;
+
+/// What a bring-up made: how each app container (by slot) started.
 struct BringUp {
-    /// `(slot, Ok((pid, started_ms)) | Err(reason))` of every app container.
-    started: Vec<(usize, Result<(u32, i64), String>)>,
+    started: Vec<(usize, Started)>,
 }
 
 /// Why a bring-up failed.
@@ -265,9 +267,10 @@ enum StartFailure {
     Init { slot: usize, exit_code: i32 },
 }
 
-/// What woke the worker up.
+/// What woke the worker up (short-lived, on the stack: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Wake {
-    BroughtUp(Result<BringUp, StartFailure>),
+    BroughtUp(Box<Result<BringUp, StartFailure>>),
     Due,
     Command(Option<Command>),
 }
@@ -334,7 +337,7 @@ impl Worker {
                 let building = bring_up.is_some();
                 tokio::select! {
                     result = async { bring_up.as_mut().expect("guarded by `building`").await }, if building => {
-                        Wake::BroughtUp(result)
+                        Wake::BroughtUp(Box::new(result))
                     }
                     () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                         Wake::Due
@@ -345,7 +348,7 @@ impl Worker {
             match wake {
                 Wake::BroughtUp(result) => {
                     self.bring_up = None;
-                    self.finish_bring_up(result).await;
+                    self.finish_bring_up(*result).await;
                 }
                 Wake::Due => self.due().await,
                 Wake::Command(Some(Command::Start(assignment))) => self.start(assignment).await,
@@ -635,7 +638,7 @@ impl Worker {
             }
         }
         for i in 0..self.slots.len() {
-            if !self.slots[i].restart_at.is_some_and(|t| t <= now) {
+            if self.slots[i].restart_at.is_none_or(|t| t > now) {
                 continue;
             }
             self.slots[i].restart_at = None;

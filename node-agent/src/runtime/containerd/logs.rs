@@ -24,7 +24,7 @@ fn run_files(dir: &Path, stem: &str) -> Vec<PathBuf> {
             Some((n, entry.path()))
         })
         .collect();
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     let current = dir.join(format!("{stem}.log"));
     if current.exists() {

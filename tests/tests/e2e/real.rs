@@ -1,0 +1,340 @@
+//! Real nodes: a containerd of the test's own (own root, state and socket), a local OCI registry
+//! seeded with the busybox image, and the real `berth-node-agent` binary with the containerd runtime,
+//! its own bridge, subnet and cgroup parent, so tests run side by side. Everything is stopped and
+//! removed when the [`RealNode`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use berth_node_agent::testing::{Containerd, Registry, push_busybox};
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::snapshots::ListSnapshotsRequest;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{GetRequest, ListContainersRequest, ListTasksRequest};
+use serde_json::{Value, json};
+use tonic::Request;
+
+use crate::harness::Cluster;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The workspace's `target/debug` (or wherever this test binary's siblings are).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("target profile dir").to_path_buf()
+}
+
+/// Options of a real node.
+#[derive(Clone, Default)]
+pub struct RealOptions {
+    /// Basic auth on the registry.
+    pub registry_auth: Option<(String, String)>,
+}
+
+pub struct RealNode {
+    pub name: String,
+    pub containerd: Containerd,
+    pub registry: Registry,
+    /// `127.0.0.1:<port>/busybox:latest` in the node's registry.
+    pub image: String,
+    pub state_dir: PathBuf,
+    pub share_root: PathBuf,
+    pub namespace: String,
+    pub cgroup_parent: String,
+    pub bridge: String,
+    pub subnet: String,
+    args: Vec<String>,
+    agent: Option<tokio::process::Child>,
+    // Last: removed after everything above stopped.
+    dir: tempfile::TempDir,
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        if let Some(agent) = self.agent.as_mut() {
+            let _ = agent.start_kill();
+        }
+        // The netns directory is a bind mount of itself (as `ip netns` makes it).
+        let _ = std::process::Command::new("umount")
+            .args(["-l", &self.state_dir.join("runtime/network/netns").to_string_lossy()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        // The bridge is the node's, not a group's: remove it with the node.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl RealNode {
+    /// Starts containerd, a registry with the busybox image, and an agent joined to `cluster` as
+    /// `name` (2 CPU, 4 GiB), and waits until the node is Ready.
+    pub async fn start(cluster: &Cluster, name: &str, options: RealOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("bt")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let containerd = Containerd::start(&dir.path().join("cd"))
+            .await
+            .expect("containerd starts");
+        let auth = options
+            .registry_auth
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()));
+        let registry = Registry::start(&dir.path().join("reg"), auth)
+            .await
+            .expect("registry starts");
+        push_busybox(&registry, "busybox:latest", auth)
+            .await
+            .expect("image pushed");
+        let image = format!("{}/busybox:latest", registry.addr);
+        let state_dir = dir.path().join("agent");
+        let share_root = dir.path().join("shares");
+        let bridge = format!("be{}x{n}", pid % 100_000);
+        let subnet = format!("10.{}.{}.0/24", 100 + (pid % 100), (pid / 100 + n * 7) % 250);
+        let namespace = format!("berth-{n}");
+        let cgroup_parent = format!("berth-test-{pid}-{n}");
+        let token = cluster.join_token(1).await;
+        let args: Vec<String> = [
+            "--server",
+            &cluster.node_url(),
+            "--state-dir",
+            &state_dir.to_string_lossy(),
+            "--name",
+            name,
+            "--cpu",
+            "2",
+            "--memory",
+            "4",
+            "--runtime",
+            "containerd",
+            "--containerd",
+            &containerd.socket.to_string_lossy(),
+            "--containerd-namespace",
+            &namespace,
+            "--bridge",
+            &bridge,
+            "--subnet",
+            &subnet,
+            "--cgroup-parent",
+            &cgroup_parent,
+            "--share-root",
+            &share_root.to_string_lossy(),
+            "--logger",
+            &bin_dir().join("berth-logger").to_string_lossy(),
+            "--stop-grace-secs",
+            "2",
+            "--restart-backoff-ms",
+            "300",
+            "--join-token",
+            &token,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut node = Self {
+            name: name.to_owned(),
+            containerd,
+            registry,
+            image,
+            state_dir,
+            share_root,
+            namespace,
+            cgroup_parent,
+            bridge,
+            subnet,
+            args,
+            agent: None,
+            dir,
+        };
+        node.start_agent();
+        cluster.wait_node(name, "Ready").await;
+        node
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the agent process (again), its log appended to `agent.log`.
+    pub fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let child = tokio::process::Command::new(bin_dir().join("berth-node-agent"))
+            .args(&self.args)
+            .env("RUST_LOG", "info,berth_node_agent=debug")
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("berth-node-agent runs (cargo build --workspace first)");
+        self.agent = Some(child);
+    }
+
+    /// Kills the agent with SIGKILL and waits for it to be gone.
+    pub async fn kill_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.start_kill();
+            let _ = agent.wait().await;
+        }
+    }
+
+    /// The agent's log so far (for assertion messages).
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        containerd_client::connect(&self.containerd.socket)
+            .await
+            .expect("containerd answers")
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(
+            "containerd-namespace",
+            self.namespace.parse().expect("ascii"),
+        );
+        request
+    }
+
+    /// Containers in the node's containerd namespace: `(id, berth.container label)`.
+    pub async fn containers(&self) -> Vec<(String, String)> {
+        let mut client = ContainersClient::new(self.channel().await);
+        let list = client
+            .list(self.request(ListContainersRequest { filters: vec![] }))
+            .await
+            .expect("list containers")
+            .into_inner();
+        list.containers
+            .into_iter()
+            .map(|c| {
+                let name = c.labels.get("berth.container").cloned().unwrap_or_default();
+                (c.id, name)
+            })
+            .collect()
+    }
+
+    /// Ids of the tasks in the node's namespace.
+    pub async fn tasks(&self) -> Vec<(String, u32)> {
+        let mut client = TasksClient::new(self.channel().await);
+        let list = client
+            .list(self.request(ListTasksRequest { filter: String::new() }))
+            .await
+            .expect("list tasks")
+            .into_inner();
+        list.tasks.into_iter().map(|t| (t.id, t.pid)).collect()
+    }
+
+    /// The pid of container `id`'s task.
+    pub async fn task_pid(&self, id: &str) -> Option<u32> {
+        let mut client = TasksClient::new(self.channel().await);
+        let got = client
+            .get(self.request(GetRequest {
+                container_id: id.to_owned(),
+                exec_id: String::new(),
+            }))
+            .await
+            .ok()?;
+        got.into_inner().process.map(|p| p.pid)
+    }
+
+    /// Snapshot keys in the node's namespace (image layers included).
+    pub async fn snapshots(&self) -> Vec<String> {
+        use tokio_stream::StreamExt as _;
+        let mut client = SnapshotsClient::new(self.channel().await);
+        let mut stream = client
+            .list(self.request(ListSnapshotsRequest {
+                snapshotter: "overlayfs".into(),
+                filters: vec![],
+            }))
+            .await
+            .expect("list snapshots")
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(Ok(page)) = stream.next().await {
+            out.extend(page.info.into_iter().map(|i| i.name));
+        }
+        out
+    }
+
+    /// The cgroup (v1 `controller` hierarchy) directory of a group's container `name`.
+    pub fn cgroup_dir(&self, controller: &str, group_id: &str, name: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(group_id)
+            .join(name)
+    }
+
+    /// The group id (the agent's) of the only group on this node.
+    pub fn group_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.state_dir.join("runtime/groups"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    }
+}
+
+/// A group of containers `(name, command)` on `image`, with ACI's restart policy.
+pub fn real_group(image: &str, policy: &str, containers: &[(&str, &[&str])]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(name, command)| {
+            json!({
+                "name": name,
+                "properties": {
+                    "image": image,
+                    "command": command,
+                    "resources": {"requests": {"cpu": 0.5, "memoryInGB": 0.25}}
+                }
+            })
+        })
+        .collect();
+    json!({
+        "location": "local",
+        "properties": {
+            "osType": "Linux",
+            "restartPolicy": policy,
+            "containers": containers,
+        }
+    })
+}
+
+/// The container `name`'s instance view in a group body.
+pub fn view<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["properties"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .map_or(&Value::Null, |c| &c["properties"]["instanceView"])
+}
+
+pub fn state_of(body: &Value, name: &str) -> String {
+    view(body, name)["currentState"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+pub fn exit_code_of(body: &Value, name: &str) -> Option<i64> {
+    view(body, name)["currentState"]["exitCode"].as_i64()
+}
+
+/// Waits with a generous bound (tests must not fail because the machine is slow).
+pub const SLOW: u64 = 120;
+
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
