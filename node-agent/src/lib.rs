@@ -20,6 +20,8 @@ pub mod identity;
 mod node;
 pub mod runtime;
 pub mod supervisor;
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -59,7 +59,13 @@ impl Drop for RealNode {
         }
         // The netns directory is a bind mount of itself (as `ip netns` makes it).
         let _ = std::process::Command::new("umount")
-            .args(["-l", &self.state_dir.join("runtime/network/netns").to_string_lossy()])
+            .args([
+                "-l",
+                &self
+                    .state_dir
+                    .join("runtime/network/netns")
+                    .to_string_lossy(),
+            ])
             .stderr(std::process::Stdio::null())
             .status();
         // The bridge is the node's, not a group's: remove it with the node.
@@ -97,7 +103,11 @@ impl RealNode {
         let state_dir = dir.path().join("agent");
         let share_root = dir.path().join("shares");
         let bridge = format!("be{}x{n}", pid % 100_000);
-        let subnet = format!("10.{}.{}.0/24", 100 + (pid % 100), (pid / 100 + n * 7) % 250);
+        let subnet = format!(
+            "10.{}.{}.0/24",
+            100 + (pid % 100),
+            (pid / 100 + n * 7) % 250
+        );
         let namespace = format!("berth-{n}");
         let cgroup_parent = format!("berth-test-{pid}-{n}");
         let token = cluster.join_token(1).await;
@@ -229,7 +239,9 @@ impl RealNode {
     pub async fn tasks(&self) -> Vec<(String, u32)> {
         let mut client = TasksClient::new(self.channel().await);
         let list = client
-            .list(self.request(ListTasksRequest { filter: String::new() }))
+            .list(self.request(ListTasksRequest {
+                filter: String::new(),
+            }))
             .await
             .expect("list tasks")
             .into_inner();

@@ -103,16 +103,6 @@ impl Containerd {
         labels: HashMap<String, String>,
     ) -> Result<(), Status> {
         self.delete_container(id).await?;
-        let prepared = self
-            .snapshots()
-            .prepare(self.request(PrepareSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key: id.to_string(),
-                parent: parent.to_string(),
-                labels: HashMap::new(),
-            }))
-            .await;
-        prepared.map(|_| ()).or_else(ok_if(Code::AlreadyExists))?;
         let spec = serde_json::to_vec(spec).map_err(|e| Status::internal(e.to_string()))?;
         let container = Container {
             id: id.to_string(),
@@ -130,11 +120,23 @@ impl Containerd {
             snapshot_key: id.to_string(),
             ..Default::default()
         };
+        // The container first: it is what keeps the snapshot from containerd's garbage collector
+        // (an active snapshot nothing references is collected at the next GC round).
         self.containers()
             .create(self.request(CreateContainerRequest {
                 container: Some(container),
             }))
             .await?;
+        let prepared = self
+            .snapshots()
+            .prepare(self.request(PrepareSnapshotRequest {
+                snapshotter: self.snapshotter.clone(),
+                key: id.to_string(),
+                parent: parent.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await;
+        prepared.map(|_| ()).or_else(ok_if(Code::AlreadyExists))?;
         Ok(())
     }
 

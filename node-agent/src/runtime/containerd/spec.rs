@@ -379,7 +379,7 @@ pub fn build(
                 "effective": all_caps,
                 "permitted": all_caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024u64, "soft": 1024u64}],
             "noNewPrivileges": no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": false},
