@@ -6,6 +6,7 @@
 mod cli;
 mod groups;
 mod harness;
+mod logs;
 mod nodes;
 mod restart;
 mod scheduling;
