@@ -10,9 +10,11 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
+//! - [`agents`]: dialling node agents' `AgentService` (logs) with the apiserver's client certificate.
 //! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
 //! - [`error`]: `ApiError`, ACI's error shape.
 
+pub mod agents;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -39,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agents::AgentDialer;
 use crate::auth::Authenticator;
 use crate::model::Size;
 use crate::nodes::NodeGateway;
@@ -72,6 +75,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub scheduler: SchedulerHandle,
     pub gateway: NodeGateway,
+    /// Connections to node agents, for logs.
+    pub agents: AgentDialer,
     pub ca: Arc<ClusterCa>,
 }
 
@@ -151,6 +156,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             ServerIdentity { chain_pem, key_pem }
         }
     };
+    let agents = AgentDialer::new(&ca)?;
     let secrets = Arc::new(SecretBox::load_or_create(
         &config.data_dir.join("secrets.key"),
     )?);
@@ -232,6 +238,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         auth,
         scheduler: scheduler_handle.clone(),
         gateway: gateway.clone(),
+        agents,
         ca: ca.clone(),
     };
 

@@ -153,18 +153,54 @@ impl ClusterCa {
         ))
     }
 
-    /// Signs a node's CSR as `node:<node_id>`; whatever subject the CSR asked for is replaced.
+    /// Signs a node's CSR as `node:<node_id>`; whatever subject and names the CSR asked for are
+    /// replaced. The certificate is the node's client certificate towards the gateway and its server
+    /// certificate for its own `AgentService`, under the SAN `<node_id>.node.berth.internal`.
     pub fn sign_node_csr(&self, csr_pem: &str, node_id: &str) -> Result<String, TlsError> {
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut params = CertificateParams::new(vec![berth_proto::names::node(node_id)])?;
         params
             .distinguished_name
             .push(DnType::CommonName, format!("{NODE_CN_PREFIX}{node_id}"));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
         csr.params = params;
         Ok(csr.signed_by(&self.issuer)?.pem())
+    }
+
+    /// Issues the apiserver's client certificate for dialling agents: CN and SAN
+    /// `apiserver.berth.internal`, the only name an agent's `AgentService` accepts. Made fresh at every
+    /// start and kept in memory only.
+    pub fn issue_apiserver_client(&self) -> Result<ClientIdentity, TlsError> {
+        let key = KeyPair::generate()?;
+        let name = berth_proto::names::APISERVER;
+        let mut params = CertificateParams::new(vec![name.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(ClientIdentity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// A client certificate and its key, as PEM.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
     }
 }
 
@@ -246,6 +282,74 @@ mod tests {
             Some("n-123"),
             "the CA, not the CSR, names the node"
         );
+    }
+
+    /// DNS SANs and extended key usages of a PEM certificate.
+    fn names_and_usages(pem: &str) -> (Vec<String>, Vec<&'static str>, String) {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+        let sans = cert
+            .subject_alternative_name()
+            .unwrap()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        let mut usages = Vec::new();
+        if eku.client_auth {
+            usages.push("client");
+        }
+        if eku.server_auth {
+            usages.push("server");
+        }
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (sans, usages, cn)
+    }
+
+    #[test]
+    fn node_certificates_serve_the_agent_service_under_the_node_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path(), None).unwrap();
+        let node_key = KeyPair::generate().unwrap();
+        // A node asking for the apiserver's name gets its own name only.
+        let mut params =
+            CertificateParams::new(vec![berth_proto::names::APISERVER.to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, berth_proto::names::APISERVER);
+        let csr = params.serialize_request(&node_key).unwrap().pem().unwrap();
+        let (sans, usages, cn) = names_and_usages(&ca.sign_node_csr(&csr, "n-1").unwrap());
+        assert_eq!(sans, ["n-1.node.berth.internal"]);
+        assert_eq!(usages, ["client", "server"]);
+        assert_eq!(cn, "node:n-1");
+    }
+
+    #[test]
+    fn the_apiserver_client_certificate_names_the_apiserver() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path(), None).unwrap();
+        let client = ca.issue_apiserver_client().unwrap();
+        let (sans, usages, cn) = names_and_usages(&client.cert_pem);
+        assert_eq!(sans, ["apiserver.berth.internal"]);
+        assert_eq!(usages, ["client"]);
+        assert_eq!(cn, "apiserver.berth.internal");
+        let der = CertificateDer::from_pem_slice(client.cert_pem.as_bytes()).unwrap();
+        assert_eq!(node_id_from_cert(&der), None, "it is no node certificate");
     }
 
     #[test]

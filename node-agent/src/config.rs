@@ -2,6 +2,7 @@
 //! the runtime behind them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +33,12 @@ pub struct AgentConfig {
     pub runtime: RuntimeKind,
     /// How many independent nodes this process runs (hollow only; default 1).
     pub hollow_nodes: u32,
+    /// Where the node serves `AgentService` (logs) to the apiserver, e.g. `0.0.0.0:8445`; `None`: it
+    /// serves none (the apiserver then answers that the node has no logs).
+    pub agent_listen: Option<SocketAddr>,
+    /// The URL the apiserver dials for `AgentService`, sent in `Hello`. Default:
+    /// `https://<the local address used to reach the server>:<the bound port>`.
+    pub agent_advertise: Option<String>,
 }
 
 /// Which runtime converges the node's groups.
@@ -61,6 +68,8 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             runtime: RuntimeKind::Hollow(HollowConfig::default()),
             hollow_nodes: 1,
+            agent_listen: None,
+            agent_advertise: None,
         }
     }
 
@@ -91,6 +100,12 @@ pub enum ConfigError {
     /// Several nodes in one process are for the hollow runtime only.
     #[error("hollow_nodes > 1 needs the hollow runtime")]
     ManyRealNodes,
+    /// Several nodes cannot share one agent service port.
+    #[error("an agent service address is for a single node, not hollow_nodes > 1")]
+    ManyAgentServices,
+    /// `agent_advertise` is not an `https://host:port` URL.
+    #[error("the agent service URL {0:?} is not like https://10.0.0.5:8445")]
+    AgentAdvertise(String),
 }
 
 impl AgentConfig {
@@ -101,6 +116,18 @@ impl AgentConfig {
         }
         if self.node_name.trim().is_empty() {
             return Err(ConfigError::EmptyName);
+        }
+        if self.agent_listen.is_some() && self.hollow_nodes > 1 {
+            return Err(ConfigError::ManyAgentServices);
+        }
+        if let Some(url) = &self.agent_advertise {
+            let uri: Option<http::Uri> = url.parse().ok();
+            let usable = uri.is_some_and(|uri| {
+                uri.scheme_str() == Some("https") && uri.host().is_some_and(|h| !h.is_empty())
+            });
+            if !usable {
+                return Err(ConfigError::AgentAdvertise(url.clone()));
+            }
         }
         match self.runtime {
             RuntimeKind::Hollow(_) => Ok(()),
@@ -140,6 +167,33 @@ mod tests {
             nodes[2],
             ("hollow-2".into(), PathBuf::from("/state/hollow-2"))
         );
+    }
+
+    #[test]
+    fn the_agent_service_is_for_one_node_at_an_https_url() {
+        let mut config = AgentConfig::new("https://x:8444", "/state", "n");
+        config.agent_listen = Some("0.0.0.0:8445".parse().unwrap());
+        config.validate().unwrap();
+        config.hollow_nodes = 2;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::ManyAgentServices)
+        ));
+        config.hollow_nodes = 1;
+        config.agent_advertise = Some("https://10.0.0.5:8445".into());
+        config.validate().unwrap();
+        for bad in [
+            "http://10.0.0.5:8445",
+            "10.0.0.5:8445",
+            "https://",
+            "not a url",
+        ] {
+            config.agent_advertise = Some(bad.into());
+            assert!(
+                matches!(config.validate(), Err(ConfigError::AgentAdvertise(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

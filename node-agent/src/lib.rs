@@ -11,9 +11,11 @@
 //!   verifier used before the node has a CA.
 //! - [`connection`]: dialling with our own rustls connector, `Join`, the `Sync` stream with reconnect.
 //! - [`supervisor`]: the reconcile loop from desired state to runtime actions and status reports.
+//! - [`agent_service`]: the node's own mTLS gRPC service for the apiserver (`Logs`).
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations ([`runtime::hollow`]).
 //! - `node`: one node's life, from identity to stream.
 
+pub mod agent_service;
 pub mod config;
 pub mod connection;
 pub mod identity;
@@ -67,6 +69,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         capacity: config.capacity.clone(),
         labels: config.labels.clone().into_iter().collect(),
         runtime: config.runtime.clone(),
+        agent_listen: config.agent_listen,
+        agent_advertise: config.agent_advertise.clone(),
     });
 
     let nodes = config.nodes();

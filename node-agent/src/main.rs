@@ -1,6 +1,7 @@
 //! `berth-node-agent`: flags in, [`berth_node_agent::run`] out.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,6 +134,16 @@ struct Args {
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
 
+    /// Where the node serves logs to the apiserver (gRPC, mutual TLS, the apiserver's certificate
+    /// only), or `none` [default: 0.0.0.0:8445 with the containerd runtime, none with hollow].
+    #[arg(long, value_parser = parse_agent_listen)]
+    agent_listen: Option<AgentListen>,
+
+    /// The URL the apiserver dials for the node's logs [default: https://<the local address that
+    /// reaches --server>:<the --agent-listen port>].
+    #[arg(long)]
+    agent_advertise: Option<String>,
+
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
     hollow_nodes: u32,
@@ -162,6 +173,19 @@ enum RuntimeArg {
     Containerd,
     /// Runs nothing and reports plausible statuses (for tests and scale benchmarks).
     Hollow,
+}
+
+/// `--agent-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct AgentListen(Option<SocketAddr>);
+
+fn parse_agent_listen(s: &str) -> Result<AgentListen, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(AgentListen(None));
+    }
+    s.parse()
+        .map(|addr| AgentListen(Some(addr)))
+        .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:8445, nor none"))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -252,6 +276,14 @@ impl Args {
             Some(name) => name,
             None => host_name()?,
         };
+        let agent_listen = match (self.agent_listen, self.runtime) {
+            (Some(AgentListen(listen)), _) => listen,
+            (None, RuntimeArg::Containerd) => Some(SocketAddr::from((
+                std::net::Ipv4Addr::UNSPECIFIED,
+                berth_node_agent::agent_service::DEFAULT_PORT,
+            ))),
+            (None, RuntimeArg::Hollow) => None,
+        };
         let runtime = match self.runtime {
             RuntimeArg::Hollow => RuntimeKind::Hollow(HollowConfig {
                 start_delay: Duration::from_millis(self.hollow_start_delay_ms),
@@ -298,6 +330,8 @@ impl Args {
             labels: self.labels.into_iter().collect::<BTreeMap<_, _>>(),
             runtime,
             hollow_nodes: self.hollow_nodes,
+            agent_listen,
+            agent_advertise: self.agent_advertise,
         })
     }
 }
@@ -417,5 +451,36 @@ mod tests {
         assert_eq!(config.os_type, OsType::Windows);
         assert_eq!(config.labels.get("zone").map(String::as_str), Some("a"));
         assert_eq!(config.hollow_nodes, 3);
+        assert_eq!(
+            config.agent_listen, None,
+            "hollow nodes serve no logs by default"
+        );
+    }
+
+    #[test]
+    fn containerd_nodes_serve_logs_on_8445_unless_told() {
+        let base = ["berth-node-agent", "--state-dir", "/tmp/x", "--name", "n1"];
+        let sized = ["--cpu", "1", "--memory", "1"];
+        let parse = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(&sized).chain(extra).copied().collect();
+            Args::try_parse_from(args).unwrap().into_config().unwrap()
+        };
+        assert_eq!(
+            parse(&[]).agent_listen,
+            Some("0.0.0.0:8445".parse().unwrap())
+        );
+        assert_eq!(parse(&["--agent-listen", "none"]).agent_listen, None);
+        let config = parse(&[
+            "--agent-listen",
+            "10.0.0.5:9000",
+            "--agent-advertise",
+            "https://node1.example:9000",
+        ]);
+        assert_eq!(config.agent_listen, Some("10.0.0.5:9000".parse().unwrap()));
+        assert_eq!(
+            config.agent_advertise.as_deref(),
+            Some("https://node1.example:9000")
+        );
+        assert!(Args::try_parse_from(base.iter().chain(&["--agent-listen", "8445"])).is_err());
     }
 }

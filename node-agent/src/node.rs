@@ -10,6 +10,7 @@ use rustls::crypto::CryptoProvider;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_service::{self, AgentServiceError};
 use crate::config::RuntimeKind;
 use crate::connection::backoff::Backoff;
 use crate::connection::dial::ServerAddr;
@@ -40,6 +41,13 @@ pub enum NodeError {
     /// read: the apiserver's refusal or the CA pin mismatch).
     #[error("node {node} cannot join: {error}")]
     Join { node: String, error: JoinError },
+    /// The agent service cannot start.
+    #[error("node {node}")]
+    AgentService {
+        node: String,
+        #[source]
+        source: AgentServiceError,
+    },
 }
 
 /// What every node of the process shares.
@@ -53,6 +61,9 @@ pub(crate) struct Shared {
     pub capacity: Resources,
     pub labels: HashMap<String, String>,
     pub runtime: RuntimeKind,
+    /// Where the node serves `AgentService`, if it does, and the URL it advertises for it.
+    pub agent_listen: Option<std::net::SocketAddr>,
+    pub agent_advertise: Option<String>,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.
@@ -93,11 +104,28 @@ pub(crate) async fn run_node(
             }
         }
     };
+    let agent_endpoint = match shared.agent_listen {
+        Some(listen) => agent_service::start(
+            listen,
+            shared.agent_advertise.as_deref(),
+            &shared.server,
+            identity.agent_tls(),
+            Arc::clone(&runtime),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| NodeError::AgentService {
+            node: name.clone(),
+            source,
+        })?,
+        None => String::new(),
+    };
     let mut supervisor = Supervisor::new(runtime, changes);
     let facts = NodeFacts {
         capacity: shared.capacity.clone(),
         labels: shared.labels.clone(),
         heartbeat: identity.heartbeat_interval,
+        agent_endpoint,
     };
     sync_until_shutdown(
         &shared.server,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`node`]: the agent <-> apiserver gRPC protocol, generated from `protos/node.proto`.
+//! - [`names`]: the certificate names that protocol's mutual TLS relies on.
 //! - [`arm`]: serde types of ACI's ARM JSON (container groups, errors, operations, lists), so the
 //!   apiserver and the CLI read and write exactly the same shapes.
 
@@ -11,4 +12,20 @@ pub mod arm;
 #[allow(unreachable_pub, clippy::all)]
 pub mod node {
     tonic::include_proto!("berth.node.v1");
+}
+
+/// Names the cluster CA puts in certificates, and that each side of the agent protocol checks.
+pub mod names {
+    /// The name (CN and SAN) of the apiserver's client certificate: the only peer an agent's
+    /// `AgentService` accepts.
+    pub const APISERVER: &str = "apiserver.berth.internal";
+
+    /// The DNS suffix of node names: a node certificate carries the SAN `<node-id>.node.berth.internal`,
+    /// and the apiserver verifies an agent's `AgentService` under that name.
+    pub const NODE_SUFFIX: &str = ".node.berth.internal";
+
+    /// The DNS name of node `node_id` in its certificate.
+    pub fn node(node_id: &str) -> String {
+        format!("{node_id}{NODE_SUFFIX}")
+    }
 }

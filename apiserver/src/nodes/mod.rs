@@ -57,6 +57,8 @@ struct Inner {
     liveness: Mutex<HashMap<String, (i64, bool)>>,
     /// Distinct node capacities per OS, for "could any node ever hold this?".
     capacities: Mutex<HashMap<OsType, Vec<Size>>>,
+    /// Node id -> where its agent serves `AgentService`, from its latest `Hello` (absent: none).
+    endpoints: Mutex<HashMap<String, String>>,
     next_epoch: std::sync::atomic::AtomicU64,
     next_seq: std::sync::atomic::AtomicU64,
     /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
@@ -104,6 +106,7 @@ impl NodeGateway {
                 sessions: Mutex::default(),
                 liveness: Mutex::default(),
                 capacities: Mutex::default(),
+                endpoints: Mutex::default(),
                 next_epoch: 1.into(),
                 next_seq: 1.into(),
                 shutdown,
@@ -254,6 +257,23 @@ impl NodeGateway {
                 removed: vec![group_id.to_owned()],
             },
         );
+    }
+
+    /// Where node `node_id` serves `AgentService`, as its latest `Hello` said; `None` if it serves
+    /// none or has not said since the apiserver started. Kept after the stream breaks: the agent's
+    /// service may well outlive a Sync stream, and a dead one is answered as unreachable.
+    pub fn agent_endpoint(&self, node_id: &str) -> Option<String> {
+        lock(&self.inner.endpoints).get(node_id).cloned()
+    }
+
+    fn remember_endpoint(&self, node_id: &str, endpoint: &str) {
+        let mut endpoints = lock(&self.inner.endpoints);
+        if endpoint.is_empty() {
+            endpoints.remove(node_id);
+        } else if endpoints.get(node_id).map(String::as_str) != Some(endpoint) {
+            tracing::info!(node = %node_id, %endpoint, "agent endpoint");
+            endpoints.insert(node_id.to_owned(), endpoint.to_owned());
+        }
     }
 
     /// Node ids with a live Sync stream.
@@ -517,6 +537,7 @@ impl NodeService for NodeGateway {
             },
         );
         self.seen(&node_id).await?;
+        self.remember_endpoint(&node_id, &hello.agent_endpoint);
         for status in &hello.groups {
             self.apply(&node_id, status);
         }
@@ -547,6 +568,7 @@ impl NodeService for NodeGateway {
                     Some(agent_report::Body::Group(status)) => gateway.apply(&node_id, &status),
                     Some(agent_report::Body::Heartbeat(_)) | None => {}
                     Some(agent_report::Body::Hello(hello)) => {
+                        gateway.remember_endpoint(&node_id, &hello.agent_endpoint);
                         for status in &hello.groups {
                             gateway.apply(&node_id, status);
                         }

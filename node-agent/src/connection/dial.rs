@@ -103,6 +103,18 @@ impl FromStr for ServerAddr {
     }
 }
 
+impl ServerAddr {
+    /// The server's host: a DNS name or an IP address (without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 impl std::fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.origin.fmt(f)

@@ -55,6 +55,8 @@ pub struct NodeFacts {
     pub labels: HashMap<String, String>,
     /// How often to heartbeat.
     pub heartbeat: Duration,
+    /// Where the node serves `AgentService` (`https://…`); empty if it does not.
+    pub agent_endpoint: String,
 }
 
 /// Numbers a node's reports, increasing across reconnects for the node's lifetime.
@@ -164,6 +166,7 @@ async fn run_stream(
         groups: supervisor.hello_groups(),
         agent_version: AGENT_VERSION.to_string(),
         labels: facts.labels.clone(),
+        agent_endpoint: facts.agent_endpoint.clone(),
     }));
     outbox.send(hello).await.map_err(|_| SyncError::Outbox)?;
     let response = client

@@ -334,6 +334,21 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The mutual-TLS server configuration of the node's `AgentService`: presents the node certificate
+    /// (SAN `<node-id>.node.berth.internal`) and requires a client certificate signed by the cluster
+    /// CA. Which client may call is decided per call ([`crate::agent_service`]).
+    pub fn agent_tls(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .client_auth_optional(false)
+    }
+}
+
 /// The client configuration for `Join`: no client certificate, server trusted through the pin.
 pub fn join_client_config(
     pin: [u8; 32],

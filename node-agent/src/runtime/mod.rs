@@ -10,6 +10,7 @@ pub mod hollow;
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -57,6 +58,13 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The status of every group the runtime has (for `Hello`).
     fn groups(&self) -> Vec<GroupStatus>;
+
+    /// Where the log files of `container` in `group_id` are (see [`containerd::logs`]), or `None` if
+    /// the runtime has no such group or container, or keeps no logs (hollow).
+    fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {
+        let _ = (group_id, container);
+        None
+    }
 }
 
 /// A set of group ids whose observed state may have changed, plus a wake-up. Cheap to clone; bounded

@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod groups;
 mod harness;
+mod logs;
 mod nodes;
 mod real;
 mod restart;

@@ -13,7 +13,7 @@ pub fn container_dir(root: &Path, group_id: &str, container: &str) -> PathBuf {
 }
 
 /// Files of one run, oldest first.
-fn run_files(dir: &Path, stem: &str) -> Vec<PathBuf> {
+pub(crate) fn run_files(dir: &Path, stem: &str) -> Vec<PathBuf> {
     let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -58,7 +58,7 @@ pub struct Line {
     pub text: String,
 }
 
-fn parse(raw: &str) -> Line {
+pub(crate) fn parse(raw: &str) -> Line {
     let mut parts = raw.splitn(3, ' ');
     let timestamp = parts.next().unwrap_or_default().to_string();
     let stream = parts.next().unwrap_or_default().to_string();

@@ -416,4 +416,10 @@ impl Runtime for ContainerdRuntime {
     fn groups(&self) -> Vec<GroupStatus> {
         self.inner.lock().values().map(|h| h.status.get()).collect()
     }
+
+    fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {
+        let status = self.status(group_id)?;
+        let known = status.containers.iter().any(|c| c.name == container);
+        known.then(|| self.inner.log_dir(group_id, container))
+    }
 }
