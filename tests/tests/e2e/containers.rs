@@ -529,3 +529,59 @@ async fn a_wrong_registry_password_is_an_inaccessible_image_naming_auth() {
     create(&api, "private2", &body).await;
     wait(&api, &node, "private2", |b| state_of(b, "app") == "Running").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_with_tail_and_timestamps() {
+    let (_cluster, api, node) = setup("real-logs").await;
+    let body = real_group(
+        &node.image,
+        "Always",
+        &[(
+            "app",
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo oops >&2; sleep 3600",
+            ],
+        )],
+    );
+    create(&api, "logs", &body).await;
+    wait(&api, &node, "logs", |b| state_of(b, "app") == "Running").await;
+    let logs =
+        group_path(SUB, RG, "logs").replace("?api-version", "/containers/app/logs?api-version");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
+    let all = loop {
+        let (status, body) = api.call(Method::GET, &logs, None).await;
+        if status == StatusCode::OK && body["content"].as_str().is_some_and(|c| c.contains("oops"))
+        {
+            break body["content"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{status} {body}\n{}",
+            node.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(all, "line1\nline2\nline3\nline4\nline5\noops\n");
+
+    let (status, body) = api.call(Method::GET, &format!("{logs}&tail=2"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["content"], "line5\noops\n");
+
+    let (status, body) = api
+        .call(Method::GET, &format!("{logs}&tail=1&timestamps=true"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let line = body["content"].as_str().unwrap_or_default();
+    let (stamp, text) = line
+        .trim_end()
+        .split_once(' ')
+        .expect("timestamp then text");
+    assert_eq!(text, "oops");
+    assert!(time_ok(stamp), "an RFC 3339 timestamp: {stamp}");
+}
+
+fn time_ok(stamp: &str) -> bool {
+    stamp.len() >= 20 && stamp.as_bytes()[4] == b'-' && stamp.contains('T') && stamp.ends_with('Z')
+}

@@ -138,6 +138,8 @@ impl RealNode {
             &share_root.to_string_lossy(),
             "--logger",
             &bin_dir().join("berth-logger").to_string_lossy(),
+            "--agent-listen",
+            "127.0.0.1:0",
             "--stop-grace-secs",
             "2",
             "--restart-backoff-ms",
