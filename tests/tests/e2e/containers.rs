@@ -585,3 +585,49 @@ async fn logs_with_tail_and_timestamps() {
 fn time_ok(stamp: &str) -> bool {
     stamp.len() >= 20 && stamp.as_bytes()[4] == b'-' && stamp.contains('T') && stamp.ends_with('Z')
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_restarting_under_the_agent_is_survived() {
+    let (_cluster, api, mut node) = setup("real-cdrestart").await;
+    create(
+        &api,
+        "before",
+        &real_group(&node.image, "Always", &[("app", &["sleep", "3600"])]),
+    )
+    .await;
+    wait(&api, &node, "before", |b| state_of(b, "app") == "Running").await;
+    let before = node.tasks().await;
+
+    node.containerd
+        .restart()
+        .await
+        .expect("containerd restarts");
+    // Running containers are untouched, and the agent keeps working against the new daemon.
+    assert_eq!(node.tasks().await, before);
+    create(
+        &api,
+        "after",
+        &real_group(&node.image, "Always", &[("app", &["sleep", "3600"])]),
+    )
+    .await;
+    wait(&api, &node, "after", |b| state_of(b, "app") == "Running").await;
+    let body = wait(&api, &node, "before", |b| state_of(b, "app") == "Running").await;
+    assert_eq!(view(&body, "app")["restartCount"], 0, "{body}");
+    assert_eq!(node.tasks().await.len(), 2);
+
+    // Exits are still seen: killing the first group's process restarts it (policy Always).
+    let (id, pid) = before[0].clone();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let body = wait(&api, &node, "before", |b| {
+        view(b, "app")["restartCount"].as_i64().unwrap_or(0) >= 1 && state_of(b, "app") == "Running"
+    })
+    .await;
+    assert_eq!(
+        view(&body, "app")["previousState"]["exitCode"],
+        137,
+        "{body}"
+    );
+    assert_ne!(node.task_pid(&id).await, Some(pid));
+}
