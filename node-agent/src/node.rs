@@ -19,7 +19,7 @@ use crate::connection::sync::{
     AGENT_VERSION, NodeFacts, error_chain, should_warn, sync_until_shutdown,
 };
 use crate::identity::{Identity, IdentityError, JoinToken, generate_key_and_csr};
-use crate::runtime::containerd::{ContainerdConfig, ContainerdRuntime};
+use crate::runtime::containerd::{ContainerdConfig, ContainerdRuntime, StartError};
 use crate::runtime::hollow::HollowRuntime;
 use crate::runtime::{Changes, Runtime};
 use crate::supervisor::Supervisor;
@@ -42,6 +42,13 @@ pub enum NodeError {
     #[error("node {node} cannot join: {error}")]
     Join { node: String, error: JoinError },
     /// The agent service cannot start.
+    /// The containerd runtime refused its configuration.
+    #[error("node {node}: the containerd runtime cannot start")]
+    Runtime {
+        node: String,
+        #[source]
+        source: StartError,
+    },
     #[error("node {node}")]
     AgentService {
         node: String,
@@ -99,8 +106,14 @@ pub(crate) async fn run_node(
                 started = start_containerd(config, &state_dir, &changes, &shutdown) => started,
             };
             match started {
-                Some(runtime) => Arc::new(runtime),
-                None => return Ok(()),
+                Ok(Some(runtime)) => Arc::new(runtime),
+                Ok(None) => return Ok(()),
+                Err(source) => {
+                    return Err(NodeError::Runtime {
+                        node: name.clone(),
+                        source,
+                    });
+                }
             }
         }
     };
@@ -139,18 +152,20 @@ pub(crate) async fn run_node(
     Ok(())
 }
 
-/// Starts the containerd runtime, retrying with back-off while containerd cannot be reached.
+/// Starts the containerd runtime, retrying with back-off while containerd cannot be reached; a
+/// configuration it refuses is an error. `None` if shut down meanwhile.
 async fn start_containerd(
     config: &ContainerdConfig,
     state_dir: &std::path::Path,
     changes: &Changes,
     shutdown: &CancellationToken,
-) -> Option<ContainerdRuntime> {
+) -> Result<Option<ContainerdRuntime>, StartError> {
     let mut backoff = Backoff::default();
     let mut attempts: u32 = 0;
     loop {
         match ContainerdRuntime::start(config.clone(), state_dir, changes.clone()).await {
-            Ok(runtime) => return Some(runtime),
+            Ok(runtime) => return Ok(Some(runtime)),
+            Err(error) if !matches!(error, StartError::Connect { .. }) => return Err(error),
             Err(error) => {
                 attempts += 1;
                 let delay = backoff.next_delay();
@@ -158,7 +173,7 @@ async fn start_containerd(
                     tracing::warn!(error = %error_chain(&error), ?delay, "the containerd runtime cannot start; retrying");
                 }
                 tokio::select! {
-                    () = shutdown.cancelled() => return None,
+                    () = shutdown.cancelled() => return Ok(None),
                     () = tokio::time::sleep(delay) => {}
                 }
             }

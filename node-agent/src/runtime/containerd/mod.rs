@@ -236,6 +236,8 @@ pub enum StartError {
     },
     #[error("the group network: {0}")]
     Network(#[from] network::NetworkError),
+    #[error("the cgroup parent {0:?} must be one plain name (letters, digits, '-', '_', '.')")]
+    CgroupParent(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -252,6 +254,15 @@ impl ContainerdRuntime {
         state_dir: &Path,
         changes: Changes,
     ) -> Result<Self, StartError> {
+        let plain = !config.cgroup_parent.is_empty()
+            && volumes::is_plain_name(&config.cgroup_parent)
+            && config
+                .cgroup_parent
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return Err(StartError::CgroupParent(config.cgroup_parent.clone()));
+        }
         let dir = state_dir.join("runtime");
         for sub in ["groups", "logs", "network"] {
             let path = dir.join(sub);
