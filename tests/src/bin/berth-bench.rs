@@ -1,42 +1,120 @@
-//! `berth-bench placement`: drives a running apiserver over HTTPS and reports placements per second
-//! and create-acknowledgement latency. Started by `scripts/bench placement`, which also starts the
-//! apiserver and the hollow nodes.
+//! Load generator for `scripts/bench`, which also starts the processes it drives:
+//!
+//! - `--mode placement` (`scripts/bench placement`): creates groups over HTTPS with many requests in
+//!   flight and reports placements per second and create-acknowledgement latency.
+//! - `--mode start` (`scripts/bench start`): creates groups one at a time and reports the latency from
+//!   sending the PUT to the first GET that shows the group and its container Running; then deletes
+//!   them (unless `--keep`).
+//! - `--mode delete`: deletes the groups `--mode start --keep` left (`<prefix>0..<groups>`).
+//! - `--mode pull` (hidden): times one cold pull through the node agent's own image code
+//!   (`ImageService::ensure`) into a containerd namespace, and prints `<ms> <blobs fetched>`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Placements/s and create-ack latency, many requests in flight.
+    Placement,
+    /// Create→Running latency, one group at a time.
+    Start,
+    /// Deletes the groups a `start --keep` run left.
+    Delete,
+    /// One cold image pull through the agent's `ImageService` (needs `--containerd`).
+    #[value(hide = true)]
+    Pull,
+}
 
 /// Load generator for Berth benchmarks.
 #[derive(Debug, Parser)]
 struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Placement)]
+    mode: Mode,
     /// HTTPS endpoint of the apiserver.
     #[arg(long)]
-    endpoint: String,
+    endpoint: Option<String>,
     /// CA certificate (PEM).
     #[arg(long)]
-    ca_file: std::path::PathBuf,
+    ca_file: Option<PathBuf>,
     /// Tenant token.
     #[arg(long)]
-    token: String,
+    token: Option<String>,
     /// Operator token (reads node allocations to see placements).
     #[arg(long)]
-    operator_token: String,
+    operator_token: Option<String>,
     /// Subscription of the tenant token.
     #[arg(long)]
-    subscription: String,
+    subscription: Option<String>,
     /// Groups to create.
     #[arg(long, default_value_t = 20_000)]
     groups: usize,
-    /// Concurrent requests in flight.
+    /// Concurrent requests in flight (placement).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Prefix of group names, so several runs can share a cluster.
     #[arg(long, default_value = "g")]
     prefix: String,
+    /// The image the groups run (start), or the image to pull (pull).
+    #[arg(long, default_value = "registry.local/busybox:latest")]
+    image: String,
+    /// Resource group of the groups (start, delete).
+    #[arg(long, default_value = "bench-start")]
+    resource_group: String,
+    /// Milliseconds between GETs while waiting for Running (start).
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
+    /// Leave the groups running (start).
+    #[arg(long)]
+    keep: bool,
+    /// Seconds one group may take to be Running (start).
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// containerd's socket (pull).
+    #[arg(long, hide = true)]
+    containerd: Option<PathBuf>,
+    /// containerd namespace to pull into; should be new and empty (pull).
+    #[arg(long, hide = true)]
+    namespace: Option<String>,
+}
+
+/// What the HTTP modes need.
+struct Api {
+    client: reqwest::Client,
+    endpoint: String,
+    token: String,
+    subscription: String,
+}
+
+impl Api {
+    fn new(args: &Args) -> anyhow::Result<Self> {
+        let ca_file = args.ca_file.as_ref().context("--ca-file is needed")?;
+        let ca = std::fs::read(ca_file)
+            .with_context(|| format!("while reading {}", ca_file.display()))?;
+        Ok(Self {
+            client: client(&ca)?,
+            endpoint: args.endpoint.clone().context("--endpoint is needed")?,
+            token: args.token.clone().context("--token is needed")?,
+            subscription: args
+                .subscription
+                .clone()
+                .context("--subscription is needed")?,
+        })
+    }
+
+    fn group_url(&self, resource_group: &str, name: &str) -> String {
+        format!(
+            "{}/subscriptions/{}/resourceGroups/{resource_group}/providers/Microsoft.ContainerInstance/containerGroups/{name}?api-version=2023-05-01",
+            self.endpoint, self.subscription
+        )
+    }
 }
 
 fn client(ca: &[u8]) -> anyhow::Result<reqwest::Client> {
@@ -71,12 +149,13 @@ async fn placed(client: &reqwest::Client, endpoint: &str, operator: &str) -> any
     }))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let ca = std::fs::read(&args.ca_file)
-        .with_context(|| format!("while reading {}", args.ca_file.display()))?;
-    let client = client(&ca)?;
+async fn placement(args: &Args) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let operator = args
+        .operator_token
+        .as_deref()
+        .context("--operator-token is needed")?;
+    let client = api.client.clone();
     let body = Arc::new(serde_json::to_vec(&json!({
         "location": "local",
         "properties": {
@@ -89,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }))?);
 
-    let base = placed(&client, &args.endpoint, &args.operator_token).await?;
+    let base = placed(&client, &api.endpoint, operator).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -97,9 +176,9 @@ async fn main() -> anyhow::Result<()> {
         let (client, next, body) = (client.clone(), next.clone(), body.clone());
         let prefix = args.prefix.clone();
         let (endpoint, token, sub, total) = (
-            args.endpoint.clone(),
-            args.token.clone(),
-            args.subscription.clone(),
+            api.endpoint.clone(),
+            api.token.clone(),
+            api.subscription.clone(),
             args.groups,
         );
         workers.push(tokio::spawn(async move {
@@ -132,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
     // Wait until the scheduler has placed every group.
     let deadline = Instant::now() + Duration::from_secs(300);
     let target = base + args.groups as u64;
-    let mut done = placed(&client, &args.endpoint, &args.operator_token).await?;
+    let mut done = placed(&client, &api.endpoint, operator).await?;
     while done < target {
         if Instant::now() > deadline {
             bail!(
@@ -142,7 +221,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        done = placed(&client, &args.endpoint, &args.operator_token).await?;
+        done = placed(&client, &api.endpoint, operator).await?;
     }
     let all_placed = started.elapsed();
     latencies.sort();
@@ -168,5 +247,275 @@ async fn main() -> anyhow::Result<()> {
         "create ack p99:          {:.2} ms",
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0
     );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.mode {
+        Mode::Placement => placement(&args).await,
+        Mode::Start => start(&args).await,
+        Mode::Delete => delete(&Api::new(&args)?, &args).await,
+        Mode::Pull => pull(&args).await,
+    }
+}
+
+/// Whether a GET body shows the group Running and every container's current state Running.
+fn running(group: &Value) -> bool {
+    let properties = &group["properties"];
+    if properties["instanceView"]["state"] != "Running" {
+        return false;
+    }
+    let Some(containers) = properties["containers"].as_array() else {
+        return false;
+    };
+    !containers.is_empty()
+        && containers
+            .iter()
+            .all(|c| c["properties"]["instanceView"]["currentState"]["state"] == "Running")
+}
+
+/// Whether a GET body shows the group failed (so waiting for Running is pointless).
+fn failed(group: &Value) -> bool {
+    group["properties"]["instanceView"]["state"] == "Failed"
+        || group["properties"]["provisioningState"] == "Failed"
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn unix_ms_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// The agent's container events of the first container (`Pulling`, `Pulled`, `Created`, `Started`)
+/// as unix milliseconds.
+fn event_times(group: &Value) -> std::collections::HashMap<String, f64> {
+    let format = time::format_description::well_known::Rfc3339;
+    group["properties"]["containers"][0]["properties"]["instanceView"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e["name"].as_str()?;
+            let at = time::OffsetDateTime::parse(e["firstTimestamp"].as_str()?, &format).ok()?;
+            Some((name.to_owned(), at.unix_timestamp_nanos() as f64 / 1e6))
+        })
+        .collect()
+}
+
+/// Where a create's time went, from the PUT to the GET that showed Running, by the agent's events
+/// (millisecond timestamps, same clock): each stage's samples.
+#[derive(Default)]
+struct Stages {
+    /// PUT sent → `Pulling` (the apiserver stores and places the group, the agent receives it).
+    to_agent: Vec<f64>,
+    /// `Pulling` → `Pulled` (the image check; a pull for a cold image).
+    image: Vec<f64>,
+    /// `Pulled` → `Created` (network namespace and CNI, /etc files, OCI spec, snapshot, container).
+    sandbox: Vec<f64>,
+    /// `Created` → `Started` (the task: shim, runc create, log driver, start).
+    task: Vec<f64>,
+    /// `Started` → the GET showing Running (the report to the apiserver, stored, and the poll).
+    report: Vec<f64>,
+}
+
+impl Stages {
+    fn add(
+        &mut self,
+        sent_unix_ms: f64,
+        seen_unix_ms: f64,
+        events: &std::collections::HashMap<String, f64>,
+    ) {
+        let get = |name: &str| events.get(name).copied();
+        if let (Some(pulling), Some(pulled), Some(created), Some(started)) = (
+            get("Pulling"),
+            get("Pulled"),
+            get("Created"),
+            get("Started"),
+        ) {
+            self.to_agent.push(pulling - sent_unix_ms);
+            self.image.push(pulled - pulling);
+            self.sandbox.push(created - pulled);
+            self.task.push(started - created);
+            self.report.push(seen_unix_ms - started);
+        }
+    }
+
+    fn line(&self) -> String {
+        let p50 = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len().max(1) - 1) as f64 * 0.5).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        format!(
+            "berth where the time goes (p50 of each stage, agent event timestamps, ms resolution, N={}): PUT→agent Pulling {:.0} ms | image check {:.0} ms | netns+CNI+spec+container {:.0} ms | task create+start {:.0} ms | Started→GET shows Running {:.0} ms",
+            self.to_agent.len(),
+            p50(&self.to_agent),
+            p50(&self.image),
+            p50(&self.sandbox),
+            p50(&self.task),
+            p50(&self.report),
+        )
+    }
+}
+
+/// Creates `--groups` groups one after another; each is timed from sending its PUT to the first GET
+/// (every `--poll-ms`) showing it and its container Running.
+async fn start(args: &Args) -> anyhow::Result<()> {
+    let api = Api::new(args)?;
+    let body = serde_json::to_vec(&json!({
+        "location": "local",
+        "properties": {
+            "osType": "Linux",
+            "restartPolicy": "Always",
+            "containers": [{"name": "app", "properties": {
+                "image": args.image,
+                "command": ["sleep", "3600"],
+                "resources": {"requests": {"cpu": 0.1, "memoryInGB": 0.1}}
+            }}]
+        }
+    }))?;
+    let poll = Duration::from_millis(args.poll_ms);
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let mut to_running = Vec::with_capacity(args.groups);
+    let mut acks = Vec::with_capacity(args.groups);
+    let mut gets = 0usize;
+    let mut stages = Stages::default();
+    for i in 0..args.groups {
+        let url = api.group_url(&args.resource_group, &format!("{}{i}", args.prefix));
+        let sent_unix_ms = unix_ms_now();
+        let sent = Instant::now();
+        let response = api
+            .client
+            .put(&url)
+            .bearer_auth(&api.token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        acks.push(sent.elapsed());
+        if !status.is_success() {
+            bail!("create {i} answered {status}: {text}");
+        }
+        loop {
+            let response = api.client.get(&url).bearer_auth(&api.token).send().await?;
+            gets += 1;
+            let status = response.status();
+            let text = response.text().await?;
+            if !status.is_success() {
+                bail!("GET of group {i} answered {status}: {text}");
+            }
+            let group: Value = serde_json::from_str(&text)?;
+            if running(&group) {
+                to_running.push(sent.elapsed());
+                stages.add(sent_unix_ms, unix_ms_now(), &event_times(&group));
+                break;
+            }
+            if failed(&group) {
+                bail!("group {i} failed: {group:#}");
+            }
+            if sent.elapsed() > timeout {
+                bail!("group {i} is not Running after {timeout:?}: {group:#}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+    let first = to_running.first().copied().unwrap_or_default();
+    let mut sorted = to_running.clone();
+    sorted.sort();
+    acks.sort();
+    let n = sorted.len();
+    println!(
+        "berth create→Running (N={n}, one at a time, GET every {} ms): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  min {:.1} ms  (first group {:.1} ms; PUT ack p50 {:.1} ms; {:.1} GETs/group)",
+        args.poll_ms,
+        ms(percentile(&sorted, 0.50)),
+        ms(percentile(&sorted, 0.99)),
+        ms(sorted.last().copied().unwrap_or_default()),
+        ms(sorted.first().copied().unwrap_or_default()),
+        ms(first),
+        ms(percentile(&acks, 0.50)),
+        gets as f64 / n.max(1) as f64,
+    );
+    println!("{}", stages.line());
+    // The samples in creation order, for the script (ratios, medians).
+    println!(
+        "samples_ms {}",
+        to_running
+            .iter()
+            .map(|d| format!("{:.3}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if !args.keep {
+        delete(&api, args).await?;
+    }
+    Ok(())
+}
+
+/// Deletes `<prefix>0..<groups>` in `--resource-group`; returns when every DELETE is answered
+/// (the agent removes the containers afterwards: the script waits for containerd to be empty).
+async fn delete(api: &Api, args: &Args) -> anyhow::Result<()> {
+    for i in 0..args.groups {
+        let url = api.group_url(&args.resource_group, &format!("{}{i}", args.prefix));
+        let response = api
+            .client
+            .delete(&url)
+            .bearer_auth(&api.token)
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!(
+                "delete of group {i} answered {status}: {}",
+                response.text().await?
+            );
+        }
+        // ACI's DELETE answers before the group is gone; GET says 404 once it is.
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+        loop {
+            let response = api.client.get(&url).bearer_auth(&api.token).send().await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "group {i} still answers {} after its DELETE",
+                    response.status()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+/// One pull through the agent's own image code, timed around `ImageService::ensure`.
+async fn pull(args: &Args) -> anyhow::Result<()> {
+    use berth_node_agent::runtime::containerd::image::ImageService;
+    let socket = args.containerd.as_ref().context("--containerd is needed")?;
+    let namespace = args.namespace.as_deref().context("--namespace is needed")?;
+    let channel = containerd_client::connect(socket)
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    let images = ImageService::new(channel, namespace, "overlayfs");
+    let started = Instant::now();
+    let pulled = images.ensure(&args.image, &[]).await?;
+    let elapsed = started.elapsed();
+    if pulled.cached {
+        bail!(
+            "{} was already in namespace {namespace}: not a cold pull",
+            args.image
+        );
+    }
+    println!("{:.3} {}", ms(elapsed), images.blobs_fetched());
     Ok(())
 }

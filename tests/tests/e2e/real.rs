@@ -68,6 +68,21 @@ impl Drop for RealNode {
             ])
             .stderr(std::process::Stdio::null())
             .status();
+        // Groups still running when a test ends keep their CNI iptables rules (a deleted group's go
+        // with CNI DEL): remove every rule about this node's subnet, and the chains they jump to.
+        let prefix = self.subnet.trim_end_matches("0/24");
+        let script = r#"
+for table in nat filter; do
+  iptables-save -t "$table" | grep '^-A ' | grep -F -- "$1" | while IFS= read -r rule; do
+    chain=$(printf '%s\n' "$rule" | grep -o -- '-j CNI-[0-9a-f]*' | cut -d' ' -f2)
+    eval "iptables -t $table -D ${rule#-A }" 2>/dev/null
+    if [ -n "$chain" ]; then iptables -t "$table" -F "$chain" 2>/dev/null; iptables -t "$table" -X "$chain" 2>/dev/null; fi
+  done
+done"#;
+        let _ = std::process::Command::new("sh")
+            .args(["-c", script, "sh", prefix])
+            .stderr(std::process::Stdio::null())
+            .status();
         // The bridge is the node's, not a group's: remove it with the node.
         let _ = std::process::Command::new("ip")
             .args(["link", "delete", &self.bridge])

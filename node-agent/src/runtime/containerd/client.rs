@@ -143,6 +143,13 @@ impl Containerd {
     /// Creates and starts the task of container `id` with its output going to `stdio` (a
     /// `binary://` log driver URI). A stopped task left from a previous run is deleted first.
     pub async fn start_task(&self, id: &str, stdio: &str) -> Result<u32, Status> {
+        self.create_task(id, stdio).await?;
+        self.start_created(id).await
+    }
+
+    /// Creates the task of container `id` (runc create: namespaces, mounts, cgroups; the process does
+    /// not run yet). A stopped task left from a previous run is deleted first.
+    pub async fn create_task(&self, id: &str, stdio: &str) -> Result<(), Status> {
         self.delete_task(id).await?;
         let mounts: Vec<Mount> = self
             .snapshots()
@@ -164,6 +171,11 @@ impl Containerd {
                 ..Default::default()
             }))
             .await?;
+        Ok(())
+    }
+
+    /// Starts the process of a created task; returns its pid.
+    pub async fn start_created(&self, id: &str) -> Result<u32, Status> {
         let started = self
             .tasks()
             .start(self.request(StartRequest {

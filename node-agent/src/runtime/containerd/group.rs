@@ -1036,17 +1036,17 @@ async fn bring_up(
         }
     }
 
-    // The sandbox: network namespace, IP, and the files every container sees.
-    let sandbox = inner
+    // The sandbox: a network namespace now, attached by CNI (the slow part) while the containers are
+    // made; the files every container sees.
+    let network_failure = |error: super::network::NetworkError| StartFailure::Group {
+        code: "Failed",
+        message: format!("cannot set up the group's network: {error}"),
+    };
+    let netns = inner
         .network
-        .setup(&group_id, &ports(&assignment))
+        .prepare(&group_id)
         .await
-        .map_err(|error| StartFailure::Group {
-            code: "Failed",
-            message: format!("cannot set up the group's network: {error}"),
-        })?;
-    let ip = sandbox.ip.to_string();
-    handle.update(|s| s.ip = ip.clone());
+        .map_err(network_failure)?;
     let host = hostname(&spec.name);
     let etc_dir = inner.group_dir(&group_id).join("etc");
     let etc_files: Vec<(PathBuf, &'static str)> = vec![
@@ -1054,16 +1054,34 @@ async fn bring_up(
         (etc_dir.join("resolv.conf"), "/etc/resolv.conf"),
         (etc_dir.join("hostname"), "/etc/hostname"),
     ];
-    let hosts =
-        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{host}\n");
     let io_failure = |error: std::io::Error| StartFailure::Group {
         code: "Failed",
         message: format!("cannot write the group's /etc files: {error}"),
     };
     std::fs::create_dir_all(&etc_dir).map_err(io_failure)?;
-    std::fs::write(&etc_files[0].0, hosts).map_err(io_failure)?;
+    // Rewritten in place (same inode, so bind mounts see it) once the IP is known.
+    std::fs::write(&etc_files[0].0, hosts_file(None, &host)).map_err(io_failure)?;
     std::fs::write(&etc_files[1].0, resolv_conf(&spec)).map_err(io_failure)?;
     std::fs::write(&etc_files[2].0, format!("{host}\n")).map_err(io_failure)?;
+    let attach = {
+        let inner = Arc::clone(&inner);
+        let handle = handle.clone();
+        let group_id = group_id.clone();
+        let hosts_path = etc_files[0].0.clone();
+        let host = host.clone();
+        let ports = ports(&assignment);
+        async move {
+            let sandbox = inner
+                .network
+                .setup(&group_id, &ports)
+                .await
+                .map_err(network_failure)?;
+            let ip = sandbox.ip.to_string();
+            std::fs::write(&hosts_path, hosts_file(Some(&ip), &host)).map_err(io_failure)?;
+            handle.update(|s| s.ip = ip.clone());
+            Ok::<(), StartFailure>(())
+        }
+    };
 
     // Volumes, with secret files owned by the user of the first container that mounts them.
     let mut owners: HashMap<String, (u32, u32)> = HashMap::new();
@@ -1091,6 +1109,7 @@ async fn bring_up(
     })?;
 
     // Every container's spec, checked before anything runs.
+    let inits = spec.init_containers.len();
     let mut specs = Vec::new();
     for (i, c, init) in &all {
         let image = images
@@ -1105,7 +1124,7 @@ async fn bring_up(
             })?;
         let ctx = SpecContext {
             hostname: &host,
-            netns: &sandbox.netns,
+            netns: &netns,
             etc_files: &etc_files,
             volumes: &mounts,
             cgroups_path: format!("/{}/{group_id}/{}", inner.config.cgroup_parent, c.name),
@@ -1116,130 +1135,180 @@ async fn bring_up(
             message: error.to_string(),
         })?;
         let pulled = images.get(&c.image);
-        specs.push((
-            *i,
-            container_id(
-                &group_id,
-                *init,
-                if *init {
-                    *i
-                } else {
-                    *i - spec.init_containers.len()
-                },
-            ),
+        specs.push(Planned {
+            slot: *i,
+            id: container_id(&group_id, *init, if *init { *i } else { *i - inits }),
+            name: c.name.clone(),
+            init: *init,
             oci,
-            pulled.map(|p| p.reference.clone()).unwrap_or_default(),
-            pulled.map(|p| p.chain_id.clone()).unwrap_or_default(),
-        ));
+            reference: pulled.map(|p| p.reference.clone()).unwrap_or_default(),
+            chain: pulled.map(|p| p.chain_id.clone()).unwrap_or_default(),
+        });
     }
 
-    let create =
-        |i: usize, id: String, oci: serde_json::Value, reference: String, chain: String| {
-            let inner = Arc::clone(&inner);
-            let handle = handle.clone();
-            let group_id = group_id.clone();
-            let (name, init) = all
-                .iter()
-                .find(|(j, _, _)| *j == i)
-                .map(|(_, c, init)| (c.name.clone(), *init))
-                .unwrap_or_default();
-            async move {
-                let labels = HashMap::from([
-                    (super::LABEL_GROUP.to_string(), group_id.clone()),
-                    (super::LABEL_CONTAINER.to_string(), name.clone()),
-                    (super::LABEL_INIT.to_string(), init.to_string()),
-                ]);
-                inner
-                    .cd
-                    .create_container(&id, &reference, &chain, &oci, labels)
-                    .await
-                    .map_err(|s| s.message().to_string())?;
-                handle.event(
-                    Some(i),
+    let create = |planned: Planned| {
+        let inner = Arc::clone(&inner);
+        let handle = handle.clone();
+        let group_id = group_id.clone();
+        async move {
+            let labels = HashMap::from([
+                (super::LABEL_GROUP.to_string(), group_id.clone()),
+                (super::LABEL_CONTAINER.to_string(), planned.name.clone()),
+                (super::LABEL_INIT.to_string(), planned.init.to_string()),
+            ]);
+            inner
+                .cd
+                .create_container(
+                    &planned.id,
+                    &planned.reference,
+                    &planned.chain,
+                    &planned.oci,
+                    labels,
+                )
+                .await
+                .map_err(|s| s.message().to_string())?;
+            handle.event(
+                Some(planned.slot),
+                NORMAL,
+                "Created",
+                format!("Created container {}", planned.name),
+            );
+            let dir = inner.log_dir(&group_id, &planned.name);
+            logs::begin_run(&dir).map_err(|e| e.to_string())?;
+            inner
+                .cd
+                .create_task(&planned.id, &inner.stdio_uri(&dir))
+                .await
+                .map_err(|s| s.message().to_string())?;
+            Ok::<Planned, String>(planned)
+        }
+    };
+    let start = |planned: Planned| {
+        let inner = Arc::clone(&inner);
+        let handle = handle.clone();
+        async move {
+            let pid = inner
+                .cd
+                .start_created(&planned.id)
+                .await
+                .map_err(|s| s.message().to_string())?;
+            let now = now_ms();
+            let name = planned.name.clone();
+            handle.container(planned.slot, |c| {
+                c.current = Some(running(now));
+                record(
+                    &mut c.events,
+                    now,
                     NORMAL,
-                    "Created",
-                    format!("Created container {name}"),
+                    "Started",
+                    format!("Started container {name}"),
                 );
-                let dir = inner.log_dir(&group_id, &name);
-                logs::begin_run(&dir).map_err(|e| e.to_string())?;
-                let pid = inner
-                    .cd
-                    .start_task(&id, &inner.stdio_uri(&dir))
-                    .await
-                    .map_err(|s| s.message().to_string())?;
-                let now = now_ms();
-                handle.container(i, |c| {
-                    c.current = Some(running(now));
-                    record(
-                        &mut c.events,
-                        now,
-                        NORMAL,
-                        "Started",
-                        format!("Started container {name}"),
-                    );
-                });
-                Ok::<(u32, i64), String>((pid, now))
-            }
-        };
+            });
+            Ok::<(u32, i64), String>((pid, now))
+        }
+    };
+    let (init_specs, app_specs): (Vec<Planned>, Vec<Planned>) =
+        specs.into_iter().partition(|p| p.init);
 
-    // Init containers, in order, each to completion.
-    for (i, id, oci, reference, chain) in specs
-        .iter()
-        .filter(|s| s.0 < spec.init_containers.len())
-        .cloned()
-    {
-        let started = match create(i, id.clone(), oci, reference, chain).await {
-            Ok((_, started)) => started,
-            Err(reason) => {
+    // Without init containers, CNI runs while the app containers' tasks are created; the processes
+    // start once the network is up. With them, the network comes first.
+    let created: Vec<(usize, Result<Planned, String>)> = if init_specs.is_empty() {
+        let creating = app_specs.into_iter().map(|p| {
+            let slot = p.slot;
+            let fut = create(p);
+            async move { (slot, fut.await) }
+        });
+        let (attached, created) = tokio::join!(attach, futures::future::join_all(creating));
+        attached?;
+        created
+    } else {
+        attach.await?;
+        for planned in init_specs {
+            let (slot, id) = (planned.slot, planned.id.clone());
+            let started = match create(planned).await {
+                Ok(planned) => start(planned).await,
+                Err(reason) => Err(reason),
+            };
+            let started = match started {
+                Ok((_, started)) => started,
+                Err(reason) => {
+                    handle.event(
+                        Some(slot),
+                        WARNING,
+                        "Failed",
+                        format!("Error: failed to start container: {reason}"),
+                    );
+                    let _ = inner.cd.destroy(&id).await;
+                    return Err(StartFailure::Init {
+                        slot,
+                        exit_code: START_ERROR_EXIT,
+                    });
+                }
+            };
+            let (exit_status, at_ms) = loop {
+                match inner.cd.wait(&id).await {
+                    Ok(done) => break done,
+                    Err(status) if status.code() == tonic::Code::NotFound => break (137, now_ms()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            let code = i32::try_from(exit_status).unwrap_or(i32::MAX);
+            handle.container(slot, |c| {
+                c.current = Some(terminated(started, at_ms, code, exit_detail(code)));
+            });
+            let _ = inner.cd.destroy(&id).await;
+            if code != 0 {
                 handle.event(
-                    Some(i),
+                    Some(slot),
                     WARNING,
                     "Failed",
-                    format!("Error: failed to start container: {reason}"),
+                    format!("init container exited with code {code}"),
                 );
                 return Err(StartFailure::Init {
-                    slot: i,
-                    exit_code: START_ERROR_EXIT,
+                    slot,
+                    exit_code: code,
                 });
             }
-        };
-        let (exit_status, at_ms) = loop {
-            match inner.cd.wait(&id).await {
-                Ok(done) => break done,
-                Err(status) if status.code() == tonic::Code::NotFound => break (137, now_ms()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        };
-        let code = i32::try_from(exit_status).unwrap_or(i32::MAX);
-        handle.container(i, |c| {
-            c.current = Some(terminated(started, at_ms, code, exit_detail(code)))
-        });
-        let _ = inner.cd.destroy(&id).await;
-        if code != 0 {
-            handle.event(
-                Some(i),
-                WARNING,
-                "Failed",
-                format!("init container exited with code {code}"),
-            );
-            return Err(StartFailure::Init {
-                slot: i,
-                exit_code: code,
-            });
         }
-    }
-
-    // App containers, all at once.
-    let app = specs
-        .iter()
-        .filter(|s| s.0 >= spec.init_containers.len())
-        .cloned()
-        .map(|(i, id, oci, reference, chain)| {
-            let fut = create(i, id, oci, reference, chain);
-            async move { (i, fut.await) }
+        let creating = app_specs.into_iter().map(|p| {
+            let slot = p.slot;
+            let fut = create(p);
+            async move { (slot, fut.await) }
         });
-    let started = futures::future::join_all(app).await;
+        futures::future::join_all(creating).await
+    };
+
+    // App containers start all at once.
+    let starting = created.into_iter().map(|(slot, created)| {
+        let start = &start;
+        async move {
+            match created {
+                Ok(planned) => (slot, start(planned).await),
+                Err(reason) => (slot, Err(reason)),
+            }
+        }
+    });
+    let started = futures::future::join_all(starting).await;
     Ok(BringUp { started })
+}
+
+/// One container of a bring-up, its spec built.
+struct Planned {
+    slot: usize,
+    id: String,
+    name: String,
+    init: bool,
+    oci: serde_json::Value,
+    reference: String,
+    chain: String,
+}
+
+fn hosts_file(ip: Option<&str>, host: &str) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if let Some(ip) = ip {
+        out.push_str(&format!("{ip}\t{host}\n"));
+    }
+    out
 }
 
 fn empty_config() -> ImageConfig {

@@ -455,7 +455,7 @@ impl Network {
         if let Some(sandbox) = self.existing(id) {
             return Ok(sandbox);
         }
-        if self.has_state(id) {
+        if self.has_state(id) && !self.is_prepared(id) {
             debug!(
                 sandbox = id,
                 "tearing down the leftovers of an earlier setup"
@@ -463,6 +463,28 @@ impl Network {
             self.teardown_locked(id).await?;
         }
         self.create(id, &ports).await
+    }
+
+    /// Creates the sandbox's network namespace without attaching it, so containers can be created in
+    /// it while [`Network::setup`] (which attaches it, the slow part) runs. Returns its path.
+    /// Idempotent; [`Network::teardown`] removes it like a full sandbox.
+    pub async fn prepare(&self, id: &str) -> Result<PathBuf, NetworkError> {
+        validate_id(id)?;
+        let _guard = self.locks.acquire(id).await;
+        let netns = self.netns_path(id);
+        if self.existing(id).is_some() || self.is_prepared(id) {
+            return Ok(netns);
+        }
+        if self.has_state(id) {
+            self.teardown_locked(id).await?;
+        }
+        create_netns(&netns).await?;
+        Ok(netns)
+    }
+
+    /// A live namespace without a saved result: made by [`Network::prepare`], not attached yet.
+    fn is_prepared(&self, id: &str) -> bool {
+        self.load_record(id).is_none() && netns_is_live(&self.netns_path(id))
     }
 
     /// The sandbox as set up earlier (also by a previous agent process), if its result is saved and
@@ -565,7 +587,9 @@ impl Network {
     /// Creates the namespace and runs ADD; undoes everything on failure.
     async fn create(&self, id: &str, ports: &[PortSpec]) -> Result<Sandbox, NetworkError> {
         let netns = self.netns_path(id);
-        create_netns(&netns).await?;
+        if !netns_is_live(&netns) {
+            create_netns(&netns).await?;
+        }
         let mut last_result = None;
         let outcome = async {
             let result = self.add_all(id, &netns, ports, &mut last_result).await?;
