@@ -364,14 +364,18 @@ async fn signalled() {
     }
 }
 
+/// Whether the flags ask for the hollow runtime (looked at before they are parsed).
+fn hollow_mode() -> bool {
+    std::env::args().any(|a| a == "hollow" || a == "--runtime=hollow")
+}
+
 /// mimalloc keeps freed pages for a while before giving them back; an agent that idles most of its life
 /// should give them back at once (a few MB of RSS with 20 groups). mimalloc reads its options once, as
 /// the process starts, so the agent sets the option for itself by re-executing once. Hollow nodes,
 /// which allocate all the time, keep the default.
 fn return_memory_promptly() {
     const OPTION: &str = "MIMALLOC_PURGE_DELAY";
-    let hollow = std::env::args().any(|a| a == "hollow" || a == "--runtime=hollow");
-    if hollow || std::env::var_os(OPTION).is_some() {
+    if hollow_mode() || std::env::var_os(OPTION).is_some() {
         return;
     }
     if let Ok(exe) = std::env::current_exe() {
@@ -386,7 +390,13 @@ fn return_memory_promptly() {
 
 fn main() -> ExitCode {
     return_memory_promptly();
-    match tokio::runtime::Runtime::new() {
+    // A real node's agent mostly waits on sockets: one worker thread is plenty and costs less memory.
+    // Hollow mode runs thousands of nodes and gets a worker per core.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if !hollow_mode() {
+        builder.worker_threads(1);
+    }
+    match builder.enable_all().build() {
         Ok(runtime) => runtime.block_on(run_agent()),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
