@@ -458,6 +458,32 @@ mod tests {
     }
 
     #[test]
+    fn capacity_is_the_machine_minus_the_reserve() {
+        let args = Args::try_parse_from([
+            "berth-node-agent",
+            "--state-dir",
+            "/tmp/x",
+            "--name",
+            "n1",
+            "--reserve-cpu",
+            "0.5",
+            "--reserve-memory",
+            "1",
+        ])
+        .unwrap();
+        let config = args.into_config().unwrap();
+        assert_eq!(
+            config.capacity.cpu_millis,
+            machine_cpu_millis().unwrap() - 500
+        );
+        assert_eq!(
+            config.capacity.memory_mib,
+            machine_memory_mib().unwrap() - 1024
+        );
+        assert!(matches!(config.runtime, RuntimeKind::Containerd(_)));
+    }
+
+    #[test]
     fn meminfo_total_is_read_in_mib() {
         let meminfo = "MemTotal:       16318412 kB\nMemFree:         1000 kB\n";
         assert_eq!(parse_meminfo(meminfo), Some(15935));
