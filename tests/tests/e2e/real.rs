@@ -57,17 +57,23 @@ impl Drop for RealNode {
         if let Some(agent) = self.agent.as_mut() {
             let _ = agent.start_kill();
         }
-        // The netns directory is a bind mount of itself (as `ip netns` makes it).
-        let _ = std::process::Command::new("umount")
-            .args([
-                "-l",
-                &self
-                    .state_dir
-                    .join("runtime/network/netns")
-                    .to_string_lossy(),
-            ])
-            .stderr(std::process::Stdio::null())
-            .status();
+        // Whatever is still mounted under the node's directory (the netns directory, which is a bind
+        // mount of itself, and the tmpfs of secret volumes of groups still running), deepest first.
+        let root = self.dir.path().to_string_lossy().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(&root))
+            .map(str::to_owned)
+            .collect();
+        mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
+        for point in mounts {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &point])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         // Groups still running when a test ends keep their CNI iptables rules (a deleted group's go
         // with CNI DEL): remove every rule about this node's subnet, and the chains they jump to.
         let prefix = self.subnet.trim_end_matches("0/24");
