@@ -176,13 +176,26 @@ impl Containerd {
             cmdline.contains("containerd-shim") && cmdline.contains(&address)
         }) {
             let sockets = socket_paths_of(shim);
-            for pid in descendants(shim).into_iter().chain([shim]) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let doomed: Vec<i32> = descendants(shim).into_iter().chain([shim]).collect();
+            for pid in &doomed {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
             }
+            wait_gone(&doomed);
             for socket in sockets.iter().filter(|s| s.starts_with(SHIM_SOCKETS)) {
                 let _ = fs::remove_file(socket);
             }
         }
+    }
+}
+
+/// Waits (up to 5 s) until the killed `pids` are dead: gone, or zombies with no command line left.
+fn wait_gone(pids: &[i32]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let alive = |pid: &i32| {
+        fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| !cmdline.is_empty())
+    };
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

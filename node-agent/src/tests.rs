@@ -333,9 +333,14 @@ async fn many_hollow_nodes_join_and_sync_independently() {
         next_hello(&mut conn).await;
     }
     for i in [0, 17, 39] {
-        let node_dir = dir.path().join(format!("node-a-{i}"));
+        let path = dir.path().join(format!("node-a-{i}")).join("node.json");
+        // Forty hellos may include a reconnect under load: wait for this node's identity file.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !path.exists() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let node: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(node_dir.join("node.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(node["node_id"], format!("id-node-a-{i}"));
     }
     shutdown.cancel();
