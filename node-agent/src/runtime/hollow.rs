@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use berth_proto::node::{
-    ContainerRun, ContainerState, ContainerStatus, Event, GroupAssignment, GroupPhase, GroupSpec,
+    ContainerRun, ContainerState, ContainerStatus, GroupAssignment, GroupPhase, GroupSpec,
     GroupStatus,
 };
 use tokio::task::AbortHandle;
 
-use super::{BoxFuture, Changes, Runtime, RuntimeError};
+use super::{BoxFuture, Changes, RestartPolicy, Runtime, RuntimeError, record};
 
 /// How the hollow runtime pretends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,26 +73,6 @@ impl NodeClock {
     fn now_ms(&self) -> i64 {
         let elapsed = i64::try_from(self.base.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.base_unix_ms.saturating_add(elapsed)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    /// ACI's values, case-insensitively; ACI's default (`Always`) when empty or unknown.
-    fn parse(s: &str) -> Self {
-        if s.eq_ignore_ascii_case("never") {
-            Self::Never
-        } else if s.eq_ignore_ascii_case("onfailure") {
-            Self::OnFailure
-        } else {
-            Self::Always
-        }
     }
 }
 
@@ -201,26 +181,6 @@ fn run(
 
 fn waiting(detail: &str) -> ContainerRun {
     run(ContainerState::Waiting, 0, 0, 0, detail)
-}
-
-/// Adds an event, or counts it again if the same one is already there (as Kubernetes aggregates).
-fn record(events: &mut Vec<Event>, now: i64, kind: &str, name: &str, message: String) {
-    if let Some(event) = events
-        .iter_mut()
-        .find(|e| e.name == name && e.r#type == kind && e.message == message)
-    {
-        event.count += 1;
-        event.last_timestamp_unix_ms = now;
-        return;
-    }
-    events.push(Event {
-        name: name.to_string(),
-        message,
-        r#type: kind.to_string(),
-        count: 1,
-        first_timestamp_unix_ms: now,
-        last_timestamp_unix_ms: now,
-    });
 }
 
 fn is_state(run: Option<&ContainerRun>, state: ContainerState) -> bool {

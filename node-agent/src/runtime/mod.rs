@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use berth_proto::node::{GroupAssignment, GroupStatus};
+use berth_proto::node::{Event, GroupAssignment, GroupStatus};
 use tokio::sync::Notify;
 
 /// A boxed, sendable future: what [`Runtime`] methods return, so the trait works as `dyn Runtime`.
@@ -65,6 +65,56 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = (group_id, container);
         None
     }
+}
+
+/// ACI's restart policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    /// ACI's values, case-insensitively; ACI's default (`Always`) when empty or unknown.
+    pub(crate) fn parse(s: &str) -> Self {
+        if s.eq_ignore_ascii_case("never") {
+            Self::Never
+        } else if s.eq_ignore_ascii_case("onfailure") {
+            Self::OnFailure
+        } else {
+            Self::Always
+        }
+    }
+
+    /// Whether a container that exited with `exit_code` runs again.
+    pub(crate) fn restarts(self, exit_code: i32) -> bool {
+        match self {
+            Self::Always => true,
+            Self::OnFailure => exit_code != 0,
+            Self::Never => false,
+        }
+    }
+}
+
+/// Adds an event, or counts it again if the same one is already there (as Kubernetes aggregates).
+pub(crate) fn record(events: &mut Vec<Event>, now: i64, kind: &str, name: &str, message: String) {
+    if let Some(event) = events
+        .iter_mut()
+        .find(|e| e.name == name && e.r#type == kind && e.message == message)
+    {
+        event.count += 1;
+        event.last_timestamp_unix_ms = now;
+        return;
+    }
+    events.push(Event {
+        name: name.to_string(),
+        message,
+        r#type: kind.to_string(),
+        count: 1,
+        first_timestamp_unix_ms: now,
+        last_timestamp_unix_ms: now,
+    });
 }
 
 /// A set of group ids whose observed state may have changed, plus a wake-up. Cheap to clone; bounded

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use berth_proto::node::{
-    Container, ContainerRun, ContainerState, ContainerStatus, Event, GroupAssignment, GroupPhase,
+    Container, ContainerRun, ContainerState, ContainerStatus, GroupAssignment, GroupPhase,
     GroupStatus,
 };
 use prost::Message as _;
@@ -30,6 +30,7 @@ use super::logs;
 use super::network::{PortSpec, Protocol};
 use super::spec::{self, SpecContext};
 use super::volumes;
+use crate::runtime::{RestartPolicy, record};
 
 const NORMAL: &str = "Normal";
 const WARNING: &str = "Warning";
@@ -58,33 +59,6 @@ pub(super) enum Command {
         exit_status: u32,
         at_ms: i64,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    fn parse(s: &str) -> Self {
-        if s.eq_ignore_ascii_case("never") {
-            Self::Never
-        } else if s.eq_ignore_ascii_case("onfailure") {
-            Self::OnFailure
-        } else {
-            Self::Always
-        }
-    }
-
-    fn restarts(self, exit_code: i32) -> bool {
-        match self {
-            Self::Always => true,
-            Self::OnFailure => exit_code != 0,
-            Self::Never => false,
-        }
-    }
 }
 
 /// The group's observed status, shared with [`super::ContainerdRuntime::status`]; every change is
@@ -166,26 +140,6 @@ pub(super) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Res
         file.write_all(bytes)?;
     }
     std::fs::rename(tmp, path)
-}
-
-/// Adds an event, or counts it again if the same one is there (as Kubernetes aggregates).
-fn record(events: &mut Vec<Event>, now: i64, kind: &str, name: &str, message: String) {
-    if let Some(event) = events
-        .iter_mut()
-        .find(|e| e.name == name && e.r#type == kind && e.message == message)
-    {
-        event.count += 1;
-        event.last_timestamp_unix_ms = now;
-        return;
-    }
-    events.push(Event {
-        name: name.to_string(),
-        message,
-        r#type: kind.to_string(),
-        count: 1,
-        first_timestamp_unix_ms: now,
-        last_timestamp_unix_ms: now,
-    });
 }
 
 fn waiting(detail: &str) -> ContainerRun {
