@@ -201,10 +201,12 @@ fn wait_gone(pids: &[i32]) {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        self.remove_leftover_containers();
+        // containerd goes first: a shim killed under a running containerd makes it start a cleanup
+        // shim (`… delete`), which would outlive the fixture.
         if let Some(child) = self.child.take() {
             terminate(child, STOP_TIMEOUT);
         }
+        self.remove_leftover_containers();
         unmount_under(&self.dir);
         self.remove_empty_namespace_dirs();
     }
