@@ -114,6 +114,12 @@ impl StatusHandle {
         });
     }
 
+    /// The `Failed` event of container `i` whose process could not be started.
+    fn start_failed(&self, i: usize, reason: &str) {
+        let message = format!("Error: failed to start container: {reason}");
+        self.event(Some(i), WARNING, "Failed", message);
+    }
+
     fn container(&self, i: usize, change: impl FnOnce(&mut ContainerStatus)) {
         self.update(|s| {
             if let Some(c) = s.containers.get_mut(i) {
@@ -156,6 +162,13 @@ fn running(start_ms: i64) -> ContainerRun {
         start_time_unix_ms: start_ms,
         ..Default::default()
     }
+}
+
+/// Container `c` runs from `now`, with its `Started` event.
+fn mark_started(c: &mut ContainerStatus, now: i64) {
+    c.current = Some(running(now));
+    let message = format!("Started container {}", c.name);
+    record(&mut c.events, now, NORMAL, "Started", message);
 }
 
 fn terminated(start_ms: i64, finish_ms: i64, exit_code: i32, detail: &str) -> ContainerRun {
@@ -406,12 +419,7 @@ impl Worker {
                     match started {
                         Ok((pid, _)) => self.watch(i, pid),
                         Err(reason) => {
-                            self.handle.event(
-                                Some(i),
-                                WARNING,
-                                "Failed",
-                                format!("Error: failed to start container: {reason}"),
-                            );
+                            self.handle.start_failed(i, &reason);
                             self.after_exit(i, START_ERROR_EXIT, now_ms(), "StartError")
                                 .await;
                         }
@@ -612,25 +620,13 @@ impl Worker {
                     let now = now_ms();
                     self.handle.container(i, |c| {
                         c.restart_count += 1;
-                        c.current = Some(running(now));
-                        record(
-                            &mut c.events,
-                            now,
-                            NORMAL,
-                            "Started",
-                            format!("Started container {name}"),
-                        );
+                        mark_started(c, now);
                     });
                     self.watch(i, pid);
                 }
                 Err(status) => {
                     self.handle.container(i, |c| c.restart_count += 1);
-                    self.handle.event(
-                        Some(i),
-                        WARNING,
-                        "Failed",
-                        format!("Error: failed to start container: {}", status.message()),
-                    );
+                    self.handle.start_failed(i, status.message());
                     self.after_exit(i, START_ERROR_EXIT, now_ms(), "StartError")
                         .await;
                 }
@@ -1147,19 +1143,16 @@ async fn bring_up(
                 .await
                 .map_err(|s| s.message().to_string())?;
             let now = now_ms();
-            let name = planned.name.clone();
-            handle.container(planned.slot, |c| {
-                c.current = Some(running(now));
-                record(
-                    &mut c.events,
-                    now,
-                    NORMAL,
-                    "Started",
-                    format!("Started container {name}"),
-                );
-            });
+            handle.container(planned.slot, |c| mark_started(c, now));
             Ok::<(u32, i64), String>((pid, now))
         }
+    };
+    let create_all = |planned: Vec<Planned>| {
+        futures::future::join_all(planned.into_iter().map(|p| {
+            let slot = p.slot;
+            let fut = create(p);
+            async move { (slot, fut.await) }
+        }))
     };
     let (init_specs, app_specs): (Vec<Planned>, Vec<Planned>) =
         specs.into_iter().partition(|p| p.init);
@@ -1167,12 +1160,7 @@ async fn bring_up(
     // Without init containers, CNI runs while the app containers' tasks are created; the processes
     // start once the network is up. With them, the network comes first.
     let created: Vec<(usize, Result<Planned, String>)> = if init_specs.is_empty() {
-        let creating = app_specs.into_iter().map(|p| {
-            let slot = p.slot;
-            let fut = create(p);
-            async move { (slot, fut.await) }
-        });
-        let (attached, created) = tokio::join!(attach, futures::future::join_all(creating));
+        let (attached, created) = tokio::join!(attach, create_all(app_specs));
         attached?;
         created
     } else {
@@ -1186,12 +1174,7 @@ async fn bring_up(
             let started = match started {
                 Ok((_, started)) => started,
                 Err(reason) => {
-                    handle.event(
-                        Some(slot),
-                        WARNING,
-                        "Failed",
-                        format!("Error: failed to start container: {reason}"),
-                    );
+                    handle.start_failed(slot, &reason);
                     let _ = inner.cd.destroy(&id).await;
                     return Err(StartFailure::Init {
                         slot,
@@ -1224,12 +1207,7 @@ async fn bring_up(
                 });
             }
         }
-        let creating = app_specs.into_iter().map(|p| {
-            let slot = p.slot;
-            let fut = create(p);
-            async move { (slot, fut.await) }
-        });
-        futures::future::join_all(creating).await
+        create_all(app_specs).await
     };
 
     // App containers start all at once.
