@@ -1,5 +1,5 @@
-//! Dialling node agents' `AgentService` (port 8445 by default) to proxy a user's logs request (and,
-//! later, exec and attach).
+//! Dialling node agents' `AgentService` (port 8445 by default) to proxy a user's logs, exec and attach
+//! requests.
 //!
 //! The apiserver presents the client certificate the cluster CA issued it at start (CN and SAN
 //! `apiserver.berth.internal`, kept in memory only), trusts only the cluster CA, and verifies an agent
@@ -11,10 +11,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_proto::node::LogsRequest;
 use berth_proto::node::agent_service_client::AgentServiceClient;
-use tonic::Code;
+use berth_proto::node::{
+    ExecInput, ExecOutput, ExecStart, LogChunk, LogsRequest, exec_input, exec_output,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Streaming};
 
 use crate::tls::{ClusterCa, TlsError};
 
@@ -117,14 +121,13 @@ impl AgentDialer {
         Ok(channel)
     }
 
-    /// Reads a container's logs from `node_id`'s agent at `endpoint`: the rendered text, at most the
-    /// last `max_bytes` of it (whole lines).
+    /// A container's whole log (current or previous run) as its agent renders it. The agent keeps
+    /// at most `--log-max-bytes` × files per run, so this is bounded without another cap here.
     pub async fn logs(
         &self,
         node_id: &str,
         endpoint: &str,
         request: LogsRequest,
-        max_bytes: usize,
     ) -> Result<Vec<u8>, AgentCallError> {
         let channel = self.channel(node_id, endpoint)?;
         let call = async {
@@ -132,11 +135,11 @@ impl AgentDialer {
                 .logs(request)
                 .await?
                 .into_inner();
-            let mut tail = TailBuffer::new(max_bytes);
+            let mut content = Vec::new();
             while let Some(chunk) = stream.message().await? {
-                tail.push(&chunk.data);
+                content.extend_from_slice(&chunk.data);
             }
-            Ok::<_, tonic::Status>(tail.finish())
+            Ok::<_, tonic::Status>(content)
         };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok(content)) => Ok(content),
@@ -146,6 +149,76 @@ impl AgentDialer {
             }),
         }
     }
+
+    /// A container's log as a stream (for `follow`): the call is answered (or refused) within
+    /// [`CALL_TIMEOUT`]; the stream then lasts as long as the agent keeps it open.
+    pub async fn logs_stream(
+        &self,
+        node_id: &str,
+        endpoint: &str,
+        request: LogsRequest,
+    ) -> Result<Streaming<LogChunk>, AgentCallError> {
+        let channel = self.channel(node_id, endpoint)?;
+        let mut client = AgentServiceClient::new(channel);
+        let call = client.logs(request);
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(classify(endpoint, status)),
+            Err(_) => Err(AgentCallError::TimedOut {
+                endpoint: endpoint.to_owned(),
+            }),
+        }
+    }
+
+    /// Starts a process in a container: returns once the agent has started it (or said why not).
+    /// Dropping the returned [`ExecCall`] cancels the call, and the agent kills the process.
+    pub async fn exec(
+        &self,
+        node_id: &str,
+        endpoint: &str,
+        start: ExecStart,
+    ) -> Result<ExecCall, AgentCallError> {
+        let channel = self.channel(node_id, endpoint)?;
+        let (input, rx) = mpsc::channel(EXEC_INPUT_QUEUE);
+        let first = ExecInput {
+            input: Some(exec_input::Input::Start(start)),
+        };
+        // The queue is empty: this cannot wait.
+        let _ = input.try_send(first);
+        let call = async {
+            let mut output = AgentServiceClient::new(channel)
+                .exec(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            match output.message().await? {
+                Some(ExecOutput {
+                    output: Some(exec_output::Output::StartedPid(pid)),
+                }) => Ok((output, pid)),
+                _ => Err(tonic::Status::internal(
+                    "the agent did not say the process started",
+                )),
+            }
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok((output, pid))) => Ok(ExecCall { input, output, pid }),
+            Ok(Err(status)) => Err(classify(endpoint, status)),
+            Err(_) => Err(AgentCallError::TimedOut {
+                endpoint: endpoint.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Stdin and resizes queued towards an agent before a sender waits.
+const EXEC_INPUT_QUEUE: usize = 64;
+
+/// A running exec call: send stdin, resizes and the end of stdin into `input`; read output and, last,
+/// the exit code from `output`.
+pub struct ExecCall {
+    pub input: mpsc::Sender<ExecInput>,
+    pub output: Streaming<ExecOutput>,
+    /// The process's pid on the node.
+    pub pid: u32,
 }
 
 fn classify(endpoint: &str, status: tonic::Status) -> AgentCallError {
@@ -164,90 +237,9 @@ fn classify(endpoint: &str, status: tonic::Status) -> AgentCallError {
     }
 }
 
-/// Keeps the last `max` bytes of what is pushed, starting at a line: ACI answers the newest lines
-/// when a log is larger than one answer may be.
-struct TailBuffer {
-    max: usize,
-    bytes: Vec<u8>,
-    /// Something was dropped from the front.
-    cut: bool,
-    /// The last byte dropped ended a line (what is kept starts at a line).
-    cut_at_line: bool,
-}
-
-impl TailBuffer {
-    fn new(max: usize) -> Self {
-        Self {
-            max,
-            bytes: Vec::new(),
-            cut: false,
-            cut_at_line: true,
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) {
-        self.bytes.extend_from_slice(data);
-        // Trim only once twice the limit is held, so trimming costs O(1) per byte.
-        if self.bytes.len() > self.max.saturating_mul(2) {
-            self.trim();
-        }
-    }
-
-    fn trim(&mut self) {
-        let excess = self.bytes.len().saturating_sub(self.max);
-        if excess > 0 {
-            self.cut_at_line = self.bytes[excess - 1] == b'\n';
-            self.bytes.drain(..excess);
-            self.cut = true;
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.trim();
-        if self.cut && !self.cut_at_line {
-            let first_line_end = self.bytes.iter().position(|&b| b == b'\n');
-            match first_line_end {
-                Some(end) => {
-                    self.bytes.drain(..=end);
-                }
-                None => self.bytes.clear(),
-            }
-        }
-        self.bytes
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tail(max: usize, chunks: &[&str]) -> String {
-        let mut buffer = TailBuffer::new(max);
-        for chunk in chunks {
-            buffer.push(chunk.as_bytes());
-        }
-        String::from_utf8(buffer.finish()).unwrap()
-    }
-
-    #[test]
-    fn a_log_within_the_limit_is_kept_whole() {
-        assert_eq!(tail(100, &["one\n", "tw", "o\n"]), "one\ntwo\n");
-        assert_eq!(tail(8, &["one\ntwo\n"]), "one\ntwo\n");
-    }
-
-    #[test]
-    fn a_larger_log_keeps_its_newest_whole_lines() {
-        // Cut inside "three": the partial line goes.
-        assert_eq!(tail(8, &["one\ntwo\nthree\nfour\n"]), "four\n");
-        // Cut right after a newline: nothing more goes.
-        assert_eq!(tail(11, &["one\ntwo\nthree\nfour\n"]), "three\nfour\n");
-        // Many small chunks trim as they come and end the same.
-        let many: Vec<String> = (0..1000).map(|i| format!("line {i}\n")).collect();
-        let chunks: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(tail(20, &chunks), "line 998\nline 999\n");
-        // One line longer than the limit leaves nothing rather than half a line.
-        assert_eq!(tail(4, &["a very long line\n"]), "");
-    }
 
     #[test]
     fn agent_errors_are_told_apart() {

@@ -89,6 +89,9 @@ pub struct Flags {
     /// Cores a subscription's groups may request in all [default: 1000].
     #[arg(long)]
     pub quota_cores: Option<u64>,
+    /// Seconds an exec or attach password stays valid if unused [default: 60].
+    #[arg(long)]
+    pub exec_ttl_secs: Option<u64>,
 }
 
 /// The `--config` file: the same settings, all optional, unknown keys refused.
@@ -118,6 +121,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub quota_groups: Option<i64>,
     pub quota_cores: Option<u64>,
+    pub exec_ttl_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -149,6 +153,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub quota_groups: i64,
     pub quota_cpu_millis: u64,
+    pub exec_ttl_secs: u64,
 }
 
 impl Config {
@@ -231,6 +236,7 @@ impl Config {
                 .unwrap_or(1 << 20),
             quota_groups: flags.quota_groups.or(file.quota_groups).unwrap_or(1000),
             quota_cpu_millis: flags.quota_cores.or(file.quota_cores).unwrap_or(1000) * 1000,
+            exec_ttl_secs: flags.exec_ttl_secs.or(file.exec_ttl_secs).unwrap_or(60),
             data_dir,
         }
     }

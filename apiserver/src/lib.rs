@@ -10,7 +10,8 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
-//! - [`agents`]: dialling node agents' `AgentService` (logs) with the apiserver's client certificate.
+//! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
+//!   certificate; [`exec`]: the single-use exec and attach sessions.
 //! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
 //! - [`error`]: `ApiError`, ACI's error shape.
 
@@ -18,6 +19,7 @@ pub mod agents;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod http;
 pub mod model;
 pub mod nodes;
@@ -75,8 +77,10 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub scheduler: SchedulerHandle,
     pub gateway: NodeGateway,
-    /// Connections to node agents, for logs.
+    /// Connections to node agents, for logs, exec and attach.
     pub agents: AgentDialer,
+    /// Exec and attach sessions handed out and not yet opened.
+    pub sessions: Arc<exec::Sessions>,
     pub ca: Arc<ClusterCa>,
 }
 
@@ -229,6 +233,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         cpu_millis: config.quota_cpu_millis,
     };
     let policy = config.placement;
+    let config_ttl = config.exec_ttl_secs;
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -239,6 +244,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         scheduler: scheduler_handle.clone(),
         gateway: gateway.clone(),
         agents,
+        sessions: Arc::new(exec::Sessions::new(Duration::from_secs(config_ttl))),
         ca: ca.clone(),
     };
 

@@ -30,7 +30,8 @@ Exit codes:
   2  usage error
   3  not found
   4  authentication or authorisation refused (401/403)
-  5  server, network or TLS error (5xx, no answer, untrusted certificate)";
+  5  server, network or TLS error (5xx, no answer, untrusted certificate)
+`container exec` exits with the code of the command it ran (which may be any of the above).";
 
 /// Connection and output flags, accepted anywhere on the command line.
 #[derive(Debug, Args)]
@@ -107,6 +108,17 @@ pub enum ContainerCommand {
     Start(WaitingGroupArgs),
     /// Restart every container of a group in place
     Restart(WaitingGroupArgs),
+    /// Print the logs of a container, or follow them
+    Logs(LogsArgs),
+    /// Run a command in a running container: `berth container exec -g RG NAME -- CMD ARGS...`
+    ///
+    /// Stdin is forwarded when it is not a terminal (so `echo hi | berth container exec -g RG NAME --
+    /// cat` prints hi), or with -i. With -t the command runs on a pseudo-terminal; with -it on a
+    /// terminal, this terminal is in raw mode for the session (Ctrl-C goes to the command). Exits with
+    /// the command's exit code.
+    Exec(ExecArgs),
+    /// Print a container's output from now on, until it stops for good or Ctrl-C
+    Attach(ContainerArgs),
 }
 
 /// Names one container group.
@@ -118,6 +130,76 @@ pub struct GroupArgs {
     /// Container group name
     #[arg(long, short = 'n', value_name = "NAME")]
     pub name: String,
+}
+
+/// Names one container: a group, by NAME or -n NAME, and a container in it.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// Resource group
+    #[arg(long, short = 'g', value_name = "RG")]
+    pub resource_group: String,
+    /// Container group name (or -n NAME)
+    #[arg(value_name = "NAME", required_unless_present = "name_flag")]
+    pub name: Option<String>,
+    /// Container group name, as the other container commands take it
+    #[arg(
+        long = "name",
+        short = 'n',
+        id = "name_flag",
+        value_name = "NAME",
+        conflicts_with = "name"
+    )]
+    pub name_flag: Option<String>,
+    /// Container in the group [default: the group's only container; required when it has several]
+    #[arg(long, value_name = "CONTAINER")]
+    pub container: Option<String>,
+}
+
+impl ContainerArgs {
+    /// The container group's name, from NAME or -n.
+    pub fn group_name(&self) -> &str {
+        // clap makes sure one of the two is there.
+        self.name
+            .as_deref()
+            .or(self.name_flag.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: ContainerArgs,
+    /// Go on printing lines as they are written, until the container stops for good (or Ctrl-C)
+    #[arg(long, short = 'f', conflicts_with = "previous")]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Start each line with the time it was logged
+    #[arg(long)]
+    pub timestamps: bool,
+    /// The logs of the run before the container's last restart
+    #[arg(long)]
+    pub previous: bool,
+    /// Only lines logged since then: an RFC 3339 time (2025-01-31T10:00:00Z) or an age (30s, 5m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub target: ContainerArgs,
+    /// Forward stdin even when it is a terminal (it is always forwarded when it is not one)
+    #[arg(long, short = 'i')]
+    pub stdin: bool,
+    /// Run the command on a pseudo-terminal (stdout and stderr then arrive as one stream)
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// The command and its arguments, after `--`; run as given, without a shell
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// How to treat a long-running operation.
@@ -346,6 +428,56 @@ mod tests {
         assert!(matches!(cli.command, Command::Login));
         assert_eq!(cli.global.subscription.as_deref(), Some("s"));
         assert_eq!(cli.global.ca_file, Some(PathBuf::from("ca.pem")));
+    }
+
+    fn exec(line: &[&str]) -> Result<ExecArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["berth", "container", "exec"].iter().chain(line))?;
+        match cli.command {
+            Command::Container {
+                command: ContainerCommand::Exec(args),
+            } => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exec_takes_the_group_either_way_and_the_argv_after_dashes() {
+        let args = exec(&["-g", "rg", "web", "--", "ls", "-l", "--", "x"]).unwrap();
+        assert_eq!(args.target.group_name(), "web");
+        assert_eq!(args.command, ["ls", "-l", "--", "x"]);
+        assert!(!args.stdin && !args.tty);
+        let args = exec(&[
+            "-it",
+            "-n",
+            "web",
+            "-g",
+            "rg",
+            "--container",
+            "c",
+            "--",
+            "sh",
+        ])
+        .unwrap();
+        assert_eq!(args.target.group_name(), "web");
+        assert_eq!(args.target.container.as_deref(), Some("c"));
+        assert!(args.stdin && args.tty);
+        assert_eq!(args.command, ["sh"]);
+
+        let kind = |line: &[&str]| exec(line).unwrap_err().kind();
+        use clap::error::ErrorKind;
+        assert_eq!(
+            kind(&["-g", "rg", "web", "-n", "web", "--", "sh"]),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["-g", "rg", "--", "sh"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            kind(&["-g", "rg", "web"]),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(kind(&["-g", "rg", "web", "sh"]), ErrorKind::UnknownArgument);
     }
 
     #[test]

@@ -5,15 +5,25 @@
 //! `api-version` (2023-05-01 unless the caller or the URL names another). URLs the server hands back
 //! (`Azure-AsyncOperation`, `nextLink`) are followed only on the endpoint's origin: one naming another host
 //! is re-based onto the endpoint, so the token never leaves for a host the user did not name.
+//!
+//! [`Client::websocket`] opens the sessions of `exec` and `attach`: a `wss://` URL the server handed out
+//! with a single-use password, over TLS that trusts the same CA. That URL is followed as given (the
+//! apiserver names the host that holds the session); only the session's password goes there, never the
+//! token, and only to a host whose certificate the CA vouches for.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::arm::CloudError;
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode, Url};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// The api-version of every request that does not name its own.
 pub const API_VERSION: &str = berth_proto::arm::API_VERSION;
@@ -22,6 +32,16 @@ pub const API_VERSION: &str = berth_proto::arm::API_VERSION;
 pub const ASYNC_OPERATION: &str = "azure-asyncoperation";
 
 const USER_AGENT: &str = concat!("berth-cli/", env!("CARGO_PKG_VERSION"));
+
+/// How long a request may take, body included; streamed answers ([`Client::stream`]) have no limit.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting may take, TCP and TLS (and the websocket upgrade for [`Client::websocket`]).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open websocket session of `exec` or `attach`.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What can go wrong talking to the apiserver.
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +84,38 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
-    /// The CA file holds no PEM certificate, or a broken one.
+    /// The CA file holds no PEM certificate, or broken PEM.
     #[error("the CA file {} holds no usable PEM certificate", path.display())]
     CaPem {
         path: PathBuf,
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<rustls::pki_types::pem::Error>,
+    },
+    /// A certificate of the CA file that cannot be a trusted root (not DER X.509).
+    #[error("the CA file {} holds a certificate that cannot be trusted as a root", path.display())]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
     },
     /// `reqwest` refused the TLS configuration.
     #[error("cannot set up the HTTPS client")]
     Build(#[source] reqwest::Error),
+    /// rustls refused the TLS configuration of websockets.
+    #[error("cannot set up TLS for websockets")]
+    Tls(#[source] rustls::Error),
+    /// The server handed out a websocket URL the client will not connect to.
+    #[error("the server handed out an unusable websocket URL {url:?}: {reason}")]
+    WebSocketUrl { url: String, reason: String },
+    /// The websocket could not be opened: refused connection, TLS (an untrusted certificate), a
+    /// subprotocol the server did not choose, a timeout. An upgrade refused with an error status is a
+    /// [`ClientError::Api`] instead.
+    #[error("websocket {url} failed")]
+    WebSocket {
+        url: Url,
+        #[source]
+        source: Box<tungstenite::Error>,
+    },
 }
 
 impl ClientError {
@@ -122,10 +164,63 @@ impl Response {
     }
 }
 
+/// A successful answer whose body is read as it arrives.
+#[derive(Debug)]
+pub struct Streaming {
+    method: Method,
+    url: Url,
+    answer: reqwest::Response,
+}
+
+impl Streaming {
+    /// The `Content-Type` of the answer, without parameters, lower-case.
+    pub fn content_type(&self) -> Option<String> {
+        let value = self
+            .answer
+            .headers()
+            .get(header::CONTENT_TYPE)?
+            .to_str()
+            .ok()?;
+        let essence = value.split(';').next().unwrap_or(value).trim();
+        Some(essence.to_ascii_lowercase())
+    }
+
+    /// The next piece of the body as the server sent it, `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ClientError> {
+        self.answer
+            .chunk()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: self.method.clone(),
+                url: self.url.clone(),
+                source: source.without_url(),
+            })
+    }
+
+    /// The rest of the body.
+    pub async fn bytes(self) -> Result<Vec<u8>, ClientError> {
+        let Self {
+            method,
+            url,
+            answer,
+        } = self;
+        match answer.bytes().await {
+            Ok(body) => Ok(body.to_vec()),
+            Err(source) => Err(ClientError::Transport {
+                method,
+                url,
+                source: source.without_url(),
+            }),
+        }
+    }
+}
+
 /// Berth's API at one endpoint, with one token.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// The TLS of websockets: the same roots as `http`, HTTP/1.1 only (the upgrade is HTTP/1.1).
+    websocket_tls: Arc<rustls::ClientConfig>,
     base: Url,
     token: String,
 }
@@ -134,34 +229,37 @@ impl Client {
     /// A client of `endpoint` (`https://host:port`) that trusts only the certificates in `ca_file`.
     pub fn new(endpoint: &str, token: &str, ca_file: &Path) -> Result<Self, ClientError> {
         let base = parse_endpoint(endpoint)?;
-        let pem = std::fs::read(ca_file).map_err(|source| ClientError::CaFile {
-            path: ca_file.to_path_buf(),
-            source,
-        })?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
-                path: ca_file.to_path_buf(),
-                source: Some(source),
-            })?;
-        if certs.is_empty() {
-            return Err(ClientError::CaPem {
-                path: ca_file.to_path_buf(),
-                source: None,
-            });
-        }
+        let certs = read_ca(ca_file)?;
+        let mut roots = rustls::RootCertStore::empty();
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .https_only(true)
             .user_agent(USER_AGENT)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60));
+            .connect_timeout(CONNECT_TIMEOUT);
         for cert in certs {
-            builder = builder.add_root_certificate(cert);
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_der(&cert).map_err(ClientError::Build)?,
+            );
+            roots
+                .add(cert)
+                .map_err(|source| ClientError::CaCertificate {
+                    path: ca_file.to_path_buf(),
+                    source,
+                })?;
         }
         let http = builder.build().map_err(ClientError::Build)?;
+        let mut websocket_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(ClientError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        websocket_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             http,
+            websocket_tls: Arc::new(websocket_tls),
             base,
             token: token.to_owned(),
         })
@@ -213,29 +311,14 @@ impl Client {
         api_version: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
-        let url = self.url_for(target, api_version);
-        let mut request = self
-            .http
-            .request(method.clone(), url.clone())
-            .bearer_auth(&self.token)
-            .header(header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let transport = |source: reqwest::Error| ClientError::Transport {
-            method: method.clone(),
-            url: url.clone(),
-            source: source.without_url(),
-        };
-        let answer = request.send().await.map_err(transport)?;
-        let status = answer.status();
-        let headers = answer.headers().clone();
-        let body = answer.bytes().await.map_err(transport)?.to_vec();
-        if !status.is_success() {
-            return Err(api_error(status, &body));
-        }
+        let request = self.request(method.clone(), target, api_version, body);
+        let answer = self
+            .start(method, request.timeout(REQUEST_TIMEOUT), "application/json")
+            .await?;
+        let (method, url) = (answer.method.clone(), answer.url.clone());
+        let status = answer.answer.status();
+        let headers = answer.answer.headers().clone();
+        let body = answer.bytes().await?;
         Ok(Response {
             method,
             url,
@@ -243,6 +326,117 @@ impl Client {
             headers,
             body,
         })
+    }
+
+    /// `GET target` with the default api-version, for an answer that may go on for as long as the
+    /// server sends (`logs --follow`): no overall time limit, the body is read piece by piece.
+    pub async fn stream(&self, target: &str, accept: &str) -> Result<Streaming, ClientError> {
+        let request = self.request(Method::GET, target, API_VERSION, None);
+        self.start(Method::GET, request, accept).await
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        target: &str,
+        api_version: &str,
+        body: Option<Vec<u8>>,
+    ) -> reqwest::RequestBuilder {
+        let url = self.url_for(target, api_version);
+        let mut request = self.http.request(method, url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        request
+    }
+
+    /// Sends `request` and reads the head of the answer; an error status is read to the end and
+    /// becomes a [`ClientError::Api`].
+    async fn start(
+        &self,
+        method: Method,
+        request: reqwest::RequestBuilder,
+        accept: &str,
+    ) -> Result<Streaming, ClientError> {
+        let request = request
+            .header(header::ACCEPT, accept)
+            .build()
+            .map_err(ClientError::Build)?;
+        let url = request.url().clone();
+        let answer = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: method.clone(),
+                url: url.clone(),
+                source: source.without_url(),
+            })?;
+        let status = answer.status();
+        let streaming = Streaming {
+            method,
+            url,
+            answer,
+        };
+        if !status.is_success() {
+            let body = streaming.bytes().await?;
+            return Err(api_error(status, &body));
+        }
+        Ok(streaming)
+    }
+
+    /// Opens the websocket at `url` (a `wss://` URL from an `exec` or `attach` answer) with
+    /// `Authorization: <authorization>` and, if given, the one subprotocol `protocol`, which the
+    /// server must choose. An upgrade refused with an error status is a [`ClientError::Api`].
+    pub async fn websocket(
+        &self,
+        url: &str,
+        authorization: &str,
+        protocol: Option<&str>,
+    ) -> Result<WebSocket, ClientError> {
+        let unusable = |reason: &str| ClientError::WebSocketUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let parsed = Url::parse(url).map_err(|e| unusable(&e.to_string()))?;
+        if parsed.scheme() != "wss" {
+            return Err(unusable(
+                "not wss://, and a session is never opened in clear text",
+            ));
+        }
+        let failed = |source: tungstenite::Error| ClientError::WebSocket {
+            url: parsed.clone(),
+            source: Box::new(source),
+        };
+        let mut request = url.into_client_request().map_err(failed)?;
+        let headers = request.headers_mut();
+        let value = |v: &str| {
+            header::HeaderValue::from_str(v)
+                .map_err(|_| unusable("the password or protocol is not a valid header value"))
+        };
+        headers.insert(header::AUTHORIZATION, value(authorization)?);
+        headers.insert(header::USER_AGENT, value(USER_AGENT)?);
+        if let Some(protocol) = protocol {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value(protocol)?);
+        }
+        let connector = tokio_tungstenite::Connector::Rustls(self.websocket_tls.clone());
+        // No Nagle: a key typed into a terminal goes out at once.
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector));
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(tungstenite::Error::Http(answer))) => Err(refused_upgrade(
+                answer.status(),
+                answer.body().as_deref().unwrap_or_default(),
+            )),
+            Ok(Err(e)) => Err(failed(e)),
+            Err(_) => Err(failed(tungstenite::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no session within {} s", CONNECT_TIMEOUT.as_secs()),
+            )))),
+        }
     }
 
     /// The URL of `target` on this endpoint, with an `api-version`.
@@ -273,6 +467,27 @@ impl Client {
         }
         url
     }
+}
+
+/// The certificates of the PEM file `path`; at least one.
+fn read_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ClientError::CaPem {
+            path: path.to_path_buf(),
+            source: Some(source),
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::CaPem {
+            path: path.to_path_buf(),
+            source: None,
+        });
+    }
+    Ok(certs)
 }
 
 fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>, ClientError> {
@@ -336,6 +551,26 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
     }
 }
 
+/// A websocket upgrade refused with `status`. `body` is what came with the head, maybe not all of
+/// the body: ARM's error when it is whole, else a message that says what was refused.
+fn refused_upgrade(status: StatusCode, body: &[u8]) -> ClientError {
+    if serde_json::from_slice::<CloudError>(body).is_ok() {
+        return api_error(status, body);
+    }
+    ClientError::Api {
+        status: status.as_u16(),
+        code: status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .replace(' ', ""),
+        message: format!(
+            "HTTP {}: the server refused to open the session",
+            status.as_u16()
+        ),
+        target: None,
+    }
+}
+
 /// `s` as one percent-encoded path segment.
 pub fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -355,8 +590,16 @@ mod tests {
     use super::*;
 
     fn client(endpoint: &str) -> Client {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
         Client {
             http: reqwest::Client::new(),
+            websocket_tls: Arc::new(tls),
             base: parse_endpoint(endpoint).unwrap(),
             token: "t".into(),
         }
@@ -421,6 +664,19 @@ mod tests {
         );
         let err = api_error(StatusCode::UNAUTHORIZED, b"");
         assert_eq!(err.to_string(), "Unauthorized: HTTP 401");
+    }
+
+    #[test]
+    fn refused_upgrades_say_what_was_refused() {
+        let body = br#"{"error":{"code":"AuthenticationFailed","message":"ask for a new one"}}"#;
+        let err = refused_upgrade(StatusCode::UNAUTHORIZED, body);
+        assert_eq!(err.to_string(), "AuthenticationFailed: ask for a new one");
+        let err = refused_upgrade(StatusCode::UNAUTHORIZED, &body[..10]);
+        assert_eq!(
+            err.to_string(),
+            "Unauthorized: HTTP 401: the server refused to open the session"
+        );
+        assert_eq!(err.status(), Some(401));
     }
 
     #[test]

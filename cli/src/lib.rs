@@ -8,6 +8,9 @@
 //! - [`config`]: the TOML config file and the flag > environment > file precedence.
 //! - [`client`]: the HTTPS client: base URL, bearer token, private CA, api-version, typed errors.
 //! - [`poller`]: waits for an `Azure-AsyncOperation` to end, with a spinner on a terminal.
+//! - [`session`]: the websocket sessions of `exec` and `attach`: Kubernetes' channel framing, the exit
+//!   status, what ends a session badly.
+//! - [`terminal`]: raw mode (restored by a guard) and the window size of the local terminal.
 //! - [`group_spec`]: the body `container create` PUTs, from az-like flags or an ACI YAML/JSON file.
 //! - [`cmdline`]: the quote-aware splitter behind `--command-line`.
 //! - [`admin`]: the `/admin/v1` wire shapes (Berth-only, so not in `berth-proto`).
@@ -23,6 +26,8 @@ pub mod config;
 pub mod group_spec;
 pub mod output;
 pub mod poller;
+pub mod session;
+pub mod terminal;
 
 use std::path::Path;
 
@@ -37,6 +42,16 @@ use crate::config::ConfigFile;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// The command ran and ends with an exit code of its own rather than with an error of Berth's: the
+/// exit code of the command `container exec` ran, or 128 + the signal that ended a session. `main`
+/// exits with `code` and prints `message`, if any, as it is (no `error:` label).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandExit {
+    pub code: u8,
+    pub message: String,
+}
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -80,6 +95,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ContainerCommand::Restart(args) => {
                     commands::container::restart::restart(&ctx, &args).await
+                }
+                ContainerCommand::Logs(args) => commands::container::logs::logs(&ctx, &args).await,
+                ContainerCommand::Exec(args) => commands::container::exec::exec(&ctx, &args).await,
+                ContainerCommand::Attach(args) => {
+                    commands::container::attach::attach(&ctx, &args).await
                 }
             }
         }

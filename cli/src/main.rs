@@ -3,9 +3,10 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use berth_cli::UsageError;
 use berth_cli::cli::Cli;
 use berth_cli::client::ClientError;
+use berth_cli::session::SessionError;
+use berth_cli::{CommandExit, UsageError};
 use clap::Parser as _;
 
 /// Exit codes, as documented in `--help`'s footer and the crate README.
@@ -33,7 +34,12 @@ fn main() -> ExitCode {
     match runtime.block_on(berth_cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{} {}", error_label(), message(&e));
+            match e.downcast_ref::<CommandExit>() {
+                // The command's own ending: said as it is, if at all.
+                Some(exit) if exit.message.is_empty() => {}
+                Some(exit) => eprintln!("{}", exit.message),
+                None => eprintln!("{} {}", error_label(), message(&e)),
+            }
             ExitCode::from(exit_code(&e))
         }
     }
@@ -42,6 +48,21 @@ fn main() -> ExitCode {
 /// The exit code of a failed command: the first error in the chain that says more than "failed".
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
+        if let Some(exit) = cause.downcast_ref::<CommandExit>() {
+            return exit.code;
+        }
+        if let Some(e) = cause.downcast_ref::<SessionError>() {
+            return match e {
+                SessionError::Failed(_) => exit::GENERAL,
+                SessionError::Closed { code, .. } if *code == SessionError::POLICY_VIOLATION => {
+                    exit::AUTH
+                }
+                SessionError::Closed { .. }
+                | SessionError::Status(_)
+                | SessionError::NoStatus
+                | SessionError::Broken(_) => exit::SERVER,
+            };
+        }
         if let Some(e) = cause.downcast_ref::<ClientError>() {
             return match e {
                 ClientError::Api { status: 404, .. } => exit::NOT_FOUND,
@@ -50,12 +71,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 } => exit::AUTH,
                 ClientError::Api { status, .. } if *status >= 500 => exit::SERVER,
                 ClientError::Api { .. } => exit::GENERAL,
-                ClientError::Transport { .. } | ClientError::Decode { .. } => exit::SERVER,
+                ClientError::Transport { .. }
+                | ClientError::Decode { .. }
+                | ClientError::WebSocketUrl { .. }
+                | ClientError::WebSocket { .. } => exit::SERVER,
                 ClientError::Encode(_)
                 | ClientError::InvalidEndpoint { .. }
                 | ClientError::CaFile { .. }
                 | ClientError::CaPem { .. }
-                | ClientError::Build(_) => exit::GENERAL,
+                | ClientError::CaCertificate { .. }
+                | ClientError::Build(_)
+                | ClientError::Tls(_) => exit::GENERAL,
             };
         }
         if cause.downcast_ref::<UsageError>().is_some() {
@@ -110,6 +136,18 @@ mod tests {
         assert_eq!(exit_code(&api(409)), 1);
         let usage = anyhow::Error::new(UsageError("bad".into())).context("in file");
         assert_eq!(exit_code(&usage), 2);
+        let exited = anyhow::Error::new(CommandExit {
+            code: 42,
+            message: String::new(),
+        });
+        assert_eq!(exit_code(&exited), 42);
+        assert_eq!(exit_code(&SessionError::Failed("no".into()).into()), 1);
+        assert_eq!(exit_code(&SessionError::NoStatus.into()), 5);
+        let refused = SessionError::Closed {
+            code: 1008,
+            reason: "invalid or expired password".into(),
+        };
+        assert_eq!(exit_code(&refused.into()), 4);
         assert_eq!(exit_code(&anyhow::anyhow!("anything else")), 1);
     }
 

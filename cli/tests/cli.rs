@@ -1,18 +1,32 @@
 //! The `berth` binary against a scripted HTTPS server in this process: TLS with a private CA, the
 //! requests it sends, what it prints and its exit codes. The real apiserver is driven by berth-tests.
+//!
+//! The server also speaks just enough of the websocket side of exec and attach (`Reply::upgrade`)
+//! and streams chunked bodies (`Reply::chunks`) for `logs --follow`.
 
 #![allow(clippy::unwrap_used)]
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures::{SinkExt as _, StreamExt as _};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
+};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 const SUB: &str = "dev";
 const GROUP_PATH: &str = "/subscriptions/dev/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web";
@@ -46,10 +60,24 @@ impl Recorded {
     }
 }
 
+/// Whatever the server's side of a connection is, once it is a websocket.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The server's end of a websocket.
+type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// What the server does on a websocket it accepted.
+type Session = Box<dyn FnOnce(Ws) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Accept a websocket upgrade and run this on it.
+    upgrade: Option<Session>,
+    /// Send the body chunked, each piece as it comes, until the sender is dropped.
+    chunks: Option<mpsc::UnboundedReceiver<String>>,
 }
 
 fn reply(status: u16, body: Value) -> Reply {
@@ -57,6 +85,8 @@ fn reply(status: u16, body: Value) -> Reply {
         status,
         headers: vec![],
         body: body.to_string(),
+        upgrade: None,
+        chunks: None,
     }
 }
 
@@ -65,7 +95,32 @@ fn empty(status: u16) -> Reply {
         status,
         headers: vec![],
         body: String::new(),
+        upgrade: None,
+        chunks: None,
     }
+}
+
+/// 101, choosing `protocol`, then `session` on the websocket.
+fn upgrade<F, Fut>(protocol: Option<&str>, session: F) -> Reply
+where
+    F: FnOnce(Ws) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut answer = empty(101)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade");
+    if let Some(protocol) = protocol {
+        answer = answer.header("sec-websocket-protocol", protocol);
+    }
+    answer.upgrade = Some(Box::new(move |ws| Box::pin(session(ws))));
+    answer
+}
+
+/// 200 `text/plain`, chunked: what `chunks` carries.
+fn streamed(chunks: mpsc::UnboundedReceiver<String>) -> Reply {
+    let mut answer = empty(200).header("content-type", "text/plain; charset=utf-8");
+    answer.chunks = Some(chunks);
+    answer
 }
 
 impl Reply {
@@ -193,10 +248,11 @@ impl Server {
     }
 }
 
-/// HTTP/1.1 with keep-alive, enough for reqwest: Content-Length bodies only.
+/// HTTP/1.1 with keep-alive, enough for reqwest: Content-Length request bodies; answers with a
+/// Content-Length, chunked, or a websocket upgrade.
 async fn serve<S>(stream: S, handler: Handler, recorded: Arc<Mutex<Vec<Recorded>>>)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut stream = BufReader::new(stream);
     loop {
@@ -242,7 +298,49 @@ where
             body,
         };
         let answer = handler(&request);
+        let key = request.header("sec-websocket-key").map(str::to_owned);
         recorded.lock().unwrap().push(request);
+        if let Some(session) = answer.upgrade {
+            let key = key.expect("a websocket upgrade has a key");
+            let mut head = "HTTP/1.1 101 Switching Protocols\r\n".to_owned();
+            for (k, v) in &answer.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            head.push_str(&format!("sec-websocket-accept: {accept}\r\n\r\n"));
+            let out = stream.get_mut();
+            if out.write_all(head.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+            let io: Box<dyn Io> = Box::new(stream);
+            session(WebSocketStream::from_raw_socket(io, Role::Server, None).await).await;
+            return;
+        }
+        if let Some(mut chunks) = answer.chunks {
+            let mut head = format!(
+                "HTTP/1.1 {} X\r\ntransfer-encoding: chunked\r\n",
+                answer.status
+            );
+            for (k, v) in &answer.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let out = stream.get_mut();
+            if out.write_all(head.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+            while let Some(chunk) = chunks.recv().await {
+                let piece = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+                if out.write_all(piece.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                    return;
+                }
+            }
+            if out.write_all(b"0\r\n\r\n").await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let mut head = format!(
             "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
             answer.status,
@@ -255,11 +353,11 @@ where
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
+        // Head and body in one write, as hyper does: a refused websocket upgrade's body then comes
+        // with its head.
+        head.push_str(&answer.body);
         let out = stream.get_mut();
-        if out.write_all(head.as_bytes()).await.is_err()
-            || out.write_all(answer.body.as_bytes()).await.is_err()
-            || out.flush().await.is_err()
-        {
+        if out.write_all(head.as_bytes()).await.is_err() || out.flush().await.is_err() {
             return;
         }
     }
@@ -939,5 +1037,642 @@ async fn admin_commands() {
             "2",
             "2025-01-01T00:00:00Z"
         ]
+    );
+}
+
+// ---- logs, exec and attach ----
+
+const CONTAINER_PATH: &str = "/subscriptions/dev/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web/containers/web";
+const PASSWORD: &str = "s3cret-pw[[EOM]]";
+
+/// `berth` with `input` on its stdin (then closed).
+async fn run_with_input(cmd: &mut tokio::process::Command, args: &[&str], input: &[u8]) -> Run {
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("berth ends")
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The next binary frame from the client, `None` once it has gone.
+async fn next_frame(ws: &mut Ws) -> Option<Vec<u8>> {
+    while let Some(message) = ws.next().await {
+        match message {
+            Ok(Message::Binary(data)) => return Some(data.to_vec()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    None
+}
+
+async fn send_frame(ws: &mut Ws, channel: u8, payload: &[u8]) {
+    let mut frame = vec![channel];
+    frame.extend_from_slice(payload);
+    ws.send(Message::Binary(frame.into())).await.unwrap();
+}
+
+/// Closes with `code` and waits for the client to answer (or go).
+async fn close(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let _ = ws.send(Message::Close(Some(frame))).await;
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// Kubernetes' `metav1.Status` for an exit code.
+fn exit_status(code: u32) -> Value {
+    if code == 0 {
+        return json!({"metadata": {}, "status": "Success"});
+    }
+    json!({"metadata": {}, "status": "Failure",
+           "message": format!("command terminated with non-zero exit code: {code}"),
+           "reason": "NonZeroExitCode",
+           "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+}
+
+/// `POST …/exec` and `…/attach`: a session URL on this server whose id is `id`.
+fn session_answer(r: &Recorded, kind: &str, id: &str) -> Reply {
+    let host = r.header("host").unwrap();
+    reply(
+        200,
+        json!({"webSocketUri": format!("wss://{host}/{kind}/{id}?rows=24&cols=80"), "password": PASSWORD}),
+    )
+}
+
+fn refused() -> Reply {
+    reply(
+        401,
+        json!({"error": {"code": "AuthenticationFailed", "message": "The exec or attach password is invalid, expired or already used; ask for a new one."}}),
+    )
+}
+
+type Frames = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// An exec server whose session `cat` echoes stdin to stdout until `[255, 0]`, then says `bye` on
+/// stderr and exits with `code`; session `fail` cannot run its command. Every frame the client sends
+/// is kept in `frames`.
+async fn exec_server(frames: Frames) -> Server {
+    Server::start(move |r| {
+        let frames = frames.clone();
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", GROUP_PATH) => reply(200, group("Succeeded")),
+            ("POST", p) if p == format!("{CONTAINER_PATH}/exec") => {
+                let argv = r.json()["command"].clone();
+                let code = argv[1].as_str().unwrap_or("0").to_owned();
+                session_answer(r, "exec", &format!("{}-{code}", argv[0].as_str().unwrap()))
+            }
+            ("GET", p) if p.starts_with("/exec/") => {
+                let expected = format!("Bearer {PASSWORD}");
+                if r.header("authorization") != Some(expected.as_str())
+                    || r.header("sec-websocket-protocol") != Some("v5.channel.k8s.io")
+                    || p.starts_with("/exec/refuse-")
+                {
+                    return refused();
+                }
+                let (kind, code) = p["/exec/".len()..].split_once('-').unwrap();
+                let code: u32 = code.parse().unwrap();
+                let kind = kind.to_owned();
+                upgrade(Some("v5.channel.k8s.io"), move |mut ws| async move {
+                    if kind == "fail" {
+                        let status = json!({"metadata": {}, "status": "Failure", "reason": "InternalError",
+                            "message": "executable file not found in $PATH: \"nope\""});
+                        send_frame(&mut ws, 3, status.to_string().as_bytes()).await;
+                        return close(&mut ws, 1000, "").await;
+                    }
+                    while let Some(frame) = next_frame(&mut ws).await {
+                        frames.lock().unwrap().push(frame.clone());
+                        match frame[0] {
+                            0 => send_frame(&mut ws, 1, &frame[1..]).await,
+                            255 => break,
+                            _ => {}
+                        }
+                    }
+                    send_frame(&mut ws, 2, b"bye\n").await;
+                    send_frame(&mut ws, 3, exit_status(code).to_string().as_bytes()).await;
+                    close(&mut ws, 1000, "").await;
+                })
+            }
+            _ => not_found(),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sends_the_argv_pipes_stdin_and_routes_the_streams() {
+    let frames = Frames::default();
+    let server = exec_server(frames.clone()).await;
+    let out = run_with_input(
+        &mut server.berth(),
+        &[
+            "container",
+            "exec",
+            "-g",
+            "rg",
+            "web",
+            "--",
+            "cat",
+            "7",
+            "a  b",
+        ],
+        b"hi\n",
+    )
+    .await;
+    assert_eq!(out.stdout, "hi\n", "{}", out.stderr);
+    assert_eq!(out.stderr, "bye\ncommand terminated with exit code 7\n");
+    assert_eq!(out.code, 7, "the command's exit code");
+
+    let requests = server.requests();
+    let methods: Vec<(&str, &str)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("GET", GROUP_PATH),
+            ("POST", &*format!("{CONTAINER_PATH}/exec")),
+            ("GET", "/exec/cat-7"),
+        ],
+        "the only container is the default"
+    );
+    assert_eq!(
+        requests[1].json(),
+        json!({"command": ["cat", "7", "a  b"], "tty": false, "stdin": true,
+               "terminalSize": {"rows": 24, "cols": 80}})
+    );
+    assert_eq!(requests[1].header("authorization"), Some("Bearer t"));
+    assert_eq!(requests[2].query, "rows=24&cols=80");
+
+    let frames = frames.lock().unwrap().clone();
+    let (last, data) = frames.split_last().unwrap();
+    assert_eq!(last, &[255, 0], "stdin ends with a close of channel 0");
+    assert!(data.iter().all(|f| f[0] == 0), "{frames:?}");
+    let sent: Vec<u8> = data.iter().flat_map(|f| f[1..].to_vec()).collect();
+    assert_eq!(sent, b"hi\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_exits_as_the_command_did() {
+    let frames = Frames::default();
+    let server = exec_server(frames.clone()).await;
+    let exec = |argv: &'static [&'static str]| {
+        let mut args = vec!["container", "exec", "-g", "rg", "-n", "web"];
+        args.push("--container");
+        args.push("web");
+        args.push("--");
+        args.extend_from_slice(argv);
+        args
+    };
+    // Stdin is not a terminal (here /dev/null): it is forwarded, and its end says so.
+    let out = run(&mut server.berth(), &exec(&["cat", "0"])).await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    assert_eq!(out.stderr, "bye\n");
+    assert_eq!(frames.lock().unwrap().clone(), [vec![255, 0]]);
+    assert_eq!(
+        server.requests()[0].method,
+        "POST",
+        "--container needs no GET"
+    );
+
+    let out = run(&mut server.berth(), &exec(&["cat", "255"])).await;
+    assert_eq!(out.code, 255, "{}", out.stderr);
+
+    let out = run(&mut server.berth(), &exec(&["fail"])).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: executable file not found in $PATH: \"nope\"\n"
+    );
+
+    // A password the server refuses at the upgrade.
+    let mut cmd = server.berth();
+    let out = run(&mut cmd, &exec(&["refuse"])).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: AuthenticationFailed:"),
+        "{}",
+        out.stderr
+    );
+
+    // No command, or no `--` before it.
+    let before = server.requests().len();
+    let out = run(
+        &mut server.berth(),
+        &["container", "exec", "-g", "rg", "web"],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = run(
+        &mut server.berth(),
+        &["container", "exec", "-g", "rg", "web", "ls"],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[NAME] -- <COMMAND>..."),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.requests().len(), before, "usage errors send nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_several_containers_needs_container() {
+    let server = Server::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", GROUP_PATH) => {
+            let mut g = group("Succeeded");
+            let sidecar = json!({"name": "sidecar", "properties": {"image": "busybox"}});
+            g["properties"]["containers"]
+                .as_array_mut()
+                .unwrap()
+                .push(sidecar);
+            reply(200, g)
+        }
+        _ => not_found(),
+    })
+    .await;
+    for args in [
+        &["container", "logs", "-g", "rg", "web"][..],
+        &["container", "exec", "-g", "rg", "web", "--", "sh"],
+        &["container", "attach", "-g", "rg", "web"],
+    ] {
+        let out = run(&mut server.berth(), args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "error: container group \"web\" has 2 containers (web, sidecar): pass --container\n"
+        );
+    }
+    assert!(server.requests().iter().all(|r| r.method == "GET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_prints_the_content() {
+    let server = Server::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", p) if p == format!("{CONTAINER_PATH}/logs") => {
+            reply(200, json!({"content": "one\ntwo"}))
+        }
+        _ => not_found(),
+    })
+    .await;
+    let out = run(
+        &mut server.berth(),
+        &[
+            "container",
+            "logs",
+            "-g",
+            "rg",
+            "-n",
+            "web",
+            "--container",
+            "web",
+            "--tail",
+            "2",
+            "--timestamps",
+            "--previous",
+            "--since",
+            "1h30m",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "one\ntwo\n");
+    let sent = server.requests().pop().unwrap();
+    assert_eq!(
+        sent.query,
+        "tail=2&timestamps=true&previous=true&since=1h30m&api-version=2023-05-01"
+    );
+    let out = run(
+        &mut server.berth(),
+        &["container", "logs", "-g", "rg", "nope", "--container", "x"],
+    )
+    .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_prints_lines_as_they_come() {
+    let (lines, stream) = mpsc::unbounded_channel::<String>();
+    let stream = Mutex::new(Some(stream));
+    let server = Server::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", GROUP_PATH) => reply(200, group("Succeeded")),
+        ("GET", p) if p == format!("{CONTAINER_PATH}/logs") => {
+            streamed(stream.lock().unwrap().take().expect("one follow"))
+        }
+        _ => not_found(),
+    })
+    .await;
+    lines.send("first line\n".to_owned()).unwrap();
+    let mut child = server
+        .berth()
+        .args(["container", "logs", "-g", "rg", "web", "-f", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The first line shows while the answer is still open: nothing waits for its end.
+    tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut line))
+        .await
+        .expect("the first line shows before the stream ends")
+        .unwrap();
+    assert_eq!(line, "first line\n");
+    lines.send("second ".to_owned()).unwrap();
+    lines.send("line\n".to_owned()).unwrap();
+    drop(lines);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "second line\n");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let sent = server.requests().pop().unwrap();
+    assert_eq!(sent.query, "tail=1&follow=true&api-version=2023-05-01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_prints_frames_until_the_server_closes() {
+    let server = Server::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", GROUP_PATH) => reply(200, group("Succeeded")),
+        ("POST", p) if p == format!("{CONTAINER_PATH}/attach") => {
+            assert!(r.body.is_empty(), "attach has no body");
+            session_answer(r, "attach", "a1")
+        }
+        ("GET", "/attach/a1") => {
+            // ACI's way: the bare password, no subprotocol.
+            if r.header("authorization") != Some(PASSWORD)
+                || r.header("sec-websocket-protocol").is_some()
+            {
+                return refused();
+            }
+            upgrade(None, |mut ws| async move {
+                for line in ["line 1\n", "line 2\n"] {
+                    ws.send(Message::Binary(line.as_bytes().to_vec().into()))
+                        .await
+                        .unwrap();
+                }
+                close(&mut ws, 1000, "container stopped").await;
+            })
+        }
+        ("GET", "/attach/gone") => upgrade(None, |mut ws| async move {
+            close(&mut ws, 1008, "invalid or expired password").await;
+        }),
+        _ => not_found(),
+    })
+    .await;
+    let out = run(
+        &mut server.berth(),
+        &["container", "attach", "-g", "rg", "web"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "line 1\nline 2\n");
+    assert_eq!(out.stderr, "");
+    let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            GROUP_PATH.to_owned(),
+            format!("{CONTAINER_PATH}/attach"),
+            "/attach/a1".to_owned()
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_tells_a_refused_session_and_ctrl_c_ends_it() {
+    // Whether the client closed the websocket with a close frame, once it is gone.
+    let (goodbyes, mut said_goodbye) = mpsc::unbounded_channel::<bool>();
+    let server = Server::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", p) if p.ends_with("/gone/attach") => session_answer(r, "attach", "gone"),
+        ("POST", p) if p.ends_with("/quiet/attach") => session_answer(r, "attach", "quiet"),
+        ("GET", "/attach/gone") => upgrade(None, |mut ws| async move {
+            close(&mut ws, 1008, "invalid or expired password").await;
+        }),
+        ("GET", "/attach/quiet") => {
+            let goodbyes = goodbyes.clone();
+            upgrade(None, move |mut ws| async move {
+                ws.send(Message::Binary(b"hello\n".to_vec().into()))
+                    .await
+                    .unwrap();
+                // Says nothing more until the client goes.
+                let mut closed = false;
+                while let Some(Ok(message)) = ws.next().await {
+                    closed |= matches!(message, Message::Close(_));
+                }
+                goodbyes.send(closed).unwrap();
+            })
+        }
+        _ => not_found(),
+    })
+    .await;
+    let attach = |container: &'static str| {
+        [
+            "container",
+            "attach",
+            "-g",
+            "rg",
+            "web",
+            "--container",
+            container,
+        ]
+    };
+    let out = run(&mut server.berth(), &attach("gone")).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "error: the server closed the session: invalid or expired password (websocket close code 1008)\n"
+    );
+
+    let mut child = server
+        .berth()
+        .args(attach("quiet"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(20), stdout.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "hello\n");
+    signal(&child, rustix::process::Signal::INT);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("Ctrl-C ends attach")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(stderr, "", "Ctrl-C is no error");
+    let closed = tokio::time::timeout(Duration::from_secs(20), said_goodbye.recv())
+        .await
+        .unwrap();
+    assert_eq!(closed, Some(true), "attach closes the websocket");
+}
+
+fn signal(child: &tokio::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// `exec -it` on a real pseudo-terminal: raw while the session lasts (keys such as Ctrl-C go to the
+/// command), the size sent at the start and on SIGWINCH, and the terminal as it was afterwards.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_on_a_terminal_is_raw_for_the_session_and_put_back() {
+    use std::io::{Read as _, Write as _};
+
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    use rustix::termios::{self, LocalModes, Winsize};
+
+    let (received, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+    let server = Server::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", GROUP_PATH) => reply(200, group("Succeeded")),
+        ("POST", p) if p == format!("{CONTAINER_PATH}/exec") => session_answer(r, "exec", "tty"),
+        ("GET", "/exec/tty") => {
+            let received = received.clone();
+            upgrade(Some("v5.channel.k8s.io"), move |mut ws| async move {
+                // Every frame goes to the test, until Ctrl-C arrives as a key.
+                while let Some(frame) = next_frame(&mut ws).await {
+                    let interrupt = frame == [0, 3];
+                    received.send(frame).unwrap();
+                    if interrupt {
+                        break;
+                    }
+                }
+                send_frame(&mut ws, 1, b"^C\r\nhello\r\n").await;
+                send_frame(&mut ws, 3, exit_status(3).to_string().as_bytes()).await;
+                close(&mut ws, 1000, "").await;
+            })
+        }
+        _ => not_found(),
+    })
+    .await;
+
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let terminal = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    let size = |rows, cols| Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    termios::tcsetwinsize(&terminal, size(30, 100)).unwrap();
+    let cooked = |fd: &std::os::fd::OwnedFd| {
+        let modes = termios::tcgetattr(fd).unwrap().local_modes;
+        (
+            modes.contains(LocalModes::ICANON),
+            modes.contains(LocalModes::ECHO),
+            modes.contains(LocalModes::ISIG),
+        )
+    };
+    assert_eq!(cooked(&terminal), (true, true, true), "a new terminal");
+
+    let mut child = server
+        .berth()
+        .args(["container", "exec", "-it", "-g", "rg", "web", "--", "sh"])
+        .stdin(Stdio::from(terminal.try_clone().unwrap()))
+        .stdout(Stdio::from(terminal.try_clone().unwrap()))
+        .stderr(Stdio::from(terminal.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    let next = async |frames: &mut mpsc::UnboundedReceiver<Vec<u8>>| {
+        tokio::time::timeout(Duration::from_secs(20), frames.recv())
+            .await
+            .expect("a frame from berth")
+            .expect("the session is open")
+    };
+
+    // The size at the start, then on every change of it.
+    assert_eq!(
+        next(&mut frames).await,
+        b"\x04{\"Width\":100,\"Height\":30}"
+    );
+    assert_eq!(
+        cooked(&terminal),
+        (false, false, false),
+        "raw during the session"
+    );
+    termios::tcsetwinsize(&terminal, size(40, 120)).unwrap();
+    signal(&child, rustix::process::Signal::WINCH);
+    assert_eq!(
+        next(&mut frames).await,
+        b"\x04{\"Width\":120,\"Height\":40}"
+    );
+    // Ctrl-C is a key for the command, not a signal for berth.
+    let mut keyboard = std::fs::File::from(master.try_clone().unwrap());
+    keyboard.write_all(b"\x03").unwrap();
+    assert_eq!(next(&mut frames).await, [0, 3]);
+
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("berth ends with the command")
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(cooked(&terminal), (true, true, true), "put back");
+    let request = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(
+        request.json(),
+        json!({"command": ["sh"], "tty": true, "stdin": true,
+               "terminalSize": {"rows": 30, "cols": 100}})
+    );
+
+    // What the terminal showed: the command's output, then berth's last word.
+    drop(terminal);
+    let screen = tokio::task::spawn_blocking(move || {
+        let mut screen = Vec::new();
+        let mut screen_reader = std::fs::File::from(master);
+        // Once every other end is closed, the rest is read and then the read fails (EIO).
+        let _ = screen_reader.read_to_end(&mut screen);
+        String::from_utf8_lossy(&screen).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        screen,
+        "^C\r\nhello\r\ncommand terminated with exit code 3\r\n"
     );
 }

@@ -1,4 +1,4 @@
-//! The agent's own gRPC service, `AgentService` (`Logs` now; `Exec` and `Attach` later), which the
+//! The agent's own gRPC service, `AgentService` (`Logs` and `Exec`; `Attach` later), which the
 //! apiserver dials to proxy a user's request.
 //!
 //! It listens on its own port (default 8445) with mutual TLS: the node presents its certificate (SAN
@@ -8,9 +8,21 @@
 //!
 //! `Logs` reads the files `berth-logger` writes (see [`crate::runtime::containerd::logs`]) where the
 //! runtime says a container's logs are, renders them as ACI's log `content` and streams that in
-//! chunks. With `follow` it keeps polling `current.log` and sends what is appended, across rotations
-//! (`current.log` renamed to `current.log.1`), new runs (renamed to `previous.log`) and truncation,
-//! until the caller goes away or the agent stops.
+//! chunks, only lines logged at or after `since_unix_ms` if given. With `follow` it keeps polling
+//! `current.log` and sends what is appended, across rotations (`current.log` renamed to
+//! `current.log.1`), new runs (renamed to `previous.log`) and truncation, until the caller goes away,
+//! the agent stops, or the container has stopped for good: its group is gone from the runtime, or the
+//! container is not running and the group is stopped, succeeded or failed. That is checked before
+//! every poll; once it holds, the stream ends at the first poll after that brings nothing new (so the
+//! last lines `berth-logger` writes after the exit are still sent).
+//!
+//! `Exec` reads the `start` message, has the runtime start the process ([`Runtime::exec`]), answers
+//! `started_pid`, then forwards both ways in one loop: stdin, resizes and the end of stdin to the
+//! process; its output, each read as it comes, to the caller; last its exit code. A caller whose
+//! inbound stream fails, or who stops reading the answer, has gone away: the process is dropped, which
+//! kills it. An inbound stream that ends cleanly means no more input: without a terminal the process's
+//! stdin is closed; on a terminal nothing happens (the caller sends ^D). Stdin the process does not
+//! read yet holds up reading the caller's messages, never forwarding the output.
 
 use std::fs::File;
 use std::future::Future;
@@ -23,18 +35,21 @@ use std::time::Duration;
 
 use berth_proto::names;
 use berth_proto::node::agent_service_server::{AgentService, AgentServiceServer};
-use berth_proto::node::{LogChunk, LogsRequest};
+use berth_proto::node::{
+    ContainerState, ExecInput, ExecOutput, GroupPhase, LogChunk, LogsRequest, exec_input,
+    exec_output,
+};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use x509_parser::extensions::GeneralName;
 
 use crate::connection::dial::ServerAddr;
-use crate::runtime::Runtime;
 use crate::runtime::containerd::logs::{self, Line};
+use crate::runtime::{ExecProcess, ProcessInput, ProcessOutput, Runtime};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -48,6 +63,8 @@ pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 const CHUNK: usize = 64 * 1024;
 /// Chunks queued towards a slow reader before reading the files waits.
 const QUEUED_CHUNKS: usize = 8;
+/// Exec messages queued towards a slow caller before reading the process's output waits.
+const QUEUED_OUTPUT: usize = 16;
 
 /// Why the agent service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +97,8 @@ pub struct AgentServer {
 }
 
 impl AgentServer {
-    /// A server for `runtime`; followed logs end when `shutdown` is cancelled.
+    /// A server for `runtime`; followed logs and exec sessions end when `shutdown` is cancelled (the
+    /// processes are killed).
     pub fn new(runtime: Arc<dyn Runtime>, shutdown: CancellationToken) -> Self {
         Self {
             runtime,
@@ -228,10 +246,12 @@ fn authorize<T>(request: &Request<T>) -> Result<(), Status> {
 }
 
 type LogStream = ReceiverStream<Result<LogChunk, Status>>;
+type ExecStream = ReceiverStream<Result<ExecOutput, Status>>;
 
 #[tonic::async_trait]
 impl AgentService for AgentServer {
     type LogsStream = LogStream;
+    type ExecStream = ExecStream;
 
     async fn logs(
         &self,
@@ -250,6 +270,7 @@ impl AgentService for AgentServer {
             })?;
         let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
         tokio::spawn(stream_logs(
+            Arc::clone(&self.runtime),
             dir,
             request,
             tx,
@@ -257,6 +278,127 @@ impl AgentService for AgentServer {
             self.shutdown.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        authorize(&request)?;
+        let mut inbound = request.into_inner();
+        let start = match inbound.message().await? {
+            Some(ExecInput {
+                input: Some(exec_input::Input::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of Exec must be `start`",
+                ));
+            }
+        };
+        if start.command.first().is_none_or(String::is_empty) {
+            return Err(Status::invalid_argument("the command is empty"));
+        }
+        let process = self.runtime.exec(&start).await?;
+        let (tx, rx) = mpsc::channel(QUEUED_OUTPUT);
+        let started = ExecOutput {
+            output: Some(exec_output::Output::StartedPid(process.pid)),
+        };
+        // The channel is new and empty: this cannot wait.
+        let _ = tx.try_send(Ok(started));
+        tokio::spawn(pump_exec(
+            process,
+            inbound,
+            tx,
+            start.tty,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+type ExecOutbox = mpsc::Sender<Result<ExecOutput, Status>>;
+
+/// Forwards between the caller and an exec process until it exits (its exit code is the last
+/// message) or the caller goes away (returning drops `process`, which kills it).
+async fn pump_exec(
+    mut process: ExecProcess,
+    mut inbound: Streaming<ExecInput>,
+    tx: ExecOutbox,
+    tty: bool,
+    shutdown: CancellationToken,
+) {
+    let message = |output| -> Result<ExecOutput, Status> {
+        Ok(ExecOutput {
+            output: Some(output),
+        })
+    };
+    // Input the process cannot take yet; the caller is not read meanwhile.
+    let mut pending: Option<ProcessInput> = None;
+    let mut inbound_open = true;
+    loop {
+        tokio::select! {
+            output = process.output.recv() => {
+                let output = match output {
+                    Some(ProcessOutput::Stdout(data)) => exec_output::Output::Stdout(data),
+                    Some(ProcessOutput::Stderr(data)) => exec_output::Output::Stderr(data),
+                    Some(ProcessOutput::Exited(code)) => {
+                        let _ = tx.send(message(exec_output::Output::ExitCode(code))).await;
+                        return;
+                    }
+                    None => {
+                        let status = Status::internal("the process's output ended without an exit code");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                if tx.send(message(output)).await.is_err() {
+                    return;
+                }
+            }
+            permit = process.input.reserve(), if pending.is_some() => {
+                // No permit: the process's task is finishing, and its output says how.
+                if let (Ok(permit), Some(input)) = (permit, pending.take()) {
+                    permit.send(input);
+                }
+            }
+            received = inbound.message(), if inbound_open && pending.is_none() => {
+                let input = match received {
+                    Ok(Some(ExecInput { input: Some(input) })) => match input {
+                        exec_input::Input::Stdin(data) => Some(ProcessInput::Stdin(data)),
+                        exec_input::Input::CloseStdin(_) => Some(ProcessInput::CloseStdin),
+                        exec_input::Input::Resize(size) => Some(ProcessInput::Resize {
+                            rows: size.rows,
+                            cols: size.cols,
+                        }),
+                        exec_input::Input::Start(_) => {
+                            let status = Status::invalid_argument("`start` may only come first");
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    },
+                    Ok(Some(ExecInput { input: None })) => None,
+                    Ok(None) => {
+                        inbound_open = false;
+                        (!tty).then_some(ProcessInput::CloseStdin)
+                    }
+                    // The caller went away.
+                    Err(_) => return,
+                };
+                if let Some(input) = input {
+                    match process.input.try_send(input) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(input)) => pending = Some(input),
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    }
+                }
+            }
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => {
+                let _ = tx.send(Err(Status::unavailable("the agent is shutting down"))).await;
+                return;
+            }
+        }
     }
 }
 
@@ -286,8 +428,28 @@ async fn off_runtime<T: Send + 'static>(
     }
 }
 
+/// Whether `container`'s log can grow no more: its group is gone from the runtime, or the container is
+/// not running and its group is stopped, succeeded or failed (so it will not start again by itself).
+fn has_stopped_for_good(runtime: &dyn Runtime, group_id: &str, container: &str) -> bool {
+    let Some(status) = runtime.status(group_id) else {
+        return true;
+    };
+    let over = matches!(
+        status.phase(),
+        GroupPhase::Stopped | GroupPhase::Succeeded | GroupPhase::Failed | GroupPhase::Removed
+    );
+    let running = status
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.current.as_ref())
+        .is_some_and(|run| run.state() == ContainerState::Running);
+    over && !running
+}
+
 /// Streams one `Logs` answer into `tx`.
 async fn stream_logs(
+    runtime: Arc<dyn Runtime>,
     dir: PathBuf,
     request: LogsRequest,
     tx: Outbox,
@@ -298,11 +460,12 @@ async fn stream_logs(
         .tail
         .map(|t| usize::try_from(t).unwrap_or(usize::MAX));
     let timestamps = request.timestamps;
+    let since = request.since_unix_ms;
     // A previous run no longer grows: following it is just reading it.
     if !request.follow || request.previous {
         let previous = request.previous;
         let read = off_runtime(move || {
-            logs::read(&dir, previous, tail).map(|lines| logs::render(&lines, timestamps))
+            logs::read(&dir, previous, since, tail).map(|lines| logs::render(&lines, timestamps))
         })
         .await;
         match read {
@@ -316,7 +479,7 @@ async fn stream_logs(
         return;
     }
 
-    let opened = off_runtime(move || Follower::open(&dir, tail, timestamps)).await;
+    let opened = off_runtime(move || Follower::open(&dir, since, tail, timestamps)).await;
     let mut follower = match opened {
         Ok((follower, text)) => {
             if !send_chunks(&tx, text.as_bytes()).await {
@@ -329,12 +492,16 @@ async fn stream_logs(
             return;
         }
     };
+    // Whether the container had stopped for good at the previous poll.
+    let mut ending = false;
     loop {
         tokio::select! {
             () = tx.closed() => return,
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(poll) => {}
         }
+        // Before reading: whatever was written before it stopped is read below.
+        let stopped = has_stopped_for_good(&*runtime, &request.group_id, &request.container);
         let polled = off_runtime(move || {
             let mut follower = follower;
             let appended = follower.poll()?;
@@ -347,6 +514,12 @@ async fn stream_logs(
                 if !send_chunks(&tx, &appended).await {
                     return;
                 }
+                // berth-logger may write the last lines just after the exit is known: end after
+                // a whole poll interval brought nothing more.
+                if ending && stopped && appended.is_empty() {
+                    return;
+                }
+                ending = stopped;
             }
             Err(status) => {
                 let _ = tx.send(Err(status)).await;
@@ -361,11 +534,13 @@ fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
-fn parse_lines(raw: &[u8]) -> Vec<Line> {
-    String::from_utf8_lossy(raw)
+fn parse_lines(raw: &[u8], since: Option<i64>) -> Vec<Line> {
+    let mut lines = String::from_utf8_lossy(raw)
         .lines()
         .map(logs::parse)
-        .collect()
+        .collect();
+    logs::keep_since(&mut lines, since);
+    lines
 }
 
 /// Follows a container's `current.log` from where the first answer ended.
@@ -379,11 +554,19 @@ struct Follower {
     /// A line read without its newline yet.
     partial: Vec<u8>,
     timestamps: bool,
+    /// Only lines logged at or after this (Unix ms).
+    since: Option<i64>,
 }
 
 impl Follower {
-    /// Opens `dir/current.log` and renders the current run so far (its last `tail` lines).
-    fn open(dir: &Path, tail: Option<usize>, timestamps: bool) -> std::io::Result<(Self, String)> {
+    /// Opens `dir/current.log` and renders the current run so far (its last `tail` lines of those
+    /// logged since `since`).
+    fn open(
+        dir: &Path,
+        since: Option<i64>,
+        tail: Option<usize>,
+        timestamps: bool,
+    ) -> std::io::Result<(Self, String)> {
         let mut follower = Self {
             path: dir.join("current.log"),
             file: None,
@@ -391,6 +574,7 @@ impl Follower {
             offset: 0,
             partial: Vec::new(),
             timestamps,
+            since,
         };
         // current.log first: should it be rotated from now on, `poll` sees that, and its rotated copy
         // is not read twice below.
@@ -410,9 +594,9 @@ impl Follower {
             }
             let mut raw = Vec::new();
             file.read_to_end(&mut raw)?;
-            lines.extend(parse_lines(&raw));
+            lines.extend(parse_lines(&raw, since));
         }
-        lines.extend(parse_lines(&follower.read_appended()?));
+        lines.extend(parse_lines(&follower.read_appended()?, since));
         if let Some(tail) = tail {
             let skip = lines.len().saturating_sub(tail);
             lines.drain(..skip);
@@ -477,6 +661,6 @@ impl Follower {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
-        Ok(logs::render(&parse_lines(&raw), self.timestamps).into_bytes())
+        Ok(logs::render(&parse_lines(&raw, self.since), self.timestamps).into_bytes())
     }
 }

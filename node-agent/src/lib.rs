@@ -11,7 +11,7 @@
 //!   verifier used before the node has a CA.
 //! - [`connection`]: dialling with our own rustls connector, `Join`, the `Sync` stream with reconnect.
 //! - [`supervisor`]: the reconcile loop from desired state to runtime actions and status reports.
-//! - [`agent_service`]: the node's own mTLS gRPC service for the apiserver (`Logs`).
+//! - [`agent_service`]: the node's own mTLS gRPC service for the apiserver (`Logs`, `Exec`).
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations ([`runtime::containerd`]: real
 //!   containers; [`runtime::hollow`]: simulated ones for scale work).
 //! - `testing`: real-process fixtures (containerd, registry, the busybox image) for tests and benches.

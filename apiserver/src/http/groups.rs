@@ -1,4 +1,4 @@
-//! Container-group routes: PUT, GET, LIST, PATCH, DELETE, restart, stop, start, and a container's logs.
+//! Container-group routes: PUT, GET, LIST, PATCH, DELETE, restart, stop, start.
 
 use std::collections::HashMap;
 
@@ -7,11 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_proto::arm;
-use berth_proto::node::LogsRequest;
 use sha2::{Digest as _, Sha256};
 
 use super::extract::{ArmJson, RawBody, api_version, parse};
-use crate::agents::AgentCallError;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{GroupSpec, cpu_cores, memory_gb};
@@ -25,7 +23,7 @@ type Q = Query<HashMap<String, String>>;
 
 /// Checks api-version and that the caller may see the subscription; a subscription the caller may
 /// not see answers exactly like one that does not exist.
-fn admit<'a>(
+pub(super) fn admit<'a>(
     principal: &Principal,
     sub: &str,
     query: &'a HashMap<String, String>,
@@ -37,7 +35,7 @@ fn admit<'a>(
     Ok(version)
 }
 
-async fn load(
+pub(super) async fn load(
     state: &AppState,
     principal: &Principal,
     (sub, rg, name): &(String, String, String),
@@ -52,7 +50,7 @@ async fn load(
 }
 
 /// The base of URLs we hand out: `--public-url`, or the Host the client used.
-fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &state.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
@@ -535,188 +533,4 @@ pub(super) async fn outbound_dependencies(
 ) -> Result<Response, ApiError> {
     load(&state, &principal, &path, &query).await?;
     Ok(Json(Vec::<String>::new()).into_response())
-}
-
-/// The group and container of a logs, exec or attach request: the caller and the container are
-/// checked like on every route.
-async fn load_container(
-    state: &AppState,
-    principal: &Principal,
-    path: &(String, String, String, String),
-    query: &HashMap<String, String>,
-) -> Result<GroupRecord, ApiError> {
-    let (sub, rg, name, container) = path;
-    let group = load(
-        state,
-        principal,
-        &(sub.clone(), rg.clone(), name.clone()),
-        query,
-    )
-    .await?;
-    let known = group.spec.containers.iter().any(|c| &c.name == container)
-        || group
-            .spec
-            .init_containers
-            .iter()
-            .any(|c| &c.name == container);
-    if !known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "ContainerNotFound",
-            format!("Container '{container}' is not part of container group '{name}'."),
-        ));
-    }
-    Ok(group)
-}
-
-/// The most log text one answer carries (ACI's limit for a running group); older lines are left out.
-const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
-
-/// `tail` and `timestamps` of a logs request, as ACI takes them.
-fn log_options(query: &HashMap<String, String>) -> Result<(Option<u32>, bool), ApiError> {
-    let tail = match query.get("tail") {
-        None => None,
-        Some(value) => Some(value.trim().parse::<u32>().map_err(|_| {
-            ApiError::bad_request(
-                "InvalidParameter",
-                "tail",
-                format!("The value '{value}' of parameter 'tail' is not a non-negative integer."),
-            )
-        })?),
-    };
-    let timestamps = match query
-        .get("timestamps")
-        .map(|v| v.trim().to_ascii_lowercase())
-    {
-        None => false,
-        Some(value) if value == "true" => true,
-        Some(value) if value == "false" => false,
-        Some(value) => {
-            return Err(ApiError::bad_request(
-                "InvalidParameter",
-                "timestamps",
-                format!("The value '{value}' of parameter 'timestamps' is not 'true' or 'false'."),
-            ));
-        }
-    };
-    Ok((tail, timestamps))
-}
-
-/// `GET …/containers/{c}/logs`: the container's current run, read from its node's agent over mutual
-/// TLS. A group that runs nowhere (stopped, not placed yet, or on a node that serves no logs) is a 409
-/// saying which; a node that cannot be reached is a 503, never a hang.
-pub(super) async fn logs(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(path): Path<(String, String, String, String)>,
-    Query(query): Q,
-) -> Result<Response, ApiError> {
-    let group = load_container(&state, &principal, &path, &query).await?;
-    let (tail, timestamps) = log_options(&query)?;
-    let (_, rg, name, container) = &path;
-    if group.desired == Desired::Stopped {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ContainerGroupStopped",
-            format!("Container Group '{name}' in resource group '{rg}' is stopped."),
-        ));
-    }
-    let Some(node_id) = &group.node_id else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ContainerGroupNotRunning",
-            format!(
-                "Container group '{name}' is not running on a node yet (provisioning state \
-                 '{}'); its logs can be read once it runs.",
-                group.provisioning_state
-            ),
-        ));
-    };
-    let Some(endpoint) = state.gateway.agent_endpoint(node_id) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "LogsNotAvailable",
-            format!(
-                "The node running container group '{name}' does not serve container logs (its \
-                 agent advertises no agent service, e.g. a hollow node)."
-            ),
-        ));
-    };
-    let request = LogsRequest {
-        group_id: group.id.clone(),
-        container: container.clone(),
-        tail,
-        timestamps,
-        follow: false,
-        previous: false,
-    };
-    match state
-        .agents
-        .logs(node_id, &endpoint, request, MAX_LOG_BYTES)
-        .await
-    {
-        Ok(content) => Ok(Json(arm::Logs {
-            content: String::from_utf8_lossy(&content).into_owned(),
-        })
-        .into_response()),
-        Err(AgentCallError::NotFound(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ContainerGroupNotRunning",
-            format!(
-                "Container '{container}' of container group '{name}' has not started on its node \
-                 yet; its logs can be read once it runs."
-            ),
-        )),
-        Err(error) => {
-            tracing::warn!(node = %node_id, group = %group.id, error = %error_chain(&error), "cannot read logs from the node");
-            Err(match error {
-                AgentCallError::Unreachable { .. } | AgentCallError::TimedOut { .. } => {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "NodeUnavailable",
-                        format!(
-                            "The node running container group '{name}' cannot be reached; retry \
-                             later."
-                        ),
-                    )
-                }
-                _ => ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "NodeError",
-                    format!(
-                        "The node running container group '{name}' failed to return the logs of \
-                         container '{container}'; retry later."
-                    ),
-                ),
-            })
-        }
-    }
-}
-
-/// `error` and its sources, joined with ": ", for the log.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
-/// Exec and attach check the caller and the container like every route, then say plainly that
-/// they are not in this build (they come with the exec issue) rather than pretending.
-pub(super) async fn exec(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(path): Path<(String, String, String, String)>,
-    Query(query): Q,
-) -> Result<Response, ApiError> {
-    load_container(&state, &principal, &path, &query).await?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
-        "Exec and attach are not available in this Berth build yet.",
-    ))
 }

@@ -4,6 +4,7 @@
 //! bodies, unknown routes and wrong methods included.
 
 mod admin;
+mod containers;
 mod extract;
 mod groups;
 mod provider;
@@ -36,9 +37,11 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{CG}/stop"), post(groups::stop))
         .route(&format!("{CG}/start"), post(groups::start))
         .route(&format!("{CG}/outboundNetworkDependenciesEndpoints"), get(groups::outbound_dependencies))
-        .route(&format!("{CG}/containers/{{container}}/logs"), get(groups::logs))
-        .route(&format!("{CG}/containers/{{container}}/exec"), post(groups::exec))
-        .route(&format!("{CG}/containers/{{container}}/attach"), post(groups::exec))
+        .route(&format!("{CG}/containers/{{container}}/logs"), get(containers::logs))
+        .route(&format!("{CG}/containers/{{container}}/exec"), post(containers::exec))
+        .route(&format!("{CG}/containers/{{container}}/attach"), post(containers::attach))
+        .route("/exec/{session}", get(containers::exec_socket))
+        .route("/attach/{session}", get(containers::attach_socket))
         .route(&format!("{PROVIDER}/locations/{{location}}/operations/{{operation}}"), get(provider::operation_status))
         .route(&format!("{PROVIDER}/locations/{{location}}/usages"), get(provider::usages))
         .route(&format!("{PROVIDER}/locations/{{location}}/capabilities"), get(provider::capabilities))

@@ -1,14 +1,20 @@
-//! `AgentService` over real mutual TLS with a throw-away cluster CA: who may call, and what `Logs`
-//! answers from log files written into a temp dir.
+//! `AgentService` over real mutual TLS with a throw-away cluster CA: who may call, what `Logs`
+//! answers from log files written into a temp dir, and how `Exec` treats its protocol. `exec` runs
+//! processes in real containers.
+
+mod exec;
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_proto::node::agent_service_client::AgentServiceClient;
-use berth_proto::node::{GroupAssignment, GroupStatus, JoinResponse, LogsRequest};
+use berth_proto::node::{
+    ContainerRun, ContainerState, ContainerStatus, ExecInput, ExecStart, GroupAssignment,
+    GroupStatus, JoinResponse, LogsRequest, TerminalSize, exec_input,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -20,9 +26,41 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use super::*;
 use crate::runtime::{BoxFuture, RuntimeError};
 
-/// A runtime that runs nothing and keeps the logs of some containers in given directories.
+/// A runtime that runs nothing and keeps the logs of some containers in given directories; its
+/// groups' statuses are whatever the test sets.
 struct LogsOnly {
     dirs: HashMap<(String, String), PathBuf>,
+    statuses: Mutex<HashMap<String, GroupStatus>>,
+}
+
+impl LogsOnly {
+    fn set_status(&self, status: GroupStatus) {
+        self.statuses
+            .lock()
+            .unwrap()
+            .insert(status.group_id.clone(), status);
+    }
+
+    fn forget(&self, group_id: &str) {
+        self.statuses.lock().unwrap().remove(group_id);
+    }
+}
+
+/// Group `g1` in `phase`, its container `web` in `state`.
+fn g1(phase: GroupPhase, state: ContainerState) -> GroupStatus {
+    GroupStatus {
+        group_id: "g1".into(),
+        phase: phase as i32,
+        containers: vec![ContainerStatus {
+            name: "web".into(),
+            current: Some(ContainerRun {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 impl Runtime for LogsOnly {
@@ -35,8 +73,8 @@ impl Runtime for LogsOnly {
     fn remove<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async { Ok(()) })
     }
-    fn status(&self, _: &str) -> Option<GroupStatus> {
-        None
+    fn status(&self, group_id: &str) -> Option<GroupStatus> {
+        self.statuses.lock().unwrap().get(group_id).cloned()
     }
     fn groups(&self) -> Vec<GroupStatus> {
         Vec::new()
@@ -120,6 +158,8 @@ struct Agent {
     pki: Pki,
     addr: SocketAddr,
     logs: tempfile::TempDir,
+    /// The runtime of [`Agent::start`] (unused by [`Agent::serving`]).
+    fake: Arc<LogsOnly>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -131,17 +171,29 @@ impl Drop for Agent {
 }
 
 impl Agent {
-    /// Node `n1` serving the logs of container `web` of group `g1` from a temp dir.
+    /// Node `n1` serving the logs of container `web` of group `g1` (running) from a temp dir.
     async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// Node `n1` serving `runtime`.
+    async fn serving(runtime: Arc<dyn Runtime>) -> Self {
+        Self::serve(Some(runtime)).await
+    }
+
+    async fn serve(runtime: Option<Arc<dyn Runtime>>) -> Self {
         let pki = Pki::new();
         let logs = tempfile::tempdir().unwrap();
-        let runtime = LogsOnly {
+        let fake = Arc::new(LogsOnly {
             dirs: HashMap::from([(("g1".into(), "web".into()), logs.path().to_path_buf())]),
-        };
+            statuses: Mutex::default(),
+        });
+        fake.set_status(g1(GroupPhase::Running, ContainerState::Running));
+        let runtime = runtime.unwrap_or_else(|| Arc::clone(&fake) as Arc<dyn Runtime>);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let serving = AgentServer::new(Arc::new(runtime), shutdown.clone())
+        let serving = AgentServer::new(runtime, shutdown.clone())
             .with_poll(Duration::from_millis(20))
             .serve(listener, pki.identity("n1").agent_tls())
             .unwrap();
@@ -150,6 +202,7 @@ impl Agent {
             pki,
             addr,
             logs,
+            fake,
             shutdown,
             server,
         }
@@ -190,6 +243,7 @@ fn request(tail: Option<u32>, timestamps: bool, follow: bool, previous: bool) ->
         timestamps,
         follow,
         previous,
+        since_unix_ms: None,
     }
 }
 
@@ -439,6 +493,177 @@ async fn an_open_follow_does_not_hold_up_shutdown() {
     assert!(ended.is_ok(), "the follow never ended");
     let server = tokio::time::timeout(Duration::from_secs(10), &mut agent.server).await;
     assert!(server.is_ok(), "the server never stopped");
+}
+
+/// Reads a followed stream until it ends (`None` if it did not within 10 s).
+async fn until_end(stream: &mut tonic::Streaming<LogChunk>, received: &mut String) -> Option<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Err(_) => return None,
+            Ok(Ok(Some(chunk))) => received.push_str(std::str::from_utf8(&chunk.data).unwrap()),
+            Ok(Ok(None)) => return Some(()),
+            Ok(Err(status)) => panic!("the followed stream failed: {status}"),
+        }
+    }
+}
+
+/// Unix ms of an RFC 3339 time.
+fn unix_ms(rfc3339: &str) -> i64 {
+    let time = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+#[tokio::test]
+async fn since_keeps_the_lines_logged_at_or_after_it_in_reads_and_follows() {
+    let agent = Agent::start().await;
+    let dir = agent.dir();
+    write_run(dir);
+    let mut client = agent.apiserver().await;
+    let since = |ms, tail, follow| LogsRequest {
+        since_unix_ms: Some(ms),
+        ..request(tail, true, follow, false)
+    };
+
+    let read = read_all(&mut client, since(unix_ms(T2), None, false)).await;
+    assert_eq!(read.unwrap(), format!("{T2} two\n{T3} three\n"));
+    // `tail` counts among the lines since.
+    let read = read_all(&mut client, since(unix_ms(T2), Some(1), false)).await;
+    assert_eq!(read.unwrap(), format!("{T3} three\n"));
+    let read = read_all(&mut client, since(unix_ms(T3) + 1, None, false)).await;
+    assert_eq!(read.unwrap(), "");
+
+    let mut stream = client
+        .logs(since(unix_ms(T3), None, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = String::new();
+    expect(&mut stream, &mut got, &format!("{T3} three\n")).await;
+    // Appended lines are filtered too (a clock can go back, a file can hold older lines).
+    append(
+        dir,
+        "current.log",
+        &format!("{T1} stdout old\n{T3} stdout new\n"),
+    );
+    expect(&mut stream, &mut got, &format!("{T3} new\n")).await;
+    assert_eq!(got, format!("{T3} three\n{T3} new\n"));
+}
+
+#[tokio::test]
+async fn a_followed_log_ends_once_the_container_has_stopped_for_good() {
+    let agent = Agent::start().await;
+    let dir = agent.dir();
+    write_run(dir);
+    let mut client = agent.apiserver().await;
+    let follow = || request(None, false, true, false);
+
+    // Terminated, but the group runs on (it restarts under Always): the log may grow again.
+    let mut stream = client.logs(follow()).await.unwrap().into_inner();
+    let mut got = String::new();
+    expect(&mut stream, &mut got, "three\n").await;
+    agent
+        .fake
+        .set_status(g1(GroupPhase::Running, ContainerState::Terminated));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append(dir, "current.log", &format!("{T1} stdout four\n"));
+    expect(&mut stream, &mut got, "four\n").await;
+
+    // Succeeded: what is written just after the exit still comes, then the stream ends.
+    agent
+        .fake
+        .set_status(g1(GroupPhase::Succeeded, ContainerState::Terminated));
+    append(dir, "current.log", &format!("{T1} stdout last\n"));
+    assert!(until_end(&mut stream, &mut got).await.is_some(), "{got:?}");
+    assert_eq!(got, "one\ntwo\nthree\nfour\nlast\n");
+
+    // A follow begun after the end reads what there is and ends.
+    let all = read_all(&mut client, follow()).await.unwrap();
+    assert_eq!(all, "one\ntwo\nthree\nfour\nlast\n");
+
+    // Stopped, with the container still waiting to restart: nothing will run again.
+    agent
+        .fake
+        .set_status(g1(GroupPhase::Stopped, ContainerState::Waiting));
+    let all = read_all(&mut client, follow()).await.unwrap();
+    assert_eq!(all, "one\ntwo\nthree\nfour\nlast\n");
+
+    // The group is removed from the node while the log is followed.
+    agent
+        .fake
+        .set_status(g1(GroupPhase::Running, ContainerState::Running));
+    let mut stream = client.logs(follow()).await.unwrap().into_inner();
+    let mut got = String::new();
+    expect(&mut stream, &mut got, "last\n").await;
+    agent.fake.forget("g1");
+    assert!(until_end(&mut stream, &mut got).await.is_some(), "{got:?}");
+}
+
+fn start_message(group_id: &str, container: &str, command: &[&str]) -> ExecInput {
+    ExecInput {
+        input: Some(exec_input::Input::Start(ExecStart {
+            group_id: group_id.into(),
+            container: container.into(),
+            command: command.iter().map(|s| (*s).to_owned()).collect(),
+            tty: false,
+            stdin: false,
+            size: None,
+        })),
+    }
+}
+
+/// The status an `Exec` call whose inbound messages are `messages` fails with.
+async fn exec_refusal(
+    client: &mut AgentServiceClient<Channel>,
+    messages: Vec<ExecInput>,
+) -> Status {
+    let call = client.exec(tokio_stream::iter(messages)).await;
+    match call {
+        Err(status) => status,
+        Ok(response) => {
+            let mut output = response.into_inner();
+            match output.message().await {
+                Err(status) => status,
+                other => panic!("Exec was not refused: {other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn exec_starts_with_start_and_only_the_apiserver_may_call_it() {
+    let agent = Agent::start().await;
+    let mut client = agent.apiserver().await;
+    let resize = ExecInput {
+        input: Some(exec_input::Input::Resize(TerminalSize { rows: 1, cols: 1 })),
+    };
+    let status = exec_refusal(&mut client, vec![resize]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    let status = exec_refusal(&mut client, vec![]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    let status = exec_refusal(&mut client, vec![start_message("g1", "web", &[])]).await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    // A runtime that runs no processes.
+    let status = exec_refusal(&mut client, vec![start_message("g1", "web", &["ls"])]).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
+
+    let mut node = agent.client(Some(agent.pki.node("n2"))).await.unwrap();
+    let status = exec_refusal(&mut node, vec![start_message("g1", "web", &["ls"])]).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+}
+
+#[tokio::test]
+async fn the_hollow_runtime_cannot_exec() {
+    let hollow = crate::runtime::hollow::HollowRuntime::new(
+        crate::HollowConfig::default(),
+        "n1",
+        crate::runtime::Changes::default(),
+    );
+    let agent = Agent::serving(Arc::new(hollow)).await;
+    let mut client = agent.apiserver().await;
+    let status = exec_refusal(&mut client, vec![start_message("g1", "web", &["ls"])]).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status}");
 }
 
 #[test]

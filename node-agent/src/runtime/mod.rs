@@ -4,6 +4,9 @@
 //! start delays, crash back-off) continues in the background and is announced through the [`Changes`]
 //! handle the runtime was built with, after which the supervisor reads [`Runtime::status`] again.
 //! Every operation is idempotent: calling it again for the same assignment changes nothing.
+//!
+//! [`Runtime::exec`] is the exception to "return quickly": it starts a process in a running container
+//! and hands back an [`ExecProcess`], whose channels carry its input and output until it exits.
 
 pub mod containerd;
 pub mod hollow;
@@ -15,8 +18,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use berth_proto::node::{Event, GroupAssignment, GroupStatus};
-use tokio::sync::Notify;
+use berth_proto::node::{Event, ExecStart, GroupAssignment, GroupStatus};
+use tokio::sync::{Notify, mpsc};
 
 /// A boxed, sendable future: what [`Runtime`] methods return, so the trait works as `dyn Runtime`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,6 +67,114 @@ pub trait Runtime: Send + Sync + 'static {
     fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {
         let _ = (group_id, container);
         None
+    }
+
+    /// Starts `start.command` in the running container `start.container` of `start.group_id` (its
+    /// namespaces, cgroup, user, environment and working directory) and returns once the process
+    /// runs. Runtimes without processes (hollow) answer [`ExecError::Unsupported`].
+    fn exec<'a>(&'a self, start: &'a ExecStart) -> BoxFuture<'a, Result<ExecProcess, ExecError>> {
+        let _ = start;
+        Box::pin(std::future::ready(Err(ExecError::Unsupported)))
+    }
+}
+
+/// A process [`Runtime::exec`] started: its pid, a way in and a way out.
+///
+/// Dropping it before [`ProcessOutput::Exited`] has arrived means the caller went away: the runtime
+/// kills the process and cleans up after it.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The process's pid in the node's pid namespace.
+    pub pid: u32,
+    /// Stdin, the end of stdin and terminal resizes, applied in order. Bounded: a process that does
+    /// not read its stdin makes sending wait.
+    pub input: mpsc::Sender<ProcessInput>,
+    /// Output in the order it was read and, last, [`ProcessOutput::Exited`]; then the channel closes.
+    pub output: mpsc::Receiver<ProcessOutput>,
+}
+
+/// What a caller sends to an exec process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessInput {
+    /// Bytes for its stdin (dropped if stdin was not asked for or is closed).
+    Stdin(Vec<u8>),
+    /// No more stdin: the process reads end of file (on a terminal, the terminal hangs up).
+    CloseStdin,
+    /// The terminal's new size (ignored without a terminal).
+    Resize { rows: u32, cols: u32 },
+}
+
+/// What an exec process answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessOutput {
+    /// Bytes it wrote to stdout (with a terminal: everything it wrote).
+    Stdout(Vec<u8>),
+    /// Bytes it wrote to stderr (never with a terminal).
+    Stderr(Vec<u8>),
+    /// It exited with this code (128 + signal if a signal killed it); the last message.
+    Exited(i32),
+}
+
+/// Why a process could not be started in a container.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The runtime runs no real processes (hollow).
+    #[error("this node's runtime cannot run processes in containers")]
+    Unsupported,
+    /// The node runs no such group, or the group no such container.
+    #[error("this node runs no container '{container}' in group '{group_id}'")]
+    NotFound { group_id: String, container: String },
+    /// The container exists but its process is not running (waiting, terminated, stopped).
+    #[error("container '{container}' is not running")]
+    NotRunning { container: String },
+    /// The command cannot be started, e.g. no such executable; the runtime's own words.
+    #[error("{message}")]
+    CannotStart { message: String },
+    /// The container's stored spec has no process to start from.
+    #[error("the spec of container '{container}' has no process")]
+    NoProcessSpec { container: String },
+    /// The process's FIFOs cannot be made or opened.
+    #[error("cannot set up the process's input and output at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Starting the process was interrupted (its task panicked or the agent is stopping).
+    #[error("starting the process was interrupted")]
+    Interrupted,
+    /// containerd refused or failed a call.
+    #[error("containerd could not {action}")]
+    Containerd {
+        action: &'static str,
+        #[source]
+        status: tonic::Status,
+    },
+}
+
+impl From<ExecError> for tonic::Status {
+    fn from(error: ExecError) -> Self {
+        use tonic::Code;
+        let code = match &error {
+            ExecError::Unsupported => Code::Unimplemented,
+            ExecError::NotFound { .. } => Code::NotFound,
+            ExecError::NotRunning { .. } => Code::FailedPrecondition,
+            ExecError::CannotStart { .. } => Code::InvalidArgument,
+            ExecError::Containerd { status, .. } if status.code() == Code::Unavailable => {
+                Code::Unavailable
+            }
+            ExecError::NoProcessSpec { .. }
+            | ExecError::Interrupted
+            | ExecError::Io { .. }
+            | ExecError::Containerd { .. } => Code::Internal,
+        };
+        let message = match &error {
+            // tonic's `Status` displays its code and metadata too: only its message is wanted.
+            ExecError::Containerd { status, .. } => format!("{error}: {}", status.message()),
+            ExecError::Io { source, .. } => format!("{error}: {source}"),
+            _ => error.to_string(),
+        };
+        tonic::Status::new(code, message)
     }
 }
 

@@ -101,14 +101,28 @@ pub struct TagsPatch {
     pub tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// `POST …/exec` body.
+/// `POST …/exec` body: ACI's `command` and `terminalSize`, plus Berth's `tty` and `stdin`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerExecRequest {
     #[serde(default)]
-    pub command: Option<String>,
+    pub command: Option<ExecCommand>,
     #[serde(default)]
     pub terminal_size: Option<TerminalSize>,
+    /// Run on a pseudo-terminal (Berth; default true, ACI's only mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// Wire stdin up (Berth; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<bool>,
+}
+
+/// An exec command: ACI's string (split on whitespace), or Berth's exact argv.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExecCommand {
+    Line(String),
+    Argv(Vec<String>),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,9 @@
 //!   sending the PUT to the first GET that shows the group and its container Running; then deletes
 //!   them (unless `--keep`).
 //! - `--mode delete`: deletes the groups `--mode start --keep` left (`<prefix>0..<groups>`).
+//! - `--mode exec` (`scripts/bench exec`): in group `<prefix>0`'s container `app` (made by `--mode
+//!   start --keep`), times exec session setup (POST …/exec, websocket, the process's first output)
+//!   and keystroke round trips through a TTY (a byte in, its echo out) over Berth's channel protocol.
 //! - `--mode pull` (hidden): times one cold pull through the node agent's own image code
 //!   (`ImageService::ensure`) into a containerd namespace, and prints `<ms> <blobs fetched>`.
 
@@ -27,6 +30,8 @@ enum Mode {
     Start,
     /// Deletes the groups a `start --keep` run left.
     Delete,
+    /// Exec session setup and keystroke round trips, in group `<prefix>0`.
+    Exec,
     /// One cold image pull through the agent's `ImageService` (needs `--containerd`).
     #[value(hide = true)]
     Pull,
@@ -77,6 +82,11 @@ struct Args {
     /// Seconds one group may take to be Running (start).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// Exec sessions to open, and keystrokes to send (exec).
+    #[arg(long, default_value_t = 30)]
+    sessions: usize,
+    #[arg(long, default_value_t = 1000)]
+    keystrokes: usize,
     /// containerd's socket (pull).
     #[arg(long, hide = true)]
     containerd: Option<PathBuf>,
@@ -258,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Start => start(&args).await,
         Mode::Delete => delete(&Api::new(&args)?, &args).await,
         Mode::Pull => pull(&args).await,
+        Mode::Exec => exec(&args).await,
     }
 }
 
@@ -517,5 +528,154 @@ async fn pull(args: &Args) -> anyhow::Result<()> {
         );
     }
     println!("{:.3} {}", ms(elapsed), images.blobs_fetched());
+    Ok(())
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens an exec session in `<prefix>0`/`app` running `command`: POST, then the websocket with
+/// Berth's channel protocol.
+async fn open_exec(
+    api: &Api,
+    args: &Args,
+    tls: &tokio_tungstenite::Connector,
+    command: &[&str],
+    tty: bool,
+) -> anyhow::Result<Socket> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let url = api
+        .group_url(&args.resource_group, &format!("{}0", args.prefix))
+        .replace("?api-version", "/containers/app/exec?api-version");
+    let response = api
+        .client
+        .post(&url)
+        .bearer_auth(&api.token)
+        .json(&json!({"command": command, "tty": tty, "terminalSize": {"rows": 24, "cols": 80}}))
+        .send()
+        .await?;
+    let status = response.status();
+    let answer: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("POST exec answered {status}: {answer}");
+    }
+    let uri = answer["webSocketUri"].as_str().context("no webSocketUri")?;
+    let password = answer["password"].as_str().context("no password")?;
+    let mut request = uri.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse()?);
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {password}").parse()?);
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(tls.clone()))
+            .await?;
+    Ok(socket)
+}
+
+/// The next stdout bytes of a channel session (`None` once it ends).
+async fn next_stdout(socket: &mut Socket) -> anyhow::Result<Option<Vec<u8>>> {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(bytes))) => match bytes.first() {
+                Some(1) => return Ok(Some(bytes[1..].to_vec())),
+                Some(3) => {
+                    let status: Value = serde_json::from_slice(&bytes[1..])?;
+                    if status["status"] != "Success" {
+                        bail!("the exec failed: {status}");
+                    }
+                }
+                _ => {}
+            },
+            Some(Ok(Message::Close(_))) | None => return Ok(None),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+        }
+    }
+}
+
+fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    format!(
+        "p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  min {:.2} ms (N={})",
+        ms(percentile(samples, 0.5)),
+        ms(percentile(samples, 0.99)),
+        ms(percentile(samples, 1.0)),
+        ms(percentile(samples, 0.0)),
+        samples.len()
+    )
+}
+
+async fn exec(args: &Args) -> anyhow::Result<()> {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let api = Api::new(args)?;
+    let ca = std::fs::read(args.ca_file.as_ref().context("--ca-file is needed")?)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&ca) {
+        let cert: rustls_pki_types::CertificateDer<'static> = cert?;
+        roots.add(cert)?;
+    }
+    let tls = tokio_tungstenite::Connector::Rustls(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ));
+
+    // Setup: from POST …/exec to the first byte the process prints.
+    let mut setups = Vec::with_capacity(args.sessions);
+    for _ in 0..args.sessions {
+        let started = Instant::now();
+        let mut socket = open_exec(&api, args, &tls, &["echo", "ready"], false).await?;
+        let first = next_stdout(&mut socket).await?.context("no output")?;
+        setups.push(started.elapsed());
+        if first.is_empty() {
+            bail!("empty first output");
+        }
+        while next_stdout(&mut socket).await?.is_some() {}
+    }
+    println!(
+        "setup: POST exec → websocket → first output, one session at a time: {}",
+        summary(&mut setups)
+    );
+
+    // Keystrokes: a TTY running cat; each byte comes back as the terminal's echo.
+    let mut socket = open_exec(&api, args, &tls, &["cat"], true).await?;
+    let mut round_trips = Vec::with_capacity(args.keystrokes);
+    let warmup = 20;
+    for i in 0..args.keystrokes + warmup {
+        let key = b'a' + (i % 26) as u8;
+        let sent = Instant::now();
+        socket.send(Message::Binary(vec![0, key].into())).await?;
+        let mut echoed = false;
+        while !echoed {
+            let out = next_stdout(&mut socket).await?.context("cat ended")?;
+            echoed = out.contains(&key);
+        }
+        if i >= warmup {
+            round_trips.push(sent.elapsed());
+        }
+        // Keep cat's line short: a newline now and then (its echo and cat's output are read above).
+        if i % 64 == 63 {
+            socket.send(Message::Binary(vec![0, b'\r'].into())).await?;
+            let mut lines = 0;
+            while lines < 2 {
+                let out = next_stdout(&mut socket).await?.context("cat ended")?;
+                lines += out.iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+    }
+    socket.send(Message::Binary(vec![0, 4].into())).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = next_stdout(&mut socket).await {}
+    })
+    .await;
+    println!(
+        "keystroke: byte in → its echo out through the TTY, one at a time: {}",
+        summary(&mut round_trips)
+    );
     Ok(())
 }

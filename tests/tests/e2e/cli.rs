@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::harness::{Cluster, SUB};
 
-fn berth_binary() -> PathBuf {
+pub fn berth_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
@@ -22,13 +22,13 @@ fn berth_binary() -> PathBuf {
     bin
 }
 
-struct Cli {
-    config: PathBuf,
+pub struct Cli {
+    pub config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Cli {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("dir");
         Self {
             config: dir.path().join("config.toml"),
@@ -36,7 +36,7 @@ impl Cli {
         }
     }
 
-    async fn run(&self, args: &[&str]) -> Output {
+    pub async fn run(&self, args: &[&str]) -> Output {
         tokio::process::Command::new(berth_binary())
             .args(args)
             .env("BERTH_CONFIG", &self.config)
@@ -50,7 +50,7 @@ impl Cli {
             .expect("berth runs")
     }
 
-    async fn ok(&self, args: &[&str]) -> String {
+    pub async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
         assert!(
             out.status.success(),

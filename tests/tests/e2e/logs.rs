@@ -168,3 +168,80 @@ async fn the_apiserver_reaches_the_agent_over_mutual_tls_and_says_when_it_cannot
     assert_eq!(code(&body), "NodeUnavailable", "{body}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn exec_and_attach_validate_and_say_why_a_hollow_node_cannot() {
+    let cluster = Cluster::start().await;
+    let _node = cluster.add_node("node-a", 4.0, 8.0).await;
+    let api = cluster.tenant(&[SUB]).await;
+    let (status, _, _) = api.put_group(SUB, "rg1", "web", &group_body()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.wait_group(SUB, "rg1", "web", 20, running).await;
+    let path = |verb: &str| logs_path("web", "web", "").replace("/logs?", &format!("/{verb}?"));
+
+    for (body, target) in [
+        (json!({}), "command"),
+        (json!({"command": ""}), "command"),
+        (json!({"command": []}), "command"),
+        (json!({"command": 7}), "command"),
+        (
+            json!({"command": "sh", "terminalSize": {"rows": 0, "cols": 80}}),
+            "terminalSize.rows",
+        ),
+        (
+            json!({"command": "sh", "terminalSize": {"rows": 24, "cols": 100000}}),
+            "terminalSize.cols",
+        ),
+        (json!({"command": "sh", "tty": "yes"}), "tty"),
+        (json!({"command": "sh", "extra": 1}), "body"),
+    ] {
+        let (status, answer) = api
+            .call(Method::POST, &path("exec"), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(
+            answer["error"]["target"]
+                .as_str()
+                .is_some_and(|t| t == target || (target == "body" && !t.is_empty())),
+            "{body}: {answer}"
+        );
+    }
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            &path("exec"),
+            Some(json!({"command": "/bin/sh"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(code(&answer), "ExecNotAvailable", "{answer}");
+    let (status, answer) = api.call(Method::POST, &path("attach"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(code(&answer), "ExecNotAvailable", "{answer}");
+    let (status, answer) = api
+        .call(Method::POST, &path("attach"), Some(json!([1])))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            &path("exec").replace("/web/exec", "/nope/exec"),
+            Some(json!({"command": "sh"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(code(&answer), "ContainerNotFound", "{answer}");
+    for (query, target) in [
+        ("follow=true&previous=true&", "follow"),
+        ("since=1d&", "since"),
+        ("follow=yes&", "follow"),
+    ] {
+        let (status, body) = logs(&api, "web", "web", query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["target"], target, "{body}");
+    }
+    // A websocket URL without a session, and a plain GET of one.
+    let (status, answer) = api.call(Method::GET, "/exec/no-such-session", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(code(&answer), "WebSocketRequired", "{answer}");
+}

@@ -11,8 +11,9 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    CloseIoRequest, Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest,
+    KillRequest, ListContainersRequest, ResizePtyRequest, StartRequest, WaitRequest,
 };
 use containerd_client::types::Mount;
 use containerd_client::types::v1::Status as TaskStatus;
@@ -21,6 +22,8 @@ use tonic::{Code, Request, Status};
 
 /// containerd's media type for an OCI runtime spec stored on a container.
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// containerd's media type for the OCI process spec of an exec process.
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 /// The shim every Berth container runs under.
 const RUNC_V2: &str = "io.containerd.runc.v2";
 
@@ -31,6 +34,15 @@ pub struct TaskInfo {
     pub running: bool,
     pub exit_status: u32,
     pub exited_at_ms: i64,
+}
+
+/// Where an exec process's stdio goes: FIFO paths, empty for none.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecStdio<'a> {
+    pub stdin: &'a str,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub terminal: bool,
 }
 
 /// A containerd connection scoped to one namespace and snapshotter.
@@ -241,11 +253,16 @@ impl Containerd {
 
     /// Waits for the task's exit: `(exit status, exited at ms)`.
     pub async fn wait(&self, id: &str) -> Result<(u32, i64), Status> {
+        self.wait_process(id, "").await
+    }
+
+    /// Waits for the exit of process `exec_id` of the task (`""`: its init process).
+    pub async fn wait_process(&self, id: &str, exec_id: &str) -> Result<(u32, i64), Status> {
         let response = self
             .tasks()
             .wait(self.request(WaitRequest {
                 container_id: id.to_string(),
-                exec_id: String::new(),
+                exec_id: exec_id.to_string(),
             }))
             .await?
             .into_inner();
@@ -253,6 +270,122 @@ impl Containerd {
             response.exit_status,
             timestamp_ms(response.exited_at.as_ref()),
         ))
+    }
+
+    /// The OCI runtime spec container `id` was created with.
+    pub async fn container_spec(&self, id: &str) -> Result<serde_json::Value, Status> {
+        let container = self
+            .containers()
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await?
+            .into_inner()
+            .container
+            .ok_or_else(|| Status::not_found(format!("container {id} has no record")))?;
+        let spec = container
+            .spec
+            .ok_or_else(|| Status::failed_precondition(format!("container {id} has no spec")))?;
+        serde_json::from_slice(&spec.value)
+            .map_err(|e| Status::internal(format!("the spec of container {id}: {e}")))
+    }
+
+    /// Adds process `exec_id`, described by the OCI `process` spec, to the running task of
+    /// container `id` (it does not run until [`Containerd::start_process`]).
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        stdio: ExecStdio<'_>,
+    ) -> Result<(), Status> {
+        let spec = serde_json::to_vec(process).map_err(|e| Status::internal(e.to_string()))?;
+        self.tasks()
+            .exec(self.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: stdio.stdin.to_string(),
+                stdout: stdio.stdout.to_string(),
+                stderr: stdio.stderr.to_string(),
+                terminal: stdio.terminal,
+                spec: Some(prost_types::Any {
+                    type_url: PROCESS_TYPE_URL.to_string(),
+                    value: spec,
+                }),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Starts process `exec_id` of the task of container `id`; returns its pid.
+    pub async fn start_process(&self, id: &str, exec_id: &str) -> Result<u32, Status> {
+        let started = self
+            .tasks()
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await?;
+        Ok(started.into_inner().pid)
+    }
+
+    /// Sends `signal` to process `exec_id` only (a process that is gone or exited is fine).
+    pub async fn kill_process(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), Status> {
+        let killed = self
+            .tasks()
+            .kill(self.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all: false,
+            }))
+            .await;
+        killed
+            .map(|_| ())
+            .or_else(ok_if(Code::NotFound))
+            .or_else(ok_if(Code::FailedPrecondition))
+    }
+
+    /// Closes the stdin of process `exec_id`: it reads end of file.
+    pub async fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), Status> {
+        self.tasks()
+            .close_io(self.request(CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Resizes the terminal of process `exec_id`.
+    pub async fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        rows: u32,
+        cols: u32,
+    ) -> Result<(), Status> {
+        self.tasks()
+            .resize_pty(self.request(ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width: cols,
+                height: rows,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the record of exited process `exec_id` (a missing one is fine). The runc shim first
+    /// waits (up to 2 s) for the process's output to be copied, then closes its ends of the FIFOs.
+    pub async fn delete_process(&self, id: &str, exec_id: &str) -> Result<(), Status> {
+        let deleted = self
+            .tasks()
+            .delete_process(self.request(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await;
+        deleted.map(|_| ()).or_else(ok_if(Code::NotFound))
     }
 
     /// Deletes a stopped task (a missing one is fine).

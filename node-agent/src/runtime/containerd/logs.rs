@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
 /// The log directory of one container of one group.
 pub fn container_dir(root: &Path, group_id: &str, container: &str) -> PathBuf {
     root.join(group_id).join(container)
@@ -58,6 +61,23 @@ pub struct Line {
     pub text: String,
 }
 
+impl Line {
+    /// Whether the line was logged at or after `since_unix_ms`. A line whose timestamp is not
+    /// RFC 3339 is not.
+    pub fn logged_since(&self, since_unix_ms: i64) -> bool {
+        OffsetDateTime::parse(&self.timestamp, &Rfc3339).is_ok_and(|logged| {
+            logged.unix_timestamp_nanos() >= i128::from(since_unix_ms) * 1_000_000
+        })
+    }
+}
+
+/// Keeps the lines logged at or after `since_unix_ms` (all of them if `None`).
+pub fn keep_since(lines: &mut Vec<Line>, since_unix_ms: Option<i64>) {
+    if let Some(since) = since_unix_ms {
+        lines.retain(|line| line.logged_since(since));
+    }
+}
+
 pub(crate) fn parse(raw: &str) -> Line {
     let mut parts = raw.splitn(3, ' ');
     let timestamp = parts.next().unwrap_or_default().to_string();
@@ -70,8 +90,14 @@ pub(crate) fn parse(raw: &str) -> Line {
     }
 }
 
-/// The lines of a container's current (or previous) run, the last `tail` of them if given.
-pub fn read(dir: &Path, previous: bool, tail: Option<usize>) -> std::io::Result<Vec<Line>> {
+/// The lines of a container's current (or previous) run logged at or after `since_unix_ms` if given,
+/// the last `tail` of those if given.
+pub fn read(
+    dir: &Path,
+    previous: bool,
+    since_unix_ms: Option<i64>,
+    tail: Option<usize>,
+) -> std::io::Result<Vec<Line>> {
     let stem = if previous { "previous" } else { "current" };
     let mut lines = Vec::new();
     for file in run_files(dir, stem) {
@@ -83,6 +109,7 @@ pub fn read(dir: &Path, previous: bool, tail: Option<usize>) -> std::io::Result<
         let text = String::from_utf8_lossy(&bytes);
         lines.extend(text.lines().map(parse));
     }
+    keep_since(&mut lines, since_unix_ms);
     if let Some(tail) = tail {
         let skip = lines.len().saturating_sub(tail);
         lines.drain(..skip);
@@ -115,11 +142,41 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("current.log.1"), "t1 stdout one\nt2 stderr two\n").unwrap();
         std::fs::write(d.join("current.log"), "t3 stdout three\n").unwrap();
-        let lines = read(d, false, Some(2)).unwrap();
+        let lines = read(d, false, None, Some(2)).unwrap();
         assert_eq!(render(&lines, false), "two\nthree\n");
         assert_eq!(render(&lines, true), "t2 two\nt3 three\n");
         begin_run(d).unwrap();
-        assert!(read(d, false, None).unwrap().is_empty());
-        assert_eq!(read(d, true, None).unwrap().len(), 3);
+        assert!(read(d, false, None, None).unwrap().is_empty());
+        assert_eq!(read(d, true, None, None).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn since_keeps_lines_logged_at_or_after_it_then_tail_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("current.log"),
+            "2025-01-01T00:00:00.999999Z stdout early\n\
+             2025-01-01T00:00:01Z stdout exact\n\
+             2025-01-01T01:00:01.5+01:00 stdout same-instant-elsewhere\n\
+             garbage stdout undated\n\
+             2025-01-01T00:00:02.000001Z stderr later\n",
+        )
+        .unwrap();
+        // 2025-01-01T00:00:01Z
+        let since = 1_735_689_601_000;
+        let lines = read(d, false, Some(since), None).unwrap();
+        assert_eq!(
+            render(&lines, false),
+            "exact\nsame-instant-elsewhere\nlater\n"
+        );
+        let lines = read(d, false, Some(since), Some(1)).unwrap();
+        assert_eq!(render(&lines, false), "later\n");
+        assert_eq!(read(d, false, None, None).unwrap().len(), 5);
+        assert!(
+            read(d, false, Some(since + 10_000), None)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

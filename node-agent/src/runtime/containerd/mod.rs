@@ -8,14 +8,17 @@
 //! - [`client`]: containers, tasks and snapshots.
 //! - [`logs`]: per-container log files written by `berth-logger` and read back.
 //! - `group`: one worker task per group that owns its life.
+//! - `exec`: processes started in a running container, wired to FIFOs.
 //!
 //! On the node, under the agent's state directory:
-//! `runtime/groups/<group>/{assignment.pb,status.pb,etc/,volumes/}`, `runtime/logs/<group>/<container>/`
-//! and `runtime/network/` (CNI config, IPAM leases, netns mounts). A restarted agent reads
-//! `runtime/groups/` and adopts what still runs; anything in containerd's namespace or on disk that no
-//! group claims is removed.
+//! `runtime/groups/<group>/{assignment.pb,status.pb,etc/,volumes/}`, `runtime/logs/<group>/<container>/`,
+//! `runtime/network/` (CNI config, IPAM leases, netns mounts) and `runtime/exec/<exec-id>/` (the FIFOs
+//! of one exec process). A restarted agent reads `runtime/groups/` and adopts what still runs; anything
+//! in containerd's namespace or on disk that no group claims is removed, and exec processes a previous
+//! agent left are killed.
 
 pub mod client;
+mod exec;
 mod group;
 pub mod image;
 pub mod logs;
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use berth_proto::node::{GroupAssignment, GroupStatus};
+use berth_proto::node::{ContainerState, ExecStart, GroupAssignment, GroupStatus};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
@@ -36,7 +39,7 @@ use self::client::Containerd;
 use self::group::{Command, StatusHandle, Worker};
 use self::image::ImageService;
 use self::network::{Network, NetworkConfig};
-use super::{BoxFuture, Changes, Runtime, RuntimeError};
+use super::{BoxFuture, Changes, ExecError, ExecProcess, Runtime, RuntimeError};
 
 /// Labels on every containerd container Berth makes.
 pub const LABEL_GROUP: &str = "berth.group";
@@ -131,6 +134,11 @@ impl Inner {
 
     fn log_dir(&self, group_id: &str, container: &str) -> PathBuf {
         logs::container_dir(&self.dir.join("logs"), group_id, container)
+    }
+
+    /// Where exec processes' FIFOs live, one directory each.
+    fn exec_root(&self) -> PathBuf {
+        self.dir.join("exec")
     }
 
     /// The `binary://` URI that makes containerd's shim run `berth-logger` for a task.
@@ -264,7 +272,7 @@ impl ContainerdRuntime {
             return Err(StartError::CgroupParent(config.cgroup_parent.clone()));
         }
         let dir = state_dir.join("runtime");
-        for sub in ["groups", "logs", "network"] {
+        for sub in ["groups", "logs", "network", "exec"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|source| StartError::Io { path, source })?;
         }
@@ -292,6 +300,7 @@ impl ContainerdRuntime {
             changes,
             groups: Mutex::new(HashMap::new()),
         });
+        exec::reap_leftovers(&inner.cd, &inner.exec_root());
         let runtime = Self { inner };
         runtime.adopt().await;
         Ok(runtime)
@@ -432,5 +441,43 @@ impl Runtime for ContainerdRuntime {
         let status = self.status(group_id)?;
         let known = status.containers.iter().any(|c| c.name == container);
         known.then(|| self.inner.log_dir(group_id, container))
+    }
+
+    fn exec<'a>(&'a self, start: &'a ExecStart) -> BoxFuture<'a, Result<ExecProcess, ExecError>> {
+        Box::pin(async move {
+            let not_found = || ExecError::NotFound {
+                group_id: start.group_id.clone(),
+                container: start.container.clone(),
+            };
+            let status = self.status(&start.group_id).ok_or_else(not_found)?;
+            let target = status
+                .containers
+                .iter()
+                .find(|c| c.name == start.container)
+                .ok_or_else(not_found)?;
+            let running = target
+                .current
+                .as_ref()
+                .is_some_and(|run| run.state == ContainerState::Running as i32);
+            if !running {
+                return Err(ExecError::NotRunning {
+                    container: start.container.clone(),
+                });
+            }
+            // Init and app containers are numbered apart, in the order the status lists them.
+            let index = status
+                .containers
+                .iter()
+                .filter(|c| c.init == target.init)
+                .position(|c| c.name == start.container)
+                .ok_or_else(not_found)?;
+            let id = group::container_id(&start.group_id, target.init, index);
+            let (cd, root, start) = (self.inner.cd.clone(), self.inner.exec_root(), start.clone());
+            // On a task of its own: should the caller go away mid-start, the process still gets
+            // started and then dropped, which kills it, rather than running with nobody to read it.
+            tokio::spawn(async move { exec::start(&cd, &root, &id, &start).await })
+                .await
+                .map_err(|_| ExecError::Interrupted)?
+        })
     }
 }
