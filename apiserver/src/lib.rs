@@ -265,10 +265,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .tls_config(grpc_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(berth_proto::node::node_service_server::NodeServiceServer::new(gateway))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(nodes), {
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        });
+        .serve_with_incoming_shutdown(
+            // No Nagle: reports are small writes that must not wait for a delayed ACK.
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(nodes),
+                |accepted| {
+                    accepted.inspect(|stream| {
+                        let _ = stream.set_nodelay(true);
+                    })
+                },
+            ),
+            {
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            },
+        );
     let grpc_shutdown = shutdown.clone();
     tasks.spawn(async move {
         tokio::pin!(grpc);

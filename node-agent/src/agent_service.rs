@@ -41,6 +41,7 @@ use berth_proto::node::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, ServerTlsConfig};
@@ -127,10 +128,14 @@ impl AgentServer {
             .map_err(AgentServiceError::Tls)?
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(AgentServiceServer::new(self));
-        Ok(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.cancelled_owned(),
-        ))
+        // No Nagle: exec output is many small writes, and one held back behind the delayed ACK of
+        // the last costs 40 ms (tonic sets this only on listeners it binds itself).
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            accepted.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        Ok(router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()))
     }
 }
 

@@ -752,10 +752,12 @@ async fn run_exec(state: AppState, session: Session, mut socket: WebSocket, fram
     else {
         return;
     };
+    let begun = std::time::Instant::now();
     let (group, node_id, endpoint) = match session_target(&state, &session).await {
         Ok(target) => target,
         Err(error) => return fail(&mut socket, framing, &error.message).await,
     };
+    let looked_up = begun.elapsed();
     let start = ExecStart {
         group_id: group.id.clone(),
         container: session.container.clone(),
@@ -771,7 +773,15 @@ async fn run_exec(state: AppState, session: Session, mut socket: WebSocket, fram
             return fail(&mut socket, framing, &error.message).await;
         }
     };
-    tracing::debug!(group = %group.id, container = %session.container, token = %session.token_id, pid = call.pid, "exec started");
+    tracing::debug!(
+        group = %group.id,
+        container = %session.container,
+        token = %session.token_id,
+        pid = call.pid,
+        lookup_ms = looked_up.as_secs_f64() * 1e3,
+        started_ms = begun.elapsed().as_secs_f64() * 1e3,
+        "exec started"
+    );
     pump_exec(socket, call, framing).await;
 }
 

@@ -542,7 +542,8 @@ async fn open_exec(
     tls: &tokio_tungstenite::Connector,
     command: &[&str],
     tty: bool,
-) -> anyhow::Result<Socket> {
+) -> anyhow::Result<(Socket, Duration, Duration)> {
+    let started = Instant::now();
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let url = api
         .group_url(&args.resource_group, &format!("{}0", args.prefix))
@@ -559,6 +560,7 @@ async fn open_exec(
     if !status.is_success() {
         bail!("POST exec answered {status}: {answer}");
     }
+    let posted = started.elapsed();
     let uri = answer["webSocketUri"].as_str().context("no webSocketUri")?;
     let password = answer["password"].as_str().context("no password")?;
     let mut request = uri.into_client_request()?;
@@ -571,7 +573,7 @@ async fn open_exec(
     let (socket, _) =
         tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(tls.clone()))
             .await?;
-    Ok(socket)
+    Ok((socket, posted, started.elapsed()))
 }
 
 /// The next stdout bytes of a channel session (`None` once it ends).
@@ -627,11 +629,15 @@ async fn exec(args: &Args) -> anyhow::Result<()> {
 
     // Setup: from POST …/exec to the first byte the process prints.
     let mut setups = Vec::with_capacity(args.sessions);
+    let (mut posts, mut upgrades) = (Vec::new(), Vec::new());
     for _ in 0..args.sessions {
         let started = Instant::now();
-        let mut socket = open_exec(&api, args, &tls, &["echo", "ready"], false).await?;
+        let (mut socket, posted, upgraded) =
+            open_exec(&api, args, &tls, &["echo", "ready"], false).await?;
         let first = next_stdout(&mut socket).await?.context("no output")?;
         setups.push(started.elapsed());
+        posts.push(posted);
+        upgrades.push(upgraded - posted);
         if first.is_empty() {
             bail!("empty first output");
         }
@@ -641,9 +647,18 @@ async fn exec(args: &Args) -> anyhow::Result<()> {
         "setup: POST exec → websocket → first output, one session at a time: {}",
         summary(&mut setups)
     );
+    let p50 = |samples: &mut Vec<Duration>| {
+        samples.sort();
+        ms(percentile(samples, 0.5))
+    };
+    let (post, upgrade) = (p50(&mut posts), p50(&mut upgrades));
+    println!(
+        "setup: where the time goes (p50): POST exec {post:.2} ms | websocket (TCP, TLS, upgrade) {upgrade:.2} ms | agent exec start to first output {:.2} ms",
+        p50(&mut setups) - post - upgrade
+    );
 
     // Keystrokes: a TTY running cat; each byte comes back as the terminal's echo.
-    let mut socket = open_exec(&api, args, &tls, &["cat"], true).await?;
+    let (mut socket, _, _) = open_exec(&api, args, &tls, &["cat"], true).await?;
     let mut round_trips = Vec::with_capacity(args.keystrokes);
     let warmup = 20;
     for i in 0..args.keystrokes + warmup {

@@ -54,6 +54,7 @@ pub(super) async fn start(
     let not_running = || ExecError::NotRunning {
         container: request.container.clone(),
     };
+    let begun = std::time::Instant::now();
     let spec = cd
         .container_spec(container_id)
         .await
@@ -68,6 +69,7 @@ pub(super) async fn start(
     let process = process_spec(&spec, request).ok_or_else(|| ExecError::NoProcessSpec {
         container: request.container.clone(),
     })?;
+    let spec_read = begun.elapsed();
     let exec_id = format!("exec-{:016x}", rand::random::<u64>());
     let dir = ExecDir::create(exec_root.join(&exec_id), container_id)?;
     let fifos = Fifos::open(&dir.path, request.tty, request.stdin)?;
@@ -85,6 +87,7 @@ pub(super) async fn start(
             not_running()
         });
     }
+    let added = begun.elapsed();
     let pid = match cd.start_process(container_id, &exec_id).await {
         Ok(pid) => pid,
         Err(status) => {
@@ -101,7 +104,15 @@ pub(super) async fn start(
             });
         }
     };
-    tracing::debug!(container = container_id, exec = %exec_id, pid, "exec process started");
+    tracing::debug!(
+        container = container_id,
+        exec = %exec_id,
+        pid,
+        spec_ms = spec_read.as_secs_f64() * 1e3,
+        added_ms = added.as_secs_f64() * 1e3,
+        started_ms = begun.elapsed().as_secs_f64() * 1e3,
+        "exec process started"
+    );
 
     let (input_tx, input_rx) = mpsc::channel(QUEUE);
     let (output_tx, output_rx) = mpsc::channel(QUEUE);
