@@ -655,6 +655,43 @@ fn unescape_mount_path(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Removes what a test node may leave on the host once its agent and containerd are gone: whatever is
+/// still mounted under `dir` (the netns directory, a bind mount of itself; secret tmpfs), deepest
+/// first; every iptables rule about `subnet` (a `/24`; groups still running when a test ends keep
+/// their CNI rules, a deleted group's go with CNI DEL) and the CNI chains they jump to; and `bridge`.
+/// `iptables -w`: tests run side by side and contend for the xtables lock.
+pub fn remove_node_leftovers(dir: &Path, subnet: &str, bridge: &str) {
+    let root = dir.to_string_lossy().into_owned();
+    let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&root))
+        .map(str::to_owned)
+        .collect();
+    mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    for point in mounts {
+        let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    let prefix = subnet.trim_end_matches("0/24");
+    let script = r#"
+for table in nat filter; do
+  iptables-save -t "$table" | grep '^-A ' | grep -F -- "$1" | while IFS= read -r rule; do
+    chain=$(printf '%s\n' "$rule" | grep -o -- '-j CNI-[0-9a-f]*' | cut -d' ' -f2)
+    eval "iptables -w -t $table -D ${rule#-A }" 2>/dev/null
+    if [ -n "$chain" ]; then iptables -w -t "$table" -F "$chain" 2>/dev/null; iptables -w -t "$table" -X "$chain" 2>/dev/null; fi
+  done
+done"#;
+    let _ = Command::new("sh")
+        .args(["-c", script, "sh", prefix])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("ip")
+        .args(["link", "delete", bridge])
+        .stderr(Stdio::null())
+        .status();
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -57,43 +57,12 @@ impl Drop for RealNode {
         if let Some(agent) = self.agent.as_mut() {
             let _ = agent.start_kill();
         }
-        // Whatever is still mounted under the node's directory (the netns directory, which is a bind
-        // mount of itself, and the tmpfs of secret volumes of groups still running), deepest first.
-        let root = self.dir.path().to_string_lossy().to_string();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| point.starts_with(&root))
-            .map(str::to_owned)
-            .collect();
-        mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
-        for point in mounts {
-            let _ = std::process::Command::new("umount")
-                .args(["-l", &point])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        // Groups still running when a test ends keep their CNI iptables rules (a deleted group's go
-        // with CNI DEL): remove every rule about this node's subnet, and the chains they jump to.
-        let prefix = self.subnet.trim_end_matches("0/24");
-        let script = r#"
-for table in nat filter; do
-  iptables-save -t "$table" | grep '^-A ' | grep -F -- "$1" | while IFS= read -r rule; do
-    chain=$(printf '%s\n' "$rule" | grep -o -- '-j CNI-[0-9a-f]*' | cut -d' ' -f2)
-    eval "iptables -t $table -D ${rule#-A }" 2>/dev/null
-    if [ -n "$chain" ]; then iptables -t "$table" -F "$chain" 2>/dev/null; iptables -t "$table" -X "$chain" 2>/dev/null; fi
-  done
-done"#;
-        let _ = std::process::Command::new("sh")
-            .args(["-c", script, "sh", prefix])
-            .stderr(std::process::Stdio::null())
-            .status();
-        // The bridge is the node's, not a group's: remove it with the node.
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
+        // Mounts under the node's directory, the CNI rules of groups still running, the bridge.
+        berth_node_agent::testing::remove_node_leftovers(
+            self.dir.path(),
+            &self.subnet,
+            &self.bridge,
+        );
     }
 }
 

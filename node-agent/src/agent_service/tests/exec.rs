@@ -174,41 +174,11 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.agent.shutdown.cancel();
-        // containerd first (it kills what still runs and unmounts root filesystems), then whatever
-        // else is mounted under the directory (the netns directory is a bind mount of itself).
+        // containerd first (it kills what still runs and unmounts root filesystems), then mounts,
+        // CNI rules and the bridge, then the cgroup parent.
         drop(self.containerd.take());
         drop(self.registry.take());
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| point.starts_with(&root))
-            .map(str::to_owned)
-            .collect();
-        mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
-        for point in mounts {
-            let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        // A group not removed (a failed test) keeps its CNI rules: remove every rule about this
-        // subnet and the chains they jump to. Then the bridge, and the cgroup parent.
-        let prefix = self.subnet.trim_end_matches("0/24");
-        let script = r#"
-for table in nat filter; do
-  iptables-save -t "$table" | grep '^-A ' | grep -F -- "$1" | while IFS= read -r rule; do
-    chain=$(printf '%s\n' "$rule" | grep -o -- '-j CNI-[0-9a-f]*' | cut -d' ' -f2)
-    eval "iptables -t $table -D ${rule#-A }" 2>/dev/null
-    if [ -n "$chain" ]; then iptables -t "$table" -F "$chain" 2>/dev/null; iptables -t "$table" -X "$chain" 2>/dev/null; fi
-  done
-done"#;
-        let _ = std::process::Command::new("sh")
-            .args(["-c", script, "sh", prefix])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
+        crate::testing::remove_node_leftovers(self.dir.path(), &self.subnet, &self.bridge);
         let hierarchies = std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten();
         for hierarchy in hierarchies
             .flatten()
