@@ -1,10 +1,9 @@
-//! Berth's DNS: the zone of container-group records.
+//! Berth's DNS: the zone of container-group records and the authoritative server that answers from it.
 //!
 //! # Layout
-//! - [`Zone`]: the records `<label>.<region>.<zone>` -> IP that the apiserver publishes. The
-//!   authoritative server that answers from it comes with the DNS issue; until then the apiserver
-//!   only keeps the zone current.
+//! - [`Zone`]: the records `<label>.<region>.<zone>` -> addresses that the apiserver publishes (or a
+//!   standalone server follows), with a serial that increases with every change.
 
 mod zone;
 
-pub use zone::{Record, Zone, ZoneError};
+pub use zone::{Record, Snapshot, Zone, ZoneError, normalize};

@@ -1,15 +1,23 @@
-//! The zone model: a map from fully-qualified names to A records.
+//! The zone model: fully-qualified names under one origin, each with its A and AAAA addresses.
+//!
+//! Writers (the apiserver, or a standalone server following it) change records; readers (the DNS
+//! server) take a snapshot, an `Arc` of an immutable map, so a query never waits on a writer and a
+//! writer never waits on queries. Every change that changes something bumps the serial (the SOA
+//! serial) and wakes [`Zone::changes`] watchers.
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-/// One A record of a container group.
+use tokio::sync::watch;
+
+/// The addresses of one name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// Lower-case FQDN without the trailing dot, e.g. `web.local.berth.internal`.
     pub name: String,
-    pub ip: Ipv4Addr,
+    /// A records (IPv4) and AAAA records (IPv6), in the order given.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Errors of zone changes.
@@ -20,19 +28,34 @@ pub enum ZoneError {
     OutOfZone { name: String, origin: String },
 }
 
-/// The records the apiserver publishes; cheap to clone, shared by every reader.
+/// An immutable view of the zone's records, lower-case name -> addresses.
+pub type Snapshot = Arc<HashMap<String, Arc<[IpAddr]>>>;
+
+/// The records of one zone; cheap to clone, shared by every reader and writer.
 #[derive(Debug, Clone)]
 pub struct Zone {
     origin: Arc<str>,
-    records: Arc<RwLock<BTreeMap<String, Ipv4Addr>>>,
+    records: Arc<RwLock<Snapshot>>,
+    serial: Arc<watch::Sender<u32>>,
+}
+
+/// Lower case, no trailing dot.
+pub fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Zone {
-    /// A zone under `origin` (e.g. `berth.internal`).
+    /// An empty zone under `origin` (e.g. `berth.internal`). The serial starts at the current Unix
+    /// time in seconds, so a zone rebuilt after a restart never goes back.
     pub fn new(origin: &str) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs());
+        let (serial, _) = watch::channel(u32::try_from(now).unwrap_or(u32::MAX));
         Self {
-            origin: origin.trim_end_matches('.').to_ascii_lowercase().into(),
+            origin: normalize(origin).into(),
             records: Arc::default(),
+            serial: Arc::new(serial),
         }
     }
 
@@ -40,52 +63,109 @@ impl Zone {
         &self.origin
     }
 
-    /// Adds or replaces the record for `name`.
-    pub fn upsert(&self, name: &str, ip: Ipv4Addr) -> Result<(), ZoneError> {
-        let name = self.check(name)?;
-        self.records
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(name, ip);
-        Ok(())
+    /// The SOA serial: it increases with every change.
+    pub fn serial(&self) -> u32 {
+        *self.serial.borrow()
     }
 
-    /// Removes the record for `name`, if any.
-    pub fn remove(&self, name: &str) {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        self.records
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&name);
+    /// The serial after each change, for followers.
+    pub fn changes(&self) -> watch::Receiver<u32> {
+        self.serial.subscribe()
     }
 
-    /// The address for `name`, if a record exists.
-    pub fn lookup(&self, name: &str) -> Option<Ipv4Addr> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+    /// The records as they are now.
+    pub fn snapshot(&self) -> Snapshot {
         self.records
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&name)
-            .copied()
+            .clone()
+    }
+
+    /// Applies `change` to a copy of the records and publishes it if anything changed.
+    fn change(&self, change: impl FnOnce(&mut HashMap<String, Arc<[IpAddr]>>) -> bool) {
+        let mut records = self
+            .records
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = HashMap::clone(&records);
+        if change(&mut next) {
+            *records = Arc::new(next);
+            self.serial
+                .send_modify(|serial| *serial = serial.wrapping_add(1));
+        }
+    }
+
+    /// Sets the addresses of `name` (no addresses: removes it).
+    pub fn upsert(&self, name: &str, addresses: Vec<IpAddr>) -> Result<(), ZoneError> {
+        let name = self.check(name)?;
+        if addresses.is_empty() {
+            self.remove(&name);
+            return Ok(());
+        }
+        self.change(|records| {
+            if records.get(&name).is_some_and(|a| **a == *addresses) {
+                return false;
+            }
+            records.insert(name, addresses.into());
+            true
+        });
+        Ok(())
+    }
+
+    /// Removes the records of `name`, if any.
+    pub fn remove(&self, name: &str) {
+        let name = normalize(name);
+        self.change(|records| records.remove(&name).is_some());
+    }
+
+    /// Replaces the whole zone with `records` (a follower's full resync). Records outside the
+    /// origin are refused, and then nothing changes.
+    pub fn replace_all(&self, records: Vec<Record>) -> Result<(), ZoneError> {
+        let mut next = HashMap::with_capacity(records.len());
+        for record in records {
+            let name = self.check(&record.name)?;
+            if !record.addresses.is_empty() {
+                next.insert(name, Arc::from(record.addresses));
+            }
+        }
+        self.change(|records| {
+            if *records == next {
+                return false;
+            }
+            *records = next;
+            true
+        });
+        Ok(())
+    }
+
+    /// The addresses of `name`, if it has records.
+    pub fn lookup(&self, name: &str) -> Option<Arc<[IpAddr]>> {
+        self.snapshot().get(&normalize(name)).cloned()
     }
 
     /// Every record, sorted by name.
     pub fn records(&self) -> Vec<Record> {
-        self.records
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut records: Vec<Record> = self
+            .snapshot()
             .iter()
-            .map(|(name, ip)| Record {
+            .map(|(name, addresses)| Record {
                 name: name.clone(),
-                ip: *ip,
+                addresses: addresses.to_vec(),
             })
-            .collect()
+            .collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        records
+    }
+
+    /// Whether `name` is the origin or under it.
+    pub fn contains(&self, name: &str) -> bool {
+        let name = normalize(name);
+        name == *self.origin || name.ends_with(&format!(".{}", self.origin))
     }
 
     fn check(&self, name: &str) -> Result<String, ZoneError> {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let inside = name == *self.origin || name.ends_with(&format!(".{}", self.origin));
-        if inside {
+        let name = normalize(name);
+        if self.contains(&name) {
             Ok(name)
         } else {
             Err(ZoneError::OutOfZone {
@@ -97,17 +177,20 @@ impl Zone {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     #[test]
     fn records_round_trip_case_insensitively() {
         let zone = Zone::new("Berth.Internal.");
-        zone.upsert("Web.local.berth.internal", Ipv4Addr::new(10, 0, 0, 5))
-            .unwrap();
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+        zone.upsert("Web.local.berth.internal", vec![ip]).unwrap();
         assert_eq!(
-            zone.lookup("web.LOCAL.berth.internal."),
-            Some(Ipv4Addr::new(10, 0, 0, 5))
+            zone.lookup("web.LOCAL.berth.internal.").unwrap().to_vec(),
+            [ip]
         );
         zone.remove("web.local.berth.internal");
         assert_eq!(zone.lookup("web.local.berth.internal"), None);
@@ -117,9 +200,35 @@ mod tests {
     fn names_outside_the_origin_are_refused() {
         let zone = Zone::new("berth.internal");
         let err = zone
-            .upsert("web.example.com", Ipv4Addr::LOCALHOST)
+            .upsert("web.example.com", vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
             .unwrap_err();
         assert!(matches!(err, ZoneError::OutOfZone { .. }));
+        assert!(zone.records().is_empty());
+        assert!(!zone.contains("xberth.internal"));
+        assert!(zone.contains("BERTH.internal."));
+    }
+
+    #[test]
+    fn only_real_changes_bump_the_serial() {
+        let zone = Zone::new("berth.internal");
+        let changes = zone.changes();
+        let start = zone.serial();
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        zone.upsert("a.berth.internal", vec![v4, v6]).unwrap();
+        assert_eq!(zone.serial(), start + 1);
+        zone.upsert("a.berth.internal", vec![v4, v6]).unwrap();
+        zone.remove("nothing.berth.internal");
+        assert_eq!(zone.serial(), start + 1);
+        assert!(changes.has_changed().unwrap());
+        zone.replace_all(vec![Record {
+            name: "b.berth.internal".into(),
+            addresses: vec![v4],
+        }])
+        .unwrap();
+        assert_eq!(zone.serial(), start + 2);
+        assert_eq!(zone.records().len(), 1);
+        zone.upsert("b.berth.internal", vec![]).unwrap();
         assert!(zone.records().is_empty());
     }
 }

@@ -28,4 +28,8 @@ pub mod names {
     pub fn node(node_id: &str) -> String {
         format!("{node_id}{NODE_SUFFIX}")
     }
+
+    /// The DNS suffix of standalone DNS servers' certificates (`<id>.dns.berth.internal`): the only
+    /// peers `DnsService.Watch` accepts.
+    pub const DNS_SUFFIX: &str = ".dns.berth.internal";
 }
