@@ -92,6 +92,18 @@ pub struct Flags {
     /// Seconds an exec or attach password stays valid if unused [default: 60].
     #[arg(long)]
     pub exec_ttl_secs: Option<u64>,
+    /// Where the embedded DNS server answers, UDP and TCP [default: 0.0.0.0:5353].
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// Run no embedded DNS server (standalone `berth-dns` servers can still follow the zone).
+    #[arg(long)]
+    pub no_dns: bool,
+    /// TTL of the A and AAAA records, in seconds [default: 60].
+    #[arg(long)]
+    pub dns_ttl: Option<u32>,
+    /// UDP worker threads of the embedded DNS server [default: 1].
+    #[arg(long)]
+    pub dns_workers: Option<usize>,
 }
 
 /// The `--config` file: the same settings, all optional, unknown keys refused.
@@ -122,6 +134,10 @@ pub struct FileConfig {
     pub quota_groups: Option<i64>,
     pub quota_cores: Option<u64>,
     pub exec_ttl_secs: Option<u64>,
+    pub dns_listen: Option<SocketAddr>,
+    pub no_dns: Option<bool>,
+    pub dns_ttl: Option<u32>,
+    pub dns_workers: Option<usize>,
 }
 
 impl FileConfig {
@@ -154,6 +170,10 @@ pub struct Config {
     pub quota_groups: i64,
     pub quota_cpu_millis: u64,
     pub exec_ttl_secs: u64,
+    /// `None`: no embedded DNS server.
+    pub dns_listen: Option<SocketAddr>,
+    pub dns_ttl: u32,
+    pub dns_workers: usize,
 }
 
 impl Config {
@@ -237,6 +257,18 @@ impl Config {
             quota_groups: flags.quota_groups.or(file.quota_groups).unwrap_or(1000),
             quota_cpu_millis: flags.quota_cores.or(file.quota_cores).unwrap_or(1000) * 1000,
             exec_ttl_secs: flags.exec_ttl_secs.or(file.exec_ttl_secs).unwrap_or(60),
+            dns_listen: if flags.no_dns || file.no_dns.unwrap_or(false) {
+                None
+            } else {
+                Some(
+                    flags
+                        .dns_listen
+                        .or(file.dns_listen)
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5353))),
+                )
+            },
+            dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),
+            dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
             data_dir,
         }
     }

@@ -10,6 +10,7 @@
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
+//! - [`dns`]: the DNS zone kept equal to the store, the embedded DNS server, `DnsService.Watch`.
 //! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
 //!   certificate; [`exec`]: the single-use exec and attach sessions.
 //! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
@@ -18,6 +19,7 @@
 pub mod agents;
 pub mod auth;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod exec;
 pub mod http;
@@ -81,6 +83,9 @@ pub struct AppState {
     pub agents: AgentDialer,
     /// Exec and attach sessions handed out and not yet opened.
     pub sessions: Arc<exec::Sessions>,
+    /// The DNS records of groups, and the poke that has them recomputed.
+    pub zone: berth_dns::Zone,
+    pub zone_dirty: dns::ZoneDirty,
     pub ca: Arc<ClusterCa>,
 }
 
@@ -109,6 +114,8 @@ pub enum StartError {
     },
     #[error("gRPC server failed")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("the embedded DNS server cannot start")]
+    Dns(#[from] berth_dns::ServerError),
 }
 
 /// A running apiserver.
@@ -117,6 +124,8 @@ pub struct Running {
     pub node_addr: SocketAddr,
     /// The initial operator token, if this start created it.
     pub initial_operator_token: Option<String>,
+    /// Where the embedded DNS server answers (UDP, TCP), if it runs.
+    pub dns_addrs: Option<(SocketAddr, SocketAddr)>,
     pub ca_pem: String,
     pub ca_hash: String,
     pub state: AppState,
@@ -187,13 +196,18 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
 
     let scheduler_handle = SchedulerHandle::default();
+    let zone = berth_dns::Zone::new(&config.dns_zone);
+    let zone_dirty = dns::ZoneDirty::default();
     let gateway = NodeGateway::new(
         store.clone(),
         ca.clone(),
         secrets.clone(),
         scheduler_handle.clone(),
-        config.heartbeat_interval_ms,
-        Duration::from_secs(config.node_timeout_secs),
+        nodes::Liveness {
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            node_timeout: Duration::from_secs(config.node_timeout_secs),
+        },
+        zone_dirty.clone(),
         shutdown.clone(),
     )
     .await?;
@@ -245,6 +259,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         gateway: gateway.clone(),
         agents,
         sessions: Arc::new(exec::Sessions::new(Duration::from_secs(config_ttl))),
+        zone: zone.clone(),
+        zone_dirty: zone_dirty.clone(),
         ca: ca.clone(),
     };
 
@@ -265,6 +281,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .tls_config(grpc_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(berth_proto::node::node_service_server::NodeServiceServer::new(gateway))
+        .add_service(
+            berth_proto::node::dns_service_server::DnsServiceServer::new(dns::DnsWatch::new(
+                zone.clone(),
+                shutdown.clone(),
+            )),
+        )
         .serve_with_incoming_shutdown(
             // No Nagle: reports are small writes that must not wait for a delayed ACK.
             tokio_stream::StreamExt::map(
@@ -296,6 +318,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             _ = grace => tracing::warn!("node connections still open 5 s after shutdown; closing"),
         }
     });
+    tasks.spawn(
+        dns::Publisher::new(zone.clone(), store.clone(), zone_dirty.clone()).run(shutdown.clone()),
+    );
+    let dns_addrs = match state.config.dns_listen {
+        Some(addr) => {
+            let mut dns_config = berth_dns::ServerConfig::new(addr, addr);
+            dns_config.ttl = state.config.dns_ttl;
+            dns_config.workers = state.config.dns_workers;
+            let running = berth_dns::serve(dns_config, zone.clone(), shutdown.clone()).await?;
+            let addrs = (running.udp, running.tcp);
+            tracing::info!(udp = %addrs.0, tcp = %addrs.1, zone = %zone.origin(), "DNS server answering");
+            tasks.spawn(running.wait());
+            Some(addrs)
+        }
+        None => None,
+    };
     let rustls_config = identity.https_config()?;
     tasks.spawn(serve(
         https,
@@ -309,6 +347,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         https_addr,
         node_addr,
         initial_operator_token,
+        dns_addrs,
         ca_pem: ca.cert_pem().to_owned(),
         ca_hash: ca.hash_hex(),
         state,

@@ -176,10 +176,24 @@ impl ClusterCa {
     /// `apiserver.berth.internal`, the only name an agent's `AgentService` accepts. Made fresh at every
     /// start and kept in memory only.
     pub fn issue_apiserver_client(&self) -> Result<ClientIdentity, TlsError> {
-        let key = KeyPair::generate()?;
         let name = berth_proto::names::APISERVER;
-        let mut params = CertificateParams::new(vec![name.to_owned()])?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        self.issue_client(name, name)
+    }
+
+    /// A client certificate for standalone DNS server `id`: CN `dns:<id>`, SAN
+    /// `<id>.dns.berth.internal`, the only certificates `DnsService.Watch` accepts.
+    pub fn issue_dns_client(&self, id: &str) -> Result<ClientIdentity, TlsError> {
+        let san = format!("{id}{}", berth_proto::names::DNS_SUFFIX);
+        self.issue_client(&format!("{DNS_CN_PREFIX}{id}"), &san)
+    }
+
+    /// A ClientAuth certificate and a new key, valid for a year.
+    fn issue_client(&self, common_name: &str, san: &str) -> Result<ClientIdentity, TlsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec![san.to_owned()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
         params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
@@ -206,6 +220,26 @@ impl std::fmt::Debug for ClientIdentity {
 
 /// Node certificates are `CN=node:<node-id>`.
 pub const NODE_CN_PREFIX: &str = "node:";
+
+/// Standalone DNS servers' certificates are `CN=dns:<id>`.
+pub const DNS_CN_PREFIX: &str = "dns:";
+
+/// The DNS server id a verified client certificate names, if it is a DNS server's certificate (its
+/// CN and its SAN agree).
+pub fn dns_id_from_cert(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    let id = cn.strip_prefix(DNS_CN_PREFIX)?;
+    let san = format!("{id}{}", berth_proto::names::DNS_SUFFIX);
+    let named = cert
+        .subject_alternative_name()
+        .ok()??
+        .value
+        .general_names
+        .iter()
+        .any(|name| matches!(name, x509_parser::extensions::GeneralName::DNSName(dns) if dns.eq_ignore_ascii_case(&san)));
+    named.then(|| id.to_owned())
+}
 
 /// The node id a verified client certificate names, if it is a node certificate.
 pub fn node_id_from_cert(der: &CertificateDer<'_>) -> Option<String> {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub const TOKENS_PATH: &str = "/admin/v1/tokens";
 pub const JOIN_TOKENS_PATH: &str = "/admin/v1/join-tokens";
+pub const DNS_CERTIFICATES_PATH: &str = "/admin/v1/dns-certificates";
 pub const NODES_PATH: &str = "/admin/v1/nodes";
 
 /// `POST /admin/v1/tokens`.

@@ -90,6 +90,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Berth's DNS server
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +283,26 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Client certificates of standalone `berth-dns` servers
+    DnsCertificate {
+        #[command(subcommand)]
+        command: DnsCertificateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCertificateCommand {
+    /// Issue a certificate for a standalone `berth-dns`: writes dns.crt, dns.key (0600) and ca.crt
+    /// into --out-dir and prints their paths
+    Create(DnsCertificateCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DnsCertificateCreateArgs {
+    /// Directory to write dns.crt, dns.key and ca.crt into (created if missing; existing files are
+    /// not overwritten)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +343,51 @@ pub struct JoinTokenCreateArgs {
 pub enum NodeCommand {
     /// List the nodes with their capacity and what is allocated on them
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Resolve a name through Berth's DNS server: prints the answers, one per line
+    ///
+    /// Exits 0 when the server answered with records of the type asked, 1 otherwise (NXDOMAIN,
+    /// REFUSED, no record of that type, or no answer in time), saying which.
+    Check(DnsCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DnsCheckArgs {
+    /// The name, e.g. web.local.berth.internal (a group's `fqdn`)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The DNS server, HOST:PORT (or HOST, port 5353) [default: the endpoint's host, port 5353]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// Ask over TCP instead of UDP (UDP falls back to TCP by itself when an answer is truncated)
+    #[arg(long)]
+    pub tcp: bool,
+    /// The record type to ask for
+    #[arg(long = "type", value_enum, ignore_case = true, default_value_t = DnsRecordType::A)]
+    pub record_type: DnsRecordType,
+    /// Seconds to wait for the answer
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+}
+
+/// The record types `dns check` asks for: the ones Berth's server holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsRecordType {
+    /// IPv4 addresses
+    #[value(name = "A")]
+    A,
+    /// IPv6 addresses
+    #[value(name = "AAAA")]
+    Aaaa,
+    /// The zone's start of authority (ask for the zone's name)
+    #[value(name = "SOA")]
+    Soa,
+    /// The zone's name servers (ask for the zone's name)
+    #[value(name = "NS")]
+    Ns,
 }
 
 #[cfg(test)]
@@ -478,6 +548,36 @@ mod tests {
             ErrorKind::MissingRequiredArgument
         );
         assert_eq!(kind(&["-g", "rg", "web", "sh"]), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn dns_check_takes_a_type_in_either_case() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "dns",
+            "check",
+            "web.local.berth.internal",
+            "--type",
+            "aaaa",
+            "--tcp",
+        ])
+        .unwrap();
+        let Command::Dns {
+            command: DnsCommand::Check(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.name, "web.local.berth.internal");
+        assert_eq!(args.record_type, DnsRecordType::Aaaa);
+        assert!(args.tcp);
+        assert_eq!(args.server, None);
+        assert_eq!(args.timeout, 5);
+        let err = Cli::try_parse_from(["berth", "dns", "check", "x", "--type", "MX"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        let err =
+            Cli::try_parse_from(["berth", "dns", "check", "x", "--timeout", "0"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

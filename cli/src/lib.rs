@@ -15,7 +15,8 @@
 //! - [`cmdline`]: the quote-aware splitter behind `--command-line`.
 //! - [`admin`]: the `/admin/v1` wire shapes (Berth-only, so not in `berth-proto`).
 //! - [`output`]: `--output table|json|yaml` rendering.
-//! - [`commands`]: one module per verb, each with one `pub async fn`.
+//! - [`commands`]: one module per verb, each with one `pub async fn` (`dns check` asks Berth's DNS
+//!   server directly, with hickory-proto's message codec).
 
 pub mod admin;
 pub mod cli;
@@ -32,7 +33,8 @@ pub mod terminal;
 use std::path::Path;
 
 use crate::cli::{
-    AdminCommand, Cli, Command, ContainerCommand, JoinTokenCommand, NodeCommand, TokenCommand,
+    AdminCommand, Cli, Command, ContainerCommand, DnsCertificateCommand, DnsCommand,
+    JoinTokenCommand, NodeCommand, TokenCommand,
 };
 use crate::commands::Context;
 use crate::config::ConfigFile;
@@ -115,7 +117,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminCommand::Node {
                     command: NodeCommand::List,
                 } => commands::admin::node::list(&ctx).await,
+                AdminCommand::DnsCertificate {
+                    command: DnsCertificateCommand::Create(args),
+                } => commands::admin::dns_certificate::create(&ctx, &args).await,
             }
+        }
+        Command::Dns {
+            command: DnsCommand::Check(args),
+        } => {
+            // Needs no token; the config file only matters for the default server (the endpoint).
+            let file = if args.server.is_some() {
+                ConfigFile::default()
+            } else {
+                ConfigFile::load(&config_path)?
+            };
+            let settings = config::resolve(&overrides, &env, &file);
+            commands::dns::check(&settings, output, &args).await
         }
     }
 }

@@ -28,6 +28,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
+#[path = "cli/dns.rs"]
+mod dns;
+
 const SUB: &str = "dev";
 const GROUP_PATH: &str = "/subscriptions/dev/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web";
 

@@ -38,7 +38,8 @@ class Berth:
         log = open(self.root / "apiserver.log", "w")
         self.procs.append(subprocess.Popen(
             [str(BIN / "berth-apiserver"), "--data-dir", str(self.data),
-             "--listen", f"127.0.0.1:{self.https_port}", "--node-listen", f"127.0.0.1:{self.node_port}"],
+             "--listen", f"127.0.0.1:{self.https_port}", "--node-listen", f"127.0.0.1:{self.node_port}",
+             "--dns-listen", "127.0.0.1:0"],
             stdout=log, stderr=subprocess.STDOUT))
         deadline = time.time() + 30
         while not (self.data / "operator.token").exists() or not self._ready():

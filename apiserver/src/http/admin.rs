@@ -132,3 +132,25 @@ pub(super) async fn list_nodes(
         .collect();
     Ok(Json(json!({ "value": value })).into_response())
 }
+
+/// `POST /admin/v1/dns-certificates`: a client certificate for a standalone `berth-dns`, which it
+/// presents to `DnsService.Watch` on the node port. The key is made here and returned once; nothing
+/// of it is stored.
+pub(super) async fn create_dns_certificate(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_operator()?;
+    let id = random_lower(8);
+    let identity = state.ca.issue_dns_client(&id).map_err(|error| {
+        tracing::error!(%error, "cannot issue a DNS server certificate");
+        ApiError::internal()
+    })?;
+    let body = json!({
+        "id": id,
+        "certificate": identity.cert_pem,
+        "key": identity.key_pem,
+        "ca": state.ca.cert_pem(),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}

@@ -318,6 +318,7 @@ async fn update(
                 now,
             )
             .await?;
+        state.zone_dirty.poke();
         if let Some(node) = &existing.node_id {
             state.gateway.refresh(node, &existing.id).await;
         }
@@ -437,7 +438,9 @@ pub(super) async fn delete(
     let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let Some(deleted) = state.store.delete_group(&group.id).await? else {
+    let deleted = state.store.delete_group(&group.id).await?;
+    state.zone_dirty.poke();
+    let Some(deleted) = deleted else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     if let Some(node) = &deleted.node_id {
@@ -472,6 +475,7 @@ pub(super) async fn restart(
     let now = now_ms();
     let op = new_operation(&path.0, &group, "restart", now);
     state.store.restart_group(&group.id, &op, now).await?;
+    state.zone_dirty.poke();
     if let Some(node) = &group.node_id {
         state.gateway.refresh(node, &group.id).await;
     }
@@ -490,6 +494,7 @@ pub(super) async fn stop(
     let group = load(&state, &principal, &path, &query).await?;
     if group.desired == Desired::Running {
         state.store.stop_group(&group.id, now_ms()).await?;
+        state.zone_dirty.poke();
         if let Some(node) = &group.node_id {
             state.gateway.remove(node, &group.id);
             state.scheduler.capacity_changed();
@@ -518,6 +523,7 @@ pub(super) async fn start(
     let now = now_ms();
     let op = new_operation(&path.0, &group, "start", now);
     state.store.start_group(&group.id, &op, now).await?;
+    state.zone_dirty.poke();
     state.scheduler.wake();
     Ok(with_operation(
         StatusCode::ACCEPTED.into_response(),

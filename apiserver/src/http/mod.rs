@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/tokens", post(admin::create_token))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/nodes", get(admin::list_nodes))
+        .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(request_id))

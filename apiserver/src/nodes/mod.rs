@@ -83,18 +83,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How often nodes beat, and how long the gateway waits for a beat before a node is lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub heartbeat_interval_ms: u32,
+    pub node_timeout: Duration,
+}
+
 impl NodeGateway {
     pub async fn new(
         store: Arc<dyn Store>,
         ca: Arc<ClusterCa>,
         secrets: Arc<SecretBox>,
         scheduler: SchedulerHandle,
-        heartbeat_interval_ms: u32,
-        node_timeout: Duration,
+        Liveness {
+            heartbeat_interval_ms,
+            node_timeout,
+        }: Liveness,
+        zone_dirty: crate::dns::ZoneDirty,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let (reports, reports_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_reports(store.clone(), reports_rx, shutdown.clone()));
+        tokio::spawn(write_reports(
+            store.clone(),
+            reports_rx,
+            zone_dirty,
+            shutdown.clone(),
+        ));
         let gateway = Self {
             inner: Arc::new(Inner {
                 store,
@@ -377,6 +392,7 @@ const REPORT_BATCH: usize = 1024;
 async fn write_reports(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<(String, node::GroupStatus)>,
+    zone_dirty: crate::dns::ZoneDirty,
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(REPORT_BATCH);
@@ -392,6 +408,8 @@ async fn write_reports(
         if let Err(err) = store.apply_statuses(&batch, crate::now_ms()).await {
             tracing::error!(error = %err, reports = batch.len(), "cannot apply node reports");
         }
+        // A group may have started running with an IP, or stopped.
+        zone_dirty.poke();
         batch.clear();
     }
 }

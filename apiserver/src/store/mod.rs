@@ -303,6 +303,9 @@ pub trait Store: Send + Sync + 'static {
     async fn groups_with_sealed(&self, ids: &[String]) -> Result<Vec<(GroupRecord, Vec<u8>)>>;
     /// Groups assigned to a node.
     async fn groups_on_node(&self, node_id: &str) -> Result<Vec<GroupRecord>>;
+    /// Every group with an FQDN and an address published: `(fqdn, addresses)` of the groups that
+    /// should run, are placed, and whose node reports them running with an IP (for DNS).
+    async fn dns_records(&self) -> Result<Vec<(String, Vec<std::net::IpAddr>)>>;
     /// A subscription's group count and requested CPU (for usages).
     async fn usage(&self, subscription: &str) -> Result<(i64, Size)>;
 

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod container;
+pub mod dns;
 pub mod login;
 
 use std::path::Path;

@@ -21,6 +21,8 @@ pub struct Cluster {
     pub ca_pem: String,
     pub ca_hash: String,
     pub node_addr: std::net::SocketAddr,
+    /// The embedded DNS server's UDP and TCP addresses.
+    pub dns_addrs: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     shutdown: CancellationToken,
 }
 
@@ -34,6 +36,7 @@ pub fn loopback_config(dir: &std::path::Path) -> Config {
     let mut config = Config::with_data_dir(dir);
     config.listen = "127.0.0.1:0".parse().expect("literal address");
     config.node_listen = "127.0.0.1:0".parse().expect("literal address");
+    config.dns_listen = Some("127.0.0.1:0".parse().expect("literal address"));
     config
 }
 
@@ -64,6 +67,7 @@ impl Cluster {
             ca_pem: running.ca_pem.clone(),
             ca_hash: running.ca_hash.clone(),
             node_addr: running.node_addr,
+            dns_addrs: running.dns_addrs,
             operator,
             running: Some(running),
             dir: Some(dir),
@@ -73,7 +77,13 @@ impl Cluster {
     }
 
     /// Stops the apiserver (waiting for it) and starts it again on the same data dir and ports.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.stop().await.start().await
+    }
+
+    /// Stops the apiserver (waiting for it); [`Stopped::start`] starts it again on the same data dir
+    /// and ports.
+    pub async fn stop(mut self) -> Stopped {
         self.shutdown.cancel();
         if let Some(running) = self.running.take() {
             running.wait().await;
@@ -84,7 +94,10 @@ impl Cluster {
             .parse()
             .expect("addr");
         config.node_listen = self.node_addr;
-        Self::start_in(dir, config).await
+        if let Some((udp, _)) = self.dns_addrs {
+            config.dns_listen = Some(udp);
+        }
+        Stopped { dir, config }
     }
 
     pub fn state(&self) -> &berth_apiserver::AppState {
@@ -132,6 +145,18 @@ impl Cluster {
 
     pub fn node_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.node_addr.port())
+    }
+}
+
+/// An apiserver stopped by [`Cluster::stop`]: its data dir and the config to start it again with.
+pub struct Stopped {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Stopped {
+    pub async fn start(self) -> Cluster {
+        Cluster::start_in(self.dir, self.config).await
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod cli;
 mod containers;
+mod dns;
 mod exec;
 mod groups;
 mod harness;

@@ -748,6 +748,34 @@ impl Store for SqliteStore {
         rows.iter().map(group_from_row).collect()
     }
 
+    async fn dns_records(&self) -> Result<Vec<(String, Vec<std::net::IpAddr>)>> {
+        let rows = sqlx::query(
+            "SELECT fqdn, status FROM groups \
+             WHERE fqdn IS NOT NULL AND desired = 'Running' AND node_id IS NOT NULL AND status IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut records = Vec::new();
+        for row in rows {
+            let fqdn: String = row.try_get("fqdn")?;
+            let status: Vec<u8> = row.try_get("status")?;
+            let status = node::GroupStatus::decode(status.as_slice())
+                .map_err(|e| corrupt("groups.status", e))?;
+            if status.phase != node::GroupPhase::Running as i32 {
+                continue;
+            }
+            let addresses: Vec<std::net::IpAddr> = status
+                .ip
+                .split(',')
+                .filter_map(|ip| ip.trim().parse().ok())
+                .collect();
+            if !addresses.is_empty() {
+                records.push((fqdn, addresses));
+            }
+        }
+        Ok(records)
+    }
+
     async fn usage(&self, subscription: &str) -> Result<(i64, Size)> {
         let row =
             sqlx::query("SELECT groups, cpu_millis FROM subscription_usage WHERE subscription = ?")
