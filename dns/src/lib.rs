@@ -7,7 +7,7 @@
 //!   [`Soa`], [`Running`], [`ServerError`]).
 //! - `responder`: [`Responder`], the request path shared by UDP and TCP: a fast path of our own for
 //!   positive A/AAAA answers, hickory-proto for everything else, byte for byte alike.
-//! - `udp`: the UDP worker threads (blocking sockets, `recvmmsg` batches).
+//! - `udp`: the UDP worker threads (blocking sockets, `recvmmsg`/`sendmmsg` batches).
 //! - `tcp`: DNS over TCP on tokio with hickory's framing, an idle timeout and a connection bound.
 //! - [`follow`]: the standalone `berth-dns`: follows the apiserver's `DnsService.Watch` over mutual
 //!   TLS into a zone, keeps answering from the last state (saved to a file) while the apiserver is away.
