@@ -541,7 +541,7 @@ pub(super) async fn exec_socket(
         }
         return ws.on_upgrade(move |socket| async move {
             let mut socket = socket;
-            let Some(session) = first_frame_password(&state, &id, &mut socket).await else {
+            let Some(session) = first_frame_password(&state, &id, false, &mut socket).await else {
                 return;
             };
             run_exec(state, session, socket, Framing::Aci).await;
@@ -579,7 +579,7 @@ pub(super) async fn attach_socket(
         },
         None if state.sessions.is_pending(&id) => ws.on_upgrade(move |socket| async move {
             let mut socket = socket;
-            if let Some(session) = first_frame_password(&state, &id, &mut socket).await {
+            if let Some(session) = first_frame_password(&state, &id, true, &mut socket).await {
                 run_attach(state, session, socket).await;
             }
         }),
@@ -592,6 +592,7 @@ pub(super) async fn attach_socket(
 async fn first_frame_password(
     state: &AppState,
     id: &str,
+    attach: bool,
     socket: &mut WebSocket,
 ) -> Option<Session> {
     let frame = tokio::time::timeout(PASSWORD_WAIT, async {
@@ -615,10 +616,11 @@ async fn first_frame_password(
             .open(id, password.trim_end_matches(['\r', '\n'])),
         None => Err(Refused),
     };
+    // An exec session opens only /exec, an attach session only /attach.
     match opened {
-        Ok(session) => Some(session),
-        Err(refused) => {
-            close(socket, 1008, &refused.to_string()).await;
+        Ok(session) if (session.kind == SessionKind::Attach) == attach => Some(session),
+        _ => {
+            close(socket, 1008, &Refused.to_string()).await;
             None
         }
     }

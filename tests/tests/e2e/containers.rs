@@ -24,19 +24,7 @@ async fn create(api: &Api, name: &str, body: &Value) {
 }
 
 async fn wait(api: &Api, node: &RealNode, name: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
-    loop {
-        let (status, body) = api.get_group(SUB, RG, name).await;
-        if status == StatusCode::OK && check(&body) {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "group {name} never reached the expected state: {body}\n--- agent log ---\n{}",
-            node.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::real::wait_group(api, node, RG, name, check).await
 }
 
 fn terminated_with(body: &Value, name: &str, code: i64) -> bool {

@@ -138,22 +138,13 @@ fn fqdn(body: &Value) -> String {
 }
 
 async fn wait_running(api: &Api, node: &RealNode, name: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(SLOW);
-    loop {
-        let (status, body) = api.get_group(SUB, RG, name).await;
+    crate::real::wait_group(api, node, RG, name, |body| {
         let ip = body["properties"]["ipAddress"]["ip"]
             .as_str()
             .unwrap_or_default();
-        if status == StatusCode::OK && state_of(&body, "app") == "Running" && !ip.is_empty() {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never ran: {body}\n{}",
-            node.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        state_of(body, "app") == "Running" && !ip.is_empty()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,19 +51,7 @@ async fn running_group(
 }
 
 async fn wait(api: &Api, node: &RealNode, name: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(SLOW);
-    loop {
-        let (status, body) = api.get_group(SUB, RG, name).await;
-        if status == StatusCode::OK && check(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "group {name} never reached the expected state: {body}\n--- agent log ---\n{}",
-            node.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::real::wait_group(api, node, RG, name, check).await
 }
 
 fn container_path(name: &str, container: &str, verb: &str, query: &str) -> String {
@@ -461,6 +449,25 @@ async fn aci_exec_works_as_az_container_exec_drives_it() {
         burnt["error"].as_str().is_some_and(|e| e.contains("401")),
         "{burnt}"
     );
+
+    // An exec password does not open an attach socket.
+    let (uri, password) = session(&api, "shell", "exec", Some(body.clone())).await;
+    let attach_uri = uri
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .replace("/exec/", "/attach/");
+    let (mut socket, _) = connect(&cluster, &attach_uri, &[], None)
+        .await
+        .expect("connects");
+    socket.send(Message::text(password)).await.expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(SLOW), socket.next()).await;
+    match answer.expect("the attach socket answers") {
+        Some(Ok(Message::Close(Some(close)))) => {
+            assert_eq!(close.code, CloseCode::Policy, "{close:?}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
 
     // An expired password (this cluster's passwords live 2 s).
     let (uri, password) = session(&api, "shell", "exec", Some(body)).await;

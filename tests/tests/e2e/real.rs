@@ -342,3 +342,27 @@ pub const SLOW: u64 = 120;
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
+
+/// Waits (up to [`SLOW`]) until group `name` in `rg` answers GET and `check` holds; the agent's log
+/// goes into the failure message.
+pub async fn wait_group(
+    api: &crate::harness::Api,
+    node: &RealNode,
+    rg: &str,
+    name: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
+    loop {
+        let (status, body) = api.get_group(crate::harness::SUB, rg, name).await;
+        if status == reqwest::StatusCode::OK && check(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "group {name} never reached the expected state: {body}\n--- agent log ---\n{}",
+            node.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
