@@ -104,6 +104,10 @@ pub struct Flags {
     /// UDP worker threads of the embedded DNS server [default: 1].
     #[arg(long)]
     pub dns_workers: Option<usize>,
+    /// Price sheet (TOML: currency and a decimal-string price per meter), re-read on SIGHUP
+    /// [default: the built-in ACI list prices].
+    #[arg(long, value_name = "FILE")]
+    pub price_sheet: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings, all optional, unknown keys refused.
@@ -138,6 +142,7 @@ pub struct FileConfig {
     pub no_dns: Option<bool>,
     pub dns_ttl: Option<u32>,
     pub dns_workers: Option<usize>,
+    pub price_sheet: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -174,6 +179,8 @@ pub struct Config {
     pub dns_listen: Option<SocketAddr>,
     pub dns_ttl: u32,
     pub dns_workers: usize,
+    /// `None`: the built-in price sheet.
+    pub price_sheet: Option<PathBuf>,
 }
 
 impl Config {
@@ -269,6 +276,7 @@ impl Config {
             },
             dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),
             dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
+            price_sheet: flags.price_sheet.or(file.price_sheet),
             data_dir,
         }
     }

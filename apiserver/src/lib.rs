@@ -18,6 +18,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod dns;
 pub mod error;
@@ -54,6 +55,26 @@ use crate::secrets::{SecretBox, SecretError};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tls::{ClusterCa, ServerIdentity, TlsError};
 
+/// Re-reads the price sheet on every SIGHUP until shutdown; a sheet that does not parse is refused
+/// (logged) and the one in use stays.
+async fn reload_prices_on_sighup(prices: billing::prices::Prices, shutdown: CancellationToken) {
+    let Ok(mut hangups) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the price sheet will not be reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(()) = hangups.recv() => match prices.reload() {
+                Ok(sheet) => tracing::info!(currency = %sheet.currency, meters = sheet.prices.len(), "price sheet reloaded"),
+                Err(err) => tracing::error!(error = %err, "price sheet refused; keeping the one in use"),
+            },
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -87,6 +108,8 @@ pub struct AppState {
     pub zone: berth_dns::Zone,
     pub zone_dirty: dns::ZoneDirty,
     pub ca: Arc<ClusterCa>,
+    /// The price sheet exports cost usage with.
+    pub prices: billing::prices::Prices,
 }
 
 /// Why the apiserver could not start.
@@ -116,6 +139,8 @@ pub enum StartError {
     Grpc(#[from] tonic::transport::Error),
     #[error("the embedded DNS server cannot start")]
     Dns(#[from] berth_dns::ServerError),
+    #[error("the price sheet was refused")]
+    Prices(#[from] billing::prices::PriceError),
 }
 
 /// A running apiserver.
@@ -170,6 +195,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
     };
     let agents = AgentDialer::new(&ca)?;
+    let prices = billing::prices::Prices::load(config.price_sheet.as_deref())?;
     let secrets = Arc::new(SecretBox::load_or_create(
         &config.data_dir.join("secrets.key"),
     )?);
@@ -262,9 +288,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         zone: zone.clone(),
         zone_dirty: zone_dirty.clone(),
         ca: ca.clone(),
+        prices: prices.clone(),
     };
 
     let tasks = TaskTracker::new();
+    tasks.spawn(reload_prices_on_sighup(prices, shutdown.clone()));
     tasks.spawn(
         Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy)
             .run(shutdown.clone()),

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use time::OffsetDateTime;
 
+use crate::billing::{Granularity, UsageFormat, parse_time};
 use crate::config::Overrides;
 use crate::group_spec::GroupFlags;
 use crate::output::OutputFormat;
@@ -94,6 +96,11 @@ pub enum Command {
     Dns {
         #[command(subcommand)]
         command: DnsCommand,
+    },
+    /// Usage and cost: your subscription's summary, or every subscription's rows (operators)
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
     },
 }
 
@@ -390,6 +397,51 @@ pub enum DnsRecordType {
     Ns,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// Stream every subscription's usage rows, as CSV or JSON lines (operator tokens only)
+    ///
+    /// Rows are FOCUS columns (BillingPeriodStart … x_Accrued); the CSV header names are the JSON
+    /// keys. The body goes to stdout as it arrives, or with --file to FILE.partial, renamed to FILE
+    /// once complete (a failed or interrupted export removes FILE.partial and leaves FILE alone). The
+    /// global --output does not apply: the rows are written as the server sends them.
+    Export(BillingExportArgs),
+    /// Your subscription's usage and cost since the start of the month, per group and meter
+    ///
+    /// Sums the subscription's monthly usage rows (exactly, as decimals) into one line per container
+    /// group and meter, then a TOTAL line. ACCRUING says a group still runs, so its line still grows.
+    /// With -o json|yaml, prints the rows themselves.
+    Show(BillingShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BillingExportArgs {
+    /// Start of the period: RFC 3339 (2026-11-01T09:30:00+01:00) or a date (2026-11-01, midnight
+    /// UTC) [server default: the start of the current month, UTC]
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<OffsetDateTime>,
+    /// End of the period: RFC 3339 or a date, as --from [server default: now]
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<OffsetDateTime>,
+    /// How finely usage is cut into rows [default: the server's]
+    #[arg(long, value_enum, value_name = "GRANULARITY")]
+    pub granularity: Option<Granularity>,
+    /// Format of the rows [default: the server's]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<UsageFormat>,
+    /// Write to FILE instead of stdout (through FILE.partial; progress on stderr on a terminal)
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BillingShowArgs {
+    /// Start of the period: RFC 3339 (2026-11-01T09:30:00+01:00) or a date (2026-11-01, midnight
+    /// UTC) [default: the start of the current month, UTC]
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<OffsetDateTime>,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -578,6 +630,100 @@ mod tests {
         let err =
             Cli::try_parse_from(["berth", "dns", "check", "x", "--timeout", "0"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    fn billing(line: &[&str]) -> Result<BillingCommand, clap::Error> {
+        let cli = Cli::try_parse_from(["berth", "billing"].iter().chain(line))?;
+        match cli.command {
+            Command::Billing { command } => Ok(command),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn billing_export_takes_times_dates_and_a_file() {
+        let BillingCommand::Export(args) = billing(&[
+            "export",
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-22T20:00:00+01:00",
+            "--granularity",
+            "hourly",
+            "--format",
+            "jsonl",
+            "-f",
+            "usage.jsonl",
+        ])
+        .unwrap() else {
+            panic!("not export");
+        };
+        assert_eq!(
+            args.from.map(crate::billing::format_time).as_deref(),
+            Some("2026-11-01T00:00:00Z")
+        );
+        assert_eq!(
+            args.to.map(crate::billing::format_time).as_deref(),
+            Some("2026-11-22T19:00:00Z")
+        );
+        assert_eq!(args.granularity, Some(Granularity::Hourly));
+        assert_eq!(args.format, Some(UsageFormat::Jsonl));
+        assert_eq!(args.file, Some(PathBuf::from("usage.jsonl")));
+
+        let BillingCommand::Export(args) = billing(&["export"]).unwrap() else {
+            panic!("not export");
+        };
+        assert!(args.from.is_none() && args.to.is_none() && args.file.is_none());
+        assert!(args.granularity.is_none() && args.format.is_none());
+
+        // -o stays the global output format; the file is -f.
+        let cli = Cli::try_parse_from(["berth", "billing", "export", "-o", "json", "--file", "x"])
+            .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+    }
+
+    #[test]
+    fn billing_refuses_bad_times_and_values_as_usage_errors() {
+        use clap::error::ErrorKind;
+        let err = billing(&["export", "--from", "last tuesday"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(
+            err.to_string().contains("expected an RFC 3339 time"),
+            "{err}"
+        );
+        let err = billing(&["show", "--from", "2026-11-01T10:00:00"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        let err = billing(&["export", "--granularity", "weekly"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        let err = billing(&["export", "--format", "parquet"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        let err = billing(&["show", "--to", "2026-11-02"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn billing_show_takes_the_global_subscription() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "billing",
+            "show",
+            "--subscription",
+            "dev",
+            "--from",
+            "2026-10-15",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.subscription.as_deref(), Some("dev"));
+        let Command::Billing {
+            command: BillingCommand::Show(args),
+        } = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(
+            args.from.map(crate::billing::format_time).as_deref(),
+            Some("2026-10-15T00:00:00Z")
+        );
     }
 
     #[test]

@@ -185,6 +185,21 @@ impl Streaming {
         Some(essence.to_ascii_lowercase())
     }
 
+    /// A header of the answer, if it is there and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.answer.headers().get(name)?.to_str().ok()
+    }
+
+    /// A [`ClientError::Decode`] for a piece of this answer's body that is not what the request
+    /// returns (a body read piece by piece is decoded by the caller).
+    pub fn decode_error(&self, source: serde_json::Error) -> ClientError {
+        ClientError::Decode {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            source,
+        }
+    }
+
     /// The next piece of the body as the server sent it, `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ClientError> {
         self.answer

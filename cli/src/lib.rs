@@ -14,11 +14,15 @@
 //! - [`group_spec`]: the body `container create` PUTs, from az-like flags or an ACI YAML/JSON file.
 //! - [`cmdline`]: the quote-aware splitter behind `--command-line`.
 //! - [`admin`]: the `/admin/v1` wire shapes (Berth-only, so not in `berth-proto`).
+//! - [`billing`]: the usage routes' wire (query, `--from`/`--to` times, usage rows) and what the
+//!   billing commands compute from it: exact decimal sums per group and meter, rows of a streamed
+//!   export counted across chunks.
 //! - [`output`]: `--output table|json|yaml` rendering.
 //! - [`commands`]: one module per verb, each with one `pub async fn` (`dns check` asks Berth's DNS
 //!   server directly, with hickory-proto's message codec).
 
 pub mod admin;
+pub mod billing;
 pub mod cli;
 pub mod client;
 pub mod cmdline;
@@ -33,8 +37,8 @@ pub mod terminal;
 use std::path::Path;
 
 use crate::cli::{
-    AdminCommand, Cli, Command, ContainerCommand, DnsCertificateCommand, DnsCommand,
-    JoinTokenCommand, NodeCommand, TokenCommand,
+    AdminCommand, BillingCommand, Cli, Command, ContainerCommand, DnsCertificateCommand,
+    DnsCommand, JoinTokenCommand, NodeCommand, TokenCommand,
 };
 use crate::commands::Context;
 use crate::config::ConfigFile;
@@ -120,6 +124,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminCommand::DnsCertificate {
                     command: DnsCertificateCommand::Create(args),
                 } => commands::admin::dns_certificate::create(&ctx, &args).await,
+            }
+        }
+        Command::Billing { command } => {
+            let ctx = context(&config_path, &overrides, &env, output)?;
+            match command {
+                BillingCommand::Export(args) => commands::billing::export::export(&ctx, &args).await,
+                BillingCommand::Show(args) => commands::billing::show::show(&ctx, &args).await,
             }
         }
         Command::Dns {

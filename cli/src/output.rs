@@ -10,6 +10,7 @@ use comfy_table::{Table, TableComponent};
 use serde_json::Value;
 
 use crate::admin::Node;
+use crate::billing::summary::UsageSummary;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -190,6 +191,41 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
             ),
             n.groups.to_string(),
             n.last_heartbeat.clone().unwrap_or_default(),
+        ]);
+    }
+    Some(trim_lines(&table.to_string()))
+}
+
+/// The table of `billing show`: a line per group and meter, then a TOTAL line per currency; `None`
+/// for no rows.
+pub fn usage_table(summary: &UsageSummary) -> Option<String> {
+    if summary.is_empty() {
+        return None;
+    }
+    let mut table = new_table(&["GROUP", "METER", "QUANTITY", "COST", "ACCRUING"]);
+    let amount = |number: String, unit: &str| {
+        if unit.is_empty() {
+            number
+        } else {
+            format!("{number} {unit}")
+        }
+    };
+    for line in summary.lines() {
+        table.add_row(vec![
+            line.group.clone(),
+            line.meter.clone(),
+            amount(line.quantity.to_string(), &line.unit),
+            amount(line.cost.to_string_with_min_scale(2), &line.currency),
+            if line.accruing { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    for (currency, cost) in summary.totals() {
+        table.add_row(vec![
+            "TOTAL".to_owned(),
+            String::new(),
+            String::new(),
+            amount(cost.to_string_with_min_scale(2), currency),
+            String::new(),
         ]);
     }
     Some(trim_lines(&table.to_string()))

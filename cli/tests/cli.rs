@@ -2,7 +2,7 @@
 //! requests it sends, what it prints and its exit codes. The real apiserver is driven by berth-tests.
 //!
 //! The server also speaks just enough of the websocket side of exec and attach (`Reply::upgrade`)
-//! and streams chunked bodies (`Reply::chunks`) for `logs --follow`.
+//! and streams chunked bodies (`Reply::chunks`) for `logs --follow` and `billing export`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +28,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
+#[path = "cli/billing.rs"]
+mod billing;
 #[path = "cli/dns.rs"]
 mod dns;
 
@@ -121,10 +123,18 @@ where
 
 /// 200 `text/plain`, chunked: what `chunks` carries.
 fn streamed(chunks: mpsc::UnboundedReceiver<String>) -> Reply {
-    let mut answer = empty(200).header("content-type", "text/plain; charset=utf-8");
+    streamed_as("text/plain; charset=utf-8", chunks)
+}
+
+/// 200 `content_type`, chunked: what `chunks` carries; [`BREAK_STREAM`] drops the connection there.
+fn streamed_as(content_type: &str, chunks: mpsc::UnboundedReceiver<String>) -> Reply {
+    let mut answer = empty(200).header("content-type", content_type);
     answer.chunks = Some(chunks);
     answer
 }
+
+/// A chunk that makes the server hang up in the middle of a chunked body, as a crashed one would.
+const BREAK_STREAM: &str = "\u{0}break the stream";
 
 impl Reply {
     fn header(mut self, name: &str, value: &str) -> Self {
@@ -334,6 +344,9 @@ where
                 return;
             }
             while let Some(chunk) = chunks.recv().await {
+                if chunk == BREAK_STREAM {
+                    return;
+                }
                 let piece = format!("{:x}\r\n{chunk}\r\n", chunk.len());
                 if out.write_all(piece.as_bytes()).await.is_err() || out.flush().await.is_err() {
                     return;

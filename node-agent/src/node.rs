@@ -134,11 +134,20 @@ pub(crate) async fn run_node(
         None => String::new(),
     };
     let mut supervisor = Supervisor::new(runtime, changes);
+    let report_epoch = {
+        let dir = state_dir.clone();
+        off_runtime(move || crate::identity::next_report_epoch(&dir)).await
+    }
+    .map_err(|source| NodeError::Identity {
+        node: name.clone(),
+        source,
+    })?;
     let facts = NodeFacts {
         capacity: shared.capacity.clone(),
         labels: shared.labels.clone(),
         heartbeat: identity.heartbeat_interval,
         agent_endpoint,
+        report_epoch,
     };
     sync_until_shutdown(
         &shared.server,

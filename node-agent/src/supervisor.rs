@@ -119,7 +119,12 @@ impl Supervisor {
     /// Everything the runtime has, for `Hello`. A new stream starts here: what was reported on the
     /// previous one no longer counts.
     pub fn hello_groups(&mut self) -> Vec<GroupStatus> {
-        let groups = self.runtime.groups();
+        // A Hello is a fresh observation of every group: billing reads "still running at this time".
+        let now = now_unix_ms();
+        let mut groups = self.runtime.groups();
+        for group in &mut groups {
+            group.observed_unix_ms = now;
+        }
         self.reported = groups
             .iter()
             .map(|g| (g.group_id.clone(), comparable(g)))

@@ -438,7 +438,7 @@ pub(super) async fn delete(
     let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let deleted = state.store.delete_group(&group.id).await?;
+    let deleted = state.store.delete_group(&group.id, crate::now_ms()).await?;
     state.zone_dirty.poke();
     let Some(deleted) = deleted else {
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -4,6 +4,7 @@
 //! bodies, unknown routes and wrong methods included.
 
 mod admin;
+mod billing;
 mod containers;
 mod extract;
 mod groups;
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/nodes", get(admin::list_nodes))
         .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))
+        .route("/admin/billing/usage", get(billing::admin_usage))
+        .route("/admin/billing/prices", get(billing::prices))
+        .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(request_id))
@@ -114,6 +118,7 @@ const LITERALS: &[&str] = &[
     "locations",
     "operations",
     "usages",
+    "usage",
     "capabilities",
     "cachedImages",
     "containers",

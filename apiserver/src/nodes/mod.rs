@@ -23,7 +23,7 @@ use crate::model::{GroupSpec, OsType, Size};
 use crate::scheduler::SchedulerHandle;
 use crate::secrets::SecretBox;
 use crate::store::{
-    GroupRecord, JoinRefusal, NodeRecord, NodeStatus, Placement, Store, StoreError,
+    GroupRecord, JoinRefusal, NodeRecord, NodeReport, NodeStatus, Placement, Store, StoreError,
 };
 use crate::tls::{ClusterCa, node_id_from_cert};
 
@@ -53,8 +53,9 @@ struct Inner {
     heartbeat_interval_ms: u32,
     node_timeout_ms: i64,
     sessions: Mutex<HashMap<String, Session>>,
-    /// Node id -> (last message, Ready as far as the store knows).
-    liveness: Mutex<HashMap<String, (i64, bool)>>,
+    /// Node id -> when its last message came, whether it is Ready as far as the store knows, and the
+    /// latest node clock it sent (its last heartbeat for billing, should it go silent).
+    liveness: Mutex<HashMap<String, Seen>>,
     /// Distinct node capacities per OS, for "could any node ever hold this?".
     capacities: Mutex<HashMap<OsType, Vec<Size>>>,
     /// Node id -> where its agent serves `AgentService`, from its latest `Hello` (absent: none).
@@ -63,8 +64,23 @@ struct Inner {
     next_seq: std::sync::atomic::AtomicU64,
     /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
     shutdown: CancellationToken,
-    /// Node reports on their way to the store, written in batches by [`write_reports`].
-    reports: mpsc::UnboundedSender<(String, node::GroupStatus)>,
+    /// Node reports and clocks on their way to the store, written in batches by [`write_reports`].
+    reports: mpsc::UnboundedSender<Incoming>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at_ms: i64,
+    ready: bool,
+    node_clock_ms: i64,
+}
+
+/// What the report writer stores.
+#[derive(Debug)]
+enum Incoming {
+    Report(NodeReport),
+    /// A node's clock in its latest message.
+    Clock(String, i64),
 }
 
 /// Cheap handle to the gateway; clones share everything.
@@ -132,8 +148,14 @@ impl NodeGateway {
         let now = crate::now_ms();
         for node in gateway.inner.store.nodes().await? {
             gateway.remember_capacity(node.os_type, node.capacity);
-            lock(&gateway.inner.liveness)
-                .insert(node.id.clone(), (now, node.status == NodeStatus::Ready));
+            lock(&gateway.inner.liveness).insert(
+                node.id.clone(),
+                Seen {
+                    at_ms: now,
+                    ready: node.status == NodeStatus::Ready,
+                    node_clock_ms: 0,
+                },
+            );
         }
         Ok(gateway)
     }
@@ -306,11 +328,11 @@ impl NodeGateway {
                 _ = tokio::time::sleep(period) => {}
             }
             let now = crate::now_ms();
-            let silent: Vec<(String, i64)> = lock(&self.inner.liveness)
+            let silent: Vec<(String, Seen)> = lock(&self.inner.liveness)
                 .iter_mut()
-                .filter(|(_, (seen, ready))| *ready && now - *seen > self.inner.node_timeout_ms)
-                .map(|(id, (seen, ready))| {
-                    *ready = false;
+                .filter(|(_, seen)| seen.ready && now - seen.at_ms > self.inner.node_timeout_ms)
+                .map(|(id, seen)| {
+                    seen.ready = false;
                     (id.clone(), *seen)
                 })
                 .collect();
@@ -320,30 +342,42 @@ impl NodeGateway {
                 if let Err(err) = self
                     .inner
                     .store
-                    .set_node_status(&id, NodeStatus::NotReady, seen)
+                    .set_node_status(&id, NodeStatus::NotReady, seen.at_ms, seen.node_clock_ms)
                     .await
                 {
                     tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
                     lock(&self.inner.liveness)
                         .entry(id)
-                        .and_modify(|e| e.1 = true);
+                        .and_modify(|e| e.ready = true);
                 }
             }
         }
     }
 
-    async fn seen(&self, node_id: &str) -> Result<(), StoreError> {
+    /// A message came from the node; `node_clock_ms` is the node's time in it (0: none).
+    async fn seen(&self, node_id: &str, node_clock_ms: i64) -> Result<(), StoreError> {
         let now = crate::now_ms();
-        let was_ready = {
+        let (was_ready, clock) = {
             let mut liveness = lock(&self.inner.liveness);
-            let entry = liveness.entry(node_id.to_owned()).or_insert((now, false));
-            entry.0 = now;
-            std::mem::replace(&mut entry.1, true)
+            let entry = liveness.entry(node_id.to_owned()).or_insert(Seen {
+                at_ms: now,
+                ready: false,
+                node_clock_ms: 0,
+            });
+            entry.at_ms = now;
+            entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
+            (std::mem::replace(&mut entry.ready, true), entry.node_clock_ms)
         };
+        if node_clock_ms > 0 {
+            let _ = self
+                .inner
+                .reports
+                .send(Incoming::Clock(node_id.to_owned(), node_clock_ms));
+        }
         if !was_ready {
             self.inner
                 .store
-                .set_node_status(node_id, NodeStatus::Ready, now)
+                .set_node_status(node_id, NodeStatus::Ready, now, clock)
                 .await?;
             self.inner.scheduler.capacity_changed();
         }
@@ -351,12 +385,13 @@ impl NodeGateway {
     }
 
     /// Queues a report for the store; reports are applied in arrival order.
-    fn apply(&self, node_id: &str, status: &node::GroupStatus) {
+    fn apply(&self, node_id: &str, seq: u64, status: &node::GroupStatus) {
         // The writer only stops at shutdown, when reports no longer matter.
-        let _ = self
-            .inner
-            .reports
-            .send((node_id.to_owned(), status.clone()));
+        let _ = self.inner.reports.send(Incoming::Report(NodeReport {
+            node_id: node_id.to_owned(),
+            seq,
+            status: status.clone(),
+        }));
     }
 
     async fn full_state(&self, node_id: &str) -> Result<DesiredState, StoreError> {
@@ -391,26 +426,43 @@ const REPORT_BATCH: usize = 1024;
 /// of thousands of reports costs a handful of commits rather than thousands.
 async fn write_reports(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<(String, node::GroupStatus)>,
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
     zone_dirty: crate::dns::ZoneDirty,
     shutdown: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(REPORT_BATCH);
+    let mut incoming = Vec::with_capacity(REPORT_BATCH);
+    let mut reports = Vec::with_capacity(REPORT_BATCH);
+    let mut clocks: HashMap<String, i64> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            n = rx.recv_many(&mut batch, REPORT_BATCH) => {
+            n = rx.recv_many(&mut incoming, REPORT_BATCH) => {
                 if n == 0 {
                     return;
                 }
             }
         }
-        if let Err(err) = store.apply_statuses(&batch, crate::now_ms()).await {
-            tracing::error!(error = %err, reports = batch.len(), "cannot apply node reports");
+        for item in incoming.drain(..) {
+            match item {
+                Incoming::Report(report) => reports.push(report),
+                Incoming::Clock(node, ms) => {
+                    let clock = clocks.entry(node).or_default();
+                    *clock = (*clock).max(ms);
+                }
+            }
         }
-        // A group may have started running with an IP, or stopped.
-        zone_dirty.poke();
-        batch.clear();
+        let clocks_now: Vec<(String, i64)> = clocks.drain().collect();
+        if let Err(err) = store
+            .apply_statuses(&reports, &clocks_now, crate::now_ms())
+            .await
+        {
+            tracing::error!(error = %err, reports = reports.len(), "cannot apply node reports");
+        }
+        if !reports.is_empty() {
+            // A group may have started running with an IP, or stopped.
+            zone_dirty.poke();
+        }
+        reports.clear();
     }
 }
 
@@ -526,11 +578,11 @@ impl NodeService for NodeGateway {
             ));
         }
         let mut reports = request.into_inner();
-        let hello = match reports.next().await {
+        let (first_seq, hello) = match reports.next().await {
             Some(Ok(AgentReport {
+                seq,
                 body: Some(agent_report::Body::Hello(hello)),
-                ..
-            })) => hello,
+            })) => (seq, hello),
             Some(Ok(_)) => {
                 return Err(Status::failed_precondition(
                     "the first message of Sync must be Hello",
@@ -554,10 +606,12 @@ impl NodeService for NodeGateway {
                 tx: tx.clone(),
             },
         );
-        self.seen(&node_id).await?;
+        let hello_seq = first_seq;
+        let clock = hello.groups.iter().map(|g| g.observed_unix_ms).max().unwrap_or(0);
+        self.seen(&node_id, clock).await?;
         self.remember_endpoint(&node_id, &hello.agent_endpoint);
         for status in &hello.groups {
-            self.apply(&node_id, status);
+            self.apply(&node_id, hello_seq, status);
         }
         let full = self.full_state(&node_id).await?;
         let _ = tx.send(Ok(full));
@@ -579,16 +633,26 @@ impl NodeService for NodeGateway {
                         break;
                     }
                 };
-                if let Err(err) = gateway.seen(&node_id).await {
+                let clock = match &report.body {
+                    Some(agent_report::Body::Group(status)) => status.observed_unix_ms,
+                    Some(agent_report::Body::Heartbeat(beat)) => beat.node_time_unix_ms,
+                    Some(agent_report::Body::Hello(hello)) => {
+                        hello.groups.iter().map(|g| g.observed_unix_ms).max().unwrap_or(0)
+                    }
+                    None => 0,
+                };
+                if let Err(err) = gateway.seen(&node_id, clock).await {
                     tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
                 }
                 match report.body {
-                    Some(agent_report::Body::Group(status)) => gateway.apply(&node_id, &status),
+                    Some(agent_report::Body::Group(status)) => {
+                        gateway.apply(&node_id, report.seq, &status)
+                    }
                     Some(agent_report::Body::Heartbeat(_)) | None => {}
                     Some(agent_report::Body::Hello(hello)) => {
                         gateway.remember_endpoint(&node_id, &hello.agent_endpoint);
                         for status in &hello.groups {
-                            gateway.apply(&node_id, status);
+                            gateway.apply(&node_id, report.seq, status);
                         }
                     }
                 }

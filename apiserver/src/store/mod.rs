@@ -32,6 +32,12 @@ pub enum StoreError {
     /// The store is shutting down or its writer failed.
     #[error("the store is unavailable")]
     Unavailable,
+    /// An export's destination went away (the client disconnected) or failed.
+    #[error("the export's destination failed")]
+    Sink(#[source] std::io::Error),
+    /// The store cannot serve this (an in-memory database has no file for an export to read).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The subscription's quota would be exceeded; carries the usage before the request.
     #[error("quota exceeded: {groups} groups, {cpu_millis} millicores in use")]
     QuotaExceeded { groups: i64, cpu_millis: u64 },
@@ -214,6 +220,65 @@ pub struct OperationRecord {
     pub ended_ms: Option<i64>,
 }
 
+/// A node's report of one group, with the node's sequence number for it.
+#[derive(Debug, Clone)]
+pub struct NodeReport {
+    pub node_id: String,
+    pub seq: u64,
+    pub status: berth_proto::node::GroupStatus,
+}
+
+/// Which usage an export reads: rows starting in `[from_ms, to_ms)` after widening `from_ms` to its UTC
+/// day (ledger rows never cross a day, so this holds every row that overlaps the window).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub subscription: Option<String>,
+}
+
+/// Who a usage row is about.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageGroup<'a> {
+    pub id: &'a str,
+    pub subscription: &'a str,
+    pub resource_group: &'a str,
+    pub name: &'a str,
+    pub location: &'a str,
+    /// A JSON object.
+    pub tags: &'a str,
+    pub os_type: &'a str,
+    pub node_id: &'a str,
+}
+
+/// One ledger row, or one day of an open run accrued to now (`ledger_id` 0, `accrued`).
+#[derive(Debug, Clone, Copy)]
+pub struct UsageRow<'a> {
+    pub ledger_id: i64,
+    pub meter: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Integer units of the meter over the whole row; negative for a correction.
+    pub quantity: i64,
+    pub accrued: bool,
+    pub group: UsageGroup<'a>,
+}
+
+/// Reads usage for an export on its own connection, from one consistent snapshot. Blocking: run it on
+/// a blocking thread.
+pub trait UsageReader: Send {
+    /// How many ledger rows the filter selects (for progress bars).
+    fn estimate(&mut self, filter: &UsageFilter) -> Result<u64>;
+    /// Calls `each` for every ledger row and accrued piece the filter selects, in order of start
+    /// (then ledger id); stops at the first error `each` returns.
+    fn read(
+        &mut self,
+        filter: &UsageFilter,
+        now_ms: i64,
+        each: &mut dyn FnMut(&UsageRow<'_>) -> std::io::Result<()>,
+    ) -> Result<()>;
+}
+
 /// What changed when a node's report was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusOutcome {
@@ -250,11 +315,14 @@ pub trait Store: Send + Sync + 'static {
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     async fn node(&self, id: &str) -> Result<Option<NodeRecord>>;
     /// Sets a node's readiness; NotReady also marks its groups `Unhealthy` with an event.
+    /// NotReady also ends billing of the node's runs at its last message (the latest node clock known,
+    /// `node_clock_ms` or stored), until it reports them again.
     async fn set_node_status(
         &self,
         id: &str,
         status: NodeStatus,
         last_heartbeat_ms: i64,
+        node_clock_ms: i64,
     ) -> Result<()>;
 
     // ---- groups ----
@@ -282,9 +350,10 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<i64>;
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()>;
-    /// Deletes the group, releasing its capacity; returns the node it was on.
-    async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>>;
-    /// Stops the group: releases capacity, unassigns it, cancels pending operations.
+    /// Deletes the group, releasing its capacity and ending its billing at `now_ms`; returns the group
+    /// as it was.
+    async fn delete_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
+    /// Stops the group: releases capacity, unassigns it, cancels pending operations, ends its billing.
     async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
     /// Starts a stopped group again (back to the scheduler) with a new generation.
     async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
@@ -336,15 +405,21 @@ pub trait Store: Send + Sync + 'static {
         status: &berth_proto::node::GroupStatus,
         now_ms: i64,
     ) -> Result<StatusOutcome>;
-    /// Applies many reports in one transaction, in order.
+    /// Applies many reports in one transaction, in order, metering each; records each node's latest
+    /// clock (`node_clocks`: node id, node time of its latest message).
     async fn apply_statuses(
         &self,
-        reports: &[(String, berth_proto::node::GroupStatus)],
+        reports: &[NodeReport],
+        node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>>;
 
     /// The node id of every placed group (for per-node counts).
     async fn group_counts_by_node(&self) -> Result<Vec<String>>;
+
+    // ---- billing ----
+    /// A reader for exports, on its own connection.
+    fn usage_reader(&self) -> Result<Box<dyn UsageReader>>;
 
     // ---- operations ----
     async fn insert_operation(&self, operation: &OperationRecord) -> Result<()>;

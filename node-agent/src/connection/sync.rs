@@ -57,9 +57,12 @@ pub struct NodeFacts {
     pub heartbeat: Duration,
     /// Where the node serves `AgentService` (`https://…`); empty if it does not.
     pub agent_endpoint: String,
+    /// This start's number ([`crate::identity::next_report_epoch`]): reports are numbered from
+    /// `epoch << 32`, so numbers never repeat across restarts.
+    pub report_epoch: u64,
 }
 
-/// Numbers a node's reports, increasing across reconnects for the node's lifetime.
+/// Numbers a node's reports, increasing across reconnects and, through the report epoch, restarts.
 #[derive(Debug, Default)]
 struct Seq(u64);
 
@@ -90,7 +93,7 @@ pub async fn sync_until_shutdown(
     shutdown: &CancellationToken,
 ) {
     let mut backoff = Backoff::default();
-    let mut seq = Seq::default();
+    let mut seq = Seq(facts.report_epoch << 32);
     // Consecutive failed attempts since the last stream that worked.
     let mut failures: u32 = 0;
     loop {

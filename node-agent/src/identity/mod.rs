@@ -170,6 +170,25 @@ fn write_atomic(
     std::fs::rename(&tmp, &path).map_err(io_err("cannot rename into", &path))
 }
 
+/// The file numbering the agent's starts, so report sequence numbers never repeat for a node.
+const REPORT_EPOCH_FILE: &str = "report-epoch";
+
+/// Counts one more start of the agent in `dir` and returns the new count (1 on the first start).
+/// Reports are numbered `(epoch << 32) + n`, so a node's sequence numbers increase across restarts and
+/// the apiserver can tell a replayed report from a new one by node and number alone.
+pub fn next_report_epoch(dir: &Path) -> Result<u64, IdentityError> {
+    let path = dir.join(REPORT_EPOCH_FILE);
+    let previous = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(_) => return Err(read(&path).unwrap_err()),
+    };
+    let epoch = previous + 1;
+    std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
+    write_atomic(dir, REPORT_EPOCH_FILE, epoch.to_string().as_bytes(), false)?;
+    Ok(epoch)
+}
+
 impl Identity {
     /// Builds an identity from a successful join. Refuses a CA that is not the pinned one.
     pub fn from_join(

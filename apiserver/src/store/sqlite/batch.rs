@@ -10,12 +10,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use berth_proto::node::GroupStatus;
 use prost::Message as _;
 
 use super::{apply_one, json, provisioning_for, release};
 use crate::model::Size;
-use crate::store::{NewGroup, Placement, Result, StatusOutcome, StoreError};
+use crate::store::{NewGroup, NodeReport, Placement, Result, StatusOutcome, StoreError};
 
 /// Creates gathered into one transaction at most.
 const CREATE_BATCH: usize = 256;
@@ -310,11 +309,12 @@ pub(super) async fn commit_placements(
 /// they complete; a failure report, which carries its own error message, goes alone.
 pub(super) async fn apply_statuses(
     pool: &SqlitePool,
-    reports: &[(String, GroupStatus)],
+    reports: &[NodeReport],
+    node_clocks: &[(String, i64)],
     now_ms: i64,
 ) -> Result<Vec<StatusOutcome>> {
     let mut last: HashMap<&str, usize> = HashMap::new();
-    for (i, (_, status)) in reports.iter().enumerate() {
+    for (i, NodeReport { status, .. }) in reports.iter().enumerate() {
         last.insert(status.group_id.as_str(), i);
     }
     let mut outcome_of: HashMap<usize, StatusOutcome> = HashMap::new();
@@ -324,10 +324,14 @@ pub(super) async fn apply_statuses(
         latest.sort_unstable();
         latest
             .into_iter()
-            .partition(|i| provisioning_for(&reports[*i].1) == Some("Failed"))
+            .partition(|i| provisioning_for(&reports[*i].status) == Some("Failed"))
     };
     for i in single {
-        let (node, status) = &reports[i];
+        let NodeReport {
+            node_id: node,
+            status,
+            ..
+        } = &reports[i];
         outcome_of.insert(i, apply_one(&mut tx, node, status, now_ms).await?);
     }
     for chunk in multi.chunks(CHUNK) {
@@ -341,22 +345,22 @@ pub(super) async fn apply_statuses(
         );
         let mut query = sqlx::query(&sql);
         for i in chunk {
-            let status = &reports[*i].1;
+            let status = &reports[*i].status;
             query = query.bind(&status.group_id).bind(status.encode_to_vec());
         }
         for i in chunk {
-            let status = &reports[*i].1;
+            let status = &reports[*i].status;
             query = query.bind(&status.group_id).bind(provisioning_for(status));
         }
         query = query.bind(now_ms);
         for i in chunk {
-            query = query.bind(&reports[*i].1.group_id);
+            query = query.bind(&reports[*i].status.group_id);
         }
         for i in chunk {
-            query = query.bind(&reports[*i].1.group_id).bind(&reports[*i].0);
+            query = query.bind(&reports[*i].status.group_id).bind(&reports[*i].node_id);
         }
         for i in chunk {
-            let status = &reports[*i].1;
+            let status = &reports[*i].status;
             query = query.bind(&status.group_id).bind(status.generation as i64);
         }
         let mut applied: HashMap<String, String> = HashMap::new();
@@ -381,17 +385,24 @@ pub(super) async fn apply_statuses(
             query.execute(&mut *tx).await?;
         }
         for i in chunk {
-            let outcome = match applied.remove(&reports[*i].1.group_id) {
+            let outcome = match applied.remove(&reports[*i].status.group_id) {
                 Some(provisioning_state) => StatusOutcome::Applied { provisioning_state },
                 None => StatusOutcome::Ignored,
             };
             outcome_of.insert(*i, outcome);
         }
     }
+    // Billing sees every report, not only the last per group: a run's end may be in an earlier one.
+    for report in reports {
+        super::billing::observe(&mut tx, &report.node_id, report.seq, &report.status).await?;
+    }
+    for (node_id, node_ms) in node_clocks {
+        super::billing::node_seen(&mut tx, node_id, *node_ms).await?;
+    }
     tx.commit().await?;
     Ok(reports
         .iter()
-        .map(|(_, status)| {
+        .map(|NodeReport { status, .. }| {
             outcome_of
                 .get(&last[status.group_id.as_str()])
                 .cloned()

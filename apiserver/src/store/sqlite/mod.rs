@@ -18,6 +18,8 @@ use crate::model::{GroupSpec, OsType, Size};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 mod batch;
+mod billing;
+mod usage_reader;
 
 /// SQLite, one file, WAL.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Creates go through one task that commits them in batches (see `batch`).
     creates: tokio::sync::mpsc::Sender<batch::CreateRequest>,
+    /// The database file, for exports' own connections; `None` in memory.
+    path: Option<std::path::PathBuf>,
 }
 
 const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
@@ -44,6 +48,8 @@ impl SqliteStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self> {
+        let path = options.get_filename().to_owned();
+        let path = (path.as_os_str() != ":memory:" && !path.as_os_str().is_empty()).then_some(path);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -59,6 +65,7 @@ impl SqliteStore {
             writer,
             reader,
             creates,
+            path,
         })
     }
 
@@ -504,8 +511,16 @@ impl Store for SqliteStore {
         id: &str,
         status: NodeStatus,
         last_heartbeat_ms: i64,
+        node_clock_ms: i64,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
+        billing::node_seen(&mut tx, id, node_clock_ms).await?;
+        if status == NodeStatus::NotReady {
+            let last = billing::last_node_ms(&mut tx, id).await?;
+            if last > 0 {
+                billing::node_lost(&mut tx, id, last).await?;
+            }
+        }
         sqlx::query("UPDATE nodes SET status = ?, last_heartbeat_ms = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(last_heartbeat_ms)
@@ -627,12 +642,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn delete_group(&self, id: &str) -> Result<Option<GroupRecord>> {
+    async fn delete_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>> {
         let mut tx = self.writer.begin().await?;
         let Some(group) = unassign(&mut tx, id).await? else {
             return Ok(None);
         };
-        cancel_operations(&mut tx, id, group.updated_ms.max(0)).await?;
+        cancel_operations(&mut tx, id, now_ms).await?;
+        billing::remember_group(&mut tx, &group).await?;
+        billing::cap(&mut tx, id, group.generation, now_ms, "delete").await?;
         sqlx::query("DELETE FROM groups WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -663,6 +680,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         cancel_operations(&mut tx, id, now_ms).await?;
+        billing::cap(&mut tx, id, group.generation, now_ms, "stop").await?;
         tx.commit().await?;
         Ok(Some(group))
     }
@@ -904,16 +922,18 @@ impl Store for SqliteStore {
     ) -> Result<StatusOutcome> {
         let mut tx = self.writer.begin().await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
+        billing::observe(&mut tx, node_id, 0, status).await?;
         tx.commit().await?;
         Ok(outcome)
     }
 
     async fn apply_statuses(
         &self,
-        reports: &[(String, node::GroupStatus)],
+        reports: &[NodeReport],
+        node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>> {
-        batch::apply_statuses(&self.writer, reports, now_ms).await
+        batch::apply_statuses(&self.writer, reports, node_clocks, now_ms).await
     }
 
     async fn group_counts_by_node(&self) -> Result<Vec<String>> {
@@ -922,6 +942,14 @@ impl Store for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?,
         )
+    }
+
+    fn usage_reader(&self) -> Result<Box<dyn UsageReader>> {
+        let path = self
+            .path
+            .as_ref()
+            .ok_or(StoreError::Unsupported("an in-memory store cannot be exported"))?;
+        Ok(Box::new(usage_reader::SqliteUsageReader::open(path)?))
     }
 
     async fn insert_operation(&self, operation: &OperationRecord) -> Result<()> {
@@ -1072,7 +1100,7 @@ mod tests {
         assert_eq!(store.node(&node).await.unwrap().unwrap().used.cpu_millis, 0);
 
         // c is deleted before its placement commits: its reservation is given back.
-        store.delete_group(&groups[2].id).await.unwrap();
+        store.delete_group(&groups[2].id, 10).await.unwrap();
         let committed = store
             .commit_placements(&[placement(&groups[0]), placement(&groups[2])], 3)
             .await
@@ -1096,7 +1124,7 @@ mod tests {
         );
 
         // Deleting a releases its capacity.
-        store.delete_group(&groups[0].id).await.unwrap();
+        store.delete_group(&groups[0].id, 10).await.unwrap();
         assert_eq!(store.node(&node).await.unwrap().unwrap().used.cpu_millis, 0);
     }
 
@@ -1140,7 +1168,19 @@ mod tests {
         );
         let applied = store
             .apply_statuses(
-                &[(node.clone(), running.clone()), (node.clone(), running)],
+                &[
+                    NodeReport {
+                        node_id: node.clone(),
+                        seq: 1,
+                        status: running.clone(),
+                    },
+                    NodeReport {
+                        node_id: node.clone(),
+                        seq: 2,
+                        status: running,
+                    },
+                ],
+                &[],
                 4,
             )
             .await
