@@ -423,10 +423,10 @@ pub struct BillingExportArgs {
     /// End of the period: RFC 3339 or a date, as --from [server default: now]
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub to: Option<OffsetDateTime>,
-    /// How finely usage is cut into rows [default: the server's]
+    /// How finely usage is cut into rows [server default: raw]
     #[arg(long, value_enum, value_name = "GRANULARITY")]
     pub granularity: Option<Granularity>,
-    /// Format of the rows [default: the server's]
+    /// Format of the rows [server default: csv]
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<UsageFormat>,
     /// Write to FILE instead of stdout (through FILE.partial; progress on stderr on a terminal)

@@ -129,7 +129,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Billing { command } => {
             let ctx = context(&config_path, &overrides, &env, output)?;
             match command {
-                BillingCommand::Export(args) => commands::billing::export::export(&ctx, &args).await,
+                BillingCommand::Export(args) => {
+                    commands::billing::export::export(&ctx, &args).await
+                }
                 BillingCommand::Show(args) => commands::billing::show::show(&ctx, &args).await,
             }
         }

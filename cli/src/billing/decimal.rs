@@ -33,23 +33,20 @@ pub enum DecimalError {
 impl Decimal {
     pub const ZERO: Self = Self { units: 0, scale: 0 };
 
-    /// `self + other`, exactly; `None` when it does not fit.
-    pub fn checked_add(self, other: Self) -> Option<Self> {
-        let scale = self.scale.max(other.scale);
-        let units = self
-            .rescaled(scale)?
-            .checked_add(other.rescaled(scale)?)?;
-        Some(Self { units, scale })
-    }
-
     /// `self + other`, exactly.
-    pub fn add(self, other: Self) -> Result<Self, DecimalError> {
-        self.checked_add(other).ok_or(DecimalError::Overflow)
+    pub fn try_add(self, other: Self) -> Result<Self, DecimalError> {
+        let scale = self.scale.max(other.scale);
+        self.rescaled(scale)
+            .zip(other.rescaled(scale))
+            .and_then(|(a, b)| a.checked_add(b))
+            .map(|units| Self { units, scale })
+            .ok_or(DecimalError::Overflow)
     }
 
     /// The units of `self` at a scale no smaller than its own.
     fn rescaled(self, scale: u32) -> Option<i128> {
-        self.units.checked_mul(10_i128.checked_pow(scale - self.scale)?)
+        self.units
+            .checked_mul(10_i128.checked_pow(scale - self.scale)?)
     }
 
     /// The same number without trailing zeros after the point.
@@ -214,8 +211,8 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_decimal() {
         for bad in [
-            "", "-", ".", "1,5", "NaN", "inf", "1e", "1e+", "e5", "1e5.5", "1.2.3", " 1", "1 ", "--1",
-            "1e--5", "0x10",
+            "", "-", ".", "1,5", "NaN", "inf", "1e", "1e+", "e5", "1e5.5", "1.2.3", " 1", "1 ",
+            "--1", "1e--5", "0x10",
         ] {
             assert_eq!(
                 bad.parse::<Decimal>(),
@@ -239,31 +236,37 @@ mod tests {
 
     #[test]
     fn sums_are_exact_where_f64_is_not() {
-        let sum = d("0.1").add(d("0.2")).unwrap();
+        let sum = d("0.1").try_add(d("0.2")).unwrap();
         assert_eq!(sum, d("0.3"));
         assert_ne!(0.1_f64 + 0.2, 0.3, "the reason this type exists");
         // A month of per-second rows at a tiny price: f64 drifts, this does not.
         let mut total = Decimal::ZERO;
         let mut float = 0.0_f64;
         for _ in 0..2_592_000 {
-            total = total.add(d("0.0000113")).unwrap();
+            total = total.try_add(d("0.0000113")).unwrap();
             float += 0.0000113;
         }
         assert_eq!(total.to_string(), "29.2896");
         assert_ne!(format!("{float}"), "29.2896");
         // Different scales, signs.
-        assert_eq!(d("12.5").add(d("-0.0000113")).unwrap().to_string(), "12.4999887");
-        assert_eq!(d("-1").add(d("1.000")).unwrap().to_string(), "0");
+        assert_eq!(
+            d("12.5").try_add(d("-0.0000113")).unwrap().to_string(),
+            "12.4999887"
+        );
+        assert_eq!(d("-1").try_add(d("1.000")).unwrap().to_string(), "0");
     }
 
     #[test]
     fn overflow_is_an_error_not_a_wrong_sum() {
         let big = d(&i128::MAX.to_string());
-        assert_eq!(big.add(d("1")), Err(DecimalError::Overflow));
-        assert_eq!(big.add(d("-1")).unwrap(), d(&(i128::MAX - 1).to_string()));
+        assert_eq!(big.try_add(d("1")), Err(DecimalError::Overflow));
+        assert_eq!(
+            big.try_add(d("-1")).unwrap(),
+            d(&(i128::MAX - 1).to_string())
+        );
         // Fits at scale 0, not at the other's scale.
         let wide = d(&"9".repeat(30));
-        assert_eq!(wide.add(d("0.000000001")), Err(DecimalError::Overflow));
+        assert_eq!(wide.try_add(d("0.000000001")), Err(DecimalError::Overflow));
     }
 
     #[test]

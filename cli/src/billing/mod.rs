@@ -153,21 +153,28 @@ pub struct UsageQuery {
 }
 
 impl UsageQuery {
-    /// A query; `from` must come before `to` when both are given.
+    /// A query. The period must not be empty, counting the server's defaults for what is not given
+    /// (`from`: the start of the month of `now`; `to`: `now`), so that a mistake is told as one of
+    /// the flags rather than as the server's complaint about a parameter.
     pub fn new(
         from: Option<OffsetDateTime>,
         to: Option<OffsetDateTime>,
         granularity: Option<Granularity>,
         format: Option<UsageFormat>,
+        now: OffsetDateTime,
     ) -> Result<Self, UsageError> {
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
-            return Err(UsageError(format!(
-                "--from ({}) must be before --to ({})",
-                format_time(from),
-                format_time(to)
-            )));
+        let start = from.unwrap_or_else(|| start_of_month(now));
+        let end = to.unwrap_or(now);
+        if start >= end {
+            let start = match from {
+                Some(from) => format!("--from ({})", format_time(from)),
+                None => format!("the start of this month ({})", format_time(start)),
+            };
+            let end = match to {
+                Some(to) => format!("--to ({})", format_time(to)),
+                None => format!("now ({})", format_time(end)),
+            };
+            return Err(UsageError(format!("{start} must be before {end}")));
         }
         Ok(Self {
             from,
@@ -308,6 +315,8 @@ mod tests {
         );
     }
 
+    const NOW: OffsetDateTime = datetime!(2026-11-22 19:04:05 UTC);
+
     #[test]
     fn queries_carry_what_was_given() {
         let from = parse_time("2026-11-01").unwrap();
@@ -317,16 +326,17 @@ mod tests {
             Some(to),
             Some(Granularity::Hourly),
             Some(UsageFormat::Jsonl),
+            NOW,
         )
         .unwrap();
         assert_eq!(
             query.target(ADMIN_USAGE_PATH),
             "/admin/billing/usage?from=2026-11-01T00%3A00%3A00Z&to=2026-11-02T10%3A00%3A00Z&granularity=hourly&format=jsonl"
         );
-        let none = UsageQuery::new(None, None, None, None).unwrap();
+        let none = UsageQuery::new(None, None, None, None, NOW).unwrap();
         assert_eq!(none.target(ADMIN_USAGE_PATH), "/admin/billing/usage");
         assert_eq!(
-            UsageQuery::new(None, None, Some(Granularity::Monthly), None)
+            UsageQuery::new(None, None, Some(Granularity::Monthly), None, NOW)
                 .unwrap()
                 .target(&tenant_usage_path("my sub")),
             "/subscriptions/my%20sub/providers/Microsoft.ContainerInstance/usage?granularity=monthly"
@@ -334,17 +344,32 @@ mod tests {
     }
 
     #[test]
-    fn from_must_come_before_to() {
-        let t = parse_time("2026-11-01").unwrap();
-        let err = UsageQuery::new(Some(t), Some(t), None, None).unwrap_err();
+    fn the_period_must_not_be_empty() {
+        let query = |from: Option<&str>, to: Option<&str>| {
+            let time = |t: Option<&str>| t.map(|t| parse_time(t).unwrap());
+            UsageQuery::new(time(from), time(to), None, None, NOW).map_err(|e| e.to_string())
+        };
         assert_eq!(
-            err.to_string(),
+            query(Some("2026-11-01"), Some("2026-11-01")).unwrap_err(),
             "--from (2026-11-01T00:00:00Z) must be before --to (2026-11-01T00:00:00Z)"
         );
-        let earlier = parse_time("2026-10-31").unwrap();
-        assert!(UsageQuery::new(Some(t), Some(earlier), None, None).is_err());
-        assert!(UsageQuery::new(Some(earlier), Some(t), None, None).is_ok());
-        assert!(UsageQuery::new(Some(t), None, None, None).is_ok());
+        assert!(query(Some("2026-11-02"), Some("2026-11-01")).is_err());
+        assert!(query(Some("2026-10-31"), Some("2026-11-01")).is_ok());
+        // Against the server's defaults: the start of the month, now.
+        assert_eq!(
+            query(Some("2026-11-23"), None).unwrap_err(),
+            "--from (2026-11-23T00:00:00Z) must be before now (2026-11-22T19:04:05Z)"
+        );
+        assert!(query(Some("2026-11-22"), None).is_ok());
+        assert_eq!(
+            query(None, Some("2026-10-31")).unwrap_err(),
+            "the start of this month (2026-11-01T00:00:00Z) must be before --to (2026-10-31T00:00:00Z)"
+        );
+        assert!(query(None, Some("2026-11-01T00:00:01Z")).is_ok());
+        assert!(query(None, None).is_ok());
+        // The first instant of a month: the default period is empty, so there is nothing to ask.
+        let first = datetime!(2026-12-01 00:00:00 UTC);
+        assert!(UsageQuery::new(None, None, None, None, first).is_err());
     }
 
     #[test]

@@ -91,10 +91,7 @@ mod tests {
 
     #[test]
     fn counts_rows_wherever_the_chunks_split() {
-        for (body, format, rows) in [
-            (CSV, UsageFormat::Csv, 3),
-            (JSONL, UsageFormat::Jsonl, 3),
-        ] {
+        for (body, format, rows) in [(CSV, UsageFormat::Csv, 3), (JSONL, UsageFormat::Jsonl, 3)] {
             let body = body.as_bytes();
             for declared in [Some(format), None] {
                 assert_eq!(count(declared, &[body]), rows, "{declared:?} in one chunk");

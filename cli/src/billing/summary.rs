@@ -44,12 +44,12 @@ impl UsageSummary {
         let quantity = row.consumed_quantity.unwrap_or(Decimal::ZERO);
         let cost = row.billed_cost.unwrap_or(Decimal::ZERO);
         let total = self.totals.get(&currency).copied().unwrap_or_default();
-        let total = total.add(cost)?;
+        let total = total.try_add(cost)?;
         let key = (group, meter, unit, currency);
         let line = match self.lines.get(&key) {
             Some(line) => UsageLine {
-                quantity: line.quantity.add(quantity)?,
-                cost: line.cost.add(cost)?,
+                quantity: line.quantity.try_add(quantity)?,
+                cost: line.cost.try_add(cost)?,
                 accruing: line.accruing || row.accrued.unwrap_or(false),
                 ..line.clone()
             },
@@ -89,7 +89,10 @@ impl UsageSummary {
 /// `rg/name`, or whichever of the two the row has, or `-`.
 fn group_label(row: &UsageRow) -> String {
     let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-    match (non_empty(&row.resource_group), non_empty(&row.resource_name)) {
+    match (
+        non_empty(&row.resource_group),
+        non_empty(&row.resource_name),
+    ) {
         (Some(rg), Some(name)) => format!("{rg}/{name}"),
         (Some(one), None) | (None, Some(one)) => one,
         (None, None) => "-".to_owned(),
@@ -136,15 +139,36 @@ mod tests {
             lines,
             [
                 line("-", "gpu/v100/gpu_seconds", "0 GPU-Seconds", "0 EUR", false),
-                line("orphan", "linux/vcpu_seconds", "1 vCPU-Seconds", "0.5 USD", false),
-                line("rg/web", "linux/memory_gib_seconds", "7200 GiB-Seconds", "0.01 USD", false),
+                line(
+                    "orphan",
+                    "linux/vcpu_seconds",
+                    "1 vCPU-Seconds",
+                    "0.5 USD",
+                    false
+                ),
+                line(
+                    "rg/web",
+                    "linux/memory_gib_seconds",
+                    "7200 GiB-Seconds",
+                    "0.01 USD",
+                    false
+                ),
                 // 0.1 + 0.2 is 0.3 here.
-                line("rg/web", "linux/vcpu_seconds", "0.3 vCPU-Seconds", "0.0000339 USD", true),
+                line(
+                    "rg/web",
+                    "linux/vcpu_seconds",
+                    "0.3 vCPU-Seconds",
+                    "0.0000339 USD",
+                    true
+                ),
             ]
         );
         let totals: Vec<(&str, String)> =
             summary.totals().map(|(c, d)| (c, d.to_string())).collect();
-        assert_eq!(totals, [("EUR", "0".to_owned()), ("USD", "0.5100339".to_owned())]);
+        assert_eq!(
+            totals,
+            [("EUR", "0".to_owned()), ("USD", "0.5100339".to_owned())]
+        );
         assert!(!summary.is_empty());
         assert!(UsageSummary::default().is_empty());
     }
@@ -154,10 +178,14 @@ mod tests {
         let mut summary = UsageSummary::default();
         let max = i128::MAX.to_string();
         summary
-            .add(&row(&format!(r#"{{"SkuId":"m","BilledCost":{max},"BillingCurrency":"USD"}}"#)))
+            .add(&row(&format!(
+                r#"{{"SkuId":"m","BilledCost":{max},"BillingCurrency":"USD"}}"#
+            )))
             .unwrap();
         let err = summary
-            .add(&row(r#"{"SkuId":"other","BilledCost":1,"BillingCurrency":"USD"}"#))
+            .add(&row(
+                r#"{"SkuId":"other","BilledCost":1,"BillingCurrency":"USD"}"#,
+            ))
             .unwrap_err();
         assert_eq!(err, DecimalError::Overflow);
         assert_eq!(summary.lines().count(), 1);

@@ -371,3 +371,361 @@ async fn append(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property: whatever order node reports, API stops and deletes, and node losses arrive in, and
+    //! however often each is replayed, every run is billed exactly its true running time, and the
+    //! exports (raw and rolled up) add up to the ledger.
+
+    use berth_proto::node::GroupPhase;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::billing::export::{ExportQuery, Format, Granularity, write_export};
+    use crate::billing::prices::PriceSheet;
+    use crate::store::Store as _;
+    use crate::store::sqlite::SqliteStore;
+
+    const GROUP: &str = "g-1";
+    /// 2026-11-22T23:59:00Z: runs cross midnight often.
+    const BASE: i64 = 1_795_391_940_000;
+
+    #[derive(Debug, Clone)]
+    enum Fate {
+        /// The group exits by itself; maybe stopped through the API afterwards.
+        Finish { stop_after: Option<i64> },
+        /// Stopped through the API; the node maybe reports its teardown.
+        Stop { teardown: Option<i64> },
+        /// Restarted: the next run begins on the same node where this one ends.
+        Restart,
+        /// The node goes silent for good; maybe stopped through the API afterwards.
+        LostForever { stop_after: Option<i64> },
+        /// The node goes silent, comes back still running the group, then the group exits.
+        LostAndBack { back_after: i64 },
+    }
+
+    #[derive(Debug, Clone)]
+    enum Event {
+        Report { node: &'static str, seq: u64, status: GroupStatus },
+        Cap { generation: i64, at: i64, cause: &'static str },
+        Lost { node: &'static str, at: i64 },
+    }
+
+    fn report(
+        node: &'static str,
+        seq: &mut u64,
+        generation: i64,
+        started: i64,
+        observed: i64,
+        finished: Option<i64>,
+    ) -> Event {
+        *seq += 1;
+        Event::Report {
+            node,
+            seq: *seq,
+            status: GroupStatus {
+                group_id: GROUP.to_owned(),
+                generation: generation as u64,
+                phase: if finished.is_some() {
+                    GroupPhase::Succeeded
+                } else {
+                    GroupPhase::Running
+                } as i32,
+                observed_unix_ms: observed,
+                run_started_unix_ms: started,
+                run_finished_unix_ms: finished.unwrap_or(0),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The events of a plan, and each run's true billed duration.
+    fn timeline(offset: i64, plan: &[(bool, i64, i64, Fate)]) -> (Vec<Event>, Vec<i64>) {
+        let nodes = ["n1", "n2"];
+        let mut dead = [false, false];
+        let mut seq = 0u64;
+        let mut events = Vec::new();
+        let mut truth = Vec::new();
+        let mut t = BASE + offset;
+        let mut generation = 1i64;
+        let mut forced: Option<usize> = None;
+        let mut plan = plan.to_vec();
+        if matches!(plan.last(), Some((_, _, _, Fate::Restart))) {
+            let (pick, dur, gap, _) = plan[0].clone();
+            plan.push((pick, dur, gap, Fate::Finish { stop_after: None }));
+        }
+        for (pick, dur, gap, fate) in plan {
+            let restarted = forced.is_some();
+            let n = match forced.take() {
+                Some(n) => n,
+                None => {
+                    let preferred = usize::from(pick);
+                    if !dead[preferred] {
+                        preferred
+                    } else if !dead[1 - preferred] {
+                        1 - preferred
+                    } else {
+                        break;
+                    }
+                }
+            };
+            let node = nodes[n];
+            // A restart's new run begins where the old one was ended.
+            let started = if restarted { t } else { t + gap };
+            events.push(report(node, &mut seq, generation, started, started, None));
+            events.push(report(node, &mut seq, generation, started, started + dur / 2, None));
+            let end;
+            match fate {
+                Fate::Finish { stop_after } => {
+                    end = started + dur;
+                    events.push(report(node, &mut seq, generation, started, end, Some(end)));
+                    truth.push(dur);
+                    if let Some(after) = stop_after {
+                        events.push(Event::Cap { generation, at: end + after, cause: "stop" });
+                    }
+                    t = end + stop_after.unwrap_or(0);
+                    generation += 1;
+                }
+                Fate::Stop { teardown } => {
+                    end = started + dur;
+                    events.push(Event::Cap { generation, at: end, cause: "stop" });
+                    if let Some(td) = teardown {
+                        events.push(report(node, &mut seq, generation, started, end + td, Some(end + td)));
+                    }
+                    truth.push(dur);
+                    t = end + teardown.unwrap_or(0);
+                    generation += 1;
+                }
+                Fate::Restart => {
+                    end = started + dur.max(1);
+                    truth.push(end - started);
+                    t = end;
+                    generation += 1;
+                    forced = Some(n);
+                    continue;
+                }
+                Fate::LostForever { stop_after } => {
+                    // The last message was the report at started + dur / 2; the loss is noticed later.
+                    let last = started + dur / 2;
+                    events.push(Event::Lost { node, at: last });
+                    truth.push(last - started);
+                    dead[n] = true;
+                    if let Some(after) = stop_after {
+                        events.push(Event::Cap { generation, at: last + after, cause: "stop" });
+                    }
+                    t = last + stop_after.unwrap_or(0);
+                    generation += 1;
+                }
+                Fate::LostAndBack { back_after } => {
+                    let last = started + dur / 2;
+                    events.push(Event::Lost { node, at: last });
+                    let back = last + back_after;
+                    events.push(report(node, &mut seq, generation, started, back, None));
+                    end = back + dur / 2 + 1;
+                    events.push(report(node, &mut seq, generation, started, end, Some(end)));
+                    truth.push(end - started);
+                    t = end;
+                    generation += 1;
+                }
+            }
+        }
+        events.push(Event::Cap { generation: generation - 1, at: t + 1, cause: "delete" });
+        (events, truth)
+    }
+
+    fn fate() -> impl Strategy<Value = Fate> {
+        prop_oneof![
+            proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::Finish { stop_after }),
+            proptest::option::of(0i64..3_000).prop_map(|teardown| Fate::Stop { teardown }),
+            Just(Fate::Restart),
+            proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::LostForever { stop_after }),
+            (1i64..20_000).prop_map(|back_after| Fate::LostAndBack { back_after }),
+        ]
+    }
+
+    async fn apply(store: &SqliteStore, event: &Event) {
+        let mut tx = store.writer.begin().await.unwrap();
+        match event {
+            Event::Report { node, seq, status } => observe(&mut tx, node, *seq, status).await,
+            Event::Cap { generation, at, cause } => cap(&mut tx, GROUP, *generation, *at, cause).await,
+            Event::Lost { node, at } => node_lost(&mut tx, node, *at).await,
+        }
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// An exact decimal (as JSON writes it) in units of 10^-13.
+    fn fixed(text: &str) -> i128 {
+        let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+        let negative = whole.starts_with('-');
+        let whole: i128 = whole.trim_start_matches('-').parse().unwrap();
+        let frac: i128 = format!("{frac:0<13}").parse().unwrap();
+        let value = whole * 10i128.pow(13) + frac;
+        if negative { -value } else { value }
+    }
+
+    fn export_total(store: &SqliteStore, granularity: Granularity, meter: &str) -> i128 {
+        let mut out = Vec::new();
+        let query = ExportQuery {
+            from_ms: BASE - 86_400_000,
+            to_ms: BASE + 10 * 86_400_000,
+            granularity,
+            format: Format::Jsonl,
+            subscription: None,
+        };
+        let mut reader = store.usage_reader().unwrap();
+        write_export(reader.as_mut(), &query, &PriceSheet::builtin(), BASE, &mut out).unwrap();
+        // Read as text: a JSON parser would turn the exact decimals into floats.
+        let field = |line: &str, name: &str| -> String {
+            let at = line.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
+            let rest = &line[at..];
+            rest[..rest.find(',').unwrap()].trim_matches('"').to_owned()
+        };
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|line| field(line, "SkuId") == meter)
+            .map(|line| fixed(&field(line, "ConsumedQuantity")))
+            .sum()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_run_is_billed_its_true_time_whatever_the_order(
+            offset in 0i64..120_000,
+            cpu in 1i64..4_000,
+            memory in 1i64..16_384,
+            plan in proptest::collection::vec(
+                (any::<bool>(), 1i64..90_000, 1i64..10_000, fate()), 1..6),
+            order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
+            duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let (events, truth) = timeline(offset, &plan);
+            let mut delivered = events.clone();
+            for index in &duplicates {
+                delivered.push(events[index.index(events.len())].clone());
+            }
+            // Any order: a seeded shuffle.
+            let mut state = order | 1;
+            for i in (1..delivered.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                delivered.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
+                     cpu_millis, memory_mib, gpu) VALUES (?, 'sub', 'rg', 'web', 'local', '{}', 'Linux', ?, ?, 0)",
+                )
+                .bind(GROUP)
+                .bind(cpu)
+                .bind(memory)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+                for event in &delivered {
+                    apply(&store, event).await;
+                }
+
+                let runs: Vec<(i64, i64, i64)> = sqlx::query_as(
+                    "SELECT started_ms, billed_until_ms, open FROM usage_runs ORDER BY started_ms",
+                )
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+                let billed: Vec<i64> = runs.iter().map(|(s, until, _)| until - s).collect();
+                prop_assert_eq!(&billed, &truth, "per run, in order of start");
+                prop_assert!(runs.iter().all(|r| r.2 == 0), "every run has ended: {:?}", runs);
+
+                let seconds: i64 = truth.iter().sum();
+                for (meter, rate, per_second) in [
+                    ("linux/vcpu_seconds", cpu, 1_000_000i128),
+                    ("linux/memory_gib_seconds", memory, 1_024_000i128),
+                ] {
+                    let ledger: i64 = sqlx::query_scalar(
+                        "SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger WHERE meter = ?",
+                    )
+                    .bind(meter)
+                    .fetch_one(&store.writer)
+                    .await
+                    .unwrap();
+                    prop_assert_eq!(ledger, seconds * rate, "{} in the ledger", meter);
+                    // Exports: quantities in units of 10^-13 of the meter's unit.
+                    let expected = i128::from(seconds * rate) * 10i128.pow(13) / per_second;
+                    for granularity in [Granularity::Raw, Granularity::Hourly, Granularity::Daily, Granularity::Monthly] {
+                        prop_assert_eq!(
+                            export_total(&store, granularity, meter),
+                            expected,
+                            "{} {:?}", meter, granularity
+                        );
+                    }
+                }
+                let crossing: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM usage_ledger WHERE start_ms / 86400000 != (end_ms - 1) / 86400000",
+                )
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+                prop_assert_eq!(crossing, 0, "no ledger row crosses midnight");
+                store.close().await;
+                Ok(())
+            })?;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_report_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        sqlx::query(
+            "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
+             cpu_millis, memory_mib, gpu) VALUES (?, 'sub', 'rg', 'web', 'local', '{}', 'Linux', 1000, 1024, 0)",
+        )
+        .bind(GROUP)
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let mut seq = 0;
+        let finished = report("n1", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000));
+        for _ in 0..3 {
+            apply(&store, &finished).await;
+        }
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_ledger")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(rows, 2, "one row per meter");
+        // An open run is accrued to now in exports, marked as such.
+        let running = report("n1", &mut seq, 2, BASE + 10_000, BASE + 10_000, None);
+        apply(&store, &running).await;
+        let mut out = Vec::new();
+        let query = ExportQuery {
+            from_ms: BASE,
+            to_ms: BASE + 60_000,
+            granularity: Granularity::Raw,
+            format: Format::Jsonl,
+            subscription: None,
+        };
+        let mut reader = store.usage_reader().unwrap();
+        write_export(reader.as_mut(), &query, &PriceSheet::builtin(), BASE + 12_000, &mut out)
+            .unwrap();
+        let rows: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let accrued: Vec<&serde_json::Value> =
+            rows.iter().filter(|r| r["x_Accrued"] == true).collect();
+        assert_eq!(accrued.len(), 2, "{rows:?}");
+        assert_eq!(accrued[0]["ConsumedQuantity"].to_string(), "2");
+        assert_eq!(accrued[0]["x_LedgerId"], serde_json::Value::Null);
+    }
+}

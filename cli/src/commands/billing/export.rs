@@ -11,10 +11,11 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
+use time::OffsetDateTime;
 
 use crate::CommandExit;
 use crate::billing::row_counter::RowCounter;
@@ -27,12 +28,15 @@ use crate::terminal::{EndRequests, Interrupts};
 /// The exit code of an export ended by Ctrl-C, as a shell gives it (128 + SIGINT).
 const INTERRUPTED: u8 = 128 + 2;
 
-/// How often the progress line's bytes and rates are recomputed.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Streams the usage export to stdout, or to `--file` through `FILE.partial`.
 pub async fn export(ctx: &Context, args: &BillingExportArgs) -> anyhow::Result<()> {
-    let query = UsageQuery::new(args.from, args.to, args.granularity, args.format)?;
+    let query = UsageQuery::new(
+        args.from,
+        args.to,
+        args.granularity,
+        args.format,
+        OffsetDateTime::now_utc(),
+    )?;
     let target = query.target(ADMIN_USAGE_PATH);
     let accept = match args.format {
         Some(format) => format.media_type(),
@@ -99,7 +103,7 @@ async fn to_file(
         .header(ROW_ESTIMATE_HEADER)
         .and_then(|v| v.trim().parse::<u64>().ok());
     let mut rows = RowCounter::new(format);
-    let mut progress = Progress::start(std::io::stderr().is_terminal(), estimate);
+    let progress = Progress::start(std::io::stderr().is_terminal(), estimate);
     let mut bytes = 0_u64;
     while let Some(chunk) = answer.chunk().await? {
         out.write_all(&chunk)?;
@@ -193,7 +197,6 @@ fn partial_path(target: &Path) -> PathBuf {
 /// The rows written so far, on stderr; cleared when dropped.
 struct Progress {
     bar: Option<ProgressBar>,
-    last_message: Option<Instant>,
 }
 
 impl Progress {
@@ -203,7 +206,7 @@ impl Progress {
             let (bar, template) = match estimate {
                 Some(rows) => (
                     ProgressBar::new(rows),
-                    "{wide_bar} {human_pos}/{human_len} rows, {msg}, {eta} left",
+                    "{bar:30} {human_pos}/{human_len} rows, {msg}, {eta} left",
                 ),
                 None => (
                     ProgressBar::new_spinner(),
@@ -217,13 +220,10 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self {
-            bar,
-            last_message: None,
-        }
+        Self { bar }
     }
 
-    fn update(&mut self, rows: u64, bytes: u64) {
+    fn update(&self, rows: u64, bytes: u64) {
         let Some(bar) = &self.bar else {
             return;
         };
@@ -232,13 +232,8 @@ impl Progress {
             bar.set_length(rows);
         }
         bar.set_position(rows);
-        if self
-            .last_message
-            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL)
-        {
-            bar.set_message(describe(rows, bytes, bar.elapsed()));
-            self.last_message = Some(Instant::now());
-        }
+        // indicatif draws at most 20 times a second, whatever the updates.
+        bar.set_message(describe(rows, bytes, bar.elapsed()));
     }
 }
 

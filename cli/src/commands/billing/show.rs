@@ -19,14 +19,14 @@ use crate::output::{self, OutputFormat};
 /// Prints the month-to-date summary table, or with `-o json|yaml` the rows as the server sent them.
 pub async fn show(ctx: &Context, args: &BillingShowArgs) -> anyhow::Result<()> {
     let subscription = ctx.subscription()?;
-    let from = args
-        .from
-        .unwrap_or_else(|| start_of_month(OffsetDateTime::now_utc()));
+    let now = OffsetDateTime::now_utc();
+    let from = args.from.unwrap_or_else(|| start_of_month(now));
     let query = UsageQuery::new(
         Some(from),
         None,
         Some(Granularity::Monthly),
         Some(UsageFormat::Jsonl),
+        now,
     )?;
     let target = query.target(&tenant_usage_path(subscription));
     let mut answer = ctx
@@ -225,7 +225,10 @@ TOTAL                                                  0.49466 USD"
         let body = "{\"SkuId\":\"m\",\"BilledCost\":1}\nnot json\n";
         for format in [OutputFormat::Table, OutputFormat::Json] {
             let err = row_error(body, format);
-            assert!(matches!(err, RowError::Json { row: 2, .. }), "{format:?}: {err:?}");
+            assert!(
+                matches!(err, RowError::Json { row: 2, .. }),
+                "{format:?}: {err:?}"
+            );
         }
         let err = row_error("[1,2]\n", OutputFormat::Json);
         assert!(matches!(err, RowError::Json { row: 1, .. }), "{err:?}");
