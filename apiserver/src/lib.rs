@@ -7,6 +7,8 @@
 //! - [`model`]: the validated group with exact integer sizes.
 //! - [`render`]: a stored group back into ACI's JSON.
 //! - [`auth`]: bearer tokens and the `Principal` extractor.
+//! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
+//!   lives in the store).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.

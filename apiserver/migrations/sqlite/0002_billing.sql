@@ -42,6 +42,16 @@ CREATE TABLE usage_runs (
 CREATE INDEX usage_runs_open ON usage_runs (id) WHERE open = 1;
 CREATE INDEX usage_runs_unfinished ON usage_runs (node_id) WHERE finished_ms IS NULL;
 
+-- Where each group was placed, from which generation: a node's report opens a run only for a group that
+-- was on that node at the report's generation (restarts and updates keep the node and bump the
+-- generation, so the latest row at or below it names the node).
+CREATE TABLE usage_assignments (
+    group_id   TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    node_id    TEXT NOT NULL,
+    PRIMARY KEY (group_id, generation)
+);
+
 -- Stops and deletes through the API: they end every run of the group at that generation or older.
 CREATE TABLE usage_caps (
     group_id   TEXT NOT NULL,

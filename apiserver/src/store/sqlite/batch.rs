@@ -295,6 +295,23 @@ pub(super) async fn commit_placements(
     for (node, size) in give_back {
         release(&mut tx, node, &size).await?;
     }
+    // Billing opens runs only for groups a node was given: keep who was given what.
+    let placed: Vec<&Placement> = candidates
+        .iter()
+        .copied()
+        .filter(|p| assigned.contains(&p.group_id))
+        .collect();
+    for chunk in placed.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO usage_assignments (group_id, generation, node_id) VALUES {}",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for p in chunk {
+            query = query.bind(&p.group_id).bind(p.generation).bind(&p.node_id);
+        }
+        query.execute(&mut *tx).await?;
+    }
     tx.commit().await?;
     Ok(candidates
         .into_iter()

@@ -143,11 +143,23 @@ pub(super) async fn observe(
         return Ok(());
     }
 
+    let generation = status.generation as i64;
+    let placed_on: Option<String> = sqlx::query_scalar(
+        "SELECT node_id FROM usage_assignments WHERE group_id = ? AND generation <= ? \
+         ORDER BY generation DESC LIMIT 1",
+    )
+    .bind(&status.group_id)
+    .bind(generation)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if placed_on.as_deref() != Some(node_id) {
+        tracing::warn!(node = node_id, group = %status.group_id, generation, "a node reported a run of a group it was not given; not billed");
+        return Ok(());
+    }
     let Some(rates) = rates_of(conn, &status.group_id).await? else {
         tracing::debug!(group = %status.group_id, "a report about a group billing never knew");
         return Ok(());
     };
-    let generation = status.generation as i64;
     let cap_ms: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(at_ms) FROM usage_caps WHERE group_id = ? AND generation >= ?",
     )
@@ -440,13 +452,18 @@ mod tests {
         }
     }
 
-    /// The events of a plan, and each run's true billed duration.
-    fn timeline(offset: i64, plan: &[(bool, i64, i64, Fate)]) -> (Vec<Event>, Vec<i64>) {
+    /// The events of a plan, each run's true billed duration, and where each generation was placed.
+    #[allow(clippy::type_complexity)]
+    fn timeline(
+        offset: i64,
+        plan: &[(bool, i64, i64, Fate)],
+    ) -> (Vec<Event>, Vec<i64>, Vec<(i64, &'static str)>) {
         let nodes = ["n1", "n2"];
         let mut dead = [false, false];
         let mut seq = 0u64;
         let mut events = Vec::new();
         let mut truth = Vec::new();
+        let mut placed = Vec::new();
         let mut t = BASE + offset;
         let mut generation = 1i64;
         let mut forced: Option<usize> = None;
@@ -471,6 +488,7 @@ mod tests {
                 }
             };
             let node = nodes[n];
+            placed.push((generation, node));
             // A restart's new run begins where the old one was ended.
             let started = if restarted { t } else { t + gap };
             events.push(report(node, &mut seq, generation, started, started, None));
@@ -531,7 +549,7 @@ mod tests {
             }
         }
         events.push(Event::Cap { generation: generation - 1, at: t + 1, cause: "delete" });
-        (events, truth)
+        (events, truth, placed)
     }
 
     fn fate() -> impl Strategy<Value = Fate> {
@@ -542,6 +560,16 @@ mod tests {
             proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::LostForever { stop_after }),
             (1i64..20_000).prop_map(|back_after| Fate::LostAndBack { back_after }),
         ]
+    }
+
+    async fn assign(store: &SqliteStore, generation: i64, node: &str) {
+        sqlx::query("INSERT INTO usage_assignments (group_id, generation, node_id) VALUES (?, ?, ?)")
+            .bind(GROUP)
+            .bind(generation)
+            .bind(node)
+            .execute(&store.writer)
+            .await
+            .unwrap();
     }
 
     async fn apply(store: &SqliteStore, event: &Event) {
@@ -603,7 +631,7 @@ mod tests {
             order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
             duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
         ) {
-            let (events, truth) = timeline(offset, &plan);
+            let (events, truth, placed) = timeline(offset, &plan);
             let mut delivered = events.clone();
             for index in &duplicates {
                 delivered.push(events[index.index(events.len())].clone());
@@ -631,6 +659,10 @@ mod tests {
                 .execute(&store.writer)
                 .await
                 .unwrap();
+                // Placements precede every report about them.
+                for (generation, node) in &placed {
+                    assign(&store, *generation, node).await;
+                }
                 for event in &delivered {
                     apply(&store, event).await;
                 }
@@ -693,7 +725,15 @@ mod tests {
         .execute(&store.writer)
         .await
         .unwrap();
+        assign(&store, 1, "n1").await;
         let mut seq = 0;
+        // A node the group was never given cannot open a run for it.
+        apply(&store, &report("n2", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000))).await;
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_runs")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(runs, 0);
         let finished = report("n1", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000));
         for _ in 0..3 {
             apply(&store, &finished).await;
