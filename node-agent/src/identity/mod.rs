@@ -181,7 +181,7 @@ pub fn next_report_epoch(dir: &Path) -> Result<u64, IdentityError> {
     let previous = match std::fs::read_to_string(&path) {
         Ok(text) => text.trim().parse::<u64>().unwrap_or(0),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(_) => return Err(read(&path).unwrap_err()),
+        Err(err) => return Err(io_err("cannot read", &path)(err)),
     };
     let epoch = previous + 1;
     std::fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
@@ -401,6 +401,18 @@ mod tests {
 
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    #[test]
+    fn report_epochs_count_starts_and_survive_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        assert_eq!(next_report_epoch(&state).unwrap(), 1);
+        assert_eq!(next_report_epoch(&state).unwrap(), 2);
+        assert_eq!(
+            std::fs::read_to_string(state.join(REPORT_EPOCH_FILE)).unwrap(),
+            "2"
+        );
     }
 
     /// Signs the CSR like the apiserver would and answers the join.
