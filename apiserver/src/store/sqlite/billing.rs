@@ -137,7 +137,17 @@ pub(super) async fn observe(
             run.facts.finished_ms = finished;
         }
         run.facts.alive_ms = run.facts.alive_ms.max(observed);
-        if run.facts != before {
+        if run.facts == before {
+            return Ok(());
+        }
+        if run.open && run.facts.finished_ms.is_none() {
+            // Still running and said so later: no loss can apply past this, the end stays unknown.
+            sqlx::query("UPDATE usage_runs SET alive_ms = ? WHERE id = ?")
+                .bind(run.facts.alive_ms)
+                .bind(run.id)
+                .execute(&mut *conn)
+                .await?;
+        } else {
             settle(conn, &mut run, cause).await?;
         }
         return Ok(());
