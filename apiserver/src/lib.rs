@@ -60,8 +60,7 @@ use crate::tls::{ClusterCa, ServerIdentity, TlsError};
 /// Re-reads the price sheet on every SIGHUP until shutdown; a sheet that does not parse is refused
 /// (logged) and the one in use stays.
 async fn reload_prices_on_sighup(prices: billing::prices::Prices, shutdown: CancellationToken) {
-    let Ok(mut hangups) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         tracing::warn!("cannot listen for SIGHUP: the price sheet will not be reloaded");
         return;

@@ -158,7 +158,9 @@ pub fn write_export(
                 rollup.add(row, start, end, quantity);
                 Ok(())
             })?;
-            rollup.flush_before(i64::MAX, &mut rows).map_err(StoreError::Sink)?;
+            rollup
+                .flush_before(i64::MAX, &mut rows)
+                .map_err(StoreError::Sink)?;
         }
     }
     rows.finish().map_err(StoreError::Sink)
@@ -393,9 +395,7 @@ impl<'a> Rows<'a> {
             out.extend_from_slice(g.subscription.as_bytes());
             out.extend_from_slice(b"/resourceGroups/");
             out.extend_from_slice(g.resource_group.as_bytes());
-            out.extend_from_slice(
-                b"/providers/Microsoft.ContainerInstance/containerGroups/",
-            );
+            out.extend_from_slice(b"/providers/Microsoft.ContainerInstance/containerGroups/");
             out.extend_from_slice(g.name.as_bytes());
         });
         f.str(g.name);
@@ -721,7 +721,12 @@ mod tests {
         assert_eq!(total(&daily), 8550.0);
         let hours: Vec<(String, String)> = hourly
             .iter()
-            .map(|l| (column(l, "ChargePeriodStart"), column(l, "ConsumedQuantity")))
+            .map(|l| {
+                (
+                    column(l, "ChargePeriodStart"),
+                    column(l, "ConsumedQuantity"),
+                )
+            })
             .collect();
         assert_eq!(
             hours,
@@ -732,8 +737,14 @@ mod tests {
             ]
         );
         assert_eq!(daily.len(), 1);
-        assert_eq!(column(&daily[0], "BillingPeriodStart"), "2026-11-01T00:00:00.000Z");
-        assert_eq!(column(&daily[0], "BillingPeriodEnd"), "2026-12-01T00:00:00.000Z");
+        assert_eq!(
+            column(&daily[0], "BillingPeriodStart"),
+            "2026-11-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            column(&daily[0], "BillingPeriodEnd"),
+            "2026-12-01T00:00:00.000Z"
+        );
         assert_eq!(
             column(&raw[0], "ResourceId"),
             "/subscriptions/sub/resourceGroups/RG/providers/Microsoft.ContainerInstance/containerGroups/web"
@@ -759,7 +770,10 @@ mod tests {
         let text = export(rows, q);
         let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(column(&line, "ConsumedQuantity"), "3600");
-        assert_eq!(column(&line, "ChargePeriodStart"), "2026-11-22T01:00:00.000Z");
+        assert_eq!(
+            column(&line, "ChargePeriodStart"),
+            "2026-11-22T01:00:00.000Z"
+        );
     }
 
     #[test]

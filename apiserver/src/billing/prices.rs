@@ -47,7 +47,9 @@ pub enum PriceError {
     },
     #[error("the price sheet is not valid TOML: {0}")]
     Parse(#[source] toml::de::Error),
-    #[error("price of '{meter}': '{text}' is not a non-negative decimal (write it as a string, e.g. \"0.0000113\")")]
+    #[error(
+        "price of '{meter}': '{text}' is not a non-negative decimal (write it as a string, e.g. \"0.0000113\")"
+    )]
     Price { meter: String, text: String },
     #[error("currency '{0}' is not an ISO 4217 code (three capital letters)")]
     Currency(String),
@@ -64,7 +66,11 @@ impl Price {
     pub fn parse(text: &str) -> Option<Self> {
         let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 18 || whole.len() > 18
+        if whole.is_empty()
+            || !digits(whole)
+            || !digits(frac)
+            || frac.len() > 18
+            || whole.len() > 18
         {
             return None;
         }
@@ -99,7 +105,10 @@ impl Price {
             }
             // Too large for 128 bits with all the digits: divide first (loses digits past COST_SCALE
             // only for quantities beyond any real bill).
-            None => quantity / unit.per_unit * self.mantissa * 10i128.pow(COST_SCALE) / 10i128.pow(self.scale),
+            None => {
+                quantity / unit.per_unit * self.mantissa * 10i128.pow(COST_SCALE)
+                    / 10i128.pow(self.scale)
+            }
         }
     }
 }
@@ -247,7 +256,11 @@ mod tests {
         .unwrap();
         let prices = Prices::load(Some(&path)).unwrap();
         assert_eq!(prices.current().currency, "EUR");
-        std::fs::write(&path, "currency = \"EUR\"\n[prices]\n\"linux/vcpu_seconds\" = 0.5\n").unwrap();
+        std::fs::write(
+            &path,
+            "currency = \"EUR\"\n[prices]\n\"linux/vcpu_seconds\" = 0.5\n",
+        )
+        .unwrap();
         assert!(prices.reload().is_err());
         assert_eq!(prices.current().prices["linux/vcpu_seconds"].mantissa, 1);
         std::fs::write(

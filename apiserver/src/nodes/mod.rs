@@ -366,7 +366,10 @@ impl NodeGateway {
             });
             entry.at_ms = now;
             entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
-            (std::mem::replace(&mut entry.ready, true), entry.node_clock_ms)
+            (
+                std::mem::replace(&mut entry.ready, true),
+                entry.node_clock_ms,
+            )
         };
         if node_clock_ms > 0 {
             let _ = self
@@ -607,7 +610,12 @@ impl NodeService for NodeGateway {
             },
         );
         let hello_seq = first_seq;
-        let clock = hello.groups.iter().map(|g| g.observed_unix_ms).max().unwrap_or(0);
+        let clock = hello
+            .groups
+            .iter()
+            .map(|g| g.observed_unix_ms)
+            .max()
+            .unwrap_or(0);
         self.seen(&node_id, clock).await?;
         self.remember_endpoint(&node_id, &hello.agent_endpoint);
         for status in &hello.groups {
@@ -636,9 +644,12 @@ impl NodeService for NodeGateway {
                 let clock = match &report.body {
                     Some(agent_report::Body::Group(status)) => status.observed_unix_ms,
                     Some(agent_report::Body::Heartbeat(beat)) => beat.node_time_unix_ms,
-                    Some(agent_report::Body::Hello(hello)) => {
-                        hello.groups.iter().map(|g| g.observed_unix_ms).max().unwrap_or(0)
-                    }
+                    Some(agent_report::Body::Hello(hello)) => hello
+                        .groups
+                        .iter()
+                        .map(|g| g.observed_unix_ms)
+                        .max()
+                        .unwrap_or(0),
                     None => 0,
                 };
                 if let Err(err) = gateway.seen(&node_id, clock).await {

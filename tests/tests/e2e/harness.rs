@@ -218,6 +218,21 @@ impl Api {
         (status, headers, value)
     }
 
+    /// A GET whose body is text (CSV, JSON lines), returned as is.
+    pub async fn text(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("a whole body");
+        (status, headers, text)
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -374,7 +374,9 @@ pub(super) async fn apply_statuses(
             query = query.bind(&reports[*i].status.group_id);
         }
         for i in chunk {
-            query = query.bind(&reports[*i].status.group_id).bind(&reports[*i].node_id);
+            query = query
+                .bind(&reports[*i].status.group_id)
+                .bind(&reports[*i].node_id);
         }
         for i in chunk {
             let status = &reports[*i].status;

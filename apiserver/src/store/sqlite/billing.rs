@@ -281,15 +281,18 @@ pub(super) async fn cap(
 
 /// The node went silent; `last_ms` is its last heartbeat (node clock). Its runs not known to have
 /// finished end there, until the node reports them again.
-pub(super) async fn node_lost(conn: &mut SqliteConnection, node_id: &str, last_ms: i64) -> Result<()> {
+pub(super) async fn node_lost(
+    conn: &mut SqliteConnection,
+    node_id: &str,
+    last_ms: i64,
+) -> Result<()> {
     sqlx::query("INSERT OR IGNORE INTO usage_node_losses (node_id, at_ms) VALUES (?, ?)")
         .bind(node_id)
         .bind(last_ms)
         .execute(&mut *conn)
         .await?;
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM usage_runs WHERE node_id = ? AND finished_ms IS NULL"
-    );
+    let sql =
+        format!("SELECT {RUN_COLUMNS} FROM usage_runs WHERE node_id = ? AND finished_ms IS NULL");
     let rows = sqlx::query(&sql)
         .bind(node_id)
         .fetch_all(&mut *conn)
@@ -302,7 +305,11 @@ pub(super) async fn node_lost(conn: &mut SqliteConnection, node_id: &str, last_m
 }
 
 /// Records the node clock of a node's latest message (its last heartbeat should it go silent).
-pub(super) async fn node_seen(conn: &mut SqliteConnection, node_id: &str, node_ms: i64) -> Result<()> {
+pub(super) async fn node_seen(
+    conn: &mut SqliteConnection,
+    node_id: &str,
+    node_ms: i64,
+) -> Result<()> {
     sqlx::query("UPDATE nodes SET last_node_ms = MAX(last_node_ms, ?) WHERE id = ?")
         .bind(node_ms)
         .bind(node_id)
@@ -376,7 +383,7 @@ async fn append(
             continue;
         }
         for (start, end) in split(lo, hi, Period::Day) {
-            sqlx::query(
+            let written = sqlx::query(
                 "INSERT OR IGNORE INTO usage_ledger (run_id, meter, start_ms, end_ms, quantity, cause, cause_seq) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
@@ -389,6 +396,18 @@ async fn append(
             .bind(cause_seq)
             .execute(&mut *conn)
             .await?;
+            if written.rows_affected() == 0 {
+                // The same cause wrote this piece before: a replay, which the run's state should
+                // already have absorbed. Say so: it would mean a cause number was reused.
+                tracing::error!(
+                    run = run.id,
+                    meter,
+                    cause,
+                    cause_seq,
+                    start,
+                    "ledger row already written by the same cause; not written twice"
+                );
+            }
         }
     }
     Ok(())
@@ -429,9 +448,20 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Event {
-        Report { node: &'static str, seq: u64, status: GroupStatus },
-        Cap { generation: i64, at: i64, cause: &'static str },
-        Lost { node: &'static str, at: i64 },
+        Report {
+            node: &'static str,
+            seq: u64,
+            status: GroupStatus,
+        },
+        Cap {
+            generation: i64,
+            at: i64,
+            cause: &'static str,
+        },
+        Lost {
+            node: &'static str,
+            at: i64,
+        },
     }
 
     fn report(
@@ -502,7 +532,14 @@ mod tests {
             // A restart's new run begins where the old one was ended.
             let started = if restarted { t } else { t + gap };
             events.push(report(node, &mut seq, generation, started, started, None));
-            events.push(report(node, &mut seq, generation, started, started + dur / 2, None));
+            events.push(report(
+                node,
+                &mut seq,
+                generation,
+                started,
+                started + dur / 2,
+                None,
+            ));
             let end;
             match fate {
                 Fate::Finish { stop_after } => {
@@ -510,16 +547,31 @@ mod tests {
                     events.push(report(node, &mut seq, generation, started, end, Some(end)));
                     truth.push(dur);
                     if let Some(after) = stop_after {
-                        events.push(Event::Cap { generation, at: end + after, cause: "stop" });
+                        events.push(Event::Cap {
+                            generation,
+                            at: end + after,
+                            cause: "stop",
+                        });
                     }
                     t = end + stop_after.unwrap_or(0);
                     generation += 1;
                 }
                 Fate::Stop { teardown } => {
                     end = started + dur;
-                    events.push(Event::Cap { generation, at: end, cause: "stop" });
+                    events.push(Event::Cap {
+                        generation,
+                        at: end,
+                        cause: "stop",
+                    });
                     if let Some(td) = teardown {
-                        events.push(report(node, &mut seq, generation, started, end + td, Some(end + td)));
+                        events.push(report(
+                            node,
+                            &mut seq,
+                            generation,
+                            started,
+                            end + td,
+                            Some(end + td),
+                        ));
                     }
                     truth.push(dur);
                     t = end + teardown.unwrap_or(0);
@@ -540,7 +592,11 @@ mod tests {
                     truth.push(last - started);
                     dead[n] = true;
                     if let Some(after) = stop_after {
-                        events.push(Event::Cap { generation, at: last + after, cause: "stop" });
+                        events.push(Event::Cap {
+                            generation,
+                            at: last + after,
+                            cause: "stop",
+                        });
                     }
                     t = last + stop_after.unwrap_or(0);
                     generation += 1;
@@ -558,7 +614,11 @@ mod tests {
                 }
             }
         }
-        events.push(Event::Cap { generation: generation - 1, at: t + 1, cause: "delete" });
+        events.push(Event::Cap {
+            generation: generation - 1,
+            at: t + 1,
+            cause: "delete",
+        });
         (events, truth, placed)
     }
 
@@ -567,26 +627,33 @@ mod tests {
             proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::Finish { stop_after }),
             proptest::option::of(0i64..3_000).prop_map(|teardown| Fate::Stop { teardown }),
             Just(Fate::Restart),
-            proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::LostForever { stop_after }),
+            proptest::option::of(1i64..5_000)
+                .prop_map(|stop_after| Fate::LostForever { stop_after }),
             (1i64..20_000).prop_map(|back_after| Fate::LostAndBack { back_after }),
         ]
     }
 
     async fn assign(store: &SqliteStore, generation: i64, node: &str) {
-        sqlx::query("INSERT INTO usage_assignments (group_id, generation, node_id) VALUES (?, ?, ?)")
-            .bind(GROUP)
-            .bind(generation)
-            .bind(node)
-            .execute(&store.writer)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES (?, ?, ?)",
+        )
+        .bind(GROUP)
+        .bind(generation)
+        .bind(node)
+        .execute(&store.writer)
+        .await
+        .unwrap();
     }
 
     async fn apply(store: &SqliteStore, event: &Event) {
         let mut tx = store.writer.begin().await.unwrap();
         match event {
             Event::Report { node, seq, status } => observe(&mut tx, node, *seq, status).await,
-            Event::Cap { generation, at, cause } => cap(&mut tx, GROUP, *generation, *at, cause).await,
+            Event::Cap {
+                generation,
+                at,
+                cause,
+            } => cap(&mut tx, GROUP, *generation, *at, cause).await,
             Event::Lost { node, at } => node_lost(&mut tx, node, *at).await,
         }
         .unwrap();
@@ -613,7 +680,14 @@ mod tests {
             subscription: None,
         };
         let mut reader = store.usage_reader().unwrap();
-        write_export(reader.as_mut(), &query, &PriceSheet::builtin(), BASE, &mut out).unwrap();
+        write_export(
+            reader.as_mut(),
+            &query,
+            &PriceSheet::builtin(),
+            BASE,
+            &mut out,
+        )
+        .unwrap();
         // Read as text: a JSON parser would turn the exact decimals into floats.
         let field = |line: &str, name: &str| -> String {
             let at = line.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
@@ -738,7 +812,11 @@ mod tests {
         assign(&store, 1, "n1").await;
         let mut seq = 0;
         // A node the group was never given cannot open a run for it.
-        apply(&store, &report("n2", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000))).await;
+        apply(
+            &store,
+            &report("n2", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000)),
+        )
+        .await;
         let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_runs")
             .fetch_one(&store.writer)
             .await
@@ -765,8 +843,14 @@ mod tests {
             subscription: None,
         };
         let mut reader = store.usage_reader().unwrap();
-        write_export(reader.as_mut(), &query, &PriceSheet::builtin(), BASE + 12_000, &mut out)
-            .unwrap();
+        write_export(
+            reader.as_mut(),
+            &query,
+            &PriceSheet::builtin(),
+            BASE + 12_000,
+            &mut out,
+        )
+        .unwrap();
         let rows: Vec<serde_json::Value> = String::from_utf8(out)
             .unwrap()
             .lines()

@@ -945,10 +945,9 @@ impl Store for SqliteStore {
     }
 
     fn usage_reader(&self) -> Result<Box<dyn UsageReader>> {
-        let path = self
-            .path
-            .as_ref()
-            .ok_or(StoreError::Unsupported("an in-memory store cannot be exported"))?;
+        let path = self.path.as_ref().ok_or(StoreError::Unsupported(
+            "an in-memory store cannot be exported",
+        ))?;
         Ok(Box::new(usage_reader::SqliteUsageReader::open(path)?))
     }
 
