@@ -221,7 +221,11 @@ async fn joins_syncs_converges_reconnects_and_shuts_down() {
 
     let mut conn = next_conn(&mut harness).await;
     let (seq, hello) = next_hello(&mut conn).await;
-    assert_eq!(seq & 0xffff_ffff, 1, "the first report of a start: {seq:#x}");
+    assert_eq!(
+        seq & 0xffff_ffff,
+        1,
+        "the first report of a start: {seq:#x}"
+    );
     assert!(seq >> 32 >= 1, "numbered within a start epoch: {seq:#x}");
     assert!(hello.groups.is_empty());
     assert_eq!(hello.capacity.unwrap().cpu_millis, 4000);
