@@ -177,3 +177,86 @@ async fn the_price_sheet_is_reported_and_reloaded_on_sighup() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
+
+/// A real node whose agent dies: billing stops at its last heartbeat; when the agent is back and its
+/// `Hello` says the group kept running (containerd never stopped it), billing resumes from where it
+/// stopped, so no second of the real run is lost or counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_from_silence_is_billed_for_the_time_the_group_kept_running() {
+    use crate::real::{RealNode, RealOptions, real_group, state_of};
+    let cluster = Cluster::start_with(|c| {
+        c.node_timeout_secs = 1;
+        c.heartbeat_interval_ms = 200;
+    })
+    .await;
+    let from = now_ms() - 60_000;
+    let api = cluster.tenant(&[SUB]).await;
+    let operator = cluster.operator_api();
+    let mut node = RealNode::start(&cluster, "real-silent", RealOptions::default()).await;
+    let body = real_group(&node.image, "Always", &[("app", &["sleep", "3600"])]);
+    let (status, _, answer) = api.put_group(SUB, "rg", "kept", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    crate::real::wait_group(&api, &node, "rg", "kept", |b| {
+        state_of(b, "app") == "Running"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    node.kill_agent().await;
+    cluster.wait_node(&node.name, "NotReady").await;
+    let silent = vcpu_rows(&operator, from).await;
+    assert!(silent.iter().all(|r| r["x_Accrued"] == false), "{silent:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    node.start_agent();
+    cluster.wait_node(&node.name, "Ready").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = vcpu_rows(&operator, from).await;
+        if rows.iter().any(|r| r["x_Accrued"] == true) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "billing never resumed: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &crate::harness::group_path(SUB, "rg", "kept"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let deleted = now_ms();
+
+    let mut rows = vcpu_rows(&operator, from).await;
+    assert!(rows.iter().all(|r| r["x_Accrued"] == false), "{rows:?}");
+    rows.sort_by_key(|r| ms(&r["ChargePeriodStart"]));
+    // One run, billed without a gap across the silence: each piece starts where the last ended.
+    for pair in rows.windows(2) {
+        assert_eq!(
+            ms(&pair[0]["ChargePeriodEnd"]),
+            ms(&pair[1]["ChargePeriodStart"]),
+            "{rows:?}"
+        );
+    }
+    let start = ms(&rows[0]["ChargePeriodStart"]);
+    let end = ms(&rows[rows.len() - 1]["ChargePeriodEnd"]);
+    assert!(
+        end <= deleted && end >= deleted - 2_000,
+        "{end} vs {deleted}"
+    );
+    let seconds: f64 = rows
+        .iter()
+        .map(|r| r["ConsumedQuantity"].as_f64().expect("a number") / 0.5)
+        .sum();
+    assert!(
+        (seconds - (end - start) as f64 / 1000.0).abs() < 0.01,
+        "{seconds} s billed for {start}..{end}"
+    );
+    assert!(seconds > 3.0, "the silence is billed too: {seconds} s");
+}
