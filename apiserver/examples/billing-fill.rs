@@ -224,6 +224,7 @@ struct Pending {
     run_id: i64,
     start_ms: i64,
     node: usize,
+    subject: i64,
     cpu_millis: i64,
     memory_mib: i64,
 }
@@ -317,17 +318,22 @@ fn fill(
         last_ms: i64::MIN,
     };
     let mut since_commit = 0u64;
+    let mut subjects: std::collections::HashMap<(usize, usize), i64> =
+        std::collections::HashMap::new();
     let mut tx = conn.transaction()?;
     loop {
         {
             let mut insert_run = tx.prepare(
-                "INSERT INTO usage_runs (id, group_id, node_id, generation, started_ms, finished_ms, alive_ms, \
-                 cap_ms, superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) \
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5, NULL, NULL, 'Linux', ?6, ?7, 0, NULL, ?5, 0)",
+                "INSERT INTO usage_runs (id, group_id, node_id, subject, generation, started_ms, finished_ms, \
+                 alive_ms, cap_ms, superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, \
+                 open) VALUES (?1, ?2, ?3, ?8, 1, ?4, ?5, ?5, NULL, NULL, 'Linux', ?6, ?7, 0, NULL, ?5, 0)",
+            )?;
+            let mut insert_subject = tx.prepare(
+                "INSERT INTO usage_subjects (key, group_id, node_id) VALUES (?1, ?2, ?3)",
             )?;
             let mut insert_ledger = tx.prepare(
-                "INSERT INTO usage_ledger (run_id, meter, start_ms, end_ms, quantity, cause, cause_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'report', ?6)",
+                "INSERT INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
+                 VALUES (?1, ?7, ?2, ?3, ?4, ?5, 'report', ?6)",
             )?;
             // Writes the ledger rows of every run that ended by `now`, in order of their ends.
             let mut settle = |now: i64,
@@ -347,7 +353,8 @@ fn fill(
                                 a,
                                 b,
                                 rate * (b - a),
-                                node_seq[run.node]
+                                node_seq[run.node],
+                                run.subject
                             ])?;
                             rows += 1;
                         }
@@ -380,6 +387,11 @@ fn fill(
                 }
                 written.runs += 1;
                 let run_id = written.runs as i64;
+                let next_subject = subjects.len() as i64 + 1;
+                let subject = *subjects.entry((g, group.node)).or_insert(next_subject);
+                if subject == next_subject {
+                    insert_subject.execute(params![subject, group.id, nodes[group.node]])?;
+                }
                 insert_run.execute(params![
                     run_id,
                     group.id,
@@ -387,7 +399,8 @@ fn fill(
                     start,
                     end,
                     group.cpu_millis,
-                    group.memory_mib
+                    group.memory_mib,
+                    subject
                 ])?;
                 written.first_ms = written.first_ms.min(start);
                 written.last_ms = written.last_ms.max(end);
@@ -396,6 +409,7 @@ fn fill(
                     run_id,
                     start_ms: start,
                     node: group.node,
+                    subject,
                     cpu_millis: group.cpu_millis,
                     memory_mib: group.memory_mib,
                 }));
@@ -415,6 +429,11 @@ fn fill(
         tx.commit()?;
         tx = conn.transaction()?;
     }
+    // The per-day row counts the apiserver keeps with every append.
+    tx.execute(
+        "INSERT INTO usage_days (day, rows) SELECT start_ms / 86400000, COUNT(*) FROM usage_ledger GROUP BY 1",
+        [],
+    )?;
     tx.commit()?;
     if written.ledger != args.rows {
         eprintln!(

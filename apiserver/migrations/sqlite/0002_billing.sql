@@ -19,11 +19,21 @@ CREATE TABLE usage_groups (
 );
 CREATE INDEX usage_groups_subscription ON usage_groups (subscription);
 
+-- Who is billed on which node: a small integer for ledger rows to carry, so an export reads the ledger
+-- alone and looks each subject up once.
+CREATE TABLE usage_subjects (
+    key      INTEGER PRIMARY KEY,
+    group_id TEXT NOT NULL REFERENCES usage_groups(id),
+    node_id  TEXT NOT NULL,
+    UNIQUE (group_id, node_id)
+);
+
 -- One start of a group on a node, with the facts its billed end follows from (billing::RunFacts).
 CREATE TABLE usage_runs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id        TEXT NOT NULL REFERENCES usage_groups(id),
     node_id         TEXT NOT NULL,
+    subject         INTEGER NOT NULL REFERENCES usage_subjects(key),
     generation      BIGINT NOT NULL,         -- the lowest generation reported for the run
     started_ms      BIGINT NOT NULL,
     finished_ms     BIGINT,
@@ -75,6 +85,7 @@ CREATE TABLE usage_node_losses (
 CREATE TABLE usage_ledger (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id     INTEGER NOT NULL REFERENCES usage_runs(id),
+    subject    INTEGER NOT NULL,             -- the run's
     meter      TEXT NOT NULL,
     start_ms   BIGINT NOT NULL,
     end_ms     BIGINT NOT NULL CHECK (end_ms > start_ms),
@@ -83,7 +94,15 @@ CREATE TABLE usage_ledger (
     cause_seq  BIGINT NOT NULL,
     UNIQUE (run_id, cause, cause_seq, meter, start_ms)
 );
-CREATE INDEX usage_ledger_start ON usage_ledger (start_ms);
+-- Exports read this index alone, in order of start (it holds every column they need).
+CREATE INDEX usage_ledger_export ON usage_ledger (start_ms, id, subject, meter, end_ms, quantity);
+
+-- Ledger rows per UTC day (days since 1970-01-01), kept with every append: an export's row estimate
+-- without counting the ledger.
+CREATE TABLE usage_days (
+    day  BIGINT PRIMARY KEY,
+    rows BIGINT NOT NULL
+);
 
 -- The node clock of each node's latest message, so a node lost while the apiserver was down still
 -- has a last heartbeat.

@@ -78,23 +78,27 @@ pub struct ExportQuery {
     pub subscription: Option<String>,
 }
 
-/// The columns, in order. The CSV header and the JSON keys.
+/// The columns, in order: the CSV header and the JSON keys. Those that change from row to row come
+/// first; the rest depend only on who, where and which meter, and are written once per (subject, meter)
+/// and copied after that.
 pub const COLUMNS: [&str; 31] = [
     "BillingPeriodStart",
     "BillingPeriodEnd",
     "ChargePeriodStart",
     "ChargePeriodEnd",
-    "ChargeCategory",
     "ChargeClass",
-    "ChargeDescription",
     "ConsumedQuantity",
-    "ConsumedUnit",
     "PricingQuantity",
-    "PricingUnit",
-    "ListUnitPrice",
     "ListCost",
     "BilledCost",
     "EffectiveCost",
+    "x_Accrued",
+    "x_LedgerId",
+    "ChargeCategory",
+    "ChargeDescription",
+    "ConsumedUnit",
+    "PricingUnit",
+    "ListUnitPrice",
     "BillingCurrency",
     "ResourceId",
     "ResourceName",
@@ -109,9 +113,10 @@ pub const COLUMNS: [&str; 31] = [
     "x_GroupId",
     "x_NodeId",
     "x_OsType",
-    "x_Accrued",
-    "x_LedgerId",
 ];
+
+/// The first of the columns written once per (subject, meter).
+const FIXED_FROM: usize = 12;
 
 /// Bytes gathered before they are handed to the writer.
 const CHUNK: usize = 64 * 1024;
@@ -138,6 +143,7 @@ pub fn write_export(
                     return Ok(());
                 };
                 rows.write(&Line {
+                    key: row.subject,
                     start,
                     end,
                     meter: row.meter,
@@ -183,6 +189,9 @@ fn clip(row: &UsageRow<'_>, from: i64, to: i64) -> Option<(i64, i64, i64)> {
 
 /// One output row.
 struct Line<'a> {
+    /// Rows with the same key have the same fixed columns for the same meter: the ledger's subject,
+    /// or for rollups `-(group index + 1)`.
+    key: i64,
     start: i64,
     end: i64,
     meter: &'a str,
@@ -298,6 +307,7 @@ impl Rollup {
             }
             let sum = entry.remove();
             rows.write(&Line {
+                key: -i64::from(group) - 1,
                 start: period_start,
                 end: period_end,
                 meter: &self.meters[meter as usize],
@@ -316,6 +326,55 @@ impl Rollup {
     }
 }
 
+/// What a meter needs for every row: its unit, price and the exact fraction its cost is.
+struct MeterCost {
+    meter: String,
+    unit: super::Unit,
+    price: Option<Price>,
+    /// cost in 10^-COST_SCALE = quantity × `.0` / `.1`, the fraction reduced once.
+    fraction: (i128, i128),
+}
+
+impl MeterCost {
+    fn new(meter: &str, sheet: &PriceSheet) -> Self {
+        let unit = unit_of(meter);
+        let price = sheet.prices.get(meter).cloned();
+        if price.is_none() {
+            tracing::warn!(meter, "no price for this meter: its cost is 0");
+        }
+        let fraction = price.as_ref().map_or((0, 1), |p| p.cost_fraction(unit));
+        Self {
+            meter: meter.to_owned(),
+            unit,
+            price,
+            fraction,
+        }
+    }
+
+    /// `quantity × price` in 10^-COST_SCALE, rounded half away from zero; 64-bit when it fits.
+    fn cost(&self, quantity: i128) -> i128 {
+        let (mul, div) = self.fraction;
+        if let (Ok(q), Ok(m), Ok(d)) = (
+            i64::try_from(quantity),
+            i64::try_from(mul),
+            i64::try_from(div),
+        ) && let Some(n) = q.checked_mul(m)
+        {
+            let (quotient, rest) = (n / d, n % d);
+            let round = if rest.unsigned_abs() * 2 >= d.unsigned_abs() {
+                n.signum()
+            } else {
+                0
+            };
+            return i128::from(quotient + round);
+        }
+        match self.price.as_ref() {
+            Some(price) => price.cost(quantity, self.unit),
+            None => 0,
+        }
+    }
+}
+
 /// Formats rows into a buffer and hands it to the writer in chunks.
 struct Rows<'a> {
     format: Format,
@@ -323,8 +382,15 @@ struct Rows<'a> {
     out: &'a mut dyn Write,
     buf: Vec<u8>,
     count: u64,
-    prices: HashMap<String, Option<Price>>,
+    meters: Vec<MeterCost>,
+    /// (key, meter index) → the fixed columns, rendered (from the separator before the first).
+    fixed: HashMap<(i64, usize), Vec<u8>>,
+    /// The month of the last row: its start, end and the two billing-period columns rendered.
+    month: (i64, i64, Vec<u8>),
 }
+
+/// Fixed-column renderings kept at once (a few hundred bytes each).
+const FIXED_CACHED: usize = 20_000;
 
 impl<'a> Rows<'a> {
     fn new(format: Format, sheet: &'a PriceSheet, out: &'a mut dyn Write) -> Self {
@@ -334,7 +400,9 @@ impl<'a> Rows<'a> {
             out,
             buf: Vec::with_capacity(CHUNK + 4096),
             count: 0,
-            prices: HashMap::new(),
+            meters: Vec::new(),
+            fixed: HashMap::new(),
+            month: (0, 0, Vec::new()),
         }
     }
 
@@ -352,70 +420,62 @@ impl<'a> Rows<'a> {
         Ok(self.count)
     }
 
-    fn write(&mut self, line: &Line<'_>) -> std::io::Result<()> {
-        let price = match self.prices.get(line.meter) {
-            Some(price) => price.clone(),
+    fn meter(&mut self, meter: &str) -> usize {
+        match self.meters.iter().position(|m| m.meter == meter) {
+            Some(i) => i,
             None => {
-                let price = self.sheet.prices.get(line.meter).cloned();
-                if price.is_none() {
-                    tracing::warn!(meter = line.meter, "no price for this meter: its cost is 0");
-                }
-                self.prices.insert(line.meter.to_owned(), price.clone());
-                price
+                self.meters.push(MeterCost::new(meter, self.sheet));
+                self.meters.len() - 1
             }
-        };
-        let unit = unit_of(line.meter);
-        let (q_value, q_scale) = quantity_decimal(line.quantity, unit);
-        let cost = price.as_ref().map_or(0, |p| p.cost(line.quantity, unit));
-        let billing_start = Period::Month.floor(line.start);
-        let billing_end = Period::Month.next_boundary(billing_start);
-        let g = line.group;
-        let mut f = Fields::new(self.format, &mut self.buf);
-        f.time(billing_start);
-        f.time(billing_end);
+        }
+    }
+
+    fn write(&mut self, line: &Line<'_>) -> std::io::Result<()> {
+        let m = self.meter(line.meter);
+        if !(self.month.0..self.month.1).contains(&line.start) {
+            let start = Period::Month.floor(line.start);
+            let end = Period::Month.next_boundary(start);
+            let mut rendered = Vec::new();
+            let mut f = Fields::at(self.format, &mut rendered, 0);
+            f.time(start);
+            f.time(end);
+            self.month = (start, end, rendered);
+        }
+        let meter = &self.meters[m];
+        let cost = meter.cost(line.quantity);
+        let (q_value, q_scale) = quantity_decimal(line.quantity, meter.unit);
+
+        if self.format == Format::Jsonl {
+            self.buf.push(b'{');
+        }
+        self.buf.extend_from_slice(&self.month.2);
+        let mut f = Fields::at(self.format, &mut self.buf, 2);
         f.time(line.start);
         f.time(line.end);
-        f.str("Usage");
         f.str(if line.quantity < 0 { "Correction" } else { "" });
-        f.str(description(line.meter));
         f.decimal(q_value, q_scale);
-        f.str(unit.name);
         f.decimal(q_value, q_scale);
-        f.str(unit.name);
-        match &price {
-            Some(p) => f.decimal(p.mantissa, p.scale),
-            None => f.decimal(0, 0),
-        }
         f.decimal(cost, COST_SCALE);
         f.decimal(cost, COST_SCALE);
         f.decimal(cost, COST_SCALE);
-        f.str(&self.sheet.currency);
-        f.with(|out| {
-            out.extend_from_slice(b"/subscriptions/");
-            out.extend_from_slice(g.subscription.as_bytes());
-            out.extend_from_slice(b"/resourceGroups/");
-            out.extend_from_slice(g.resource_group.as_bytes());
-            out.extend_from_slice(b"/providers/Microsoft.ContainerInstance/containerGroups/");
-            out.extend_from_slice(g.name.as_bytes());
-        });
-        f.str(g.name);
-        f.str("Microsoft.ContainerInstance/containerGroups");
-        f.str(g.location);
-        f.str(g.subscription);
-        f.str("Compute");
-        f.str("Container Instances");
-        f.str(line.meter);
-        f.json(g.tags);
-        f.str(g.resource_group);
-        f.str(g.id);
-        f.str(g.node_id);
-        f.str(g.os_type);
         f.bool(line.accrued);
         match line.ledger_id {
             Some(id) => f.int(id),
             None => f.null(),
         }
-        f.end();
+        let key = (line.key, m);
+        if !self.fixed.contains_key(&key) {
+            if self.fixed.len() >= FIXED_CACHED {
+                self.fixed.clear();
+            }
+            let rendered = render_fixed(self.format, line, meter, &self.sheet.currency);
+            self.fixed.insert(key, rendered);
+        }
+        self.buf.extend_from_slice(&self.fixed[&key]);
+        self.buf.extend_from_slice(match self.format {
+            Format::Csv => b"\r\n",
+            Format::Jsonl => b"}\n",
+        });
         self.count += 1;
         if self.buf.len() >= CHUNK {
             self.out.write_all(&self.buf)?;
@@ -423,6 +483,39 @@ impl<'a> Rows<'a> {
         }
         Ok(())
     }
+}
+
+/// The columns from [`FIXED_FROM`] on, with the separator before the first.
+fn render_fixed(format: Format, line: &Line<'_>, meter: &MeterCost, currency: &str) -> Vec<u8> {
+    let g = line.group;
+    let mut out = Vec::with_capacity(512);
+    let mut f = Fields::at(format, &mut out, FIXED_FROM);
+    f.str("Usage");
+    f.str(description(&meter.meter));
+    f.str(meter.unit.name);
+    f.str(meter.unit.name);
+    match &meter.price {
+        Some(p) => f.decimal(p.mantissa, p.scale),
+        None => f.decimal(0, 0),
+    }
+    f.str(currency);
+    f.str(&format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerInstance/containerGroups/{}",
+        g.subscription, g.resource_group, g.name
+    ));
+    f.str(g.name);
+    f.str("Microsoft.ContainerInstance/containerGroups");
+    f.str(g.location);
+    f.str(g.subscription);
+    f.str("Compute");
+    f.str("Container Instances");
+    f.str(&meter.meter);
+    f.json(g.tags);
+    f.str(g.resource_group);
+    f.str(g.id);
+    f.str(g.node_id);
+    f.str(g.os_type);
+    out
 }
 
 fn description(meter: &str) -> &'static str {
@@ -443,15 +536,9 @@ struct Fields<'b> {
 }
 
 impl<'b> Fields<'b> {
-    fn new(format: Format, out: &'b mut Vec<u8>) -> Self {
-        if format == Format::Jsonl {
-            out.push(b'{');
-        }
-        Self {
-            format,
-            out,
-            index: 0,
-        }
+    /// Fields from column `index` on (a separator goes before each but the very first column).
+    fn at(format: Format, out: &'b mut Vec<u8>, index: usize) -> Self {
+        Self { format, out, index }
     }
 
     fn next(&mut self) {
@@ -492,7 +579,7 @@ impl<'b> Fields<'b> {
 
     fn int(&mut self, value: i64) {
         self.next();
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        write_decimal(self.out, i128::from(value), 0);
     }
 
     fn bool(&mut self, value: bool) {
@@ -516,40 +603,12 @@ impl<'b> Fields<'b> {
         }
     }
 
-    /// A field built in place (plain text that needs no escaping in either format).
-    fn with(&mut self, build: impl FnOnce(&mut Vec<u8>)) {
-        self.next();
-        match self.format {
-            Format::Csv => {
-                let at = self.out.len();
-                build(self.out);
-                if needs_quotes(&self.out[at..]) {
-                    let text = self.out.split_off(at);
-                    csv_text(self.out, &text);
-                }
-            }
-            Format::Jsonl => {
-                let at = self.out.len();
-                build(self.out);
-                let text = self.out.split_off(at);
-                json_text(self.out, &String::from_utf8_lossy(&text));
-            }
-        }
-    }
-
     /// A value that is already JSON (tags): as is in JSON lines, as quoted text in CSV.
     fn json(&mut self, json: &str) {
         self.next();
         match self.format {
             Format::Csv => csv_text(self.out, json.as_bytes()),
             Format::Jsonl => self.out.extend_from_slice(json.as_bytes()),
-        }
-    }
-
-    fn end(self) {
-        match self.format {
-            Format::Csv => self.out.extend_from_slice(b"\r\n"),
-            Format::Jsonl => self.out.extend_from_slice(b"}\n"),
         }
     }
 }
@@ -577,6 +636,11 @@ fn csv_text(out: &mut Vec<u8>, text: &[u8]) {
 
 fn json_text(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
+    if !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
@@ -621,6 +685,7 @@ mod tests {
                 }
                 each(&UsageRow {
                     ledger_id: *id,
+                    subject: 1,
                     meter,
                     start_ms: *start,
                     end_ms: *end,
@@ -791,7 +856,7 @@ mod tests {
         assert_eq!(lines.next().unwrap(), COLUMNS.join(","));
         let row = lines.next().unwrap();
         assert!(row.contains(r#""{""team"":""a,b""}""#), "{row}");
-        assert!(row.ends_with(",false,7"), "{row}");
+        assert!(row.contains(",false,7,Usage,"), "{row}");
         assert_eq!(lines.next(), Some(""));
     }
 }

@@ -244,41 +244,78 @@ pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
     out.push(b'Z');
 }
 
-/// `value / 10^scale` as an exact decimal without trailing zeros, appended to `out`.
+/// `value / 10^scale` as an exact decimal without trailing zeros, appended to `out`. No allocation;
+/// 64-bit arithmetic whenever the value fits (it does for any real quantity or cost).
 pub fn write_decimal(out: &mut Vec<u8>, value: i128, scale: u32) {
     if value < 0 {
         out.push(b'-');
     }
     let magnitude = value.unsigned_abs();
-    let pow = 10u128.pow(scale);
-    let (whole, mut frac) = (magnitude / pow, magnitude % pow);
-    let mut buf = itoa_u128(whole);
-    out.append(&mut buf);
+    let (whole, mut frac) = match u64::try_from(magnitude) {
+        Ok(m) if scale <= 19 => {
+            let pow = 10u64.pow(scale);
+            (u128::from(m / pow), u128::from(m % pow))
+        }
+        _ => {
+            let pow = 10u128.pow(scale);
+            (magnitude / pow, magnitude % pow)
+        }
+    };
+    write_unsigned(out, whole);
     if frac == 0 {
         return;
     }
-    let mut width = scale;
-    while frac % 10 == 0 {
-        frac /= 10;
-        width -= 1;
+    let mut width = scale as usize;
+    if let Ok(mut small) = u64::try_from(frac) {
+        while small % 10 == 0 {
+            small /= 10;
+            width -= 1;
+        }
+        frac = u128::from(small);
+    } else {
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
     }
     out.push(b'.');
-    let digits = itoa_u128(frac);
-    out.extend(std::iter::repeat_n(b'0', width as usize - digits.len()));
-    out.extend_from_slice(&digits);
+    let mut digits = [b'0'; 40];
+    let n = digits_of(frac, &mut digits);
+    out.extend(std::iter::repeat_n(b'0', width - n));
+    out.extend_from_slice(&digits[digits.len() - n..]);
 }
 
-fn itoa_u128(mut v: u128) -> Vec<u8> {
-    if v == 0 {
-        return vec![b'0'];
+fn write_unsigned(out: &mut Vec<u8>, value: u128) {
+    let mut digits = [b'0'; 40];
+    let n = digits_of(value, &mut digits);
+    out.extend_from_slice(&digits[digits.len() - n..]);
+}
+
+/// Writes `value`'s digits at the end of `buf`; returns how many (at least one).
+fn digits_of(value: u128, buf: &mut [u8; 40]) -> usize {
+    let mut at = buf.len();
+    match u64::try_from(value) {
+        Ok(mut v) => loop {
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut v = value;
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+        }
     }
-    let mut digits = Vec::with_capacity(40);
-    while v > 0 {
-        digits.push(b'0' + (v % 10) as u8);
-        v /= 10;
-    }
-    digits.reverse();
-    digits
+    buf.len() - at
 }
 
 /// An integer quantity of a meter as an exact decimal of its unit: `(value, scale)` with

@@ -87,6 +87,15 @@ impl Price {
         write_decimal(out, self.mantissa, self.scale);
     }
 
+    /// `(mul, div)`, reduced: the cost in 10^-[`COST_SCALE`] of a quantity of integer units of a
+    /// meter in `unit` is `quantity × mul / div` (before rounding).
+    pub fn cost_fraction(&self, unit: Unit) -> (i128, i128) {
+        let mul = self.mantissa * 10i128.pow(COST_SCALE);
+        let div = unit.per_unit * 10i128.pow(self.scale);
+        let gcd = gcd(mul, div).max(1);
+        (mul / gcd, div / gcd)
+    }
+
     /// The cost of `quantity` integer units of a meter in `unit`, in units of 10^-[`COST_SCALE`],
     /// rounded half away from zero.
     pub fn cost(&self, quantity: i128, unit: Unit) -> i128 {
@@ -111,6 +120,13 @@ impl Price {
             }
         }
     }
+}
+
+fn gcd(mut a: i128, mut b: i128) -> i128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.abs()
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +259,9 @@ mod tests {
         let gib = Price::parse("0.0000012").unwrap();
         // 1.5 GiB for 10 s = 15 GiB-s = $0.000018.
         assert_eq!(gib.cost(1536 * 10_000, memory), 180_000);
+        // The reduced fraction the exports use: $0.0000113 per vCPU-s = 113 / 1000 per unit.
+        assert_eq!(price.cost_fraction(vcpu), (113, 1000));
+        assert_eq!(gib.cost_fraction(memory), (3, 256));
     }
 
     #[test]

@@ -255,6 +255,9 @@ pub struct UsageGroup<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct UsageRow<'a> {
     pub ledger_id: i64,
+    /// Who on which node: the same number for every row of the same (group, node), so readers of
+    /// many rows can keep per-subject work (`usage_subjects.key`).
+    pub subject: i64,
     pub meter: &'a str,
     pub start_ms: i64,
     pub end_ms: i64,
@@ -267,7 +270,8 @@ pub struct UsageRow<'a> {
 /// Reads usage for an export on its own connection, from one consistent snapshot. Blocking: run it on
 /// a blocking thread.
 pub trait UsageReader: Send {
-    /// How many ledger rows the filter selects (for progress bars).
+    /// About how many ledger rows the filter selects (for progress bars): the rows of the days the
+    /// window touches, all subscriptions.
     fn estimate(&mut self, filter: &UsageFilter) -> Result<u64>;
     /// Calls `each` for every ledger row and accrued piece the filter selects, in order of start
     /// (then ledger id); stops at the first error `each` returns.

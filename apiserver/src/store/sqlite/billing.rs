@@ -11,7 +11,7 @@ use crate::billing::{Period, Rates, RunFacts, split};
 use crate::model::OsType;
 use crate::store::{GroupRecord, Result};
 
-const RUN_COLUMNS: &str = "id, group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, \
+const RUN_COLUMNS: &str = "id, group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, cap_ms, \
      superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open";
 
 /// A run as stored, with its facts and what the ledger holds of it.
@@ -19,6 +19,8 @@ const RUN_COLUMNS: &str = "id, group_id, node_id, generation, started_ms, finish
 struct Run {
     id: i64,
     node_id: String,
+    /// `usage_subjects.key` of (group, node).
+    subject: i64,
     facts: RunFacts,
     rates: Rates,
     billed_until_ms: i64,
@@ -30,6 +32,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
     Ok(Run {
         id: row.try_get("id")?,
         node_id: row.try_get("node_id")?,
+        subject: row.try_get("subject")?,
         facts: RunFacts {
             started_ms: row.try_get("started_ms")?,
             finished_ms: row.try_get("finished_ms")?,
@@ -185,13 +188,25 @@ pub(super) async fn observe(
     .bind(started)
     .fetch_one(&mut *conn)
     .await?;
+    sqlx::query("INSERT OR IGNORE INTO usage_subjects (group_id, node_id) VALUES (?, ?)")
+        .bind(&status.group_id)
+        .bind(node_id)
+        .execute(&mut *conn)
+        .await?;
+    let subject: i64 =
+        sqlx::query_scalar("SELECT key FROM usage_subjects WHERE group_id = ? AND node_id = ?")
+            .bind(&status.group_id)
+            .bind(node_id)
+            .fetch_one(&mut *conn)
+            .await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO usage_runs (group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, \
-         superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
+        "INSERT INTO usage_runs (group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, \
+         cap_ms, superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
     )
     .bind(&status.group_id)
     .bind(node_id)
+    .bind(subject)
     .bind(generation)
     .bind(started)
     .bind(finished)
@@ -209,6 +224,7 @@ pub(super) async fn observe(
     let mut run = Run {
         id,
         node_id: node_id.to_owned(),
+        subject,
         facts: RunFacts {
             started_ms: started,
             finished_ms: finished,
@@ -384,10 +400,11 @@ async fn append(
         }
         for (start, end) in split(lo, hi, Period::Day) {
             let written = sqlx::query(
-                "INSERT OR IGNORE INTO usage_ledger (run_id, meter, start_ms, end_ms, quantity, cause, cause_seq) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(run.id)
+            .bind(run.subject)
             .bind(&meter)
             .bind(start)
             .bind(end)
@@ -396,7 +413,15 @@ async fn append(
             .bind(cause_seq)
             .execute(&mut *conn)
             .await?;
-            if written.rows_affected() == 0 {
+            if written.rows_affected() == 1 {
+                sqlx::query(
+                    "INSERT INTO usage_days (day, rows) VALUES (?, 1) \
+                     ON CONFLICT (day) DO UPDATE SET rows = rows + 1",
+                )
+                .bind(start.div_euclid(86_400_000))
+                .execute(&mut *conn)
+                .await?;
+            } else {
                 // The same cause wrote this piece before: a replay, which the run's state should
                 // already have absorbed. Say so: it would mean a cause number was reused.
                 tracing::error!(

@@ -1,14 +1,22 @@
 //! Exports read the ledger through rusqlite on a connection of their own: synchronous stepping over a
 //! prepared statement costs a fraction of an async driver's per-row overhead, which is what lets an
 //! export stream millions of rows a second. Both drivers link the same SQLite.
+//!
+//! The ledger is read from `usage_ledger_export` alone (the index holds every column an export needs,
+//! in order of start); who a row is about comes from its subject, looked up once per subject.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::billing::{Period, Rates, split};
 use crate::model::OsType;
 use crate::store::{Result, StoreError, UsageFilter, UsageGroup, UsageReader, UsageRow};
+
+/// Subjects kept at once; past this the cache starts over (exports over more subjects stay bounded).
+const SUBJECTS_CACHED: usize = 50_000;
 
 pub(super) struct SqliteUsageReader {
     conn: Connection,
@@ -22,6 +30,9 @@ impl SqliteUsageReader {
         )
         .map_err(database)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(database)?;
+        // 8 MiB of page cache: an export reads the index once, in order; more only costs memory.
+        conn.pragma_update(None, "cache_size", -8192)
             .map_err(database)?;
         Ok(Self { conn })
     }
@@ -40,6 +51,40 @@ fn database(err: rusqlite::Error) -> StoreError {
     StoreError::Database(sqlx::Error::Protocol(format!("export: {err}")))
 }
 
+/// Who a subject is: group id, node id, subscription, resource group, name, location, tags, OS.
+#[derive(Debug, Clone, Default)]
+struct Subject([String; 8]);
+
+impl Subject {
+    fn group(&self) -> UsageGroup<'_> {
+        let s = &self.0;
+        UsageGroup {
+            id: &s[0],
+            node_id: &s[1],
+            subscription: &s[2],
+            resource_group: &s[3],
+            name: &s[4],
+            location: &s[5],
+            tags: &s[6],
+            os_type: &s[7],
+        }
+    }
+
+    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> Result<Self> {
+        let mut subject = Subject::default();
+        for (i, slot) in subject.0.iter_mut().enumerate() {
+            *slot = text(row, first + i)?.to_owned();
+        }
+        Ok(subject)
+    }
+
+    fn in_subscription(&self, subscription: Option<&str>) -> bool {
+        subscription.is_none_or(|s| self.0[2].eq_ignore_ascii_case(s))
+    }
+}
+
+const SUBJECT_SELECT: &str = "s.group_id, s.node_id, g.subscription, g.resource_group, g.name, g.location, g.tags, g.os_type";
+
 /// An open run's accrued piece, owned (the open runs are few: those running now).
 struct Accrued {
     meter: String,
@@ -47,54 +92,38 @@ struct Accrued {
     end_ms: i64,
     quantity: i64,
     run_id: i64,
-    group: [String; 8],
+    subject_key: i64,
+    subject: Rc<Subject>,
 }
 
 impl Accrued {
     fn row(&self) -> UsageRow<'_> {
-        let g = &self.group;
         UsageRow {
             ledger_id: 0,
+            subject: self.subject_key,
             meter: &self.meter,
             start_ms: self.start_ms,
             end_ms: self.end_ms,
             quantity: self.quantity,
             accrued: true,
-            group: UsageGroup {
-                id: &g[0],
-                subscription: &g[1],
-                resource_group: &g[2],
-                name: &g[3],
-                location: &g[4],
-                tags: &g[5],
-                os_type: &g[6],
-                node_id: &g[7],
-            },
+            group: self.subject.group(),
         }
     }
 }
 
-const GROUP_SELECT: &str = "r.group_id, g.subscription, g.resource_group, g.name, g.location, g.tags, r.os_type, r.node_id";
-
 impl UsageReader for SqliteUsageReader {
     fn estimate(&mut self, filter: &UsageFilter) -> Result<u64> {
-        let from = Period::Day.floor(filter.from_ms);
-        let count: i64 = match &filter.subscription {
-            None => self.conn.query_row(
-                "SELECT COUNT(*) FROM usage_ledger WHERE start_ms >= ?1 AND start_ms < ?2",
-                params![from, filter.to_ms],
+        let from = Period::Day.floor(filter.from_ms).div_euclid(86_400_000);
+        let to = (filter.to_ms + 86_399_999).div_euclid(86_400_000);
+        let rows: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(rows), 0) FROM usage_days WHERE day >= ?1 AND day < ?2",
+                params![from, to],
                 |row| row.get(0),
-            ),
-            Some(subscription) => self.conn.query_row(
-                "SELECT COUNT(*) FROM usage_ledger l JOIN usage_runs r ON r.id = l.run_id \
-                 JOIN usage_groups g ON g.id = r.group_id \
-                 WHERE l.start_ms >= ?1 AND l.start_ms < ?2 AND g.subscription = ?3 COLLATE NOCASE",
-                params![from, filter.to_ms, subscription],
-                |row| row.get(0),
-            ),
-        }
-        .map_err(database)?;
-        Ok(count.max(0) as u64)
+            )
+            .map_err(database)?;
+        Ok(rows.max(0) as u64)
     }
 
     fn read(
@@ -111,26 +140,28 @@ impl UsageReader for SqliteUsageReader {
         let mut accrued = Vec::new();
         {
             let sql = format!(
-                "SELECT r.id, r.billed_until_ms, r.cpu_millis, r.memory_mib, r.gpu, r.gpu_sku, {GROUP_SELECT} \
-                 FROM usage_runs r JOIN usage_groups g ON g.id = r.group_id \
-                 WHERE r.open = 1 AND (?1 IS NULL OR g.subscription = ?1 COLLATE NOCASE)"
+                "SELECT r.id, r.billed_until_ms, r.cpu_millis, r.memory_mib, r.gpu, r.gpu_sku, r.subject, \
+                 {SUBJECT_SELECT} FROM usage_runs r JOIN usage_subjects s ON s.key = r.subject \
+                 JOIN usage_groups g ON g.id = s.group_id WHERE r.open = 1"
             );
             let mut stmt = tx.prepare(&sql).map_err(database)?;
-            let mut rows = stmt.query(params![subscription]).map_err(database)?;
+            let mut rows = stmt.query([]).map_err(database)?;
             while let Some(row) = rows.next().map_err(database)? {
+                let subject = Subject::from_row(row, 7)?;
+                if !subject.in_subscription(subscription) {
+                    continue;
+                }
+                let subject = Rc::new(subject);
                 let run_id: i64 = row.get(0).map_err(database)?;
                 let billed_until: i64 = row.get(1).map_err(database)?;
-                let mut group: [String; 8] = Default::default();
-                for (i, slot) in group.iter_mut().enumerate() {
-                    *slot = row.get(6 + i).map_err(database)?;
-                }
                 let rates = Rates {
-                    os_type: OsType::parse(&group[6]).unwrap_or(OsType::Linux),
+                    os_type: OsType::parse(&subject.0[7]).unwrap_or(OsType::Linux),
                     cpu_millis: row.get(2).map_err(database)?,
                     memory_mib: row.get(3).map_err(database)?,
                     gpu: row.get(4).map_err(database)?,
                     gpu_sku: row.get(5).map_err(database)?,
                 };
+                let subject_key: i64 = row.get(6).map_err(database)?;
                 for (meter, rate) in rates.meters() {
                     if rate == 0 {
                         continue;
@@ -143,7 +174,8 @@ impl UsageReader for SqliteUsageReader {
                                 end_ms: end,
                                 quantity: rate * (end - start),
                                 run_id,
-                                group: group.clone(),
+                                subject_key,
+                                subject: Rc::clone(&subject),
                             });
                         }
                     }
@@ -155,38 +187,54 @@ impl UsageReader for SqliteUsageReader {
         });
         let mut accrued = accrued.into_iter().peekable();
 
-        let sql = format!(
-            "SELECT l.id, l.meter, l.start_ms, l.end_ms, l.quantity, {GROUP_SELECT} \
-             FROM usage_ledger l JOIN usage_runs r ON r.id = l.run_id JOIN usage_groups g ON g.id = r.group_id \
-             WHERE l.start_ms >= ?1 AND l.start_ms < ?2 AND (?3 IS NULL OR g.subscription = ?3 COLLATE NOCASE) \
-             ORDER BY l.start_ms, l.id"
-        );
-        let mut stmt = tx.prepare(&sql).map_err(database)?;
-        let mut rows = stmt
-            .query(params![from, filter.to_ms, subscription])
+        let mut lookup = tx
+            .prepare(&format!(
+                "SELECT {SUBJECT_SELECT} FROM usage_subjects s JOIN usage_groups g ON g.id = s.group_id \
+                 WHERE s.key = ?1"
+            ))
             .map_err(database)?;
+        let mut subjects: HashMap<i64, Option<Rc<Subject>>> = HashMap::new();
+        let mut stmt = tx
+            .prepare(
+                "SELECT id, subject, meter, start_ms, end_ms, quantity FROM usage_ledger \
+                 INDEXED BY usage_ledger_export WHERE start_ms >= ?1 AND start_ms < ?2 \
+                 ORDER BY start_ms, id",
+            )
+            .map_err(database)?;
+        let mut rows = stmt.query(params![from, filter.to_ms]).map_err(database)?;
         while let Some(row) = rows.next().map_err(database)? {
-            let start_ms: i64 = row.get(2).map_err(database)?;
+            let key: i64 = row.get(1).map_err(database)?;
+            let subject = match subjects.get(&key) {
+                Some(subject) => subject.clone(),
+                None => {
+                    if subjects.len() >= SUBJECTS_CACHED {
+                        subjects.clear();
+                    }
+                    let subject = lookup
+                        .query_row(params![key], |row| Ok(Subject::from_row(row, 0)))
+                        .optional()
+                        .map_err(database)?
+                        .transpose()?
+                        .filter(|s| s.in_subscription(subscription))
+                        .map(Rc::new);
+                    subjects.insert(key, subject.clone());
+                    subject
+                }
+            };
+            let Some(subject) = subject else { continue };
+            let start_ms: i64 = row.get(3).map_err(database)?;
             while let Some(piece) = accrued.next_if(|a| a.start_ms < start_ms) {
                 each(&piece.row()).map_err(StoreError::Sink)?;
             }
             let usage = UsageRow {
                 ledger_id: row.get(0).map_err(database)?,
-                meter: text(row, 1)?,
+                subject: key,
+                meter: text(row, 2)?,
                 start_ms,
-                end_ms: row.get(3).map_err(database)?,
-                quantity: row.get(4).map_err(database)?,
+                end_ms: row.get(4).map_err(database)?,
+                quantity: row.get(5).map_err(database)?,
                 accrued: false,
-                group: UsageGroup {
-                    id: text(row, 5)?,
-                    subscription: text(row, 6)?,
-                    resource_group: text(row, 7)?,
-                    name: text(row, 8)?,
-                    location: text(row, 9)?,
-                    tags: text(row, 10)?,
-                    os_type: text(row, 11)?,
-                    node_id: text(row, 12)?,
-                },
+                group: subject.group(),
             };
             each(&usage).map_err(StoreError::Sink)?;
         }
