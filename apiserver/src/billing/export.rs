@@ -100,6 +100,7 @@ pub const COLUMNS: [&str; 31] = [
     "PricingUnit",
     "ListUnitPrice",
     "BillingCurrency",
+    "SkuId",
     "ResourceId",
     "ResourceName",
     "ResourceType",
@@ -107,7 +108,6 @@ pub const COLUMNS: [&str; 31] = [
     "SubAccountId",
     "ServiceCategory",
     "ServiceName",
-    "SkuId",
     "Tags",
     "x_ResourceGroup",
     "x_GroupId",
@@ -115,8 +115,10 @@ pub const COLUMNS: [&str; 31] = [
     "x_OsType",
 ];
 
-/// The first of the columns written once per (subject, meter).
-const FIXED_FROM: usize = 12;
+/// The first of the columns that depend only on the meter, rendered once per meter.
+const METER_FROM: usize = 12;
+/// The first of the columns that depend only on the subject, rendered once per subject.
+const SUBJECT_FROM: usize = 19;
 
 /// Bytes gathered before they are handed to the writer.
 const CHUNK: usize = 64 * 1024;
@@ -331,22 +333,37 @@ struct MeterCost {
     meter: String,
     unit: super::Unit,
     price: Option<Price>,
+    /// Its columns, rendered (from the separator before the first).
+    rendered: Vec<u8>,
     /// cost in 10^-COST_SCALE = quantity × `.0` / `.1`, the fraction reduced once.
     fraction: (i128, i128),
 }
 
 impl MeterCost {
-    fn new(meter: &str, sheet: &PriceSheet) -> Self {
+    fn new(meter: &str, sheet: &PriceSheet, format: Format) -> Self {
         let unit = unit_of(meter);
         let price = sheet.prices.get(meter).cloned();
         if price.is_none() {
             tracing::warn!(meter, "no price for this meter: its cost is 0");
         }
         let fraction = price.as_ref().map_or((0, 1), |p| p.cost_fraction(unit));
+        let mut rendered = Vec::new();
+        let mut f = Fields::at(format, &mut rendered, METER_FROM);
+        f.str("Usage");
+        f.str(description(meter));
+        f.str(unit.name);
+        f.str(unit.name);
+        match &price {
+            Some(p) => f.decimal(p.mantissa, p.scale),
+            None => f.decimal(0, 0),
+        }
+        f.str(&sheet.currency);
+        f.str(meter);
         Self {
             meter: meter.to_owned(),
             unit,
             price,
+            rendered,
             fraction,
         }
     }
@@ -383,14 +400,15 @@ struct Rows<'a> {
     buf: Vec<u8>,
     count: u64,
     meters: Vec<MeterCost>,
-    /// (key, meter index) → the fixed columns, rendered (from the separator before the first).
-    fixed: HashMap<(i64, usize), Vec<u8>>,
+    /// Subject key → its columns, rendered (from the separator before the first).
+    subjects: HashMap<i64, Vec<u8>>,
     /// The month of the last row: its start, end and the two billing-period columns rendered.
     month: (i64, i64, Vec<u8>),
 }
 
-/// Fixed-column renderings kept at once (a few hundred bytes each).
-const FIXED_CACHED: usize = 20_000;
+/// Subject renderings kept at once (a few hundred bytes each); more than the subjects an export sees
+/// at a time, so starting over when full is rare.
+const SUBJECTS_RENDERED: usize = 30_000;
 
 impl<'a> Rows<'a> {
     fn new(format: Format, sheet: &'a PriceSheet, out: &'a mut dyn Write) -> Self {
@@ -401,7 +419,7 @@ impl<'a> Rows<'a> {
             buf: Vec::with_capacity(CHUNK + 4096),
             count: 0,
             meters: Vec::new(),
-            fixed: HashMap::new(),
+            subjects: HashMap::new(),
             month: (0, 0, Vec::new()),
         }
     }
@@ -424,7 +442,8 @@ impl<'a> Rows<'a> {
         match self.meters.iter().position(|m| m.meter == meter) {
             Some(i) => i,
             None => {
-                self.meters.push(MeterCost::new(meter, self.sheet));
+                self.meters
+                    .push(MeterCost::new(meter, self.sheet, self.format));
                 self.meters.len() - 1
             }
         }
@@ -463,15 +482,15 @@ impl<'a> Rows<'a> {
             Some(id) => f.int(id),
             None => f.null(),
         }
-        let key = (line.key, m);
-        if !self.fixed.contains_key(&key) {
-            if self.fixed.len() >= FIXED_CACHED {
-                self.fixed.clear();
+        self.buf.extend_from_slice(&meter.rendered);
+        if !self.subjects.contains_key(&line.key) {
+            if self.subjects.len() >= SUBJECTS_RENDERED {
+                self.subjects.clear();
             }
-            let rendered = render_fixed(self.format, line, meter, &self.sheet.currency);
-            self.fixed.insert(key, rendered);
+            self.subjects
+                .insert(line.key, render_subject(self.format, line.group));
         }
-        self.buf.extend_from_slice(&self.fixed[&key]);
+        self.buf.extend_from_slice(&self.subjects[&line.key]);
         self.buf.extend_from_slice(match self.format {
             Format::Csv => b"\r\n",
             Format::Jsonl => b"}\n",
@@ -485,20 +504,10 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// The columns from [`FIXED_FROM`] on, with the separator before the first.
-fn render_fixed(format: Format, line: &Line<'_>, meter: &MeterCost, currency: &str) -> Vec<u8> {
-    let g = line.group;
+/// The columns from [`SUBJECT_FROM`] on, with the separator before the first.
+fn render_subject(format: Format, g: UsageGroup<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let mut f = Fields::at(format, &mut out, FIXED_FROM);
-    f.str("Usage");
-    f.str(description(&meter.meter));
-    f.str(meter.unit.name);
-    f.str(meter.unit.name);
-    match &meter.price {
-        Some(p) => f.decimal(p.mantissa, p.scale),
-        None => f.decimal(0, 0),
-    }
-    f.str(currency);
+    let mut f = Fields::at(format, &mut out, SUBJECT_FROM);
     f.str(&format!(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerInstance/containerGroups/{}",
         g.subscription, g.resource_group, g.name
@@ -509,7 +518,6 @@ fn render_fixed(format: Format, line: &Line<'_>, meter: &MeterCost, currency: &s
     f.str(g.subscription);
     f.str("Compute");
     f.str("Container Instances");
-    f.str(&meter.meter);
     f.json(g.tags);
     f.str(g.resource_group);
     f.str(g.id);
@@ -857,6 +865,10 @@ mod tests {
         let row = lines.next().unwrap();
         assert!(row.contains(r#""{""team"":""a,b""}""#), "{row}");
         assert!(row.contains(",false,7,Usage,"), "{row}");
+        assert!(
+            row.contains(",linux/vcpu_seconds,/subscriptions/sub/"),
+            "{row}"
+        );
         assert_eq!(lines.next(), Some(""));
     }
 }
