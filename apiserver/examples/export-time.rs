@@ -63,10 +63,10 @@ fn main() -> anyhow::Result<()> {
     )?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "in process {} {}: {rows} rows, {:.0} MB, {seconds:.2} s, {:.0} rows/s",
+        "in process {} {}: {rows} rows, {} bytes, {seconds:.2} s, {:.0} rows/s",
         args[2],
         args[3],
-        out.bytes as f64 / 1e6,
+        out.bytes,
         rows as f64 / seconds
     );
     Ok(())

@@ -408,7 +408,7 @@ struct Rows<'a> {
 
 /// Subject renderings kept at once (a few hundred bytes each); more than the subjects an export sees
 /// at a time, so starting over when full is rare.
-const SUBJECTS_RENDERED: usize = 30_000;
+const SUBJECTS_RENDERED: usize = 15_000;
 
 impl<'a> Rows<'a> {
     fn new(format: Format, sheet: &'a PriceSheet, out: &'a mut dyn Write) -> Self {

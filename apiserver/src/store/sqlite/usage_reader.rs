@@ -16,7 +16,7 @@ use crate::model::OsType;
 use crate::store::{Result, StoreError, UsageFilter, UsageGroup, UsageReader, UsageRow};
 
 /// Subjects kept at once; past this the cache starts over (exports over more subjects stay bounded).
-const SUBJECTS_CACHED: usize = 30_000;
+const SUBJECTS_CACHED: usize = 15_000;
 
 pub(super) struct SqliteUsageReader {
     conn: Connection,
