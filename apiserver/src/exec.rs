@@ -1,8 +1,9 @@
 //! Exec and attach sessions: what `POST …/exec` and `POST …/attach` hand out.
 //!
 //! A session is a websocket URL (`/exec/<id>` or `/attach/<id>`) plus a password ending in ACI's
-//! `[[EOM]]`. It is bound to the caller's token, the group (by key and id, so a group deleted and
-//! created again under the same name does not inherit it) and the container; it can be opened once,
+//! `[[EOM]]`. The password is the credential (ACI's protocol carries nothing else; the token that
+//! asked is kept for the log only); it opens the one container of the one group (by key and id, so a
+//! group deleted and created again under the same name does not inherit it) it was issued for, once,
 //! and not after `--exec-ttl-secs`. Only the password's SHA-256 is kept, in memory: sessions do not
 //! outlive the apiserver, as ACI's do not outlive their bridge.
 

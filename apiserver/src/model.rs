@@ -457,7 +457,7 @@ pub enum VolumeSource {
 }
 
 impl VolumeSpec {
-    fn to_proto(&self) -> node::Volume {
+    pub(crate) fn to_proto(&self) -> node::Volume {
         use base64::Engine as _;
         let source = match &self.source {
             VolumeSource::EmptyDir => node::volume::Source::EmptyDir(node::EmptyDir {}),

@@ -5,8 +5,11 @@
 //! - [`names`]: the certificate names that protocol's mutual TLS relies on.
 //! - [`arm`]: serde types of ACI's ARM JSON (container groups, errors, operations, lists), so the
 //!   apiserver and the CLI read and write exactly the same shapes.
+//! - [`spec`]: the rules a group spec keeps, which the apiserver enforces before it writes and the
+//!   node agent before it runs anything.
 
 pub mod arm;
+pub mod spec;
 
 /// The agent <-> apiserver protocol (`berth.node.v1`).
 #[allow(unreachable_pub, clippy::all)]

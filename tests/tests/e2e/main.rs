@@ -14,6 +14,7 @@ mod logs;
 mod metering;
 mod nodes;
 mod real;
+mod refusals;
 mod restart;
 mod scheduling;
 mod tenancy;

@@ -832,3 +832,173 @@ async fn token_subscriptions_must_be_guids() {
     assert_eq!(body["error"]["code"], "InvalidSubscriptionId");
     assert_eq!(body["error"]["target"], "subscriptions[0]");
 }
+
+// Specs the node used to refuse after a 201 (issue: "201, then a Failed group"): each is a 400 now.
+
+fn share_volume(share: &str, account: &str) -> Value {
+    json!([{"name": "share", "azureFile": {"shareName": share, "storageAccountName": account, "storageAccountKey": "a2V5"}}])
+}
+
+fn git_volume(git: Value) -> Value {
+    json!([{"name": "source", "gitRepo": git}])
+}
+
+fn mounted(b: &mut Value, paths: &[&str]) {
+    b["properties"]["volumes"] = json!([{"name": "cache", "emptyDir": {}}]);
+    container(b)["volumeMounts"] = json!(
+        paths
+            .iter()
+            .map(|p| json!({"name": "cache", "mountPath": p}))
+            .collect::<Vec<_>>()
+    );
+}
+
+rejects!(
+    share_name_cannot_climb,
+    BAD,
+    "InvalidResourceName",
+    "properties.volumes[0].azureFile.shareName",
+    |b| {
+        b["properties"]["volumes"] = share_volume("../../..", "acct");
+    }
+);
+rejects!(
+    share_name_is_one_component,
+    BAD,
+    "InvalidResourceName",
+    "properties.volumes[0].azureFile.shareName",
+    |b| {
+        b["properties"]["volumes"] = share_volume("a/b", "acct");
+    }
+);
+rejects!(
+    storage_account_cannot_climb,
+    BAD,
+    "InvalidResourceName",
+    "properties.volumes[0].azureFile.storageAccountName",
+    |b| {
+        b["properties"]["volumes"] = share_volume("keep", "../../..");
+    }
+);
+rejects!(
+    storage_account_is_one_component,
+    BAD,
+    "InvalidResourceName",
+    "properties.volumes[0].azureFile.storageAccountName",
+    |b| {
+        b["properties"]["volumes"] = share_volume("keep", "a/b");
+    }
+);
+rejects!(
+    git_repo_directory_is_relative,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.volumes[0].gitRepo.directory",
+    |b| {
+        b["properties"]["volumes"] =
+            git_volume(json!({"repository": "https://example.invalid/r.git", "directory": "/etc"}));
+    }
+);
+rejects!(
+    git_repo_is_not_an_option,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.volumes[0].gitRepo.repository",
+    |b| {
+        b["properties"]["volumes"] =
+            git_volume(json!({"repository": "--upload-pack=touch /tmp/pwned"}));
+    }
+);
+rejects!(
+    git_repo_is_not_a_host_file_url,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.volumes[0].gitRepo.repository",
+    |b| {
+        b["properties"]["volumes"] = git_volume(json!({"repository": "file:///etc/berth/repo"}));
+    }
+);
+rejects!(
+    git_repo_is_not_a_host_path,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.volumes[0].gitRepo.repository",
+    |b| {
+        b["properties"]["volumes"] = git_volume(json!({"repository": "/srv/secret-repo"}));
+    }
+);
+rejects!(
+    git_revision_is_not_an_option,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.volumes[0].gitRepo.revision",
+    |b| {
+        b["properties"]["volumes"] = git_volume(
+            json!({"repository": "https://example.invalid/r.git", "revision": "--output=/etc/x"}),
+        );
+    }
+);
+rejects!(
+    mount_path_is_not_the_root,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.containers[0].properties.volumeMounts[0].mountPath",
+    |b| {
+        mounted(b, &["/"]);
+    }
+);
+rejects!(
+    mount_path_has_no_nul,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.containers[0].properties.volumeMounts[0].mountPath",
+    |b| {
+        mounted(b, &["/data\u{0}x"]);
+    }
+);
+rejects!(
+    mount_path_is_not_too_long,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.containers[0].properties.volumeMounts[0].mountPath",
+    |b| {
+        mounted(b, &[&format!("/{}", "a".repeat(4999))]);
+    }
+);
+rejects!(
+    mount_paths_are_unique_once_normalised,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.containers[0].properties.volumeMounts[1].mountPath",
+    |b| {
+        mounted(b, &["/d", "/d/"]);
+    }
+);
+rejects!(
+    env_name_starts_with_a_letter,
+    BAD,
+    "InvalidResourceName",
+    "properties.containers[0].properties.environmentVariables[0].name",
+    |b| {
+        container(b)["environmentVariables"] = json!([{"name": "1abc", "value": "x"}]);
+    }
+);
+rejects!(
+    capabilities_beyond_the_baseline_need_the_operator,
+    BAD,
+    "PrivilegedContainerNotAllowed",
+    "properties.containers[0].properties.securityContext.capabilities.add[0]",
+    |b| {
+        container(b)["securityContext"] = json!({"capabilities": {"add": ["SYS_ADMIN"]}});
+    }
+);
+rejects!(
+    dns_search_domains_are_one_line,
+    BAD,
+    "InvalidPropertyValue",
+    "properties.dnsConfig.searchDomains",
+    |b| {
+        b["properties"]["dnsConfig"] =
+            json!({"nameServers": ["10.0.0.10"], "searchDomains": "a.local\nnameserver 1.2.3.4"});
+    }
+);

@@ -916,10 +916,11 @@ async fn bring_up(
         .enumerate()
         .map(|(i, (c, init))| (i, c, init))
         .collect();
-    if spec.containers.is_empty() {
+    // Every rule the apiserver applied, once more before anything touches the node.
+    if let Err(refusal) = berth_proto::spec::admit(&spec, inner.config.allow_privileged) {
         return Err(StartFailure::Group {
-            code: "Failed",
-            message: "the assignment has no containers".into(),
+            code: "InvalidSpec",
+            message: format!("the node refuses the group's spec: {refusal}"),
         });
     }
 

@@ -68,7 +68,9 @@ pub enum SpecError {
     User { container: String, user: String },
     #[error("container {container}: privileged containers are not allowed on this node")]
     Privileged { container: String },
-    #[error("container {container}: unknown capability {capability:?}")]
+    #[error(
+        "container {container}: capability {capability:?} is unknown, or beyond the baseline on a node that allows no privileged containers"
+    )]
     Capability {
         container: String,
         capability: String,
@@ -204,41 +206,25 @@ pub fn limits(container: &Container) -> (u64, u64, u64) {
 fn capabilities(
     container: &Container,
     sc: Option<&SecurityContext>,
+    allow_privileged: bool,
 ) -> Result<Vec<String>, SpecError> {
+    use berth_proto::spec::process;
     let mut caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect();
     let Some(sc) = sc else {
         return Ok(caps);
     };
-    let normalize = |c: &str| -> Result<String, SpecError> {
-        let upper = c.trim().to_ascii_uppercase();
-        let name = if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        };
-        let valid = name.len() > 4
-            && name[4..]
-                .chars()
-                .all(|ch| ch.is_ascii_uppercase() || ch == '_' || ch.is_ascii_digit());
-        if valid {
-            Ok(name)
-        } else {
-            Err(SpecError::Capability {
-                container: container.name.clone(),
-                capability: c.to_string(),
-            })
-        }
+    let refused = |capability: &str| SpecError::Capability {
+        container: container.name.clone(),
+        capability: capability.to_string(),
     };
     for drop in &sc.capabilities_drop {
-        if drop.eq_ignore_ascii_case("ALL") {
-            caps.clear();
-            continue;
+        match process::capability_to_drop(drop).map_err(|_| refused(drop))? {
+            None => caps.clear(),
+            Some(name) => caps.retain(|c| *c != name),
         }
-        let name = normalize(drop)?;
-        caps.retain(|c| *c != name);
     }
     for add in &sc.capabilities_add {
-        let name = normalize(add)?;
+        let name = process::capability_to_add(add, allow_privileged).map_err(|_| refused(add))?;
         if !caps.contains(&name) {
             caps.push(name);
         }
@@ -268,7 +254,7 @@ pub fn build(
     let caps = if privileged {
         Vec::new()
     } else {
-        capabilities(container, sc)?
+        capabilities(container, sc, ctx.allow_privileged)?
     };
     let no_new_privileges = !privileged
         && !sc
@@ -390,53 +376,11 @@ pub fn build(
 }
 
 fn all_capabilities() -> Vec<String> {
-    // Every capability of Linux 5.9+ (what a privileged container gets).
-    [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ]
-    .iter()
-    .map(|c| format!("CAP_{c}"))
-    .collect()
+    // Every capability of Linux (what a privileged container gets).
+    berth_proto::spec::process::CAPABILITIES
+        .iter()
+        .map(|c| format!("CAP_{c}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -588,15 +532,37 @@ mod tests {
             Err(SpecError::Privileged { .. })
         ));
         c.security_context = Some(SecurityContext {
-            capabilities_add: vec!["net_admin".into()],
+            capabilities_add: vec!["NET_ADMIN".into()],
             capabilities_drop: vec!["CAP_KILL".into()],
             ..Default::default()
         });
-        let spec = build(&c, &image(), &ctx(&[], &[])).unwrap();
+        // Beyond the baseline: only where the operator allows privileged containers.
+        assert!(matches!(
+            build(&c, &image(), &ctx(&[], &[])),
+            Err(SpecError::Capability { .. })
+        ));
+        let operator = SpecContext {
+            allow_privileged: true,
+            ..ctx(&[], &[])
+        };
+        let spec = build(&c, &image(), &operator).unwrap();
         let caps = spec["process"]["capabilities"]["bounding"]
             .as_array()
             .unwrap();
         assert!(caps.contains(&json!("CAP_NET_ADMIN")));
         assert!(!caps.contains(&json!("CAP_KILL")));
+        for bad in ["net_admin", "CAP_", "FOO"] {
+            c.security_context = Some(SecurityContext {
+                capabilities_add: vec![bad.into()],
+                ..Default::default()
+            });
+            assert!(
+                matches!(
+                    build(&c, &image(), &operator),
+                    Err(SpecError::Capability { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }
