@@ -421,3 +421,135 @@ mod tests {
         assert!(!no_capabilities("Name:\tgit\n"), "unknown means not clean");
     }
 }
+
+/// The real confiner (the agent's binary) around real programs.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod confined {
+    use super::*;
+    use crate::runtime::containerd::tests::bin_dir;
+    use crate::testing::outside::OutsideHost;
+
+    #[test]
+    fn git_confinement_runs_unprivileged_in_the_namespace_with_the_node_out_of_sight() {
+        let dir = tempfile::Builder::new()
+            .prefix("bc")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let hidden = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::write(hidden.path().join("key"), "node-key").unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::os::unix::fs::chown(&work, Some(65534), Some(65534)).unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        std::fs::write(dir.path().join("hosts"), "192.0.2.7\tgroup-host\n").unwrap();
+        std::fs::write(dir.path().join("node-tmp-file"), "x").unwrap();
+        let outside = OutsideHost::start().unwrap();
+        let confinement = Confinement {
+            netns: outside.netns(),
+            resolv_conf: dir.path().join("resolv.conf"),
+            hosts: dir.path().join("hosts"),
+            work: work.clone(),
+            uid: 65534,
+            gid: 65534,
+            max_file_bytes: 1000,
+            hide: vec![hidden.path().to_path_buf()],
+        };
+        let script = format!(
+            "id -u; id -G; grep -E '^Cap(Prm|Eff|Amb)|^NoNewPrivs' /proc/self/status; \
+             cat /etc/resolv.conf /etc/hosts; ls /tmp; ls -A {hidden}; cat /proc/net/dev | cut -d: -f1; \
+             echo written > {WORK_DIR}/out; head -c 5000 /dev/zero > {WORK_DIR}/big || echo big-refused",
+            hidden = hidden.path().display()
+        );
+        let output = std::process::Command::new(bin_dir().join("berth-node-agent"))
+            .args(confinement.args("sh", &["-c".into(), script]))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<&str> = said.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "65534", "{said}");
+        assert_eq!(lines[1], "65534", "no supplementary groups: {said}");
+        for set in ["CapPrm", "CapEff", "CapAmb"] {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(set) && l.ends_with("0000000000000000")),
+                "{set}: {said}"
+            );
+        }
+        assert!(
+            lines.contains(&"NoNewPrivs:\t1") || said.contains("NoNewPrivs:\t1"),
+            "{said}"
+        );
+        assert!(
+            said.contains("nameserver 192.0.2.53") && said.contains("group-host"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("node-tmp-file"),
+            "the node's /tmp is out of sight: {said}"
+        );
+        assert!(
+            !said.contains("key"),
+            "hidden directories are empty: {said}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("bp")),
+            "the outside namespace's veth: {said}"
+        );
+        assert!(
+            !said.contains("docker0") && !lines.iter().any(|l| *l == "eth0"),
+            "{said}"
+        );
+        assert!(
+            said.contains("big-refused"),
+            "files stop at --max-file-bytes: {said}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(work.join("out")).unwrap(),
+            "written\n"
+        );
+        let meta = std::fs::metadata(work.join("out")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    }
+
+    #[test]
+    fn git_confinement_refuses_root_and_says_why() {
+        let mut confinement = Confinement {
+            netns: "/proc/self/ns/net".into(),
+            resolv_conf: "/etc/resolv.conf".into(),
+            hosts: "/etc/hosts".into(),
+            work: "/tmp".into(),
+            uid: 0,
+            gid: 0,
+            max_file_bytes: 1,
+            hide: vec![],
+        };
+        let run = |c: &Confinement| {
+            std::process::Command::new(bin_dir().join("berth-node-agent"))
+                .args(c.args("true", &[]))
+                .output()
+                .unwrap()
+        };
+        let output = run(&confinement);
+        assert_eq!(output.status.code(), Some(CONFINE_FAILED));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(FAILURE_PREFIX) && stderr.contains("uid or gid 0"),
+            "{stderr}"
+        );
+        confinement.uid = 65534;
+        confinement.gid = 65534;
+        confinement.netns = "/nonexistent/netns".into();
+        let output = run(&confinement);
+        assert_eq!(output.status.code(), Some(CONFINE_FAILED));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/netns"));
+    }
+}

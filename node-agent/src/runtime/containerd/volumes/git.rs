@@ -873,3 +873,70 @@ mod tests {
         );
     }
 }
+
+/// git itself, confined, refusing what the URL check should already have refused.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod confined {
+    use super::*;
+    use crate::runtime::containerd::tests::bin_dir;
+    use crate::testing::outside::{OutsideHost, git};
+
+    #[tokio::test]
+    async fn git_refuses_local_transports_even_past_the_url_check() {
+        let dir = tempfile::Builder::new()
+            .prefix("bl")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // Not under /tmp, which the confinement covers anyway: git's own refusal is under test.
+        let host_dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let host_repo = host_dir.path().join("hostrepo");
+        std::fs::create_dir_all(&host_repo).unwrap();
+        git(&host_repo, &["init", "-q"]).unwrap();
+        std::fs::write(host_repo.join("secret.txt"), "host-secret").unwrap();
+        git(&host_repo, &["add", "."]).unwrap();
+        git(&host_repo, &["commit", "-q", "-m", "s"]).unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "").unwrap();
+        std::fs::write(dir.path().join("hosts"), "").unwrap();
+        let outside = OutsideHost::start().unwrap();
+        let sandbox = GitSandbox {
+            netns: outside.netns(),
+            resolv_conf: dir.path().join("resolv.conf"),
+            hosts: dir.path().join("hosts"),
+            staging: dir.path().join("git"),
+            hide: vec![],
+        };
+        let config = GitConfig {
+            confiner: bin_dir().join("berth-node-agent"),
+            ..GitConfig::default()
+        };
+        let path = host_repo.display().to_string();
+        for (repository, transport) in [
+            (format!("file://{path}"), "file"),
+            (path.clone(), "file"),
+            (format!("ext::sh -c cat% {path}/secret.txt"), "ext"),
+        ] {
+            let target = dir.path().join("target");
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::create_dir(&target).unwrap();
+            std::os::unix::fs::chown(&target, Some(65534), Some(65534)).unwrap();
+            let repo = GitRepo {
+                repository: repository.clone(),
+                ..Default::default()
+            };
+            let error = clone_and_check_out("v", &repo, &target, &config, &sandbox)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("gitRepo volume v: git clone failed: transport '{transport}' not allowed"),
+                "{repository}"
+            );
+            assert_eq!(
+                std::fs::read_dir(&target).unwrap().count(),
+                0,
+                "{repository}"
+            );
+        }
+    }
+}
