@@ -2,9 +2,8 @@
 //! (start, stop, remove) and container exits one at a time, so no two actions on a group ever race.
 //!
 //! A run goes: pull every image (event `Pulling`, billing starts) → sandbox (network namespace, IP,
-//! hosts/resolv.conf/hostname) → volumes (a gitRepo clone once the network is attached, in it) → init
-//! containers, in order, each to completion → every app
-//! container (`Created`, `Started`). Exits come from a waiter per task (containerd's `Tasks.Wait`,
+//! hosts/resolv.conf/hostname) → volumes (a gitRepo clone once the network is attached, in it) →
+//! init containers, in order, each to completion → every app container (`Created`, `Started`). Exits come from a waiter per task (containerd's `Tasks.Wait`,
 //! itself fed by containerd's task-exit events) and go through the restart policy with exponential
 //! back-off (`BackOff`). The bring-up is one cancellable future: a stop or removal that arrives
 //! mid-way drops it and tears down whatever it had made, which every step allows (all idempotent).

@@ -18,6 +18,7 @@
 
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -160,19 +161,17 @@ pub fn is_allowed_repository(url: &str) -> bool {
         let Some((inside, after)) = bracketed.split_once(']') else {
             return false;
         };
-        if inside.is_empty()
-            || !inside
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        let ipv6 = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+        if inside.is_empty() || !inside.bytes().all(ipv6) {
             return false;
         }
-        (
-            inside,
-            after
-                .strip_prefix(':')
-                .or(Some(after).filter(|a| a.is_empty())),
-        )
+        match after {
+            "" => (inside, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return false,
+            },
+        }
     } else {
         match host_port.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -185,11 +184,12 @@ pub fn is_allowed_repository(url: &str) -> bool {
             port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
         }
     };
+    let bracketed = host_port.starts_with('[');
     let host_ok = !host.is_empty()
         && !host.starts_with('-')
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') || (bracketed && b == b':')
+        });
     port_ok && host_ok
 }
 
@@ -522,8 +522,6 @@ async fn run_confined(
     })
 }
 
-use std::os::unix::process::ExitStatusExt as _;
-
 /// Makes volume `volume` at `path` a clone of `git.repository` at `git.revision` (in
 /// `git.directory`), unless `path` already exists (a clone made before).
 pub async fn git_volume(
@@ -703,9 +701,11 @@ mod tests {
             "https://example.com/r\n",
             "https://example.com\\@evil/r",
             "https://[::1/r",
+            "https://[::1]x/r",
             "https://[]/r",
             "https://host:port/r",
             "https://host:123456/r",
+            "https://a:b:80/r",
             "-https://x",
         ] {
             assert!(!is_allowed_repository(bad), "{bad:?}");
