@@ -505,7 +505,7 @@ mod confined {
             "the outside namespace's veth: {said}"
         );
         assert!(
-            !said.contains("docker0") && !lines.iter().any(|l| *l == "eth0"),
+            !said.contains("docker0") && !lines.contains(&"eth0"),
             "{said}"
         );
         assert!(
