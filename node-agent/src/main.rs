@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use berth_node_agent::runtime::containerd::ContainerdConfig;
+use berth_node_agent::runtime::containerd::volumes::git::GitConfig;
+use berth_node_agent::runtime::containerd::{ContainerdConfig, confine};
 use berth_node_agent::{AgentConfig, HollowConfig, RuntimeKind};
 use berth_proto::node::{OsType, Resources};
 use clap::{Parser, ValueEnum};
@@ -134,6 +135,18 @@ struct Args {
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
 
+    /// The user git runs as to clone gitRepo volumes, `<uid>:<gid>` (never 0).
+    #[arg(long, default_value = "65534:65534", value_parser = parse_git_user)]
+    git_user: (u32, u32),
+
+    /// The largest a gitRepo clone may grow, in bytes (objects and checkout together).
+    #[arg(long, default_value_t = 1 << 30)]
+    git_max_bytes: u64,
+
+    /// Seconds a gitRepo clone and checkout may take.
+    #[arg(long, default_value_t = 120)]
+    git_timeout_secs: u64,
+
     /// Where the node serves logs to the apiserver (gRPC, mutual TLS, the apiserver's certificate
     /// only), or `none` [default: 0.0.0.0:8445 with the containerd runtime, none with hollow].
     #[arg(long, value_parser = parse_agent_listen)]
@@ -186,6 +199,14 @@ fn parse_agent_listen(s: &str) -> Result<AgentListen, String> {
     s.parse()
         .map(|addr| AgentListen(Some(addr)))
         .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:8445, nor none"))
+}
+
+fn parse_git_user(s: &str) -> Result<(u32, u32), String> {
+    match confine::parse_user(s) {
+        Some((uid, gid)) if uid != 0 && gid != 0 => Ok((uid, gid)),
+        Some(_) => Err("git must not run as root: pick a uid and gid other than 0".into()),
+        None => Err(format!("{s:?} is not <uid>:<gid>, both numbers")),
+    }
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -308,6 +329,13 @@ impl Args {
                     restart_backoff: Duration::from_millis(self.restart_backoff_ms.max(1)),
                     insecure_registries: self.insecure_registries,
                     cgroup_parent: self.cgroup_parent,
+                    git: GitConfig {
+                        uid: self.git_user.0,
+                        gid: self.git_user.1,
+                        max_bytes: self.git_max_bytes,
+                        timeout: Duration::from_secs(self.git_timeout_secs.max(1)),
+                        ..defaults.git.clone()
+                    },
                     ..defaults
                 }))
             }
@@ -389,6 +417,15 @@ fn return_memory_promptly() {
 }
 
 fn main() -> ExitCode {
+    // The agent runs git confined by running itself in this hidden mode (before anything else: it
+    // must stay single-threaded until it execs git).
+    let mut args = std::env::args_os().skip(1);
+    if args
+        .next()
+        .is_some_and(|first| first == confine::SUBCOMMAND)
+    {
+        return confine::main(args);
+    }
     return_memory_promptly();
     // A real node's agent mostly waits on sockets: one worker thread is plenty and costs less memory.
     // Hollow mode runs thousands of nodes and gets a worker per core.
@@ -548,5 +585,37 @@ mod tests {
             Some("https://node1.example:9000")
         );
         assert!(Args::try_parse_from(base.iter().chain(&["--agent-listen", "8445"])).is_err());
+    }
+
+    #[test]
+    fn git_flags_set_the_clone_user_and_limits() {
+        let base = ["berth-node-agent", "--state-dir", "/tmp/x", "--name", "n1"];
+        let sized = ["--cpu", "1", "--memory", "1"];
+        let parse = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(&sized).chain(extra).copied().collect();
+            Args::try_parse_from(args).map(|a| a.into_config().unwrap())
+        };
+        let git = |config: AgentConfig| match config.runtime {
+            RuntimeKind::Containerd(c) => c.git,
+            RuntimeKind::Hollow(_) => panic!("containerd expected"),
+        };
+        let defaults = git(parse(&[]).unwrap());
+        assert_eq!((defaults.uid, defaults.gid), (65534, 65534));
+        assert_eq!(defaults.max_bytes, 1 << 30);
+        assert_eq!(defaults.timeout, Duration::from_secs(120));
+        let set = git(parse(&[
+            "--git-user",
+            "4000:4001",
+            "--git-max-bytes",
+            "1000",
+            "--git-timeout-secs",
+            "5",
+        ])
+        .unwrap());
+        assert_eq!((set.uid, set.gid, set.max_bytes), (4000, 4001, 1000));
+        assert_eq!(set.timeout, Duration::from_secs(5));
+        assert!(parse(&["--git-user", "0:0"]).is_err(), "never root");
+        assert!(parse(&["--git-user", "1000:0"]).is_err());
+        assert!(parse(&["--git-user", "nobody"]).is_err());
     }
 }

@@ -10,6 +10,8 @@
 //! paths must stay under 108 bytes, so keep the directory short: `tempfile::Builder::new()
 //! .prefix("b").tempdir_in("/tmp")` is fine, a deep `target/` path is not.
 
+pub mod outside;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write as _;

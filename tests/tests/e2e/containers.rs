@@ -6,6 +6,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use berth_node_agent::testing::outside::{OutsideHost, bare_repository};
+
 use crate::harness::{Api, Cluster, SUB, group_path};
 use crate::real::{RealNode, RealOptions, SLOW, exit_code_of, real_group, state_of, view};
 
@@ -125,54 +127,109 @@ async fn a_secret_volume_has_its_contents_mode_and_owner() {
     assert_eq!(exit_code_of(&body, "app"), Some(0), "{body}");
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+/// A group whose app container runs `command` with gitRepo volume `source` (`repository` at
+/// `revision`, in directory `code`) mounted at `/src`.
+fn git_group(image: &str, command: &str, repository: &str, revision: &str) -> Value {
+    let mut body = real_group(image, "Never", &[("app", &["sh", "-c", command])]);
+    body["properties"]["volumes"] = json!([{
+        "name": "source",
+        "gitRepo": {"repository": repository, "directory": "code", "revision": revision}
+    }]);
+    body["properties"]["containers"][0]["properties"]["volumeMounts"] =
+        json!([{"name": "source", "mountPath": "/src"}]);
+    body
+}
+
+/// A machine outside the node serving `app.git` (two commits of `version.txt`: `one`, `two`) over
+/// git://; returns it and the first commit.
+fn outside_repository(dir: &std::path::Path) -> (OutsideHost, String) {
+    let base = dir.join("served");
+    std::fs::create_dir_all(&base).expect("served dir");
+    let commits = bare_repository(
+        &base,
+        "app.git",
+        &[("version.txt", b"one\n"), ("version.txt", b"two\n")],
+    )
+    .expect("repository made");
+    let mut outside = OutsideHost::start().expect("outside host");
+    outside
+        .serve_git(&base, &dir.join("git-daemon.log"))
+        .expect("git daemon serves");
+    (outside, commits[0].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_git_repo_volume_is_cloned_at_its_revision() {
     let (_cluster, api, node) = setup("real-git").await;
-    let repo = node.dir().join("repo");
-    std::fs::create_dir_all(&repo).expect("repo dir");
-    git(&repo, &["init", "-q"]);
-    std::fs::write(repo.join("version.txt"), "one\n").expect("write");
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "one"]);
-    let first = git(&repo, &["rev-parse", "HEAD"]);
-    std::fs::write(repo.join("version.txt"), "two\n").expect("write");
-    git(&repo, &["commit", "-q", "-am", "two"]);
-
-    let mut body = real_group(
+    let (outside, first) = outside_repository(node.dir());
+    let body = git_group(
         &node.image,
-        "Never",
-        &[(
-            "app",
-            &["sh", "-c", "test \"$(cat /src/code/version.txt)\" = one"],
-        )],
+        "test \"$(cat /src/code/version.txt)\" = one",
+        &outside.git_url("app.git"),
+        &first,
     );
-    body["properties"]["volumes"] = json!([{
-        "name": "source",
-        "gitRepo": {"repository": repo.to_string_lossy(), "directory": "code", "revision": first}
-    }]);
-    body["properties"]["containers"][0]["properties"]["volumeMounts"] =
-        json!([{"name": "source", "mountPath": "/src"}]);
     create(&api, "git", &body).await;
     let body = wait(&api, &node, "git", |b| state_of(b, "app") == "Terminated").await;
     assert_eq!(exit_code_of(&body, "app"), Some(0), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_clone_ignores_the_nodes_git_config_and_hooks() {
+    let cluster = Cluster::start().await;
+    let api = cluster.tenant(&[SUB]).await;
+    // Whatever git config the agent's environment points at (global, system, a HOME's), with a
+    // hook that would run as the agent (root) after every checkout.
+    let evil = tempfile::Builder::new()
+        .prefix("bevil")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let marker = evil.path().join("pwned");
+    let hooks = evil.path().join("hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks dir");
+    let hook = hooks.join("post-checkout");
+    std::fs::write(&hook, format!("#!/bin/sh\nid -u > {}\n", marker.display())).expect("hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("hook mode");
+    let config = evil.path().join("gitconfig");
+    std::fs::write(
+        &config,
+        format!(
+            "[core]\n\thooksPath = {}\n\tfsmonitor = {}\n",
+            hooks.display(),
+            hook.display()
+        ),
+    )
+    .expect("config");
+    std::fs::copy(&config, evil.path().join(".gitconfig")).expect("home config");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let options = RealOptions {
+        agent_env: vec![
+            ("GIT_CONFIG_GLOBAL".into(), path(&config)),
+            ("GIT_CONFIG_SYSTEM".into(), path(&config)),
+            ("HOME".into(), path(evil.path())),
+            ("XDG_CONFIG_HOME".into(), path(evil.path())),
+        ],
+        ..RealOptions::default()
+    };
+    let node = RealNode::start(&cluster, "real-git-config", options).await;
+    let (outside, first) = outside_repository(node.dir());
+    let body = git_group(
+        &node.image,
+        "test \"$(cat /src/code/version.txt)\" = one",
+        &outside.git_url("app.git"),
+        &first,
+    );
+    create(&api, "gitcfg", &body).await;
+    let body = wait(&api, &node, "gitcfg", |b| {
+        state_of(b, "app") == "Terminated"
+    })
+    .await;
+    assert_eq!(exit_code_of(&body, "app"), Some(0), "{body}");
+    assert!(
+        !marker.exists(),
+        "the node's git config ran a hook as uid {}",
+        std::fs::read_to_string(&marker).unwrap_or_default().trim()
+    );
 }
 
 fn share_group(image: &str, command: &str) -> Value {
@@ -481,6 +538,7 @@ async fn a_wrong_registry_password_is_an_inaccessible_image_naming_auth() {
         "real-auth",
         RealOptions {
             registry_auth: Some(("berth".into(), "right-password".into())),
+            ..RealOptions::default()
         },
     )
     .await;

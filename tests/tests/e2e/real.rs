@@ -32,6 +32,8 @@ pub fn bin_dir() -> PathBuf {
 pub struct RealOptions {
     /// Basic auth on the registry.
     pub registry_auth: Option<(String, String)>,
+    /// Extra environment of the agent process.
+    pub agent_env: Vec<(String, String)>,
 }
 
 pub struct RealNode {
@@ -47,6 +49,7 @@ pub struct RealNode {
     pub bridge: String,
     pub subnet: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     agent: Option<tokio::process::Child>,
     // Last: removed after everything above stopped.
     dir: tempfile::TempDir,
@@ -160,6 +163,7 @@ impl RealNode {
             bridge,
             subnet,
             args,
+            env: options.agent_env.clone(),
             agent: None,
             dir,
         };
@@ -180,6 +184,7 @@ impl RealNode {
             .expect("agent log");
         let child = tokio::process::Command::new(bin_dir().join("berth-node-agent"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info,berth_node_agent=debug")
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)

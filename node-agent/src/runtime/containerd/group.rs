@@ -2,8 +2,8 @@
 //! (start, stop, remove) and container exits one at a time, so no two actions on a group ever race.
 //!
 //! A run goes: pull every image (event `Pulling`, billing starts) → sandbox (network namespace, IP,
-//! hosts/resolv.conf/hostname) → volumes → init containers, in order, each to completion → every app
-//! container (`Created`, `Started`). Exits come from a waiter per task (containerd's `Tasks.Wait`,
+//! hosts/resolv.conf/hostname) → volumes (a gitRepo clone once the network is attached, in it) →
+//! init containers, in order, each to completion → every app container (`Created`, `Started`). Exits come from a waiter per task (containerd's `Tasks.Wait`,
 //! itself fed by containerd's task-exit events) and go through the restart policy with exponential
 //! back-off (`BackOff`). The bring-up is one cancellable future: a stop or removal that arrives
 //! mid-way drops it and tears down whatever it had made, which every step allows (all idempotent).
@@ -19,6 +19,7 @@ use berth_proto::node::{
     Container, ContainerRun, ContainerState, ContainerStatus, GroupAssignment, GroupPhase,
     GroupStatus,
 };
+use futures::future::Either;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -1047,11 +1048,32 @@ async fn bring_up(
                 .or_insert((user.uid, user.gid));
         }
     }
+    // A gitRepo clone runs in the group's network namespace, so it waits for CNI; other volumes are
+    // made while CNI attaches.
+    let git_sandbox = volumes::has_git_repo(&spec).then(|| volumes::git::GitSandbox {
+        netns: netns.clone(),
+        resolv_conf: etc_files[1].0.clone(),
+        hosts: etc_files[0].0.clone(),
+        staging: inner.group_dir(&group_id).join("git"),
+        hide: [inner.dir.parent().unwrap_or(&inner.dir)]
+            .into_iter()
+            .chain(inner.config.share_root.as_deref())
+            .map(PathBuf::from)
+            .collect(),
+    });
+    let attach = match &git_sandbox {
+        Some(_) => {
+            attach.await?;
+            Either::Left(futures::future::ready(Ok(())))
+        }
+        None => Either::Right(attach),
+    };
     let prepared = volumes::prepare(
         &spec,
         &inner.group_dir(&group_id).join("volumes"),
         inner.config.share_root.as_deref(),
         &owners,
+        git_sandbox.as_ref().map(|s| (&inner.config.git, s)),
     )
     .await
     .map_err(|error| StartFailure::Group {

@@ -4,6 +4,8 @@
 //! - [`image`]: OCI pulls into containerd's content store and snapshots (no `ctr`).
 //! - [`network`]: one network namespace per group, its IP from CNI.
 //! - [`volumes`]: emptyDir, secret, gitRepo and share volumes.
+//! - [`confine`]: the agent's hidden `__confine` mode, which runs git in a group's network namespace
+//!   as an unprivileged user.
 //! - [`spec`]: the OCI runtime spec of a container.
 //! - [`client`]: containers, tasks and snapshots.
 //! - [`logs`]: per-container log files written by `berth-logger` and read back.
@@ -18,12 +20,16 @@
 //! agent left are killed.
 
 pub mod client;
+pub mod confine;
 mod exec;
 mod group;
 pub mod image;
 pub mod logs;
 pub mod network;
 pub mod spec;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 pub mod volumes;
 
 use std::collections::HashMap;
@@ -39,6 +45,7 @@ use self::client::Containerd;
 use self::group::{Command, StatusHandle, Worker};
 use self::image::ImageService;
 use self::network::{Network, NetworkConfig};
+use self::volumes::git::GitConfig;
 use super::{BoxFuture, Changes, ExecError, ExecProcess, Runtime, RuntimeError};
 
 /// Labels on every containerd container Berth makes.
@@ -78,6 +85,8 @@ pub struct ContainerdConfig {
     pub insecure_registries: Vec<String>,
     /// The cgroup under which every group's cgroup goes (`/<parent>/<group>/<container>`).
     pub cgroup_parent: String,
+    /// How gitRepo volumes are cloned (user, size and time limits).
+    pub git: GitConfig,
 }
 
 impl Default for ContainerdConfig {
@@ -104,6 +113,7 @@ impl Default for ContainerdConfig {
             restart_backoff_max: Duration::from_secs(300),
             insecure_registries: Vec::new(),
             cgroup_parent: "berth".into(),
+            git: GitConfig::default(),
         }
     }
 }
@@ -246,6 +256,8 @@ pub enum StartError {
     Network(#[from] network::NetworkError),
     #[error("the cgroup parent {0:?} must be one plain name (letters, digits, '-', '_', '.')")]
     CgroupParent(String),
+    #[error("git must not run as root: its uid and gid must not be 0")]
+    GitUser,
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -270,6 +282,9 @@ impl ContainerdRuntime {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !plain {
             return Err(StartError::CgroupParent(config.cgroup_parent.clone()));
+        }
+        if config.git.uid == 0 || config.git.gid == 0 {
+            return Err(StartError::GitUser);
         }
         let dir = state_dir.join("runtime");
         for sub in ["groups", "logs", "network", "exec"] {

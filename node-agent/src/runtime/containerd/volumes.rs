@@ -1,20 +1,20 @@
 //! A group's volumes on the node: `emptyDir` (a directory that lives as long as the group), `secret`
 //! (a tmpfs whose files are mode 0400, owned by the user of the container that mounts it), `gitRepo`
-//! (a clone at `revision`) and `azureFile` (a directory under the operator's share root, so its data
-//! outlives the group). Every name and path is checked against traversal before it touches the disk.
+//! (a clone at `revision`, made confined: [`git`]) and `azureFile` (a directory under the operator's
+//! share root, so its data outlives the group). Every name and path is checked against traversal
+//! before it touches the disk.
+
+pub mod git;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use berth_proto::node::volume::Source;
 use berth_proto::node::{Container, GroupSpec, Volume};
 
+use self::git::{GitConfig, GitError, GitSandbox};
 use super::spec::BindMount;
-
-/// The longest a `git clone` may take.
-const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a volume could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +34,11 @@ pub enum VolumeError {
         #[source]
         source: nix::Error,
     },
-    #[error("volume {volume}: git {action} failed: {detail}")]
-    Git {
-        volume: String,
-        action: &'static str,
-        detail: String,
-    },
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A gitRepo volume without a sandbox to clone it in (the caller's mistake).
+    #[error("volume {volume}: gitRepo volumes are cloned only once the group's network is up")]
+    NoGitSandbox { volume: String },
     #[error("volume {volume}: azureFile volumes need the agent's --share-root")]
     NoShareRoot { volume: String },
 }
@@ -47,14 +46,6 @@ pub enum VolumeError {
 /// True if `name` is one plain path component (no `/`, not `.` or `..`, not empty).
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
-}
-
-/// True if `path` is relative and never climbs out (`..`).
-fn is_contained(path: &str) -> bool {
-    !path.contains('\0')
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// True if `path` is an absolute container path without `..`.
@@ -120,13 +111,22 @@ impl Prepared {
 /// Volume name -> uid/gid of the first container that mounts it (secret files are owned by it).
 pub type Owners = HashMap<String, (u32, u32)>;
 
+/// True if `spec` has a gitRepo volume (whose clone needs the group's network up first).
+pub fn has_git_repo(spec: &GroupSpec) -> bool {
+    spec.volumes
+        .iter()
+        .any(|v| matches!(v.source, Some(Source::GitRepo(_))))
+}
+
 /// Makes every volume of `spec` exist under `dir` (the group's volume directory) and returns where
-/// each lives. Idempotent: running it again for the same group keeps data and refreshes secrets.
+/// each lives; gitRepo volumes are cloned in `git` (the group's sandbox, network attached).
+/// Idempotent: running it again for the same group keeps data and refreshes secrets.
 pub async fn prepare(
     spec: &GroupSpec,
     dir: &Path,
     share_root: Option<&Path>,
     owners: &Owners,
+    git: Option<(&GitConfig, &GitSandbox)>,
 ) -> Result<Prepared, VolumeError> {
     let mut prepared = Prepared::default();
     for volume in &spec.volumes {
@@ -148,15 +148,13 @@ pub async fn prepare(
                 secret_volume(volume, &secret.files, &path, uid, gid)?;
                 (path, true)
             }
-            Some(Source::GitRepo(git)) => {
-                git_volume(
-                    volume,
-                    &git.repository,
-                    &git.directory,
-                    &git.revision,
-                    &path,
-                )
-                .await?;
+            Some(Source::GitRepo(repo)) => {
+                let Some((config, sandbox)) = git else {
+                    return Err(VolumeError::NoGitSandbox {
+                        volume: volume.name.clone(),
+                    });
+                };
+                git::git_volume(&volume.name, repo, &path, config, sandbox).await?;
                 (path, false)
             }
             Some(Source::AzureFile(share)) => {
@@ -244,105 +242,6 @@ fn secret_volume(
     owner(path)
 }
 
-async fn git(volume: &Volume, action: &'static str, args: &[&str]) -> Result<(), VolumeError> {
-    let run = tokio::process::Command::new("git")
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = match tokio::time::timeout(GIT_TIMEOUT, run).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(error)) => {
-            return Err(VolumeError::Git {
-                volume: volume.name.clone(),
-                action,
-                detail: format!("cannot run git: {error}"),
-            });
-        }
-        Err(_) => {
-            return Err(VolumeError::Git {
-                volume: volume.name.clone(),
-                action,
-                detail: format!("timed out after {GIT_TIMEOUT:?}"),
-            });
-        }
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(VolumeError::Git {
-        volume: volume.name.clone(),
-        action,
-        detail: stderr
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or("no output")
-            .to_string(),
-    })
-}
-
-async fn git_volume(
-    volume: &Volume,
-    repository: &str,
-    directory: &str,
-    revision: &str,
-    path: &Path,
-) -> Result<(), VolumeError> {
-    if repository.is_empty() || repository.starts_with('-') {
-        return Err(VolumeError::Invalid {
-            volume: volume.name.clone(),
-            reason: "gitRepo.repository is empty or starts with '-'".into(),
-        });
-    }
-    let directory = if directory.is_empty() {
-        let base = repository
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or("repo");
-        base.strip_suffix(".git").unwrap_or(base).to_string()
-    } else {
-        directory.to_string()
-    };
-    if !is_contained(&directory) || directory.starts_with('-') {
-        return Err(VolumeError::Invalid {
-            volume: volume.name.clone(),
-            reason: format!("gitRepo.directory {directory:?} must stay inside the volume"),
-        });
-    }
-    std::fs::create_dir_all(path).map_err(io(&volume.name, "creating its directory"))?;
-    let target = path.join(&directory);
-    if target.join(".git").exists() {
-        return Ok(());
-    }
-    let target_str = target.to_string_lossy().to_string();
-    git(
-        volume,
-        "clone",
-        &["clone", "--quiet", "--", repository, &target_str],
-    )
-    .await?;
-    if !revision.is_empty() {
-        if revision.starts_with('-') {
-            return Err(VolumeError::Invalid {
-                volume: volume.name.clone(),
-                reason: "gitRepo.revision starts with '-'".into(),
-            });
-        }
-        git(
-            volume,
-            "checkout",
-            &["-C", &target_str, "checkout", "--quiet", revision],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Unmounts the group's tmpfs volumes and deletes its volume directory (shares stay).
 pub fn cleanup(dir: &Path) -> std::io::Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -374,8 +273,5 @@ mod tests {
         assert!(is_valid_mount_path("/data/x"));
         assert!(!is_valid_mount_path("data"));
         assert!(!is_valid_mount_path("/data/../etc"));
-        assert!(is_contained("repo/sub"));
-        assert!(!is_contained("../repo"));
-        assert!(!is_contained("/abs"));
     }
 }
