@@ -35,24 +35,28 @@ pub enum GitError {
     Revision,
 }
 
-/// A repository URL: `scheme://[user@]host[:port][/path]` with a scheme of [`TRANSPORTS`].
+/// A repository URL: `scheme://[user@]host[:port][/path]` with a scheme of [`TRANSPORTS`] (in lower
+/// case, as git matches them), in printable ASCII without spaces or backslashes, no part of it able to
+/// pass for an option.
 pub fn repository(url: &str) -> Result<(), GitError> {
-    if url.len() > MAX_URL || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if url.len() > MAX_URL || !url.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
         return Err(GitError::Repository);
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(GitError::Repository);
     };
-    if !TRANSPORTS.iter().any(|t| t.eq_ignore_ascii_case(scheme)) {
+    if !TRANSPORTS.contains(&scheme) {
         return Err(GitError::Repository);
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host(host_port) {
-        Ok(())
-    } else {
-        Err(GitError::Repository)
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((user, host_port)) => (Some(user), host_port),
+        None => (None, authority),
+    };
+    if user.is_some_and(|u| u.is_empty() || u.starts_with('-')) || !host(host_port) {
+        return Err(GitError::Repository);
     }
+    Ok(())
 }
 
 /// `host[:port]`: a DNS name or IPv4 address, or an IPv6 address in brackets, and a numeric port.
@@ -88,14 +92,20 @@ fn host(host_port: &str) -> bool {
     host.split('.').all(label) && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
-/// The directory a clone goes to when the spec names none: the repository's last path segment without
-/// `.git`, as `git clone` itself chooses.
+/// The directory a clone goes to when the spec names none: the last segment of the repository's path
+/// without `.git`, as `git clone` itself chooses; `repo` when the URL has no path.
 pub fn default_directory(url: &str) -> String {
-    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    let base = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .split_once('/')
+        .map_or("", |(_, path)| path)
+        .trim_end_matches('/');
+    let base = path.rsplit('/').next().unwrap_or_default();
     let base = base.strip_suffix(".git").unwrap_or(base);
-    if base.is_empty() {
+    if base.is_empty() || base.contains([':', '@']) {
         "repo".to_owned()
     } else {
         base.to_owned()
@@ -149,7 +159,8 @@ mod tests {
         for ok in [
             "https://github.com/Azure-Samples/aci-helloworld",
             "https://github.com/x/y.git",
-            "HTTPS://example.com:8443/r",
+            "https://example.com:8443/r",
+            "https://example.com",
             "http://10.0.0.5/r.git",
             "git://example.com/r",
             "ssh://git@example.com:2222/r.git",
@@ -182,6 +193,12 @@ mod tests {
             "fd::x",
             "http://[::1/x",
             "gopher://host/x",
+            "HTTPS://example.com/r",
+            "https://@example.com/r",
+            "ssh://-user@host/r",
+            "ssh://-oProxyCommand=id/r",
+            "https://example.com\\@evil/r",
+            "https://h\u{e9}/r",
         ] {
             assert_eq!(repository(bad), Err(GitError::Repository), "{bad:?}");
         }
@@ -195,10 +212,8 @@ mod tests {
         assert_eq!(directory(url, "code").as_deref(), Ok("code"));
         assert_eq!(directory(url, ".").as_deref(), Ok("."));
         assert_eq!(directory(url, "a/b").as_deref(), Ok("a/b"));
-        assert_eq!(
-            directory("https://example.com/", "").as_deref(),
-            Ok("example.com")
-        );
+        assert_eq!(directory("https://example.com/", "").as_deref(), Ok("repo"));
+        assert_eq!(directory("https://example.com", "").as_deref(), Ok("repo"));
         assert_eq!(
             directory("https://example.com/..", ""),
             Err(GitError::Directory("..".into()))
@@ -223,8 +238,8 @@ mod tests {
         #[test]
         fn accepted_urls_are_network_urls(url in "(https?|git|ssh|file|ext)?(://|:|/)?[a-z@:.\\[\\]0-9-]{0,20}(/[a-z.]{0,5}){0,3}") {
             if repository(&url).is_ok() {
-                let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
-                prop_assert!(TRANSPORTS.contains(&scheme.as_str()), "{url}");
+                let scheme = url.split("://").next().unwrap_or_default();
+                prop_assert!(TRANSPORTS.contains(&scheme), "{url}");
                 prop_assert!(!url.starts_with('-') && !url.starts_with('/'));
             }
         }

@@ -8,7 +8,7 @@ pub mod git;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use berth_proto::node::volume::Source;
 use berth_proto::node::{Container, GroupSpec, Volume};
@@ -43,21 +43,10 @@ pub enum VolumeError {
     NoShareRoot { volume: String },
 }
 
-/// True if `name` is one plain path component (no `/`, not `.` or `..`, not empty).
+/// True if `name` is one plain path component (no `/`, not `.` or `..`, not empty), by the shared
+/// spec rules (`berth_proto::spec::names::is_plain`).
 pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
-}
-
-/// True if `path` is an absolute container path without `..`.
-pub fn is_valid_mount_path(path: &str) -> bool {
-    path.starts_with('/')
-        && !path.contains('\0')
-        && Path::new(path).components().all(|c| {
-            matches!(
-                c,
-                Component::RootDir | Component::Normal(_) | Component::CurDir
-            )
-        })
+    berth_proto::spec::names::is_plain(name)
 }
 
 fn io(volume: &str, action: &'static str) -> impl FnOnce(std::io::Error) -> VolumeError {
@@ -89,21 +78,21 @@ impl Prepared {
                     ),
                 });
             };
-            if !is_valid_mount_path(&mount.mount_path) {
-                return Err(VolumeError::Invalid {
-                    volume: mount.name.clone(),
-                    reason: format!(
-                        "mount path {:?} must be absolute without '..'",
-                        mount.mount_path
-                    ),
-                });
-            }
+            let destination =
+                berth_proto::spec::paths::mount_path(&mount.mount_path).map_err(|error| {
+                    VolumeError::Invalid {
+                        volume: mount.name.clone(),
+                        reason: format!("mount path {:?}: {error}", mount.mount_path),
+                    }
+                })?;
             out.push(BindMount {
                 source: source.clone(),
-                destination: mount.mount_path.clone(),
+                destination,
                 read_only: mount.read_only || *volume_read_only,
             });
         }
+        // A mount inside another comes after it, whatever the spec's order (`/d` before `/d/x`).
+        out.sort_by_key(|m| m.destination.matches('/').count());
         Ok(out)
     }
 }
@@ -163,12 +152,10 @@ pub async fn prepare(
                         volume: volume.name.clone(),
                     });
                 };
-                let account = if share.storage_account_name.is_empty() {
-                    "default"
-                } else {
-                    share.storage_account_name.as_str()
-                };
-                if !is_plain_name(account) || !is_plain_name(&share.share_name) {
+                let account = share.storage_account_name.as_str();
+                let names = berth_proto::spec::names::storage_account(account)
+                    .and_then(|()| berth_proto::spec::names::share(&share.share_name));
+                if names.is_err() || !is_plain_name(account) || !is_plain_name(&share.share_name) {
                     return Err(VolumeError::Invalid {
                         volume: volume.name.clone(),
                         reason: "the share and storage account names must be plain names".into(),
@@ -203,7 +190,7 @@ fn secret_volume(
     gid: u32,
 ) -> Result<(), VolumeError> {
     for name in files.keys() {
-        if !is_plain_name(name) {
+        if berth_proto::spec::names::secret_file(name).is_err() {
             return Err(VolumeError::Invalid {
                 volume: volume.name.clone(),
                 reason: format!("secret file name {name:?} must be one path component"),
@@ -270,8 +257,31 @@ mod tests {
         assert!(!is_plain_name("../x"));
         assert!(!is_plain_name(".."));
         assert!(!is_plain_name("a/b"));
-        assert!(is_valid_mount_path("/data/x"));
-        assert!(!is_valid_mount_path("data"));
-        assert!(!is_valid_mount_path("/data/../etc"));
+    }
+
+    #[test]
+    fn mounts_are_normalised_and_parents_come_first() {
+        let mut prepared = Prepared::default();
+        prepared
+            .paths
+            .insert("data".into(), (PathBuf::from("/node/data"), false));
+        let mount = |path: &str| berth_proto::node::VolumeMount {
+            name: "data".into(),
+            mount_path: path.into(),
+            read_only: false,
+        };
+        let container = Container {
+            name: "app".into(),
+            volume_mounts: vec![mount("/d/x/"), mount("//d/./")],
+            ..Default::default()
+        };
+        let mounts = prepared.mounts_for(&container).unwrap();
+        let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(destinations, ["/d", "/d/x"]);
+        let root = Container {
+            volume_mounts: vec![mount("/")],
+            ..container
+        };
+        assert!(prepared.mounts_for(&root).is_err());
     }
 }

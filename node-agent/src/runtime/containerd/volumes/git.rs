@@ -39,7 +39,7 @@ const STDERR_TAIL_BYTES: usize = 16 * 1024;
 /// How often the clone's size is measured.
 const SIZE_POLL: Duration = Duration::from_millis(250);
 /// The transports git may use, as `GIT_ALLOW_PROTOCOL` spells them.
-const PROTOCOLS: [&str; 4] = ["https", "http", "git", "ssh"];
+const PROTOCOLS: [&str; 4] = berth_proto::spec::git::TRANSPORTS;
 
 /// How the node clones `gitRepo` volumes.
 #[derive(Debug, Clone)]
@@ -134,90 +134,17 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// True if `url` is a URL git may clone on a node: `https`, `http`, `git` or `ssh`, with a host, in
-/// printable ASCII without spaces or backslashes, no part of it able to pass for an option.
+/// True if `url` is a URL git may clone on a node: the apiserver's own rule
+/// (`berth_proto::spec::git::repository`): `https`, `http`, `git` or `ssh`, with a host, in printable
+/// ASCII without spaces or backslashes, no part of it able to pass for an option.
 pub fn is_allowed_repository(url: &str) -> bool {
-    if url.is_empty()
-        || url.len() > 2048
-        || !url.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-    {
-        return false;
-    }
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return false;
-    };
-    if !PROTOCOLS.contains(&scheme) {
-        return false;
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let (userinfo, host_port) = match authority.rsplit_once('@') {
-        Some((userinfo, host_port)) => (Some(userinfo), host_port),
-        None => (None, authority),
-    };
-    if userinfo.is_some_and(|u| u.is_empty() || u.starts_with('-')) {
-        return false;
-    }
-    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-        let Some((inside, after)) = bracketed.split_once(']') else {
-            return false;
-        };
-        let ipv6 = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
-        if inside.is_empty() || !inside.bytes().all(ipv6) {
-            return false;
-        }
-        match after {
-            "" => (inside, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (inside, Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    let port_ok = match port {
-        None => true,
-        Some(port) => {
-            port.is_empty() || (port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()))
-        }
-    };
-    let bracketed = host_port.starts_with('[');
-    let host_ok = !host.is_empty()
-        && !host.starts_with('-')
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') || (bracketed && b == b':')
-        });
-    port_ok && host_ok
+    berth_proto::spec::git::repository(url).is_ok()
 }
 
 /// The directory inside the volume the clone goes to: `directory` as components (none: the volume
 /// itself), else the repository's last path segment without `.git`.
 fn target_components(repository: &str, directory: &str) -> Option<Vec<String>> {
-    let directory = if directory.is_empty() {
-        let after_scheme = repository.split_once("://").map_or(repository, |(_, r)| r);
-        let path = after_scheme
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .split_once('/')
-            .map_or("", |(_, path)| path)
-            .trim_end_matches('/');
-        let base = path.rsplit('/').next().unwrap_or_default();
-        let base = base.strip_suffix(".git").unwrap_or(base);
-        if base.is_empty() || base.contains(':') || base.contains('@') {
-            "repo".to_string()
-        } else {
-            base.to_string()
-        }
-    } else {
-        directory.to_string()
-    };
-    if directory.starts_with('-') || directory.contains('\0') {
-        return None;
-    }
+    let directory = berth_proto::spec::git::directory(repository, directory).ok()?;
     let mut out = Vec::new();
     for component in Path::new(&directory).components() {
         match component {
@@ -541,12 +468,7 @@ pub async fn git_volume(
             directory: git.directory.clone(),
         });
     };
-    if git.revision.starts_with('-')
-        || git
-            .revision
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
+    if berth_proto::spec::git::revision(&git.revision).is_err() {
         return Err(GitError::Revision { volume: named() });
     }
     if std::fs::symlink_metadata(path).is_ok() {
