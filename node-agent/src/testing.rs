@@ -657,9 +657,10 @@ fn unescape_mount_path(field: &str) -> String {
 
 /// Removes what a test node may leave on the host once its agent and containerd are gone: whatever is
 /// still mounted under `dir` (the netns directory, a bind mount of itself; secret tmpfs), deepest
-/// first; every iptables rule about `subnet` (a `/24`; groups still running when a test ends keep
-/// their CNI rules, a deleted group's go with CNI DEL) and the CNI chains they jump to; and `bridge`.
-/// `iptables -w`: tests run side by side and contend for the xtables lock.
+/// first; Berth's isolation chains of the node and of its groups, and the jumps to them (as
+/// `Network::purge` removes them); every iptables rule about `subnet` (a `/24`; groups still running
+/// when a test ends keep their CNI rules, a deleted group's go with CNI DEL) and the CNI chains they
+/// jump to; and `bridge`. `iptables -w`: tests run side by side and contend for the xtables lock.
 pub fn remove_node_leftovers(dir: &Path, subnet: &str, bridge: &str) {
     let root = dir.to_string_lossy().into_owned();
     let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
@@ -673,6 +674,8 @@ pub fn remove_node_leftovers(dir: &Path, subnet: &str, bridge: &str) {
     for point in mounts {
         let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    // First: the rules naming the subnet include the jumps that name the group chains.
+    remove_isolation_chains(subnet, bridge);
     let prefix = subnet.trim_end_matches("0/24");
     let script = r#"
 for table in nat filter; do
@@ -690,6 +693,29 @@ done"#;
         .args(["link", "delete", bridge])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Removes the isolation chains of the node with `bridge` and `subnet`, and the jumps to them.
+fn remove_isolation_chains(subnet: &str, bridge: &str) {
+    use crate::runtime::containerd::network::{isolation, plugin_path_env};
+    let family = subnet
+        .split('/')
+        .next()
+        .and_then(|addr| addr.parse().ok())
+        .map_or(isolation::Family::V4, isolation::Family::of);
+    let rules = isolation::Isolation::new(family, bridge, subnet, plugin_path_env());
+    // On a thread of its own: callers are `Drop`s, maybe inside a runtime.
+    let removed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(runtime.block_on(rules.remove_node()))
+    })
+    .join();
+    if let Ok(Some(Err(error))) = removed {
+        eprintln!("test cleanup: {error}");
+    }
 }
 
 #[cfg(test)]
