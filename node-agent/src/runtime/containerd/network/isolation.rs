@@ -425,6 +425,10 @@ impl Isolation {
     ) -> Result<(), IsolationError> {
         let group = group_rules(&self.bridge, id, ip, ports);
         let _guard = self.lock.lock().await;
+        if self.list_if_exists(&group.jump.chain).await?.is_none() {
+            // The node's chains went (an operator, a firewall reload) since they were ensured.
+            self.ensure_node_locked().await?;
+        }
         self.ensure_chain(&group.chain).await?;
         let listing = self.list(&group.chain).await?;
         if listed_rules(&listing, &group.chain) != group.rules {
