@@ -659,9 +659,10 @@ fn unescape_mount_path(field: &str) -> String {
 
 /// Removes what a test node may leave on the host once its agent and containerd are gone: whatever is
 /// still mounted under `dir` (the netns directory, a bind mount of itself; secret tmpfs), deepest
-/// first; every iptables rule about `subnet` (a `/24`; groups still running when a test ends keep
-/// their CNI rules, a deleted group's go with CNI DEL) and the CNI chains they jump to; and `bridge`.
-/// `iptables -w`: tests run side by side and contend for the xtables lock.
+/// first; Berth's isolation chains of the node and of its groups, and the jumps to them (as
+/// `Network::purge` removes them); every iptables rule about `subnet` (a `/24`; groups still running
+/// when a test ends keep their CNI rules, a deleted group's go with CNI DEL) and the CNI chains they
+/// jump to; and `bridge`. `iptables -w`: tests run side by side and contend for the xtables lock.
 pub fn remove_node_leftovers(dir: &Path, subnet: &str, bridge: &str) {
     let root = dir.to_string_lossy().into_owned();
     let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
@@ -675,6 +676,8 @@ pub fn remove_node_leftovers(dir: &Path, subnet: &str, bridge: &str) {
     for point in mounts {
         let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    // First: the rules naming the subnet include the jumps that name the group chains.
+    remove_isolation_chains(dir, subnet, bridge);
     let prefix = subnet.trim_end_matches("0/24");
     let script = r#"
 for table in nat filter; do
@@ -692,6 +695,63 @@ done"#;
         .args(["link", "delete", bridge])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Removes the isolation chains of the node with `bridge` and `subnet`, and the jumps to them: the
+/// node's, and those of every group with network state under `dir` (an agent killed between two
+/// rule changes may leave a group chain nothing jumps to).
+fn remove_isolation_chains(dir: &Path, subnet: &str, bridge: &str) {
+    use crate::runtime::containerd::network::{isolation, plugin_path_env};
+    let family = subnet
+        .split('/')
+        .next()
+        .and_then(|addr| addr.parse().ok())
+        .map_or(isolation::Family::V4, isolation::Family::of);
+    let rules = isolation::Isolation::new(family, bridge, subnet, plugin_path_env());
+    let groups = sandbox_ids(dir, 6);
+    // On a thread of its own: callers are `Drop`s, maybe inside a runtime.
+    let removed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        Some(runtime.block_on(async {
+            for id in &groups {
+                rules.remove_group(id).await?;
+            }
+            rules.remove_node().await
+        }))
+    })
+    .join();
+    if let Ok(Some(Err(error))) = removed {
+        eprintln!("test cleanup: {error}");
+    }
+}
+
+/// The ids of the sandboxes a `Network` keeps state for under `dir` (`…/network/netns/<id>`,
+/// `…/network/sandboxes/<id>.json`), looking `depth` levels down.
+fn sandbox_ids(dir: &Path, depth: u32) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return ids;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let in_network = dir.file_name().is_some_and(|parent| parent == "network");
+        if in_network && (name == "netns" || name == "sandboxes") {
+            for file in fs::read_dir(&path).into_iter().flatten().flatten() {
+                let file = file.file_name().to_string_lossy().into_owned();
+                ids.insert(file.trim_end_matches(".json").to_owned());
+            }
+        } else if depth > 0 {
+            ids.extend(sandbox_ids(&path, depth - 1));
+        }
+    }
+    ids
 }
 
 #[cfg(test)]

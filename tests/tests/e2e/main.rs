@@ -10,6 +10,7 @@ mod dns;
 mod exec;
 mod groups;
 mod harness;
+mod isolation;
 mod logs;
 mod metering;
 mod nodes;

@@ -378,9 +378,21 @@ pub async fn wait_group(
     name: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
+    wait_group_in(api, node, crate::harness::SUB, rg, name, check).await
+}
+
+/// [`wait_group`] for a group in subscription `sub`.
+pub async fn wait_group_in(
+    api: &crate::harness::Api,
+    node: &RealNode,
+    sub: &str,
+    rg: &str,
+    name: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
     loop {
-        let (status, body) = api.get_group(crate::harness::SUB, rg, name).await;
+        let (status, body) = api.get_group(sub, rg, name).await;
         if status == reqwest::StatusCode::OK && check(&body) {
             return body;
         }

@@ -815,18 +815,14 @@ impl Worker {
     }
 }
 
-/// The ports the sandbox exposes: the group's and every container's.
+/// The ports the sandbox exposes: its `ipAddress.ports`, none without an `ipAddress`. A container's own
+/// `ports` only say what it listens on; as in ACI, nothing outside the group reaches them.
 fn ports(assignment: &GroupAssignment) -> Vec<PortSpec> {
     let Some(spec) = &assignment.spec else {
         return Vec::new();
     };
     let mut out: Vec<PortSpec> = Vec::new();
-    let all = spec
-        .ip_address
-        .iter()
-        .flat_map(|ip| ip.ports.iter())
-        .chain(spec.containers.iter().flat_map(|c| c.ports.iter()));
-    for port in all {
+    for port in spec.ip_address.iter().flat_map(|ip| ip.ports.iter()) {
         let Ok(number) = u16::try_from(port.port) else {
             continue;
         };
@@ -1273,5 +1269,58 @@ fn empty_config() -> ImageConfig {
         cmd: Vec::new(),
         working_dir: String::new(),
         user: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::node::{Container, GroupSpec, IpAddress, Port};
+
+    use super::*;
+
+    fn port(port: u32, protocol: &str) -> Port {
+        Port {
+            port,
+            protocol: protocol.to_string(),
+        }
+    }
+
+    #[test]
+    fn only_the_ip_address_ports_are_exposed() {
+        let container = Container {
+            ports: vec![port(80, "TCP"), port(81, "TCP"), port(53, "UDP")],
+            ..Default::default()
+        };
+        let mut assignment = GroupAssignment {
+            spec: Some(GroupSpec {
+                containers: vec![container],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(ports(&assignment), [], "no ipAddress: nothing is exposed");
+
+        if let Some(spec) = assignment.spec.as_mut() {
+            spec.ip_address = Some(IpAddress {
+                ports: vec![
+                    port(80, "TCP"),
+                    port(53, "udp"),
+                    port(80, "TCP"),
+                    port(70_000, "TCP"),
+                ],
+                ..Default::default()
+            });
+        }
+        let exposed = [
+            PortSpec {
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            PortSpec {
+                port: 53,
+                protocol: Protocol::Udp,
+            },
+        ];
+        assert_eq!(ports(&assignment), exposed);
     }
 }

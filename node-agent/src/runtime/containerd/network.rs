@@ -4,15 +4,20 @@
 //! - [`Network::new`] validates a [`NetworkConfig`], checks the CNI plugins are installed, makes
 //!   `state_dir/netns` a shared mount point (as `ip netns` does with `/run/netns`) and writes Berth's own
 //!   conflist to `state_dir/cni/berth.conflist`: `bridge` (gateway, IP masquerade, hairpin, `host-local`
-//!   IPAM) then `portmap` then `firewall`. The network is named `berth-<bridge>`, so iptables chains and
-//!   leases of several agents on one host never collide.
+//!   IPAM) then `portmap` then `firewall` (whose admin chain is Berth's isolation chain, see
+//!   [`isolation`]). The network is named `berth-<bridge>`, so iptables chains and leases of several
+//!   agents on one host never collide.
+//! - [`Network::restore`] (at agent start) ensures the node's isolation chains and the rules of every
+//!   sandbox still there, as saved.
 //! - [`Network::setup`] pins a fresh network namespace on `state_dir/netns/<id>` (a bind mount of a
 //!   namespace made by a short-lived thread), runs the `loopback` plugin on `lo`, then the chain on `eth0`
-//!   (each plugin gets the previous plugin's result as `prevResult`), and saves the final CNI result in
+//!   (each plugin gets the previous plugin's result as `prevResult`), sets the group's isolation rules
+//!   (only its exposed `ports` are reached from outside it), and saves the final CNI result in
 //!   `state_dir/sandboxes/<id>.json`. If anything fails, what was done is undone.
-//! - [`Network::teardown`] runs CNI `DEL` through the chain in reverse with the saved result, then
-//!   `loopback`, then unmounts and deletes the namespace file. The saved result is dropped only when
-//!   every `DEL` succeeded, so a failed teardown can be retried (and is found by [`Network::sandboxes`]).
+//! - [`Network::teardown`] removes the group's isolation rules, runs CNI `DEL` through the chain in
+//!   reverse with the saved result, then `loopback`, then unmounts and deletes the namespace file. The
+//!   saved result is dropped only when every `DEL` succeeded, so a failed teardown can be retried (and
+//!   is found by [`Network::sandboxes`]).
 //!
 //! Nothing here uses libcni: the plugins are executed directly (CNI 1.0.0 conflist semantics) and the
 //! saved result plays the part of libcni's result cache. `host-local` keeps its leases in
@@ -23,9 +28,10 @@
 //!   `{"type": "network", "path": sandbox.netns}` in every container's `linux.namespaces`.
 //! - On delete: stop and delete every task and container of the group first, then
 //!   `teardown(group_id)`; on error, retry later (it is idempotent).
-//! - After a restart: `existing(group_id)` for groups it still runs; `teardown` for every id in
-//!   `sandboxes()` that belongs to no group (state left by a crash).
-//! - To remove the node entirely (and in tests): [`Network::purge`], which also deletes the bridge.
+//! - After a restart: `restore()`, `existing(group_id)` for groups it still runs; `teardown` for every
+//!   id in `sandboxes()` that belongs to no group (state left by a crash).
+//! - To remove the node entirely (and in tests): [`Network::purge`], which also deletes the bridge and
+//!   the node's isolation chains.
 //!
 //! # State on disk (under `state_dir`)
 //! - `cni/berth.conflist`: the chain, rewritten by every [`Network::new`].
@@ -53,6 +59,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::OwnedMutexGuard;
 use tracing::{debug, warn};
+
+use self::isolation::{Family, Isolation, IsolationError};
+
+pub mod isolation;
 
 /// The CNI spec version of Berth's conflist and of every plugin invocation.
 const CNI_VERSION: &str = "1.0.0";
@@ -320,6 +330,9 @@ pub enum NetworkError {
         /// Why.
         reason: String,
     },
+    /// An isolation rule could not be set or removed.
+    #[error("could not apply the group isolation rules")]
+    Isolation(#[from] IsolationError),
     /// Some steps of [`Network::purge`] failed; the others were done.
     #[error("could not fully remove the network: {}", join_errors(.failures))]
     Purge {
@@ -360,6 +373,7 @@ pub struct Network {
     name: String,
     /// The conflist's plugins, in ADD order.
     plugins: Vec<Value>,
+    isolation: Isolation,
     locks: IdLocks,
 }
 
@@ -414,6 +428,12 @@ impl Network {
         let network = Network {
             name: network_name(&config.bridge),
             plugins: conflist["plugins"].as_array().cloned().unwrap_or_default(),
+            isolation: Isolation::new(
+                Family::of(subnet.addr),
+                &config.bridge,
+                &subnet.to_string(),
+                plugin_path_env(),
+            ),
             config,
             locks: IdLocks::default(),
         };
@@ -437,9 +457,11 @@ impl Network {
     }
 
     /// Creates the sandbox's network namespace (`state_dir/netns/<id>`), runs CNI ADD (`loopback` on
-    /// `lo`, then the chain on `eth0`) and returns its address. `ports` are published on the host when
-    /// the config says so. Idempotent: an existing sandbox is returned as it is (its ports unchanged);
-    /// leftovers of an interrupted setup are torn down first. On failure, what was done is undone.
+    /// `lo`, then the chain on `eth0`), lets connections from outside the sandbox reach `ports` and
+    /// nothing else, and returns its address. `ports` are also published on the host when the config
+    /// says so. Idempotent: an existing sandbox is returned as it is (its ports unchanged, its
+    /// isolation rules ensured); leftovers of an interrupted setup are torn down first. On failure,
+    /// what was done is undone.
     pub async fn setup(&self, id: &str, ports: &[PortSpec]) -> Result<Sandbox, NetworkError> {
         validate_id(id)?;
         if ports.iter().any(|spec| spec.port == 0) {
@@ -451,9 +473,13 @@ impl Network {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        self.isolation.ensure_node_once().await?;
         let _guard = self.locks.acquire(id).await;
-        if let Some(sandbox) = self.existing(id) {
-            return Ok(sandbox);
+        if let Some(record) = self.live_record(id) {
+            self.isolation
+                .ensure_group(id, record.ip, &record.ports)
+                .await?;
+            return Ok(record.sandbox());
         }
         if self.has_state(id) && !self.is_prepared(id) {
             debug!(
@@ -490,9 +516,28 @@ impl Network {
     /// The sandbox as set up earlier (also by a previous agent process), if its result is saved and
     /// its namespace is still mounted.
     pub fn existing(&self, id: &str) -> Option<Sandbox> {
+        self.live_record(id).map(|record| record.sandbox())
+    }
+
+    fn live_record(&self, id: &str) -> Option<SandboxRecord> {
         validate_id(id).ok()?;
         let record = self.load_record(id)?;
-        netns_is_live(&self.netns_path(id)).then(|| record.sandbox())
+        netns_is_live(&self.netns_path(id)).then_some(record)
+    }
+
+    /// Ensures the node's isolation chains and the isolation rules of every sandbox still set up, as
+    /// saved: for an agent start, so that what a crash or an operator lost comes back. Idempotent.
+    pub async fn restore(&self) -> Result<(), NetworkError> {
+        self.isolation.ensure_node().await?;
+        for id in self.sandboxes() {
+            let _guard = self.locks.acquire(&id).await;
+            if let Some(record) = self.live_record(&id) {
+                self.isolation
+                    .ensure_group(&id, record.ip, &record.ports)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs CNI DEL (the chain in reverse with the saved result, then `loopback`), unmounts and deletes
@@ -523,15 +568,19 @@ impl Network {
             .collect()
     }
 
-    /// Tears down every sandbox, deletes the bridge and unmounts `state_dir/netns`: for removing a node
-    /// and for tests. Not for a normal agent stop, which leaves the groups running. The iptables chains
-    /// shared by every CNI user on the host (`CNI-FORWARD`, `CNI-HOSTPORT-*`) are left in place.
+    /// Tears down every sandbox, removes the node's isolation chains, deletes the bridge and unmounts
+    /// `state_dir/netns`: for removing a node and for tests. Not for a normal agent stop, which leaves
+    /// the groups running. The iptables chains shared by every CNI user on the host (`CNI-FORWARD`,
+    /// `CNI-HOSTPORT-*`) are left in place.
     pub async fn purge(&self) -> Result<(), NetworkError> {
         let mut failures = Vec::new();
         for id in self.sandboxes() {
             if let Err(error) = self.teardown(&id).await {
                 failures.push(error);
             }
+        }
+        if let Err(error) = self.isolation.remove_node().await {
+            failures.push(error.into());
         }
         if let Err(error) = delete_bridge(&self.config.bridge).await {
             failures.push(error);
@@ -593,6 +642,8 @@ impl Network {
         let mut last_result = None;
         let outcome = async {
             let result = self.add_all(id, &netns, ports, &mut last_result).await?;
+            let (ip, _) = self.address(&result)?;
+            self.isolation.ensure_group(id, ip, ports).await?;
             self.save(id, &netns, ports, result)
         }
         .await;
@@ -633,6 +684,14 @@ impl Network {
         })
     }
 
+    /// The sandbox's address and gateway in the chain's final result.
+    fn address(&self, result: &Value) -> Result<(IpAddr, Option<IpAddr>), NetworkError> {
+        sandbox_address(result).map_err(|reason| NetworkError::BadResult {
+            plugin: plugin_type(self.plugins.last().unwrap_or(&Value::Null)).to_string(),
+            reason,
+        })
+    }
+
     /// Saves the record of a sandbox whose ADD succeeded.
     fn save(
         &self,
@@ -641,10 +700,7 @@ impl Network {
         ports: &[PortSpec],
         result: Value,
     ) -> Result<Sandbox, NetworkError> {
-        let (ip, gateway) = sandbox_address(&result).map_err(|reason| NetworkError::BadResult {
-            plugin: plugin_type(self.plugins.last().unwrap_or(&Value::Null)).to_string(),
-            reason,
-        })?;
+        let (ip, gateway) = self.address(&result)?;
         let record = SandboxRecord {
             id: id.to_string(),
             netns: netns.to_path_buf(),
@@ -683,8 +739,8 @@ impl Network {
         }
     }
 
-    /// Runs DEL for the chain in reverse and `loopback`, then removes the namespace; every step is
-    /// tried and the failures are returned.
+    /// Removes the isolation rules, runs DEL for the chain in reverse and `loopback`, then removes the
+    /// namespace; every step is tried and the failures are returned.
     async fn remove(
         &self,
         id: &str,
@@ -699,6 +755,9 @@ impl Network {
             String::new()
         };
         let mut failures = Vec::new();
+        if let Err(error) = self.isolation.remove_group(id).await {
+            failures.push(error.into());
+        }
         for plugin in self.plugins.iter().rev() {
             let deleted = self
                 .run_chained(plugin, CniCommand::Del, id, &netns, prev_result, ports)
@@ -822,7 +881,7 @@ struct PluginCall<'a> {
 }
 
 /// `PATH` for plugins: the agent's own, then the usual system directories (for `iptables`).
-fn plugin_path_env() -> String {
+pub(crate) fn plugin_path_env() -> String {
     match std::env::var("PATH") {
         Ok(path) if !path.is_empty() => format!("{path}:{SBIN_PATH}"),
         _ => SBIN_PATH.to_string(),
@@ -859,7 +918,11 @@ fn build_conflist(config: &NetworkConfig, subnet: Subnet) -> Value {
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "firewall"},
+            {
+                "type": "firewall",
+                "backend": "iptables",
+                "iptablesAdminChainName": isolation::forward_chain(&config.bridge),
+            },
         ],
     })
 }
@@ -1397,6 +1460,14 @@ mod tests {
         assert_eq!(ipam["routes"], json!([{"dst": "0.0.0.0/0"}]));
         assert_eq!(ipam["dataDir"], "/var/lib/berth/network/cni/ipam");
         assert_eq!(plugins[1]["capabilities"], json!({"portMappings": true}));
+        assert_eq!(
+            plugins[2],
+            json!({
+                "type": "firewall",
+                "backend": "iptables",
+                "iptablesAdminChainName": "BERTH-FWD-berth7",
+            })
+        );
 
         let v6 = build_conflist(&config, Subnet::parse("fd00:88::/64").unwrap());
         assert_eq!(v6["plugins"][0]["ipam"]["routes"], json!([{"dst": "::/0"}]));
@@ -1660,6 +1731,46 @@ mod tests {
             assert!(self.nat_rules().is_empty(), "{:?}", self.nat_rules());
         }
 
+        /// `iptables`, or `ip6tables` for an IPv6 subnet.
+        fn iptables(&self) -> &'static str {
+            if self.network.config.subnet.contains(':') {
+                "ip6tables"
+            } else {
+                "iptables"
+            }
+        }
+
+        /// The filter-table rules of this network's isolation (`iptables -S`): every rule of, or
+        /// jumping to, the node's chains or the chains of groups `ids`, and those chains themselves.
+        fn isolation_rules(&self, ids: &[&str]) -> Vec<String> {
+            let mut chains = vec![
+                isolation::forward_chain(self.bridge()),
+                isolation::input_chain(self.bridge()),
+            ];
+            chains.extend(
+                ids.iter()
+                    .map(|id| isolation::group_chain(self.bridge(), id)),
+            );
+            let output = run(self.iptables(), &["-w", "-S"]);
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|line| line.split(' ').any(|word| chains.iter().any(|c| c == word)))
+                .map(str::to_string)
+                .collect()
+        }
+
+        /// The rules that name group `id`'s chain or `ip`.
+        fn group_rules(&self, id: &str, ip: IpAddr) -> Vec<String> {
+            let chain = isolation::group_chain(self.bridge(), id);
+            let address = format!(" {ip}/");
+            let output = run(self.iptables(), &["-w", "-S"]);
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|line| line.split(' ').any(|word| word == chain) || line.contains(&address))
+                .map(str::to_string)
+                .collect()
+        }
+
         /// The host-side veth of a sandbox, from its saved result.
         fn host_veth(&self, id: &str) -> String {
             let record = self.network.load_record(id).unwrap();
@@ -1703,19 +1814,82 @@ mod tests {
         output.status.success()
     }
 
+    /// Ping from the host itself, whose own traffic to the sandboxes is not filtered.
+    fn ping_from_host(ip: IpAddr) -> bool {
+        let ip = ip.to_string();
+        run("busybox", &["ping", "-c1", "-W2", &ip])
+            .status
+            .success()
+    }
+
+    /// What each sandbox's web servers serve.
+    const PAGE: &str = "berth-sandbox-page";
+
+    /// A busybox `httpd` serving [`PAGE`] on `port` inside `netns`; killed when dropped.
+    fn serve(netns: &Path, port: u16, root: &Path) -> tokio::process::Child {
+        fs::write(root.join("index.html"), format!("{PAGE}\n")).unwrap();
+        tokio::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["busybox", "httpd", "-f", "-p", &port.to_string(), "-h"])
+            .arg(root)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether `GET http://ip:port/` from inside `netns` (or from the host) returns [`PAGE`].
+    fn fetch(netns: Option<&Path>, ip: IpAddr, port: u16) -> bool {
+        let url = format!("http://{}/", std::net::SocketAddr::from((ip, port)));
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("busybox");
+                command
+            }
+            None => Command::new("busybox"),
+        };
+        let output = command
+            .args(["timeout", "3", "busybox", "wget", "-q", "-O", "-", &url])
+            .output()
+            .unwrap();
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains(PAGE)
+    }
+
+    /// Waits until the host is served on `ip:port`: the server is up, so a refusal elsewhere is
+    /// the rules, not a server still starting.
+    async fn wait_served(ip: IpAddr, port: u16) {
+        for _ in 0..100 {
+            if fetch(None, ip, port) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{ip}:{port} never served the host");
+    }
+
     fn all_links() -> String {
         String::from_utf8_lossy(&run("ip", &["-o", "link"]).stdout).into_owned()
     }
 
     #[tokio::test]
-    async fn sandboxes_reach_each_other_and_teardown_removes_everything() {
+    async fn sandboxes_reach_only_exposed_ports_and_teardown_removes_everything() {
         if !privileged() {
             return;
         }
         let net = TestNet::new(1, |_, _| {});
         let network = &net.network;
+        let web = PortSpec {
+            port: 8080,
+            protocol: Protocol::Tcp,
+        };
         // Concurrently, as the supervisor starts groups.
-        let (a, b) = tokio::join!(network.setup("group-a", &[]), network.setup("group-b", &[]));
+        let exposed = [web];
+        let (a, b) = tokio::join!(
+            network.setup("group-a", &exposed),
+            network.setup("group-b", &[])
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
 
         assert_ne!(a.ip, b.ip);
@@ -1731,13 +1905,51 @@ mod tests {
             assert!(netns_is_live(&sandbox.netns));
         }
         assert_eq!(a.netns, network.config.state_dir.join("netns/group-a"));
-        assert!(ping_from(&a.netns, &b.ip.to_string()), "a cannot reach b");
-        assert!(ping_from(&b.netns, &a.ip.to_string()), "b cannot reach a");
-        assert!(ping_from(&a.netns, "127.0.0.1"), "lo is not up in a");
+
+        // Servers on an exposed and an unexposed port of a, and on the same port of b (which
+        // exposes nothing); each answers the host.
+        let root = tempfile::tempdir().unwrap();
+        let _servers = [
+            serve(&a.netns, 8080, root.path()),
+            serve(&a.netns, 8081, root.path()),
+            serve(&b.netns, 8080, root.path()),
+        ];
+        for (ip, port) in [(a.ip, 8080), (a.ip, 8081), (b.ip, 8080)] {
+            wait_served(ip, port).await;
+        }
         assert!(
-            ping_from(&a.netns, &a.gateway.unwrap().to_string()),
-            "a cannot reach the bridge"
+            fetch(Some(&b.netns), a.ip, 8080),
+            "b cannot reach a's exposed port"
         );
+        assert!(
+            !fetch(Some(&b.netns), a.ip, 8081),
+            "b reaches a's unexposed port"
+        );
+        assert!(
+            !fetch(Some(&a.netns), b.ip, 8080),
+            "a reaches b, which exposes nothing"
+        );
+        assert!(!ping_from(&b.netns, &a.ip.to_string()), "b pings a");
+        assert!(!ping_from(&a.netns, &b.ip.to_string()), "a pings b");
+        assert!(ping_from(&a.netns, "127.0.0.1"), "lo is not up in a");
+        let gateway = a.gateway.unwrap();
+        assert!(
+            !ping_from(&a.netns, &gateway.to_string()),
+            "the node answers a"
+        );
+        assert!(
+            ping_from_host(a.ip) && ping_from_host(b.ip),
+            "the host reaches both"
+        );
+        let chain_a = isolation::group_chain(net.bridge(), "group-a");
+        let rules = net.isolation_rules(&["group-a", "group-b"]);
+        assert!(
+            rules.contains(&format!(
+                "-A {chain_a} -p tcp -m tcp --dport 8080 -j ACCEPT"
+            )),
+            "{rules:#?}"
+        );
+
         assert_eq!(network.sandboxes(), ["group-a", "group-b"]);
         assert_eq!(
             net.leases(),
@@ -1752,8 +1964,9 @@ mod tests {
                 .any(|rule| rule.contains(&a.ip.to_string()))
         );
 
-        // Idempotent setup, and the view after an agent restart.
-        assert_eq!(network.setup("group-a", &[]).await.unwrap(), a);
+        // Idempotent setup, and the view after an agent restart; the rules are there once.
+        assert_eq!(network.setup("group-a", &[web]).await.unwrap(), a);
+        assert_eq!(net.isolation_rules(&["group-a", "group-b"]), rules);
         assert_eq!(network.existing("group-a"), Some(a.clone()));
         assert_eq!(network.existing("group-c"), None);
 
@@ -1769,12 +1982,11 @@ mod tests {
                 .iter()
                 .any(|rule| rule.contains(&format!("{}/32", a.ip)))
         );
+        let left = net.group_rules("group-a", a.ip);
+        assert!(left.is_empty(), "{left:#?}");
         assert_eq!(network.existing("group-a"), None);
         assert_eq!(network.sandboxes(), ["group-b"]);
-        assert!(
-            ping_from(&b.netns, &b.gateway.unwrap().to_string()),
-            "b lost its network"
-        );
+        assert!(ping_from_host(b.ip), "b lost its network");
         network.teardown("group-a").await.unwrap();
         network.teardown("never-set-up").await.unwrap();
 
@@ -1783,6 +1995,134 @@ mod tests {
         assert!(net.leases().is_empty());
         assert!(net.bridge_ports().is_empty());
         assert!(net.nat_rules().is_empty(), "{:?}", net.nat_rules());
+        assert!(net.group_rules("group-b", b.ip).is_empty());
+
+        // Removing the node removes its chains and the jumps to them.
+        assert!(!net.isolation_rules(&[]).is_empty());
+        network.purge().await.unwrap();
+        assert!(
+            net.isolation_rules(&[]).is_empty(),
+            "{:#?}",
+            net.isolation_rules(&[])
+        );
+    }
+
+    #[tokio::test]
+    async fn isolation_is_restored_once_by_a_new_agent_and_a_crash_leaves_no_rule() {
+        if !privileged() {
+            return;
+        }
+        let net = TestNet::new(6, |_, _| {});
+        let web = PortSpec {
+            port: 8080,
+            protocol: Protocol::Tcp,
+        };
+        let a = net.network.setup("group-a", &[web]).await.unwrap();
+        let b = net.network.setup("group-b", &[]).await.unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let _server = serve(&a.netns, 8080, root.path());
+        wait_served(a.ip, 8080).await;
+        assert!(fetch(Some(&b.netns), a.ip, 8080));
+        let rules = net.isolation_rules(&["group-a", "group-b"]);
+
+        // What a crash or an operator may lose: a's jump, b's chain, the node's INPUT hook.
+        let forward = isolation::forward_chain(net.bridge());
+        let jump = format!(
+            "-d {}/32 -j {}",
+            a.ip,
+            isolation::group_chain(net.bridge(), "group-a")
+        );
+        let chain_b = isolation::group_chain(net.bridge(), "group-b");
+        let input = isolation::input_chain(net.bridge());
+        for script in [
+            format!("iptables -w -D {forward} {jump}"),
+            format!(
+                "iptables -w -D {forward} -d {}/32 -j {chain_b} && iptables -w -X {chain_b}",
+                b.ip
+            ),
+            format!("iptables -w -D INPUT -i {} -j {input}", net.bridge()),
+        ] {
+            assert!(run("sh", &["-c", &script]).status.success(), "{script}");
+        }
+        assert!(
+            !fetch(Some(&b.netns), a.ip, 8080),
+            "a lost its jump: closed, not open"
+        );
+
+        // A new agent on the same state: everything back, once, twice over.
+        let restarted = Network::new(net.network.config.clone()).unwrap();
+        for _ in 0..2 {
+            restarted.restore().await.unwrap();
+            let mut now = net.isolation_rules(&["group-a", "group-b"]);
+            let mut before = rules.clone();
+            now.sort();
+            before.sort();
+            assert_eq!(now, before);
+        }
+        assert!(
+            fetch(Some(&b.netns), a.ip, 8080),
+            "a's exposed port is back"
+        );
+        assert!(!ping_from(&b.netns, &b.gateway.unwrap().to_string()));
+
+        // A setup that died after its rules but before its record: teardown still finds them.
+        restarted
+            .isolation
+            .ensure_group("crashed", "10.1.2.3".parse().unwrap(), &[web])
+            .await
+            .unwrap();
+        let crashed = "10.1.2.3".parse().unwrap();
+        assert_eq!(net.group_rules("crashed", crashed).len(), 3);
+        restarted.teardown("crashed").await.unwrap();
+        assert!(net.group_rules("crashed", crashed).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_subnet_is_isolated_with_ip6tables() {
+        if !privileged() {
+            return;
+        }
+        let net = TestNet::new(7, |config, _| {
+            config.subnet = format!("fd00:{:x}:7::/64", std::process::id() % 65536);
+        });
+        let network = &net.network;
+        let web = [PortSpec {
+            port: 8080,
+            protocol: Protocol::Tcp,
+        }];
+        let a = network.setup("group-a", &web).await.unwrap();
+        let b = network.setup("group-b", &[]).await.unwrap();
+        assert!(a.ip.is_ipv6(), "{a:?}");
+        let root = tempfile::tempdir().unwrap();
+        let _servers = [
+            serve(&a.netns, 8080, root.path()),
+            serve(&a.netns, 8081, root.path()),
+        ];
+        wait_served(a.ip, 8080).await;
+        wait_served(a.ip, 8081).await;
+        assert!(
+            fetch(Some(&b.netns), a.ip, 8080),
+            "b cannot reach a's exposed port"
+        );
+        assert!(
+            !fetch(Some(&b.netns), a.ip, 8081),
+            "b reaches a's unexposed port"
+        );
+        let chain = isolation::group_chain(net.bridge(), "group-a");
+        let rules = net.isolation_rules(&["group-a"]);
+        assert!(
+            rules.contains(&format!("-A {chain} -p tcp -m tcp --dport 8080 -j ACCEPT")),
+            "{rules:#?}"
+        );
+
+        network.teardown("group-a").await.unwrap();
+        assert!(net.group_rules("group-a", a.ip).is_empty());
+        network.purge().await.unwrap();
+        assert!(
+            net.isolation_rules(&[]).is_empty(),
+            "{:#?}",
+            net.isolation_rules(&[])
+        );
     }
 
     #[tokio::test]
@@ -1879,6 +2219,14 @@ mod tests {
         assert!(net.leases().is_empty(), "{:?}", net.leases());
         assert!(net.bridge_ports().is_empty(), "{:?}", net.bridge_ports());
         assert!(net.nat_rules().is_empty(), "{:?}", net.nat_rules());
+        let chain = isolation::group_chain(net.bridge(), "doomed");
+        assert!(
+            !net.isolation_rules(&["doomed"])
+                .iter()
+                .any(|rule| rule.contains(&chain)),
+            "{:#?}",
+            net.isolation_rules(&["doomed"])
+        );
     }
 
     #[tokio::test]
@@ -1924,18 +2272,30 @@ mod tests {
         // and the lease (both on disk) remain.
         nix::mount::umount2(&first.netns, MntFlags::MNT_DETACH).unwrap();
         net.forget_nat_rules();
+        network.isolation.remove_node().await.unwrap();
+        assert!(net.isolation_rules(&["rebooted"]).is_empty());
         assert_eq!(network.existing("rebooted"), None);
         assert_eq!(network.sandboxes(), ["rebooted"]);
 
         let second = network.setup("rebooted", &[]).await.unwrap();
         assert!(netns_is_live(&second.netns));
-        assert!(ping_from(
-            &second.netns,
-            &second.gateway.unwrap().to_string()
-        ));
+        assert!(ping_from_host(second.ip));
+        let chain = isolation::group_chain(net.bridge(), "rebooted");
+        let jump = format!(
+            "-A {} -d {}/32 -j {chain}",
+            isolation::forward_chain(net.bridge()),
+            second.ip
+        );
+        let rules = net.isolation_rules(&["rebooted"]);
+        assert_eq!(
+            rules.iter().filter(|rule| **rule == jump).count(),
+            1,
+            "{rules:#?}"
+        );
         assert_eq!(net.leases(), BTreeSet::from([second.ip.to_string()]));
         assert_eq!(net.bridge_ports().len(), 1, "{:?}", net.bridge_ports());
         network.teardown("rebooted").await.unwrap();
         assert!(net.nat_rules().is_empty(), "{:?}", net.nat_rules());
+        assert!(net.group_rules("rebooted", second.ip).is_empty());
     }
 }
