@@ -699,15 +699,16 @@ done"#;
 
 /// Removes the isolation chains of the node with `bridge` and `subnet`, and the jumps to them: the
 /// node's, and those of every group with network state under `dir` (an agent killed between two
-/// rule changes may leave a group chain nothing jumps to).
+/// rule changes may leave a group chain nothing jumps to); and the node's anti-spoofing table.
 fn remove_isolation_chains(dir: &Path, subnet: &str, bridge: &str) {
-    use crate::runtime::containerd::network::{isolation, plugin_path_env};
+    use crate::runtime::containerd::network::{isolation, plugin_path_env, spoofing};
     let family = subnet
         .split('/')
         .next()
         .and_then(|addr| addr.parse().ok())
         .map_or(isolation::Family::V4, isolation::Family::of);
     let rules = isolation::Isolation::new(family, bridge, subnet, plugin_path_env());
+    let spoofing = spoofing::Spoofing::new(bridge, plugin_path_env());
     let groups = sandbox_ids(dir, 6);
     // On a thread of its own: callers are `Drop`s, maybe inside a runtime.
     let removed = std::thread::spawn(move || {
@@ -716,14 +717,24 @@ fn remove_isolation_chains(dir: &Path, subnet: &str, bridge: &str) {
             .build()
             .ok()?;
         Some(runtime.block_on(async {
-            for id in &groups {
-                rules.remove_group(id).await?;
+            let mut errors = Vec::new();
+            if let Err(error) = spoofing.remove_node().await {
+                errors.push(error.to_string());
             }
-            rules.remove_node().await
+            let isolated = async {
+                for id in &groups {
+                    rules.remove_group(id).await?;
+                }
+                rules.remove_node().await
+            };
+            if let Err(error) = isolated.await {
+                errors.push(error.to_string());
+            }
+            errors
         }))
     })
     .join();
-    if let Ok(Some(Err(error))) = removed {
+    for error in removed.ok().flatten().unwrap_or_default() {
         eprintln!("test cleanup: {error}");
     }
 }

@@ -61,8 +61,10 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::{debug, warn};
 
 use self::isolation::{Family, Isolation, IsolationError};
+use self::spoofing::{Spoofing, SpoofingError};
 
 pub mod isolation;
+pub mod spoofing;
 
 /// The CNI spec version of Berth's conflist and of every plugin invocation.
 const CNI_VERSION: &str = "1.0.0";
@@ -333,6 +335,9 @@ pub enum NetworkError {
     /// An isolation rule could not be set or removed.
     #[error("could not apply the group isolation rules")]
     Isolation(#[from] IsolationError),
+    /// An anti-spoofing rule could not be set or removed.
+    #[error("could not apply the group anti-spoofing rules")]
+    Spoofing(#[from] SpoofingError),
     /// Some steps of [`Network::purge`] failed; the others were done.
     #[error("could not fully remove the network: {}", join_errors(.failures))]
     Purge {
@@ -374,6 +379,7 @@ pub struct Network {
     /// The conflist's plugins, in ADD order.
     plugins: Vec<Value>,
     isolation: Isolation,
+    spoofing: Spoofing,
     locks: IdLocks,
 }
 
@@ -434,6 +440,7 @@ impl Network {
                 &subnet.to_string(),
                 plugin_path_env(),
             ),
+            spoofing: Spoofing::new(&config.bridge, plugin_path_env()),
             config,
             locks: IdLocks::default(),
         };
@@ -474,10 +481,10 @@ impl Network {
             .into_iter()
             .collect();
         self.isolation.ensure_node_once().await?;
+        self.spoofing.ensure_node_once().await?;
         let _guard = self.locks.acquire(id).await;
         if let Some(record) = self.live_record(id) {
-            self.isolation
-                .ensure_group(id, record.ip, &record.ports)
+            self.ensure_rules(id, record.ip, &record.ports, &record.result)
                 .await?;
             return Ok(record.sandbox());
         }
@@ -529,14 +536,34 @@ impl Network {
     /// saved: for an agent start, so that what a crash or an operator lost comes back. Idempotent.
     pub async fn restore(&self) -> Result<(), NetworkError> {
         self.isolation.ensure_node().await?;
+        self.spoofing.ensure_node().await?;
         for id in self.sandboxes() {
             let _guard = self.locks.acquire(&id).await;
             if let Some(record) = self.live_record(&id) {
-                self.isolation
-                    .ensure_group(&id, record.ip, &record.ports)
+                self.ensure_rules(&id, record.ip, &record.ports, &record.result)
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Ensures the isolation and anti-spoofing rules of sandbox `id` at `ip` exposing `ports`, whose
+    /// chain's final CNI result is `result`.
+    async fn ensure_rules(
+        &self,
+        id: &str,
+        ip: IpAddr,
+        ports: &[PortSpec],
+        result: &Value,
+    ) -> Result<(), NetworkError> {
+        self.isolation.ensure_group(id, ip, ports).await?;
+        let link = spoofing::link_of(result, &self.config.bridge, ip).map_err(|reason| {
+            NetworkError::BadResult {
+                plugin: "bridge".to_string(),
+                reason,
+            }
+        })?;
+        self.spoofing.ensure_group(id, &link).await?;
         Ok(())
     }
 
@@ -580,6 +607,9 @@ impl Network {
             }
         }
         if let Err(error) = self.isolation.remove_node().await {
+            failures.push(error.into());
+        }
+        if let Err(error) = self.spoofing.remove_node().await {
             failures.push(error.into());
         }
         if let Err(error) = delete_bridge(&self.config.bridge).await {
@@ -643,7 +673,7 @@ impl Network {
         let outcome = async {
             let result = self.add_all(id, &netns, ports, &mut last_result).await?;
             let (ip, _) = self.address(&result)?;
-            self.isolation.ensure_group(id, ip, ports).await?;
+            self.ensure_rules(id, ip, ports, &result).await?;
             self.save(id, &netns, ports, result)
         }
         .await;
@@ -756,6 +786,9 @@ impl Network {
         };
         let mut failures = Vec::new();
         if let Err(error) = self.isolation.remove_group(id).await {
+            failures.push(error.into());
+        }
+        if let Err(error) = self.spoofing.remove_group(id).await {
             failures.push(error.into());
         }
         for plugin in self.plugins.iter().rev() {
@@ -1771,6 +1804,41 @@ mod tests {
                 .collect()
         }
 
+        /// This network's anti-spoofing table, in an order of its own: the map's elements as
+        /// `<port> -> <chain>` (sorted), then each chain's rules as `<chain>: <rule>` (no counters).
+        /// Empty if there is no table.
+        fn spoofing_rules(&self) -> Vec<String> {
+            let table = spoofing::table(self.bridge());
+            let output = run(
+                spoofing::PROGRAM,
+                &["-j", "list", "table", "bridge", &table],
+            );
+            if !output.status.success() {
+                return Vec::new();
+            }
+            let state = spoofing::TableState::parse(&output.stdout).unwrap();
+            let mut rules: Vec<String> = state
+                .elements
+                .iter()
+                .map(|(port, chain)| format!("{port} -> {chain}"))
+                .collect();
+            rules.sort();
+            for chain in &state.chains {
+                rules.extend(
+                    nft_chain(&table, chain)
+                        .into_iter()
+                        .map(|rule| format!("{chain}: {rule}")),
+                );
+            }
+            rules
+        }
+
+        /// The rules of group `id`'s anti-spoofing chain (none if it does not exist).
+        fn spoofing_chain(&self, id: &str) -> Vec<String> {
+            let chain = spoofing::group_chain(self.bridge(), id);
+            nft_chain(&spoofing::table(self.bridge()), &chain)
+        }
+
         /// The host-side veth of a sandbox, from its saved result.
         fn host_veth(&self, id: &str) -> String {
             let record = self.network.load_record(id).unwrap();
@@ -1806,6 +1874,71 @@ mod tests {
 
     fn run(program: &str, args: &[&str]) -> Output {
         Command::new(program).args(args).output().unwrap()
+    }
+
+    /// The rules of `chain` in the bridge `table`, as `nft -s` (no counters) lists them.
+    fn nft_chain(table: &str, chain: &str) -> Vec<String> {
+        let output = run(
+            spoofing::PROGRAM,
+            &["-s", "list", "chain", "bridge", table, chain],
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.ends_with('{') && *line != "}")
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The MAC of `eth0` in `netns`, as `ip` shows it.
+    fn sandbox_mac(netns: &Path) -> String {
+        let net = format!("--net={}", netns.display());
+        let output = run("nsenter", &[&net, "ip", "-o", "link", "show", "eth0"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|word| *word != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC in {text:?}"))
+            .to_string()
+    }
+
+    /// Runs `scripts/lib/send-frames.pl` with `args` in `netns` with no capability but
+    /// CAP_NET_RAW: what any container may do.
+    fn send_frames(netns: &Path, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lib/send-frames.pl");
+        let output = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["setpriv", "--bounding-set", "-all,+net_raw", "perl"])
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "send-frames {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The link-layer address the node's neighbour table has for `ip`, if any.
+    fn neighbour(bridge: &str, ip: IpAddr) -> Option<String> {
+        let ip = ip.to_string();
+        let output = run("ip", &["neigh", "show", "dev", bridge, &ip]);
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .skip_while(|word| *word != "lladdr")
+            .nth(1)
+            .map(str::to_string)
+    }
+
+    /// The bridge port the bridge forwards frames for `mac` to.
+    fn fdb_port(bridge: &str, mac: &str) -> Option<String> {
+        let output = run("bridge", &["fdb", "show", "br", bridge]);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.starts_with(&format!("{mac} dev ")))
+            .and_then(|line| line.split_whitespace().nth(2))
+            .map(str::to_string)
     }
 
     fn ping_from(netns: &Path, ip: &str) -> bool {
@@ -1958,6 +2091,31 @@ mod tests {
         let veth_a = net.host_veth("group-a");
         assert_eq!(net.bridge_ports().len(), 2);
         assert!(net.bridge_ports().contains(&veth_a));
+        let spoof = net.spoofing_rules();
+        let spoof_a = spoofing::group_chain(net.bridge(), "group-a");
+        let spoof_b = spoofing::group_chain(net.bridge(), "group-b");
+        let veth_b = net.host_veth("group-b");
+        let elements: Vec<&String> = spoof.iter().filter(|rule| rule.contains(" -> ")).collect();
+        let mut expected = [
+            format!("{veth_a} -> {spoof_a}"),
+            format!("{veth_b} -> {spoof_b}"),
+        ];
+        expected.sort();
+        assert_eq!(elements, expected.iter().collect::<Vec<_>>(), "{spoof:#?}");
+        // What the kernel holds is the builder's rules for a's own MAC, as a's namespace shows it.
+        let link_a = spoofing::Link {
+            veth: veth_a.clone(),
+            mac: spoofing::Mac::parse(&sandbox_mac(&a.netns)).unwrap(),
+            ip: a.ip,
+        };
+        assert_eq!(
+            net.spoofing_chain("group-a"),
+            spoofing::group_rules(&link_a)
+        );
+        assert!(
+            spoof.contains(&"prerouting: iifname vmap @groups".to_string()),
+            "{spoof:#?}"
+        );
         assert!(
             net.nat_rules()
                 .iter()
@@ -1967,6 +2125,7 @@ mod tests {
         // Idempotent setup, and the view after an agent restart; the rules are there once.
         assert_eq!(network.setup("group-a", &[web]).await.unwrap(), a);
         assert_eq!(net.isolation_rules(&["group-a", "group-b"]), rules);
+        assert_eq!(net.spoofing_rules(), spoof);
         assert_eq!(network.existing("group-a"), Some(a.clone()));
         assert_eq!(network.existing("group-c"), None);
 
@@ -1984,6 +2143,13 @@ mod tests {
         );
         let left = net.group_rules("group-a", a.ip);
         assert!(left.is_empty(), "{left:#?}");
+        let left = net.spoofing_rules();
+        assert!(
+            !left
+                .iter()
+                .any(|rule| rule.contains(&spoof_a) || rule.contains(&veth_a)),
+            "{left:#?}"
+        );
         assert_eq!(network.existing("group-a"), None);
         assert_eq!(network.sandboxes(), ["group-b"]);
         assert!(ping_from_host(b.ip), "b lost its network");
@@ -1997,13 +2163,25 @@ mod tests {
         assert!(net.nat_rules().is_empty(), "{:?}", net.nat_rules());
         assert!(net.group_rules("group-b", b.ip).is_empty());
 
-        // Removing the node removes its chains and the jumps to them.
+        // Removing the node removes its chains and the jumps to them, and its table.
         assert!(!net.isolation_rules(&[]).is_empty());
+        assert_eq!(
+            net.spoofing_rules(),
+            [
+                "prerouting: type filter hook prerouting priority dstnat; policy accept;",
+                "prerouting: iifname vmap @groups"
+            ]
+        );
         network.purge().await.unwrap();
         assert!(
             net.isolation_rules(&[]).is_empty(),
             "{:#?}",
             net.isolation_rules(&[])
+        );
+        assert!(
+            net.spoofing_rules().is_empty(),
+            "{:#?}",
+            net.spoofing_rules()
         );
     }
 
@@ -2024,6 +2202,7 @@ mod tests {
         wait_served(a.ip, 8080).await;
         assert!(fetch(Some(&b.netns), a.ip, 8080));
         let rules = net.isolation_rules(&["group-a", "group-b"]);
+        let spoof = net.spoofing_rules();
 
         // What a crash or an operator may lose: a's jump, b's chain, the node's INPUT hook.
         let forward = isolation::forward_chain(net.bridge());
@@ -2034,6 +2213,8 @@ mod tests {
         );
         let chain_b = isolation::group_chain(net.bridge(), "group-b");
         let input = isolation::input_chain(net.bridge());
+        let table = spoofing::table(net.bridge());
+        let spoof_b = spoofing::group_chain(net.bridge(), "group-b");
         for script in [
             format!("iptables -w -D {forward} {jump}"),
             format!(
@@ -2041,6 +2222,18 @@ mod tests {
                 b.ip
             ),
             format!("iptables -w -D INPUT -i {} -j {input}", net.bridge()),
+            // The same of the anti-spoofing table: a's element, b's element and chain, the base
+            // chain's lookup.
+            format!(
+                "nft delete element bridge {table} groups '{{ \"{}\" }}'",
+                net.host_veth("group-a")
+            ),
+            format!(
+                "nft delete element bridge {table} groups '{{ \"{}\" }}' && \
+                 nft delete chain bridge {table} {spoof_b}",
+                net.host_veth("group-b")
+            ),
+            format!("nft flush chain bridge {table} prerouting"),
         ] {
             assert!(run("sh", &["-c", &script]).status.success(), "{script}");
         }
@@ -2058,6 +2251,11 @@ mod tests {
             now.sort();
             before.sort();
             assert_eq!(now, before);
+            let mut now = net.spoofing_rules();
+            let mut before = spoof.clone();
+            now.sort();
+            before.sort();
+            assert_eq!(now, before);
         }
         assert!(
             fetch(Some(&b.netns), a.ip, 8080),
@@ -2072,9 +2270,81 @@ mod tests {
             .await
             .unwrap();
         let crashed = "10.1.2.3".parse().unwrap();
+        let link = spoofing::Link {
+            veth: "vethcrashed".to_string(),
+            mac: spoofing::Mac::parse("02:00:0a:01:02:03").unwrap(),
+            ip: crashed,
+        };
+        restarted
+            .spoofing
+            .ensure_group("crashed", &link)
+            .await
+            .unwrap();
         assert_eq!(net.group_rules("crashed", crashed).len(), 3);
+        assert_eq!(net.spoofing_chain("crashed"), spoofing::group_rules(&link));
         restarted.teardown("crashed").await.unwrap();
         assert!(net.group_rules("crashed", crashed).is_empty());
+        assert!(net.spoofing_chain("crashed").is_empty());
+        assert!(
+            !net.spoofing_rules()
+                .iter()
+                .any(|rule| rule.contains("vethcrashed"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_cannot_claim_another_sandboxs_addresses() {
+        if !privileged() {
+            return;
+        }
+        let net = TestNet::new(8, |_, _| {});
+        let a = net.network.setup("group-a", &[]).await.unwrap();
+        let b = net.network.setup("group-b", &[]).await.unwrap();
+        let (mac_a, mac_b) = (sandbox_mac(&a.netns), sandbox_mac(&b.netns));
+        let veth_a = net.host_veth("group-a");
+        let gateway = a.gateway.unwrap().to_string();
+        assert!(ping_from_host(a.ip) && ping_from_host(b.ip));
+        assert_eq!(neighbour(net.bridge(), a.ip), Some(mac_a.clone()));
+        assert_eq!(fdb_port(net.bridge(), &mac_a), Some(veth_a.clone()));
+        // The kernel lets an ARP change a neighbour entry a second after the last change.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+
+        // b announces a's address as its own (a gratuitous ARP), then answers for it to the node.
+        let (ip_a, broadcast, zero) = (a.ip.to_string(), "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00");
+        let node_mac = fs::read_to_string(format!("/sys/class/net/{}/address", net.bridge()))
+            .unwrap()
+            .trim()
+            .to_string();
+        send_frames(
+            &b.netns,
+            &[
+                "eth0", "3", broadcast, &mac_b, "arp", "1", &mac_b, &ip_a, zero, &ip_a,
+            ],
+        );
+        send_frames(
+            &b.netns,
+            &[
+                "eth0", "3", &node_mac, &mac_b, "arp", "2", &mac_b, &ip_a, &node_mac, &gateway,
+            ],
+        );
+        assert_eq!(
+            neighbour(net.bridge(), a.ip),
+            Some(mac_a.clone()),
+            "b took a's address in the node's neighbour table"
+        );
+        // b sends from a's MAC: the bridge would send a's frames to b.
+        send_frames(
+            &b.netns,
+            &[
+                "eth0", "3", broadcast, &mac_a, "arp", "1", &mac_a, &ip_a, zero, &gateway,
+            ],
+        );
+        assert_eq!(
+            fdb_port(net.bridge(), &mac_a),
+            Some(veth_a),
+            "b took a's MAC on the bridge"
+        );
+        assert!(ping_from_host(a.ip) && ping_from_host(b.ip));
     }
 
     #[tokio::test]

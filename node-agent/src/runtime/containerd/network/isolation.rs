@@ -91,15 +91,15 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
-    fn new(chain: &str, spec: &[&str]) -> Rule {
+    pub(crate) fn new(chain: &str, spec: &[&str]) -> Rule {
         Rule {
             chain: chain.to_string(),
             spec: spec.iter().map(|arg| arg.to_string()).collect(),
         }
     }
 
-    /// `iptables <verb> <chain> [<position>] <spec>`.
-    fn args(&self, verb: &str, position: Option<&str>) -> Vec<String> {
+    /// `iptables <verb> <chain> [<position>] <spec>` (`ebtables` takes the same shape).
+    pub(crate) fn args(&self, verb: &str, position: Option<&str>) -> Vec<String> {
         let mut args = vec![verb.to_string(), self.chain.clone()];
         args.extend(position.map(str::to_string));
         args.extend(self.spec.iter().cloned());
@@ -134,13 +134,19 @@ pub(crate) fn input_chain(bridge: &str) -> String {
 
 /// The chain of group `id` on the node with `bridge`: a hash, as ids are longer than chain names.
 pub(crate) fn group_chain(bridge: &str, id: &str) -> String {
+    format!("BERTH-G-{}", group_hash(bridge, id))
+}
+
+/// What names group `id`'s chains on the node with `bridge` (its anti-spoofing chain too): hex digits
+/// of a hash of both.
+pub(crate) fn group_hash(bridge: &str, id: &str) -> String {
     let digest = Sha256::new()
         .chain_update(bridge.as_bytes())
         .chain_update([0])
         .chain_update(id.as_bytes())
         .finalize();
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("BERTH-G-{}", &hex[..GROUP_HASH_LEN])
+    hex[..GROUP_HASH_LEN].to_string()
 }
 
 /// What one node needs before any group is attached.
