@@ -14,6 +14,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::harness::{Api, Cluster, OTHER_SUB, SUB, group_path};
 use crate::real::{RealNode, RealOptions, SLOW, real_group, state_of, wait_group_in};
 
+mod spoofing;
+
 const RG: &str = "rg";
 /// What tenant A's web servers serve.
 const SECRET: &str = "tenant-a-secret";
@@ -135,17 +137,18 @@ async fn banner_server(addr: SocketAddr, banner: &'static str) -> SocketAddr {
     local
 }
 
-/// A web server in a network namespace of the test's own on a link-local address (the test's
-/// stand-in for a cloud's metadata service at 169.254.169.254), routed from the host through a veth
-/// pair. Killing the server (on drop) destroys the namespace and with it the veth pair and route.
-struct LinkLocalServer {
+/// A web server in a network namespace of the test's own, routed from the host through a veth pair:
+/// on a link-local address, the test's stand-in for a cloud's metadata service at 169.254.169.254,
+/// or on another one, the world beyond the node. Killing the server (on drop) destroys the
+/// namespace and with it the veth pair and route.
+struct OutsideServer {
     addr: IpAddr,
     host_veth: String,
     _server: tokio::process::Child,
     _root: tempfile::TempDir,
 }
 
-impl Drop for LinkLocalServer {
+impl Drop for OutsideServer {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["link", "delete", &self.host_veth])
@@ -159,8 +162,10 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {args:?}");
 }
 
-impl LinkLocalServer {
-    async fn start(banner: &str) -> Self {
+impl OutsideServer {
+    /// Serves `banner` at `<net>.<n>.2` (`net`: two octets), the host being `<net>.<n>.1`; the
+    /// veth pair's names start with `tag` (3 characters).
+    async fn start(banner: &str, net: &str, tag: &str) -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::write(root.path().join("index.html"), format!("{banner}\n")).expect("index");
         // `unshare` execs httpd in a new network namespace: httpd's pid names that namespace.
@@ -172,14 +177,14 @@ impl LinkLocalServer {
             .expect("unshare runs");
         let pid = server.id().expect("the server's pid").to_string();
         let n = std::process::id() % 250;
-        let host_veth = format!("bll{}h", std::process::id() % 100_000);
-        let peer = format!("bll{}p", std::process::id() % 100_000);
-        let (host_ip, addr) = (format!("169.254.{n}.1"), format!("169.254.{n}.2"));
+        let host_veth = format!("{tag}{}h", std::process::id() % 100_000);
+        let peer = format!("{tag}{}p", std::process::id() % 100_000);
+        let (host_ip, addr) = (format!("{net}.{n}.1"), format!("{net}.{n}.2"));
         ip(&[
             "link", "add", &host_veth, "type", "veth", "peer", "name", &peer, "netns", &pid,
         ]);
-        let server = LinkLocalServer {
-            addr: addr.parse().expect("link-local address"),
+        let server = OutsideServer {
+            addr: addr.parse().expect("an IPv4 address"),
             host_veth,
             _server: server,
             _root: root,
@@ -265,7 +270,7 @@ async fn another_tenant_reaches_only_exposed_ports_and_the_node_only_answers_dns
     let dns_udp = tokio::net::UdpSocket::bind((gateway, 53))
         .await
         .expect("bind udp 53 on the bridge address");
-    let metadata = LinkLocalServer::start("metadata-secret").await;
+    let metadata = OutsideServer::start("metadata-secret", "169.254", "bll").await;
     for (addr, banner) in [
         ((gateway, node_port), "node-secret"),
         ((gateway, 53), "dns-tcp"),
@@ -436,6 +441,31 @@ async fn isolation_survives_an_agent_restart_and_goes_with_the_group() {
     );
     let before = isolation_rules(&node);
     let web_chain = group_chain(&before, web);
+    let web_pid = node
+        .task_pid(
+            &node
+                .containers()
+                .await
+                .into_iter()
+                .find(|(_, name)| name == "web")
+                .map(|(id, _)| id)
+                .expect("tenant A's container"),
+        )
+        .await
+        .expect("its task runs");
+    let web_veth = spoofing::fdb_port(&node.bridge, &spoofing::mac_of(web_pid))
+        .expect("the web group's bridge port");
+    let spoof_before = spoofing::spoofing_rules(&node);
+    let web_element = spoof_before
+        .iter()
+        .find(|rule| rule.starts_with(&format!("{web_veth} -> ")))
+        .cloned()
+        .unwrap_or_else(|| panic!("no anti-spoofing element for {web_veth}: {spoof_before:#?}"));
+    let web_spoof_chain = web_element
+        .rsplit(' ')
+        .next()
+        .expect("the element's chain")
+        .to_owned();
 
     // A crash between two rule changes, then a new agent: the lost jump is back, nothing twice.
     node.kill_agent().await;
@@ -447,6 +477,17 @@ async fn isolation_survives_an_agent_restart_and_goes_with_the_group() {
         ])
         .status()
         .expect("iptables runs");
+    assert!(status.success());
+    let status = Command::new("nft")
+        .args([
+            "delete",
+            "element",
+            "bridge",
+            &format!("berth-{}", node.bridge),
+        ])
+        .args(["groups", &format!("{{ \"{web_veth}\" }}")])
+        .status()
+        .expect("nft runs");
     assert!(status.success());
     assert_eq!(
         isolated(),
@@ -472,6 +513,11 @@ async fn isolation_survives_an_agent_restart_and_goes_with_the_group() {
     let mut unique = sorted.1.clone();
     unique.dedup();
     assert_eq!(unique.len(), after.len(), "no rule twice: {after:#?}");
+    assert_eq!(
+        spoofing::spoofing_rules(&node),
+        spoof_before,
+        "the same anti-spoofing table after the restart"
+    );
     assert_eq!(
         isolated(),
         (true, false),
@@ -505,5 +551,18 @@ async fn isolation_survives_an_agent_restart_and_goes_with_the_group() {
     assert!(
         remaining.len() < before.len() && !remaining.is_empty(),
         "tenant B's rules stay: {remaining:#?}"
+    );
+    let spoof_remaining = spoofing::spoofing_rules(&node);
+    assert!(
+        !spoof_remaining
+            .iter()
+            .any(|rule| rule.contains(&web_veth) || rule.contains(&web_spoof_chain)),
+        "{spoof_remaining:#?}"
+    );
+    let elements = spoof_remaining.iter().filter(|rule| rule.contains(" -> "));
+    assert_eq!(
+        elements.count(),
+        1,
+        "tenant B's stays: {spoof_remaining:#?}"
     );
 }

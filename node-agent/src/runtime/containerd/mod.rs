@@ -304,7 +304,8 @@ impl ContainerdRuntime {
             subnet: config.subnet.clone(),
             publish_ports: config.publish_ports,
         })?;
-        // Before adoption: the groups still running keep (or get back) their isolation.
+        // Before adoption: the groups still running keep (or get back) their isolation and
+        // anti-spoofing rules.
         network.restore().await?;
         let images = ImageService::new(channel.clone(), &config.namespace, &config.snapshotter)
             .with_insecure_registries(config.insecure_registries.clone());

@@ -7,17 +7,18 @@
 //!   IPAM) then `portmap` then `firewall` (whose admin chain is Berth's isolation chain, see
 //!   [`isolation`]). The network is named `berth-<bridge>`, so iptables chains and leases of several
 //!   agents on one host never collide.
-//! - [`Network::restore`] (at agent start) ensures the node's isolation chains and the rules of every
-//!   sandbox still there, as saved.
+//! - [`Network::restore`] (at agent start) ensures the node's isolation chains and anti-spoofing table
+//!   and the rules of every sandbox still there, as saved.
 //! - [`Network::setup`] pins a fresh network namespace on `state_dir/netns/<id>` (a bind mount of a
 //!   namespace made by a short-lived thread), runs the `loopback` plugin on `lo`, then the chain on `eth0`
 //!   (each plugin gets the previous plugin's result as `prevResult`), sets the group's isolation rules
-//!   (only its exposed `ports` are reached from outside it), and saves the final CNI result in
+//!   (only its exposed `ports` are reached from outside it) and anti-spoofing rules (its veth admits
+//!   only frames from its own MAC and IP, see [`spoofing`]), and saves the final CNI result in
 //!   `state_dir/sandboxes/<id>.json`. If anything fails, what was done is undone.
-//! - [`Network::teardown`] removes the group's isolation rules, runs CNI `DEL` through the chain in
-//!   reverse with the saved result, then `loopback`, then unmounts and deletes the namespace file. The
-//!   saved result is dropped only when every `DEL` succeeded, so a failed teardown can be retried (and
-//!   is found by [`Network::sandboxes`]).
+//! - [`Network::teardown`] removes the group's isolation and anti-spoofing rules, runs CNI `DEL`
+//!   through the chain in reverse with the saved result, then `loopback`, then unmounts and deletes
+//!   the namespace file. The saved result is dropped only when every `DEL` succeeded, so a failed
+//!   teardown can be retried (and is found by [`Network::sandboxes`]).
 //!
 //! Nothing here uses libcni: the plugins are executed directly (CNI 1.0.0 conflist semantics) and the
 //! saved result plays the part of libcni's result cache. `host-local` keeps its leases in
@@ -30,8 +31,8 @@
 //!   `teardown(group_id)`; on error, retry later (it is idempotent).
 //! - After a restart: `restore()`, `existing(group_id)` for groups it still runs; `teardown` for every
 //!   id in `sandboxes()` that belongs to no group (state left by a crash).
-//! - To remove the node entirely (and in tests): [`Network::purge`], which also deletes the bridge and
-//!   the node's isolation chains.
+//! - To remove the node entirely (and in tests): [`Network::purge`], which also deletes the bridge,
+//!   the node's isolation chains and its anti-spoofing table.
 //!
 //! # State on disk (under `state_dir`)
 //! - `cni/berth.conflist`: the chain, rewritten by every [`Network::new`].
@@ -532,8 +533,9 @@ impl Network {
         netns_is_live(&self.netns_path(id)).then_some(record)
     }
 
-    /// Ensures the node's isolation chains and the isolation rules of every sandbox still set up, as
-    /// saved: for an agent start, so that what a crash or an operator lost comes back. Idempotent.
+    /// Ensures the node's isolation chains and anti-spoofing table and the rules of every sandbox
+    /// still set up, as saved: for an agent start, so that what a crash or an operator lost comes
+    /// back. Idempotent.
     pub async fn restore(&self) -> Result<(), NetworkError> {
         self.isolation.ensure_node().await?;
         self.spoofing.ensure_node().await?;
@@ -595,10 +597,10 @@ impl Network {
             .collect()
     }
 
-    /// Tears down every sandbox, removes the node's isolation chains, deletes the bridge and unmounts
-    /// `state_dir/netns`: for removing a node and for tests. Not for a normal agent stop, which leaves
-    /// the groups running. The iptables chains shared by every CNI user on the host (`CNI-FORWARD`,
-    /// `CNI-HOSTPORT-*`) are left in place.
+    /// Tears down every sandbox, removes the node's isolation chains and anti-spoofing table, deletes
+    /// the bridge and unmounts `state_dir/netns`: for removing a node and for tests. Not for a normal
+    /// agent stop, which leaves the groups running. The iptables chains shared by every CNI user on
+    /// the host (`CNI-FORWARD`, `CNI-HOSTPORT-*`) are left in place.
     pub async fn purge(&self) -> Result<(), NetworkError> {
         let mut failures = Vec::new();
         for id in self.sandboxes() {
@@ -769,8 +771,8 @@ impl Network {
         }
     }
 
-    /// Removes the isolation rules, runs DEL for the chain in reverse and `loopback`, then removes the
-    /// namespace; every step is tried and the failures are returned.
+    /// Removes the isolation and anti-spoofing rules, runs DEL for the chain in reverse and `loopback`,
+    /// then removes the namespace; every step is tried and the failures are returned.
     async fn remove(
         &self,
         id: &str,
