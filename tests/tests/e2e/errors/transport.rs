@@ -366,3 +366,53 @@ async fn a_bad_head_after_good_requests_is_answered_in_order() {
     );
     assert_eq!(fourth.header("connection"), Some("close"));
 }
+
+#[tokio::test]
+async fn an_answer_to_an_unread_body_closes_the_connection() {
+    let s = shared();
+    let path = group("unread");
+    // Refused before the body is read: the answer says the connection closes, and the client still
+    // reads it whole while it sends the body nobody wants.
+    let mut conn = RawConn::open(&s.base, &s.ca_pem).await;
+    conn.send(
+        format!(
+            "PUT {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: text/plain\r\nContent-Length: 300000\r\n\r\n",
+            s.tenant
+        )
+        .as_bytes(),
+    )
+    .await;
+    conn.send_lossy(&vec![b'x'; 100_000]).await;
+    let resp = conn.response().await;
+    assert_error(
+        resp.status,
+        &resp.json(),
+        415,
+        "UnsupportedMediaType",
+        "Content-Type",
+        "text/plain",
+    );
+    assert_eq!(
+        resp.header("connection"),
+        Some("close"),
+        "{:?}",
+        resp.headers
+    );
+    conn.send_lossy(&vec![b'x'; 200_000]).await;
+
+    // A body that was read: the connection stays open for the next request.
+    let mut conn = RawConn::open(&s.base, &s.ca_pem).await;
+    let put = format!(
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+        s.tenant
+    );
+    for _ in 0..2 {
+        conn.send(put.as_bytes()).await;
+        let resp = conn.response().await;
+        assert_eq!(resp.status, 400, "{:?}", resp.json());
+        assert_eq!(resp.header("connection"), None, "{:?}", resp.headers);
+    }
+    assert_absent("unread").await;
+}
