@@ -207,3 +207,41 @@ impl FromRequestParts<AppState> for Principal {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_subscription_is_400_for_everyone_an_invisible_one_404() {
+        let sub = "00000000-0000-0000-0000-00000000000a";
+        let principal = Principal {
+            token_id: "t".to_owned(),
+            subscriptions: [sub.to_owned()].into(),
+            operator: false,
+        };
+        assert_eq!(principal.admit(sub), Ok(()));
+        assert_eq!(principal.admit(&sub.to_ascii_uppercase()), Ok(()));
+        for who in [
+            principal.clone(),
+            Principal {
+                operator: true,
+                ..principal.clone()
+            },
+        ] {
+            let err = who.admit("not-a-guid").unwrap_err();
+            assert_eq!(
+                (err.status.as_u16(), err.code),
+                (400, "InvalidSubscriptionId")
+            );
+            assert_eq!(err.target.as_deref(), Some("subscriptionId"));
+        }
+        let err = principal
+            .admit("00000000-0000-0000-0000-00000000000b")
+            .unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (404, "SubscriptionNotFound")
+        );
+    }
+}

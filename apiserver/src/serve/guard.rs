@@ -385,6 +385,45 @@ GET /d HTTP/1.1\r\n\r\n";
         assert_eq!(through(wire, 3).await, wire.to_vec());
     }
 
+    #[tokio::test]
+    async fn close_drains_a_body_hyper_did_not_read_and_only_then() {
+        // Idle between requests: shutting down does not wait for the client.
+        let (_client, server) = tokio::io::duplex(1 << 16);
+        let mut guarded = Guarded::http1(server, 7);
+        tokio::time::timeout(Duration::from_secs(1), guarded.shutdown())
+            .await
+            .expect("no linger when nothing is unread")
+            .unwrap();
+
+        // Mid-body: the write side closes first (the client sees EOF), then what the client still
+        // sends is read and dropped until it goes away.
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut guarded = Guarded::http1(server, 7);
+        let sent = b"PUT / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc";
+        client.write_all(sent).await.unwrap();
+        let mut buf = [0u8; 64];
+        let mut seen = 0;
+        while seen < sent.len() {
+            seen += guarded.read(&mut buf).await.unwrap();
+        }
+        let closing = tokio::spawn(async move { guarded.shutdown().await });
+        let mut eof = [0u8; 1];
+        assert_eq!(
+            client.read(&mut eof).await.unwrap(),
+            0,
+            "the answer side is closed"
+        );
+        for _ in 0..10 {
+            client.write_all(&[b'x'; 10]).await.unwrap();
+        }
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(1), closing)
+            .await
+            .expect("the linger ends with the client")
+            .unwrap()
+            .unwrap();
+    }
+
     #[test]
     fn only_this_connections_nonce_names_a_refusal() {
         let value = format!("{:032x} content-length", 42u128);
