@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rand::Rng as _;
@@ -33,16 +33,45 @@ impl Principal {
             .contains(&subscription.to_ascii_lowercase())
     }
 
-    pub fn require_operator(&self) -> Result<(), ApiError> {
-        if self.operator {
+    /// Admits the caller to a route under `/subscriptions/{subscription}`: a subscription id that is
+    /// not a GUID is 400 `InvalidSubscriptionId` for everyone (its shape alone decides, so it tells
+    /// nothing about which subscriptions exist); a well-formed one the caller may not see is 404, as
+    /// if it did not exist.
+    pub fn admit(&self, subscription: &str) -> Result<(), ApiError> {
+        crate::validate::subscription(subscription)?;
+        if self.can_see(subscription) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "AuthorizationFailed",
-                "The client does not have authorization to perform this action: an operator token is required.",
-            ))
+            Err(ApiError::subscription_not_found(subscription))
         }
+    }
+}
+
+/// A caller with an operator token; any other valid token is 403 naming the route.
+#[derive(Debug, Clone)]
+pub struct Operator(pub Principal);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        if principal.operator {
+            return Ok(Operator(principal));
+        }
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform this action: an operator token is required.",
+        )
+        .with_target(format!("{} {route}", parts.method)))
     }
 }
 
@@ -152,6 +181,7 @@ impl FromRequestParts<AppState> for Principal {
                     "AuthenticationFailed",
                     "Authentication failed. The 'Authorization' header is missing.",
                 )
+                .with_target("Authorization")
             })?;
         let token = header
             .to_str()
@@ -165,6 +195,7 @@ impl FromRequestParts<AppState> for Principal {
                     "AuthenticationFailedInvalidHeader",
                     "Authentication failed. The 'Authorization' header is provided in an invalid format.",
                 )
+                .with_target("Authorization")
             })?;
         state.auth.authenticate(token).await?.ok_or_else(|| {
             ApiError::new(
@@ -172,6 +203,45 @@ impl FromRequestParts<AppState> for Principal {
                 "InvalidAuthenticationToken",
                 "The access token is invalid.",
             )
+            .with_target("Authorization")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_subscription_is_400_for_everyone_an_invisible_one_404() {
+        let sub = "00000000-0000-0000-0000-00000000000a";
+        let principal = Principal {
+            token_id: "t".to_owned(),
+            subscriptions: [sub.to_owned()].into(),
+            operator: false,
+        };
+        assert_eq!(principal.admit(sub), Ok(()));
+        assert_eq!(principal.admit(&sub.to_ascii_uppercase()), Ok(()));
+        for who in [
+            principal.clone(),
+            Principal {
+                operator: true,
+                ..principal.clone()
+            },
+        ] {
+            let err = who.admit("not-a-guid").unwrap_err();
+            assert_eq!(
+                (err.status.as_u16(), err.code),
+                (400, "InvalidSubscriptionId")
+            );
+            assert_eq!(err.target.as_deref(), Some("subscriptionId"));
+        }
+        let err = principal
+            .admit("00000000-0000-0000-0000-00000000000b")
+            .unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (404, "SubscriptionNotFound")
+        );
     }
 }

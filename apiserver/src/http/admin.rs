@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::ArmJson;
-use crate::auth::{Principal, random_lower};
+use crate::auth::{Operator, random_lower};
 use crate::error::ApiError;
 use crate::model::{cpu_cores, memory_gb};
 use crate::render::timestamp;
@@ -33,10 +33,9 @@ struct TokenResponse {
 
 pub(super) async fn create_token(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
     ArmJson(req): ArmJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     if req.subscriptions.is_empty() && !req.operator {
         return Err(ApiError::bad_request(
             code::MISSING,
@@ -68,10 +67,9 @@ pub(super) struct JoinTokenRequest {
 
 pub(super) async fn create_join_token(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
     ArmJson(req): ArmJson<JoinTokenRequest>,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let uses = req.uses.unwrap_or(1);
     if !(1..=100_000).contains(&uses) {
         return Err(ApiError::bad_request(
@@ -105,9 +103,8 @@ pub(super) async fn create_join_token(
 
 pub(super) async fn list_nodes(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let nodes = state.store.nodes().await?;
     let mut counts = std::collections::HashMap::<String, i64>::new();
     for id in state.store.group_counts_by_node().await? {
@@ -138,9 +135,8 @@ pub(super) async fn list_nodes(
 /// of it is stored.
 pub(super) async fn create_dns_certificate(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let id = random_lower(8);
     let identity = state.ca.issue_dns_client(&id).map_err(|error| {
         tracing::error!(%error, "cannot issue a DNS server certificate");
