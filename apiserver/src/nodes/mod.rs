@@ -1,5 +1,11 @@
-//! The node gateway: the gRPC `NodeService` that agents call (Join, Sync), the live sessions, and the
-//! monitor that marks silent nodes NotReady.
+//! The node gateway: the gRPC `NodeService` that agents call (Join, Sync), the live sessions, the
+//! monitor that marks silent nodes NotReady, and the writer of their last heartbeats.
+//!
+//! Heartbeats are kept in memory and written to the store every `--heartbeat-store-interval-ms`
+//! (5 s), for every node whose heartbeat moved in one statement, so thousands of nodes beating cost
+//! the single writer one statement every few seconds. The node clock of a message that carries
+//! reports is written with the reports instead (billing needs the store's node clock never behind a
+//! report it holds).
 //!
 //! Only `Join` may be called without a client certificate; `Sync` takes the node's identity from its
 //! verified certificate (`CN=node:<id>`), never from anything the agent says.
@@ -23,7 +29,8 @@ use crate::model::{GroupSpec, OsType, Size};
 use crate::scheduler::SchedulerHandle;
 use crate::secrets::SecretBox;
 use crate::store::{
-    GroupRecord, JoinRefusal, NodeRecord, NodeReport, NodeStatus, Placement, Store, StoreError,
+    GroupRecord, Heartbeat, JoinRefusal, NodeRecord, NodeReport, NodeStatus, Placement, Store,
+    StoreError,
 };
 use crate::tls::{ClusterCa, node_id_from_cert};
 
@@ -70,9 +77,15 @@ struct Inner {
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
+    /// What the liveness monitor counts from: the last message, or this process's start.
     at_ms: i64,
+    /// The node's last message (apiserver clock), or the store's word for it from before this
+    /// process started.
+    heard_ms: i64,
     ready: bool,
     node_clock_ms: i64,
+    /// Heard from since the last heartbeat write.
+    unwritten: bool,
 }
 
 /// What the report writer stores.
@@ -152,8 +165,10 @@ impl NodeGateway {
                 node.id.clone(),
                 Seen {
                     at_ms: now,
+                    heard_ms: node.last_heartbeat_ms,
                     ready: node.status == NodeStatus::Ready,
                     node_clock_ms: 0,
+                    unwritten: false,
                 },
             );
         }
@@ -342,7 +357,7 @@ impl NodeGateway {
                 if let Err(err) = self
                     .inner
                     .store
-                    .set_node_status(&id, NodeStatus::NotReady, seen.at_ms, seen.node_clock_ms)
+                    .set_node_status(&id, NodeStatus::NotReady, seen.heard_ms, seen.node_clock_ms)
                     .await
                 {
                     tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
@@ -354,24 +369,43 @@ impl NodeGateway {
         }
     }
 
-    /// A message came from the node; `node_clock_ms` is the node's time in it (0: none).
-    async fn seen(&self, node_id: &str, node_clock_ms: i64) -> Result<(), StoreError> {
+    /// The node's last message (apiserver clock) as this process knows it: newer than the store's
+    /// by up to a heartbeat write interval. `None` for a node it does not know.
+    pub fn last_heartbeat(&self, node_id: &str) -> Option<i64> {
+        lock(&self.inner.liveness)
+            .get(node_id)
+            .map(|seen| seen.heard_ms)
+    }
+
+    /// A message came from the node; `node_clock_ms` is the node's time in it (0: none). The clock
+    /// of a message with reports goes to the report writer with them (`with_reports`); the others
+    /// wait for the next heartbeat write.
+    async fn seen(
+        &self,
+        node_id: &str,
+        node_clock_ms: i64,
+        with_reports: bool,
+    ) -> Result<(), StoreError> {
         let now = crate::now_ms();
         let (was_ready, clock) = {
             let mut liveness = lock(&self.inner.liveness);
             let entry = liveness.entry(node_id.to_owned()).or_insert(Seen {
                 at_ms: now,
+                heard_ms: now,
                 ready: false,
                 node_clock_ms: 0,
+                unwritten: false,
             });
             entry.at_ms = now;
+            entry.heard_ms = entry.heard_ms.max(now);
             entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
+            entry.unwritten = true;
             (
                 std::mem::replace(&mut entry.ready, true),
                 entry.node_clock_ms,
             )
         };
-        if node_clock_ms > 0 {
+        if with_reports && node_clock_ms > 0 {
             let _ = self
                 .inner
                 .reports
@@ -385,6 +419,49 @@ impl NodeGateway {
             self.inner.scheduler.capacity_changed();
         }
         Ok(())
+    }
+
+    /// The nodes heard from since the last write, marked written.
+    fn unwritten_heartbeats(&self) -> Vec<Heartbeat> {
+        lock(&self.inner.liveness)
+            .iter_mut()
+            .filter(|(_, seen)| seen.unwritten)
+            .map(|(id, seen)| {
+                seen.unwritten = false;
+                Heartbeat {
+                    node_id: id.clone(),
+                    at_ms: seen.heard_ms,
+                    node_clock_ms: seen.node_clock_ms,
+                }
+            })
+            .collect()
+    }
+
+    async fn write_heartbeats(&self) {
+        let beats = self.unwritten_heartbeats();
+        if let Err(err) = self.inner.store.record_heartbeats(&beats).await {
+            tracing::warn!(error = %err, nodes = beats.len(), "cannot record heartbeats; retrying later");
+            let mut liveness = lock(&self.inner.liveness);
+            for beat in beats {
+                if let Some(seen) = liveness.get_mut(&beat.node_id) {
+                    seen.unwritten = true;
+                }
+            }
+        }
+    }
+
+    /// Writes the heartbeats that moved every `every` until shutdown, and once more then.
+    pub async fn record_heartbeats(self, every: Duration, shutdown: CancellationToken) {
+        loop {
+            let stopping = tokio::select! {
+                () = shutdown.cancelled() => true,
+                () = tokio::time::sleep(every) => false,
+            };
+            self.write_heartbeats().await;
+            if stopping {
+                return;
+            }
+        }
     }
 
     /// Queues a report for the store; reports are applied in arrival order.
@@ -616,7 +693,7 @@ impl NodeService for NodeGateway {
             .map(|g| g.observed_unix_ms)
             .max()
             .unwrap_or(0);
-        self.seen(&node_id, clock).await?;
+        self.seen(&node_id, clock, !hello.groups.is_empty()).await?;
         self.remember_endpoint(&node_id, &hello.agent_endpoint);
         for status in &hello.groups {
             self.apply(&node_id, hello_seq, status);
@@ -641,18 +718,21 @@ impl NodeService for NodeGateway {
                         break;
                     }
                 };
-                let clock = match &report.body {
-                    Some(agent_report::Body::Group(status)) => status.observed_unix_ms,
-                    Some(agent_report::Body::Heartbeat(beat)) => beat.node_time_unix_ms,
-                    Some(agent_report::Body::Hello(hello)) => hello
-                        .groups
-                        .iter()
-                        .map(|g| g.observed_unix_ms)
-                        .max()
-                        .unwrap_or(0),
-                    None => 0,
+                let (clock, with_reports) = match &report.body {
+                    Some(agent_report::Body::Group(status)) => (status.observed_unix_ms, true),
+                    Some(agent_report::Body::Heartbeat(beat)) => (beat.node_time_unix_ms, false),
+                    Some(agent_report::Body::Hello(hello)) => (
+                        hello
+                            .groups
+                            .iter()
+                            .map(|g| g.observed_unix_ms)
+                            .max()
+                            .unwrap_or(0),
+                        !hello.groups.is_empty(),
+                    ),
+                    None => (0, false),
                 };
-                if let Err(err) = gateway.seen(&node_id, clock).await {
+                if let Err(err) = gateway.seen(&node_id, clock, with_reports).await {
                     tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
                 }
                 match report.body {

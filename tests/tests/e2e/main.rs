@@ -17,4 +17,5 @@ mod real;
 mod restart;
 mod scheduling;
 mod tenancy;
+mod tokens;
 mod validation;
