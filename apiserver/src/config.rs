@@ -315,6 +315,7 @@ mod tests {
         assert_eq!(config.region, "westeurope");
         assert_eq!(config.node_timeout_secs, 9);
         assert_eq!(config.heartbeat_interval_ms, 5000);
+        assert_eq!(config.heartbeat_store_interval_ms, 5000);
         assert_eq!(config.store, "sqlite:///tmp/x/berth.db");
     }
 
