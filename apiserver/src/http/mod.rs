@@ -11,12 +11,13 @@ mod groups;
 pub(crate) mod limits;
 mod media;
 mod provider;
+mod tokens;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 pub use extract::ArmJson;
 
@@ -50,7 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{PROVIDER}/locations/{{location}}/capabilities"), get(provider::capabilities))
         .route(&format!("{PROVIDER}/locations/{{location}}/cachedImages"), get(provider::cached_images))
         .route("/providers/Microsoft.ContainerInstance/operations", get(provider::operations))
-        .route("/admin/v1/tokens", post(admin::create_token))
+        .route("/admin/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/admin/v1/tokens/{id}", delete(tokens::revoke))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/nodes", get(admin::list_nodes))
         .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))

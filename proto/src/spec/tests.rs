@@ -91,9 +91,11 @@ fn a_valid_spec_is_admitted() {
     assert_eq!(admit(&valid(), false), Ok(()));
 }
 
+type Mutation = Box<dyn Fn(&mut GroupSpec)>;
+
 #[test]
 fn each_rule_names_its_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut GroupSpec)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         ("properties.containers", Box::new(|s| s.containers.clear())),
         (
             "properties.containers[0].name",

@@ -21,5 +21,6 @@ mod refusals;
 mod restart;
 mod scheduling;
 mod tenancy;
+mod tokens;
 mod validation;
 mod wire;
