@@ -62,6 +62,11 @@ pub struct Flags {
     /// How often nodes send heartbeats, in milliseconds [default: 5000].
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u32>,
+    /// How often the nodes' last heartbeats are written to the store, all in one statement, in
+    /// milliseconds [default: 5000]. `GET /admin/v1/nodes` is exact either way; this is what a
+    /// crash can lose.
+    #[arg(long)]
+    pub heartbeat_store_interval_ms: Option<u64>,
     /// Placement policy: pack (fewest nodes) or spread [default: pack].
     #[arg(long, value_enum)]
     pub placement: Option<Policy>,
@@ -128,6 +133,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub node_timeout_secs: Option<u64>,
     pub heartbeat_interval_ms: Option<u32>,
+    pub heartbeat_store_interval_ms: Option<u64>,
     pub placement: Option<Policy>,
     pub page_size: Option<usize>,
     pub max_group_cpu: Option<f64>,
@@ -165,6 +171,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub node_timeout_secs: u64,
     pub heartbeat_interval_ms: u32,
+    pub heartbeat_store_interval_ms: u64,
     pub placement: Policy,
     pub page_size: usize,
     pub max_group_cpu_millis: u64,
@@ -244,6 +251,11 @@ impl Config {
                 .heartbeat_interval_ms
                 .or(file.heartbeat_interval_ms)
                 .unwrap_or(5000),
+            heartbeat_store_interval_ms: flags
+                .heartbeat_store_interval_ms
+                .or(file.heartbeat_store_interval_ms)
+                .unwrap_or(5000)
+                .max(1),
             placement: flags.placement.or(file.placement).unwrap_or(Policy::Pack),
             page_size: flags.page_size.or(file.page_size).unwrap_or(100).max(1),
             max_group_cpu_millis: (flags.max_group_cpu.or(file.max_group_cpu).unwrap_or(4.0)
@@ -303,6 +315,7 @@ mod tests {
         assert_eq!(config.region, "westeurope");
         assert_eq!(config.node_timeout_secs, 9);
         assert_eq!(config.heartbeat_interval_ms, 5000);
+        assert_eq!(config.heartbeat_store_interval_ms, 5000);
         assert_eq!(config.store, "sqlite:///tmp/x/berth.db");
     }
 

@@ -6,7 +6,8 @@
 //! - [`validate`]: ARM JSON in, a [`model::GroupSpec`] out, or a 400 naming the field.
 //! - [`model`]: the validated group with exact integer sizes.
 //! - [`render`]: a stored group back into ACI's JSON.
-//! - [`auth`]: bearer tokens and the `Principal` extractor.
+//! - [`auth`]: bearer tokens (issue, cache trusted for a second, expiry, revocation) and the
+//!   `Principal` extractor.
 //! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
 //!   lives in the store).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
@@ -208,9 +209,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let auth = Arc::new(Authenticator::new(store.clone()));
     let initial_operator_token = if store.count_tokens().await? == 0 {
         let token = auth
-            .issue(&[], true, now_ms())
+            .issue(&[], true, None, now_ms())
             .await
-            .map_err(StartError::Store)?;
+            .map_err(StartError::Store)?
+            .token;
         tls::write_file(
             &config.data_dir.join("operator.token"),
             token.as_bytes(),
@@ -274,6 +276,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         cpu_millis: config.quota_cpu_millis,
     };
     let policy = config.placement;
+    let heartbeat_store_interval = Duration::from_millis(config.heartbeat_store_interval_ms);
     let config_ttl = config.exec_ttl_secs;
     let state = AppState {
         store: store.clone(),
@@ -299,6 +302,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .run(shutdown.clone()),
     );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));
+    tasks.spawn(
+        gateway
+            .clone()
+            .record_heartbeats(heartbeat_store_interval, shutdown.clone()),
+    );
+    tasks.spawn(
+        state
+            .auth
+            .clone()
+            .record_uses(auth::USE_WRITE_INTERVAL, shutdown.clone()),
+    );
     let grpc_tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(
             &identity.chain_pem,

@@ -316,6 +316,19 @@ pub struct DnsCertificateCreateArgs {
 pub enum TokenCommand {
     /// Create an API token; prints only the token unless -o json|yaml
     Create(TokenCreateArgs),
+    /// List API tokens: id, prefix, scope, when made, when they expire or were revoked (never the
+    /// secret)
+    List,
+    /// Revoke an API token: the next request with it is refused (on other apiserver replicas
+    /// within a second)
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (`berth admin token list`; the part after `berth_` in the token)
+    #[arg(value_name = "ID")]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +341,9 @@ pub struct TokenCreateArgs {
     /// Make an operator token (administration, every subscription)
     #[arg(long)]
     pub operator: bool,
+    /// Lifetime: 30d, 12h, 90m, 3600s, 1d12h (units w, d, h, m, s) [default: never expires]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_seconds)]
+    pub expires_in: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

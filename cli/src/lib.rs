@@ -13,6 +13,7 @@
 //! - [`terminal`]: raw mode (restored by a guard) and the window size of the local terminal.
 //! - [`group_spec`]: the body `container create` PUTs, from az-like flags or an ACI YAML/JSON file.
 //! - [`cmdline`]: the quote-aware splitter behind `--command-line`.
+//! - [`duration`]: `--expires-in` durations (`30d`, `12h`, `1d12h`).
 //! - [`admin`]: the `/admin/v1` wire shapes (Berth-only, so not in `berth-proto`).
 //! - [`billing`]: the usage routes' wire (query, `--from`/`--to` times, usage rows) and what the
 //!   billing commands compute from it: exact decimal sums per group and meter, rows of a streamed
@@ -28,6 +29,7 @@ pub mod client;
 pub mod cmdline;
 pub mod commands;
 pub mod config;
+pub mod duration;
 pub mod group_spec;
 pub mod output;
 pub mod poller;
@@ -115,6 +117,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminCommand::Token {
                     command: TokenCommand::Create(args),
                 } => commands::admin::token::create(&ctx, &args).await,
+                AdminCommand::Token {
+                    command: TokenCommand::List,
+                } => commands::admin::token::list(&ctx).await,
+                AdminCommand::Token {
+                    command: TokenCommand::Revoke(args),
+                } => commands::admin::token::revoke(&ctx, &args).await,
                 AdminCommand::JoinToken {
                     command: JoinTokenCommand::Create(args),
                 } => commands::admin::join_token::create(&ctx, &args).await,

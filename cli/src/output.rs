@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use comfy_table::{Table, TableComponent};
 use serde_json::Value;
 
-use crate::admin::Node;
+use crate::admin::{Node, TokenInfo};
 use crate::billing::summary::UsageSummary;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -191,6 +191,39 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
             ),
             n.groups.to_string(),
             n.last_heartbeat.clone().unwrap_or_default(),
+        ]);
+    }
+    Some(trim_lines(&table.to_string()))
+}
+
+/// The table of `admin token list`: a token per line, never its secret; `None` for no tokens.
+pub fn tokens_table(tokens: &[TokenInfo]) -> Option<String> {
+    if tokens.is_empty() {
+        return None;
+    }
+    let mut table = new_table(&[
+        "ID",
+        "PREFIX",
+        "SUBSCRIPTIONS",
+        "OPERATOR",
+        "CREATED",
+        "EXPIRES",
+        "REVOKED",
+    ]);
+    let or = |value: &Option<String>, none: &str| value.clone().unwrap_or_else(|| none.to_owned());
+    for t in tokens {
+        table.add_row(vec![
+            t.id.clone(),
+            t.prefix.clone(),
+            if t.subscriptions.is_empty() {
+                "-".to_owned()
+            } else {
+                t.subscriptions.join(",")
+            },
+            t.operator.to_string(),
+            or(&t.created_at, "-"),
+            or(&t.expires_at, "never"),
+            or(&t.revoked_at, "-"),
         ]);
     }
     Some(trim_lines(&table.to_string()))
@@ -425,6 +458,70 @@ mod tests {
                 "2025-01-01T00:00:00Z"
             ]
         );
+    }
+
+    #[test]
+    fn token_table_shows_scope_and_lifetime() {
+        let token = TokenInfo {
+            id: "abc".to_owned(),
+            prefix: "berth_abc_Xy12".to_owned(),
+            subscriptions: vec!["s1".to_owned(), "s2".to_owned()],
+            operator: false,
+            created_at: Some("2025-01-01T00:00:00Z".to_owned()),
+            expires_at: None,
+            revoked_at: Some("2025-01-02T00:00:00Z".to_owned()),
+            last_used_at: None,
+        };
+        let operator = TokenInfo {
+            id: "op".to_owned(),
+            subscriptions: Vec::new(),
+            operator: true,
+            expires_at: Some("2026-01-01T00:00:00Z".to_owned()),
+            revoked_at: None,
+            ..token.clone()
+        };
+        let table = tokens_table(&[token, operator]).unwrap();
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[0],
+            [
+                "ID",
+                "PREFIX",
+                "SUBSCRIPTIONS",
+                "OPERATOR",
+                "CREATED",
+                "EXPIRES",
+                "REVOKED"
+            ]
+        );
+        assert_eq!(
+            rows[2],
+            [
+                "abc",
+                "berth_abc_Xy12",
+                "s1,s2",
+                "false",
+                "2025-01-01T00:00:00Z",
+                "never",
+                "2025-01-02T00:00:00Z"
+            ]
+        );
+        assert_eq!(
+            rows[3],
+            [
+                "op",
+                "berth_abc_Xy12",
+                "-",
+                "true",
+                "2025-01-01T00:00:00Z",
+                "2026-01-01T00:00:00Z",
+                "-"
+            ]
+        );
+        assert_eq!(tokens_table(&[]), None);
     }
 
     #[test]

@@ -977,6 +977,22 @@ async fn admin_commands() {
             201,
             json!({"token": "abcdef.0123456789abcdef.ff", "expiresAt": "2025-01-01T01:00:00Z", "uses": 2}),
         ),
+        ("GET", "/admin/v1/tokens") => reply(
+            200,
+            json!({"value": [
+                {"id": "abc", "prefix": "berth_abc_Xy12", "subscriptions": ["a", "b"], "operator": false,
+                 "createdAt": "2025-01-01T00:00:00Z", "expiresAt": "2025-01-31T00:00:00Z", "revokedAt": null,
+                 "lastUsedAt": null},
+                {"id": "op", "prefix": "berth_op_Zz99", "subscriptions": [], "operator": true,
+                 "createdAt": "2025-01-01T00:00:00Z", "expiresAt": null, "revokedAt": null, "lastUsedAt": null}
+            ]}),
+        ),
+        ("DELETE", "/admin/v1/tokens/abc") => reply(
+            200,
+            json!({"id": "abc", "prefix": "berth_abc_Xy12", "subscriptions": ["a", "b"], "operator": false,
+                   "createdAt": "2025-01-01T00:00:00Z", "expiresAt": null,
+                   "revokedAt": "2025-01-02T00:00:00Z", "lastUsedAt": null}),
+        ),
         ("GET", "/admin/v1/nodes") => reply(
             200,
             json!({"value": [{"id": "n-1", "name": "node-1", "osType": "Linux", "status": "Ready",
@@ -1016,6 +1032,112 @@ async fn admin_commands() {
     assert_eq!(
         serde_json::from_str::<Value>(&out.stdout).unwrap(),
         json!({"subscriptions": [], "operator": true, "token": "berth_abc"})
+    );
+    let out = run(
+        &mut server.berth(),
+        &[
+            "admin",
+            "token",
+            "create",
+            "--operator",
+            "--expires-in",
+            "1d12h",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        server.requests().pop().unwrap().json(),
+        json!({"subscriptions": [], "operator": true, "expiresInSeconds": 129600})
+    );
+    let before = server.requests().len();
+    let out = run(
+        &mut server.berth(),
+        &[
+            "admin",
+            "token",
+            "create",
+            "--operator",
+            "--expires-in",
+            "12",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 2, "a duration without a unit is a usage error");
+    assert!(out.stderr.contains("30d"), "{}", out.stderr);
+    assert_eq!(server.requests().len(), before, "nothing was sent");
+
+    let out = run(&mut server.berth(), &["admin", "token", "list"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "ID",
+            "PREFIX",
+            "SUBSCRIPTIONS",
+            "OPERATOR",
+            "CREATED",
+            "EXPIRES",
+            "REVOKED"
+        ]
+    );
+    assert_eq!(
+        rows[2],
+        [
+            "abc",
+            "berth_abc_Xy12",
+            "a,b",
+            "false",
+            "2025-01-01T00:00:00Z",
+            "2025-01-31T00:00:00Z",
+            "-"
+        ]
+    );
+    assert_eq!(
+        rows[3],
+        [
+            "op",
+            "berth_op_Zz99",
+            "-",
+            "true",
+            "2025-01-01T00:00:00Z",
+            "never",
+            "-"
+        ]
+    );
+    let out = run(
+        &mut server.berth(),
+        &["admin", "token", "list", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let listed: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(listed[1]["id"], "op", "{listed}");
+    let out = run(&mut server.berth(), &["admin", "token", "revoke", "abc"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let revoke = server.requests().pop().unwrap();
+    assert_eq!(
+        (revoke.method.as_str(), revoke.path.as_str()),
+        ("DELETE", "/admin/v1/tokens/abc")
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.ends_with("2025-01-02T00:00:00Z")),
+        "{}",
+        out.stdout
+    );
+    let out = run(&mut server.berth(), &["admin", "token", "revoke", "nope"]).await;
+    assert_eq!(
+        out.code, 3,
+        "an unknown token exits as not found: {}",
+        out.stderr
     );
 
     let out = run(

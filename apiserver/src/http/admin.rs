@@ -1,63 +1,20 @@
-//! `/admin/v1`: operator-only administration ACI does not have (tokens, join tokens, nodes).
+//! `/admin/v1`: operator-only administration ACI does not have (join tokens, nodes, DNS server
+//! certificates; API tokens are in `tokens`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::ArmJson;
-use crate::auth::{Principal, random_lower};
+use crate::auth::{Operator, random_lower};
 use crate::error::ApiError;
 use crate::model::{cpu_cores, memory_gb};
 use crate::render::timestamp;
-use crate::validate::{self, code};
+use crate::validate::code;
 use crate::{AppState, now_ms};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct TokenRequest {
-    #[serde(default)]
-    subscriptions: Vec<String>,
-    #[serde(default)]
-    operator: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct TokenResponse {
-    token: String,
-    subscriptions: Vec<String>,
-    operator: bool,
-}
-
-pub(super) async fn create_token(
-    State(state): State<AppState>,
-    principal: Principal,
-    ArmJson(req): ArmJson<TokenRequest>,
-) -> Result<Response, ApiError> {
-    principal.require_operator()?;
-    if req.subscriptions.is_empty() && !req.operator {
-        return Err(ApiError::bad_request(
-            code::MISSING,
-            "subscriptions",
-            "A tenant token needs at least one subscription.",
-        ));
-    }
-    for (i, sub) in req.subscriptions.iter().enumerate() {
-        validate::subscription(sub).map_err(|e| e.with_target(format!("subscriptions[{i}]")))?;
-    }
-    let token = state
-        .auth
-        .issue(&req.subscriptions, req.operator, now_ms())
-        .await?;
-    let body = TokenResponse {
-        token,
-        subscriptions: req.subscriptions,
-        operator: req.operator,
-    };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -68,10 +25,9 @@ pub(super) struct JoinTokenRequest {
 
 pub(super) async fn create_join_token(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
     ArmJson(req): ArmJson<JoinTokenRequest>,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let uses = req.uses.unwrap_or(1);
     if !(1..=100_000).contains(&uses) {
         return Err(ApiError::bad_request(
@@ -103,11 +59,19 @@ pub(super) async fn create_join_token(
         .into_response())
 }
 
+/// The node's last message: this process's word if it has heard from it since it started (the store
+/// lags by up to `--heartbeat-store-interval-ms`), else the store's.
+fn last_heartbeat(state: &AppState, node: &crate::store::NodeRecord) -> i64 {
+    state
+        .gateway
+        .last_heartbeat(&node.id)
+        .map_or(node.last_heartbeat_ms, |ms| ms.max(node.last_heartbeat_ms))
+}
+
 pub(super) async fn list_nodes(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let nodes = state.store.nodes().await?;
     let mut counts = std::collections::HashMap::<String, i64>::new();
     for id in state.store.group_counts_by_node().await? {
@@ -125,7 +89,7 @@ pub(super) async fn list_nodes(
                 "allocated": {"cpu": cpu_cores(n.used.cpu_millis), "memoryInGB": memory_gb(n.used.memory_mib), "gpu": n.used.gpu},
                 "groups": counts.get(&n.id).copied().unwrap_or(0),
                 "labels": n.labels,
-                "lastHeartbeat": timestamp(n.last_heartbeat_ms),
+                "lastHeartbeat": timestamp(last_heartbeat(&state, n)),
                 "agentVersion": n.agent_version,
             })
         })
@@ -138,9 +102,8 @@ pub(super) async fn list_nodes(
 /// of it is stored.
 pub(super) async fn create_dns_certificate(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let id = random_lower(8);
     let identity = state.ca.issue_dns_client(&id).map_err(|error| {
         tracing::error!(%error, "cannot issue a DNS server certificate");

@@ -19,7 +19,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::Principal;
+use crate::auth::{Operator, Principal};
 use crate::billing::Period;
 use crate::billing::export::{ExportQuery, Format, Granularity, write_export};
 use crate::error::ApiError;
@@ -30,10 +30,9 @@ type Q = Query<HashMap<String, String>>;
 
 pub(super) async fn admin_usage(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let export = export_query(&query, None, now_ms())?;
     stream(state, export).await
 }
@@ -44,18 +43,15 @@ pub(super) async fn tenant_usage(
     Path(sub): Path<String>,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    if !principal.can_see(&sub) {
-        return Err(ApiError::subscription_not_found(&sub));
-    }
+    principal.admit(&sub)?;
     let export = export_query(&query, Some(sub), now_ms())?;
     stream(state, export).await
 }
 
 pub(super) async fn prices(
     State(state): State<AppState>,
-    principal: Principal,
+    _operator: Operator,
 ) -> Result<Response, ApiError> {
-    principal.require_operator()?;
     let sheet = state.prices.current();
     let prices: serde_json::Map<String, serde_json::Value> = sheet
         .prices

@@ -28,7 +28,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::extract::{ArmJson, parse};
+use super::extract::{ArmJson, RawBody, parse};
 use super::groups::{base_url, load};
 use crate::agents::{AgentCallError, ExecCall};
 use crate::auth::Principal;
@@ -456,7 +456,7 @@ pub(super) async fn attach(
     Path(path): ContainerPath,
     Query(query): Q,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let group = load_container(&state, &principal, &path, &query).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {

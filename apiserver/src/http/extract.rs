@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody as _};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
+use super::media;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::validate::code;
@@ -25,25 +27,52 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ArmJson<T> {
     }
 }
 
-/// The raw body, at most `--max-body-bytes`; a larger one is a 413 in ACI's shape.
+/// The raw body of a request that takes JSON: at most `--max-body-bytes` (413 past it, refused before
+/// reading when the declared length says so), and JSON by its media type (415 otherwise, see
+/// [`media`]). An empty body is empty whatever its headers say.
 #[derive(Debug)]
 pub(super) struct RawBody(pub(super) Bytes);
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("The request body is larger than the limit of {limit} bytes."),
+    )
+    .with_target("body")
+}
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.max_body_bytes;
-        axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map(RawBody)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestEntityTooLarge",
-                    format!("The request body is larger than the limit of {limit} bytes."),
+        let (parts, body) = request.into_parts();
+        if body.is_end_stream() {
+            return Ok(RawBody(Bytes::new()));
+        }
+        let declared = body.size_hint().exact();
+        media::check(&parts.headers, declared.is_some_and(|n| n > 0))?;
+        if declared.is_some_and(|n| n > limit as u64) {
+            // Before reading: an `Expect: 100-continue` client never sends it.
+            return Err(too_large(limit));
+        }
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
+            let err = err.into_inner();
+            if err.is::<http_body_util::LengthLimitError>() {
+                too_large(limit)
+            } else {
+                ApiError::bad_request(
+                    code::INVALID_CONTENT,
+                    "body",
+                    "The request body could not be read to its end.",
                 )
-            })
+            }
+        })?;
+        if !bytes.is_empty() && !parts.headers.contains_key(CONTENT_TYPE) {
+            return Err(media::missing_type());
+        }
+        Ok(RawBody(bytes))
     }
 }
 

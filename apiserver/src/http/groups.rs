@@ -21,18 +21,15 @@ use crate::{AppState, now_ms};
 type GroupPath = Path<(String, String, String)>;
 type Q = Query<HashMap<String, String>>;
 
-/// Checks api-version and that the caller may see the subscription; a subscription the caller may
-/// not see answers exactly like one that does not exist.
+/// Checks the subscription (a malformed id is 400; one the caller may not see answers exactly like
+/// one that does not exist), then api-version.
 pub(super) fn admit<'a>(
     principal: &Principal,
     sub: &str,
     query: &'a HashMap<String, String>,
 ) -> Result<&'a str, ApiError> {
-    let version = api_version(query, arm::API_VERSIONS)?;
-    if !principal.can_see(sub) {
-        return Err(ApiError::subscription_not_found(sub));
-    }
-    Ok(version)
+    principal.admit(sub)?;
+    api_version(query, arm::API_VERSIONS)
 }
 
 pub(super) async fn load(
@@ -161,7 +158,6 @@ pub(super) async fn put(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let version = admit(&principal, &sub, &query)?;
-    validate::subscription(&sub)?;
     validate::resource_group(&rg)?;
     validate::group_name(&name)?;
     let body: arm::ContainerGroup = parse(&body)?;

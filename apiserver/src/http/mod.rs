@@ -8,13 +8,16 @@ mod billing;
 mod containers;
 mod extract;
 mod groups;
+pub(crate) mod limits;
+mod media;
 mod provider;
+mod tokens;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{delete, get, post};
 
 pub use extract::ArmJson;
 
@@ -48,7 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{PROVIDER}/locations/{{location}}/capabilities"), get(provider::capabilities))
         .route(&format!("{PROVIDER}/locations/{{location}}/cachedImages"), get(provider::cached_images))
         .route("/providers/Microsoft.ContainerInstance/operations", get(provider::operations))
-        .route("/admin/v1/tokens", post(admin::create_token))
+        .route("/admin/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/admin/v1/tokens/{id}", delete(tokens::revoke))
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/nodes", get(admin::list_nodes))
         .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))
@@ -57,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(limits::enforce))
         .layer(axum::middleware::map_response(request_id))
         // Bodies are limited by `RawBody`, which answers in ACI's shape.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -79,23 +84,34 @@ pub fn service(
         .service(router(state))
 }
 
-async fn not_found() -> ApiError {
+async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NotFound",
         "The requested path does not exist.",
     )
+    .with_target(uri.path())
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "MethodNotAllowed",
-        "The HTTP method is not supported on this path.",
+        format!("The HTTP method '{method}' is not supported on this path."),
     )
+    .with_target(method.as_str())
 }
 
-async fn request_id(mut response: Response) -> Response {
+/// An error answered outside the router (by the transport), with the same headers as any answer.
+pub(crate) fn error_response(error: ApiError) -> Response {
+    with_request_id(error.into_response())
+}
+
+async fn request_id(response: Response) -> Response {
+    with_request_id(response)
+}
+
+fn with_request_id(mut response: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
@@ -177,6 +193,59 @@ pub fn canonical_path(path: &str) -> String {
     out.join("/")
 }
 
+/// A path whose percent-decoded segments are not all UTF-8, with each such segment replaced by its
+/// lossy decoding (U+FFFD for what is not UTF-8), encoded again; `None` if every segment is UTF-8.
+/// So `/subscriptions/%FF/…` answers as the subscription `\u{FFFD}` does (400
+/// `InvalidSubscriptionId`), rather than as a routing failure: no name Berth accepts contains U+FFFD.
+fn repair_utf8(path: &str) -> Option<String> {
+    let mut changed = false;
+    let segments: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            let decoded = percent_decode(segment);
+            if std::str::from_utf8(&decoded).is_ok() {
+                segment.to_owned()
+            } else {
+                changed = true;
+                percent_encode(&String::from_utf8_lossy(&decoded))
+            }
+        })
+        .collect();
+    changed.then(|| segments.join("/"))
+}
+
+fn percent_decode(segment: &str) -> Vec<u8> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn normalize_path(mut request: Request) -> Request {
     // HTTP/2 carries the host in `:authority`; URLs we hand out are built from the Host header.
     if !request.headers().contains_key(axum::http::header::HOST)
@@ -190,7 +259,8 @@ fn normalize_path(mut request: Request) -> Request {
             .insert(axum::http::header::HOST, value);
     }
     let path = request.uri().path();
-    let canonical = canonical_path(path);
+    let repaired = repair_utf8(path);
+    let canonical = canonical_path(repaired.as_deref().unwrap_or(path));
     if canonical != path {
         let mut parts = request.uri().clone().into_parts();
         let query = request
@@ -210,7 +280,25 @@ fn normalize_path(mut request: Request) -> Request {
 
 #[cfg(test)]
 mod tests {
-    use super::canonical_path;
+    use super::{canonical_path, repair_utf8};
+
+    #[test]
+    fn segments_that_are_not_utf8_are_decoded_lossily() {
+        assert_eq!(
+            repair_utf8("/subscriptions/S/resourceGroups/r%C3%A9g"),
+            None
+        );
+        assert_eq!(repair_utf8("/a%2Fb/%zz/%"), None);
+        assert_eq!(
+            repair_utf8("/subscriptions/%FF%FE/x/a%C3%28b").as_deref(),
+            Some("/subscriptions/%EF%BF%BD%EF%BF%BD/x/a%EF%BF%BD%28b")
+        );
+        // Escaped slashes stay inside their segment.
+        assert_eq!(
+            repair_utf8("/a%2F%FF/b").as_deref(),
+            Some("/a%2F%EF%BF%BD/b")
+        );
+    }
 
     #[test]
     fn literals_are_matched_without_case_names_are_kept() {

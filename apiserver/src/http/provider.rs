@@ -56,10 +56,8 @@ fn admit(
     loc: &str,
     query: &HashMap<String, String>,
 ) -> Result<(), ApiError> {
+    principal.admit(sub)?;
     any_version(query)?;
-    if !principal.can_see(sub) {
-        return Err(ApiError::subscription_not_found(sub));
-    }
     location(state, loc)
 }
 

@@ -1,5 +1,12 @@
-//! The node gateway: the gRPC `NodeService` that agents call (Join, Sync), the live sessions, and the
-//! monitor that marks silent nodes NotReady.
+//! The node gateway: the gRPC `NodeService` that agents call (Join, Sync) and the live sessions;
+//! `liveness` has when each node was last heard from, the monitor that marks silent nodes NotReady
+//! and the writer of their last heartbeats.
+//!
+//! Heartbeats are kept in memory and written to the store every `--heartbeat-store-interval-ms`
+//! (5 s), for every node whose heartbeat moved in one statement, so thousands of nodes beating cost
+//! the single writer one statement every few seconds. The node clock of a message that carries
+//! reports is written with the reports instead (billing needs the store's node clock never behind a
+//! report it holds).
 //!
 //! Only `Join` may be called without a client certificate; `Sync` takes the node's identity from its
 //! verified certificate (`CN=node:<id>`), never from anything the agent says.
@@ -26,6 +33,10 @@ use crate::store::{
     GroupRecord, JoinRefusal, NodeRecord, NodeReport, NodeStatus, Placement, Store, StoreError,
 };
 use crate::tls::{ClusterCa, node_id_from_cert};
+
+mod liveness;
+
+use liveness::Seen;
 
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
@@ -66,13 +77,6 @@ struct Inner {
     shutdown: CancellationToken,
     /// Node reports and clocks on their way to the store, written in batches by [`write_reports`].
     reports: mpsc::UnboundedSender<Incoming>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    at_ms: i64,
-    ready: bool,
-    node_clock_ms: i64,
 }
 
 /// What the report writer stores.
@@ -152,8 +156,10 @@ impl NodeGateway {
                 node.id.clone(),
                 Seen {
                     at_ms: now,
+                    heard_ms: node.last_heartbeat_ms,
                     ready: node.status == NodeStatus::Ready,
                     node_clock_ms: 0,
+                    unwritten: false,
                 },
             );
         }
@@ -316,75 +322,6 @@ impl NodeGateway {
     /// Node ids with a live Sync stream.
     pub fn connected(&self) -> Vec<String> {
         lock(&self.inner.sessions).keys().cloned().collect()
-    }
-
-    /// Marks nodes NotReady once they have been silent for the timeout. Runs until shutdown.
-    pub async fn monitor(self, shutdown: CancellationToken) {
-        let period =
-            Duration::from_millis((self.inner.node_timeout_ms / 4).clamp(100, 1000) as u64);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(period) => {}
-            }
-            let now = crate::now_ms();
-            let silent: Vec<(String, Seen)> = lock(&self.inner.liveness)
-                .iter_mut()
-                .filter(|(_, seen)| seen.ready && now - seen.at_ms > self.inner.node_timeout_ms)
-                .map(|(id, seen)| {
-                    seen.ready = false;
-                    (id.clone(), *seen)
-                })
-                .collect();
-            for (id, seen) in silent {
-                tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
-                self.inner.scheduler.capacity_changed();
-                if let Err(err) = self
-                    .inner
-                    .store
-                    .set_node_status(&id, NodeStatus::NotReady, seen.at_ms, seen.node_clock_ms)
-                    .await
-                {
-                    tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
-                    lock(&self.inner.liveness)
-                        .entry(id)
-                        .and_modify(|e| e.ready = true);
-                }
-            }
-        }
-    }
-
-    /// A message came from the node; `node_clock_ms` is the node's time in it (0: none).
-    async fn seen(&self, node_id: &str, node_clock_ms: i64) -> Result<(), StoreError> {
-        let now = crate::now_ms();
-        let (was_ready, clock) = {
-            let mut liveness = lock(&self.inner.liveness);
-            let entry = liveness.entry(node_id.to_owned()).or_insert(Seen {
-                at_ms: now,
-                ready: false,
-                node_clock_ms: 0,
-            });
-            entry.at_ms = now;
-            entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
-            (
-                std::mem::replace(&mut entry.ready, true),
-                entry.node_clock_ms,
-            )
-        };
-        if node_clock_ms > 0 {
-            let _ = self
-                .inner
-                .reports
-                .send(Incoming::Clock(node_id.to_owned(), node_clock_ms));
-        }
-        if !was_ready {
-            self.inner
-                .store
-                .set_node_status(node_id, NodeStatus::Ready, now, clock)
-                .await?;
-            self.inner.scheduler.capacity_changed();
-        }
-        Ok(())
     }
 
     /// Queues a report for the store; reports are applied in arrival order.
@@ -616,7 +553,7 @@ impl NodeService for NodeGateway {
             .map(|g| g.observed_unix_ms)
             .max()
             .unwrap_or(0);
-        self.seen(&node_id, clock).await?;
+        self.seen(&node_id, clock, !hello.groups.is_empty()).await?;
         self.remember_endpoint(&node_id, &hello.agent_endpoint);
         for status in &hello.groups {
             self.apply(&node_id, hello_seq, status);
@@ -641,18 +578,21 @@ impl NodeService for NodeGateway {
                         break;
                     }
                 };
-                let clock = match &report.body {
-                    Some(agent_report::Body::Group(status)) => status.observed_unix_ms,
-                    Some(agent_report::Body::Heartbeat(beat)) => beat.node_time_unix_ms,
-                    Some(agent_report::Body::Hello(hello)) => hello
-                        .groups
-                        .iter()
-                        .map(|g| g.observed_unix_ms)
-                        .max()
-                        .unwrap_or(0),
-                    None => 0,
+                let (clock, with_reports) = match &report.body {
+                    Some(agent_report::Body::Group(status)) => (status.observed_unix_ms, true),
+                    Some(agent_report::Body::Heartbeat(beat)) => (beat.node_time_unix_ms, false),
+                    Some(agent_report::Body::Hello(hello)) => (
+                        hello
+                            .groups
+                            .iter()
+                            .map(|g| g.observed_unix_ms)
+                            .max()
+                            .unwrap_or(0),
+                        !hello.groups.is_empty(),
+                    ),
+                    None => (0, false),
                 };
-                if let Err(err) = gateway.seen(&node_id, clock).await {
+                if let Err(err) = gateway.seen(&node_id, clock, with_reports).await {
                     tracing::error!(error = %err, node = %node_id, "cannot record heartbeat");
                 }
                 match report.body {

@@ -50,9 +50,37 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct TokenRecord {
     pub id: String,
     pub hash: String,
+    /// What listings show of the token: `berth_<id>_` and the first few characters of the secret.
+    pub prefix: String,
     pub subscriptions: Vec<String>,
     pub operator: bool,
     pub created_ms: i64,
+    /// `None`: never expires.
+    pub expires_ms: Option<i64>,
+    pub revoked_ms: Option<i64>,
+    /// When a request last carried it, as last written (every few seconds, not per request).
+    pub last_used_ms: Option<i64>,
+}
+
+/// What revoking a token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked now, or already (then `revoked_ms` is the first revocation's).
+    Revoked(TokenRecord),
+    NotFound,
+    /// Refused: it is the last operator token that is neither revoked nor expired, and without it
+    /// nobody could administer the cluster.
+    LastOperator,
+}
+
+/// A node's last message as the gateway saw it, for [`Store::record_heartbeats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub node_id: String,
+    /// Apiserver clock.
+    pub at_ms: i64,
+    /// The node's clock in it (0: none).
+    pub node_clock_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +326,12 @@ pub trait Store: Send + Sync + 'static {
     // ---- tokens ----
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, revoked and expired ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Revokes a token at `now_ms` (idempotent), unless it is the last live operator token.
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<Revocation>;
+    /// Records when tokens `(id, at_ms)` were last used, in one statement; never moves a time back.
+    async fn record_token_use(&self, used: &[(String, i64)]) -> Result<()>;
     async fn count_tokens(&self) -> Result<i64>;
     async fn insert_join_token(
         &self,
@@ -320,7 +354,8 @@ pub trait Store: Send + Sync + 'static {
     async fn node(&self, id: &str) -> Result<Option<NodeRecord>>;
     /// Sets a node's readiness; NotReady also marks its groups `Unhealthy` with an event.
     /// NotReady also ends billing of the node's runs at its last message (the latest node clock known,
-    /// `node_clock_ms` or stored), until it reports them again.
+    /// `node_clock_ms` or stored), until it reports them again. `last_heartbeat_ms` never moves the
+    /// stored one back.
     async fn set_node_status(
         &self,
         id: &str,
@@ -328,6 +363,9 @@ pub trait Store: Send + Sync + 'static {
         last_heartbeat_ms: i64,
         node_clock_ms: i64,
     ) -> Result<()>;
+    /// Records nodes' last messages in one statement per few hundred nodes (the gateway calls it
+    /// every few seconds with the nodes whose heartbeat moved); never moves either time back.
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<()>;
 
     // ---- groups ----
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>>;

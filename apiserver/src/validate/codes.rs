@@ -110,3 +110,42 @@ pub(super) fn refusal(refusal: Refusal) -> ApiError {
         format!("The value of '{target}' is invalid: {}.", refusal.broken),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::spec::{git::GitError, names::NameError};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn refusals_keep_their_target_and_pick_arms_code() {
+        let err = refusal(Refusal {
+            target: "properties.volumes[0].name".into(),
+            broken: Broken::Name(NameError::Volume("x".into())),
+        });
+        assert_eq!(err.code, code::INVALID_NAME);
+        let err = refusal(Refusal {
+            target: "properties.containers[0].properties.volumeMounts[0].name".into(),
+            broken: Broken::UnknownVolume("x".into()),
+        });
+        assert_eq!(err.code, code::VOLUME_NOT_FOUND);
+    }
+
+    proptest! {
+        /// Whatever the field and the rule, a refusal is a 400 naming exactly that field.
+        #[test]
+        fn every_refusal_is_a_400_naming_its_field(target in "[a-zA-Z.\\[\\]0-9]{1,40}", which in 0usize..4) {
+            let broken = match which {
+                0 => Broken::Git(GitError::Repository),
+                1 => Broken::NoSource,
+                2 => Broken::DuplicateName("a".into()),
+                _ => Broken::Privileged,
+            };
+            let err = refusal(Refusal { target: target.clone(), broken });
+            prop_assert_eq!(err.status.as_u16(), 400);
+            prop_assert_eq!(err.target.as_deref(), Some(target.as_str()));
+            prop_assert!(err.message.contains(&target));
+        }
+    }
+}

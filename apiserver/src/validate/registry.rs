@@ -56,6 +56,7 @@ pub(super) fn registry_credentials(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::{Value, json};
 
     use super::*;
@@ -102,6 +103,17 @@ mod tests {
                 Some(target),
                 "{creds}"
             );
+        }
+    }
+
+    proptest! {
+        /// An accepted server is a bare host[:port]: nothing a URL or a path could hide in.
+        #[test]
+        fn accepted_servers_have_no_path_or_space(server in "[a-z0-9.:/ \\t-]{1,20}") {
+            let creds = json!([{"server": server, "username": "u", "password": "p"}]);
+            if let Ok(out) = check(creds) {
+                prop_assert!(!out[0].server.contains(['/', ' ', '\t']));
+            }
         }
     }
 }

@@ -42,3 +42,38 @@ pub fn update(existing: &GroupSpec, new: &GroupSpec, group: &str) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn spec(cpu_millis: u64, policy: RestartPolicy) -> GroupSpec {
+        let json = serde_json::json!({
+            "location": "local",
+            "properties": {"osType": "Linux", "containers": [{"name": "app", "properties": {
+                "image": "busybox", "resources": {"requests": {"cpu": cpu_millis as f64 / 1000.0, "memoryInGB": 1.0}}
+            }}]}
+        });
+        let group: berth_proto::arm::ContainerGroup = serde_json::from_value(json).unwrap();
+        let mut spec =
+            super::super::container_group(&group, "g", "local", "2023-05-01", &Default::default())
+                .unwrap()
+                .spec;
+        spec.restart_policy = policy;
+        spec
+    }
+
+    proptest! {
+        /// The same sizes and policy update in place; any other CPU or policy needs a re-create.
+        #[test]
+        fn only_unchanged_sizes_and_policies_update_in_place(a in 1u64..4000, b in 1u64..4000, never in any::<bool>()) {
+            let policy = if never { RestartPolicy::Never } else { RestartPolicy::Always };
+            let existing = spec(a, RestartPolicy::Always);
+            let result = update(&existing, &spec(b, policy), "g");
+            prop_assert_eq!(result.is_ok(), a == b && !never);
+        }
+    }
+}

@@ -91,7 +91,6 @@ fn a_valid_spec_is_admitted() {
     assert_eq!(admit(&valid(), false), Ok(()));
 }
 
-/// A change to a valid spec.
 type Mutation = Box<dyn Fn(&mut GroupSpec)>;
 
 #[test]

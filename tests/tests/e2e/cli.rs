@@ -250,3 +250,123 @@ async fn the_cli_creates_from_an_aci_yaml_file_and_administers() {
     );
     assert!(!created.to_string().contains("yaml-secret"));
 }
+
+#[tokio::test]
+async fn the_cli_lists_and_revokes_tokens() {
+    let cluster = Cluster::start().await;
+    let ca = cluster.dir().join("ca.crt");
+    let cli = Cli::new();
+    cli.ok(&[
+        "login",
+        "--endpoint",
+        &cluster.base,
+        "--token",
+        &cluster.operator,
+        "--ca-file",
+        ca.to_str().expect("utf-8"),
+    ])
+    .await;
+    let created = cli
+        .json(&[
+            "admin",
+            "token",
+            "create",
+            "--subscription",
+            SUB,
+            "--expires-in",
+            "30d",
+        ])
+        .await;
+    let token = created["token"].as_str().expect("token").to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
+    let expires = time::OffsetDateTime::parse(
+        created["expiresAt"].as_str().expect("expiresAt"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    let days = (expires - time::OffsetDateTime::now_utc()).whole_hours();
+    assert!((30 * 24 - 1..=30 * 24).contains(&days), "{created}");
+    let tenant = cluster.api(&token);
+    let groups = format!(
+        "/subscriptions/{SUB}/providers/Microsoft.ContainerInstance/containerGroups?api-version=2023-05-01"
+    );
+    let (status, body) = tenant.call(reqwest::Method::GET, &groups, None).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+
+    let table = cli.ok(&["admin", "token", "list"]).await;
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .expect("header")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "ID",
+            "PREFIX",
+            "SUBSCRIPTIONS",
+            "OPERATOR",
+            "CREATED",
+            "EXPIRES",
+            "REVOKED"
+        ],
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} is not in\n{table}"));
+    assert!(
+        row.contains(SUB) && row.contains(&format!("berth_{id}_")),
+        "{row}"
+    );
+    let secret = token.rsplit('_').next().expect("secret");
+    for shown in [
+        table.clone(),
+        cli.ok(&["admin", "token", "list", "-o", "json"]).await,
+    ] {
+        assert!(!shown.contains(&secret[4..]), "a secret is shown:\n{shown}");
+    }
+    let listed = cli.json(&["admin", "token", "list"]).await;
+    let entry = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .cloned()
+        .expect("listed");
+    assert_eq!(entry["expiresAt"], created["expiresAt"]);
+
+    cli.ok(&["admin", "token", "revoke", &id]).await;
+    let (status, body) = tenant.call(reqwest::Method::GET, &groups, None).await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{body}");
+    let table = cli.ok(&["admin", "token", "list"]).await;
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .expect("still listed");
+    assert!(
+        row.split_whitespace()
+            .last()
+            .is_some_and(|r| r.ends_with('Z')),
+        "REVOKED shows when: {row}"
+    );
+    let unknown = cli.run(&["admin", "token", "revoke", "nosuchtoken1"]).await;
+    assert_eq!(unknown.status.code(), Some(3), "not found exits 3");
+    let bad = cli
+        .run(&[
+            "admin",
+            "token",
+            "create",
+            "--operator",
+            "--expires-in",
+            "30x",
+        ])
+        .await;
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a malformed duration is a usage error"
+    );
+}

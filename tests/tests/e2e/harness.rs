@@ -76,6 +76,29 @@ impl Cluster {
         }
     }
 
+    /// A second apiserver on this one's data dir (the same SQLite file, CA and keys), as another
+    /// replica of the control plane would be: its own ports, caches and tasks. No DNS server.
+    pub async fn replica(&self) -> Cluster {
+        let mut config = loopback_config(self.dir());
+        config.dns_listen = None;
+        let shutdown = CancellationToken::new();
+        let running = berth_apiserver::start(config.clone(), shutdown.clone())
+            .await
+            .expect("replica starts");
+        Self {
+            base: format!("https://localhost:{}", running.https_addr.port()),
+            ca_pem: running.ca_pem.clone(),
+            ca_hash: running.ca_hash.clone(),
+            node_addr: running.node_addr,
+            dns_addrs: None,
+            operator: self.operator.clone(),
+            running: Some(running),
+            dir: None,
+            config,
+            shutdown,
+        }
+    }
+
     /// Stops the apiserver (waiting for it) and starts it again on the same data dir and ports.
     pub async fn restart(self) -> Self {
         self.stop().await.start().await

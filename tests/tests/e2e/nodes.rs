@@ -209,3 +209,79 @@ async fn silent_nodes_go_not_ready_and_come_back() {
     let _back = cluster.start_node("flaky", state_dir, 2.0, 4.0, None).await;
     api.wait_group(SUB, "rg1", "svc", 20, running).await;
 }
+
+/// `lastHeartbeat` as Unix milliseconds.
+async fn last_heartbeat(cluster: &Cluster, name: &str) -> i64 {
+    let node = cluster.node_info(name).await;
+    let text = node["lastHeartbeat"].as_str().expect("lastHeartbeat");
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[tokio::test]
+async fn last_heartbeat_follows_the_node_and_survives_a_restart() {
+    let cluster = Cluster::start_with(|c| {
+        c.node_timeout_secs = 1;
+        c.heartbeat_interval_ms = 100;
+        c.heartbeat_store_interval_ms = 300;
+    })
+    .await;
+    let node = cluster.add_node("beating", 2.0, 4.0).await;
+    let id = cluster.node_info("beating").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let first = last_heartbeat(&cluster, "beating").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = last_heartbeat(&cluster, "beating").await;
+    assert!(
+        later >= first + 700 && later <= now_ms(),
+        "lastHeartbeat moves with the heartbeats: {first} then {later}"
+    );
+    // And it reaches the store, not only this process's memory.
+    let stored = cluster
+        .state()
+        .store
+        .node(&id)
+        .await
+        .expect("store")
+        .expect("node")
+        .last_heartbeat_ms;
+    assert!(
+        stored >= first + 300,
+        "the store's lastHeartbeat is at most a write interval behind: {first} then {stored}"
+    );
+
+    // The apiserver stops while the node beats; the node goes away meanwhile and never comes back.
+    let stopped_at = now_ms();
+    let stopped = cluster.stop().await;
+    let state_dir = node.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted_at = now_ms();
+    let cluster = stopped.start().await;
+    cluster.wait_node("beating", "NotReady").await;
+    let silent = last_heartbeat(&cluster, "beating").await;
+    assert!(
+        silent <= stopped_at + 200 && silent >= stopped_at - 800,
+        "lastHeartbeat is the last beat before the restart ({stopped_at}), not {silent}"
+    );
+    assert!(silent < restarted_at, "{silent} vs restart {restarted_at}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        last_heartbeat(&cluster, "beating").await,
+        silent,
+        "a silent node's lastHeartbeat stays"
+    );
+
+    // Back again: it moves on.
+    let _back = cluster
+        .start_node("beating", state_dir, 2.0, 4.0, None)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(last_heartbeat(&cluster, "beating").await > restarted_at);
+}

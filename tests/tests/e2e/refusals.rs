@@ -413,7 +413,7 @@ fn cases() -> Vec<(Rule, Mutation)> {
         ),
         (
             Rule::Nul,
-            Box::new(|s| s.containers[0].command[2] = "sleep\u{0}1".into()),
+            Box::new(|s| s.containers[0].command[2] = "sleep\u{0} 1".into()),
         ),
         (
             Rule::UnknownCapability,

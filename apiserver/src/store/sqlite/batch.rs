@@ -3,7 +3,8 @@
 //! SQLite has one writer, and with sqlx every statement is a round trip to that writer's thread. So
 //! throughput comes from doing more per statement: concurrent creates are gathered by one task and
 //! inserted with multi-row statements; a scheduling round's placements reserve capacity with one
-//! statement per node and assign groups with one statement per chunk.
+//! statement per node and assign groups with one statement per chunk; the gateway's heartbeats of
+//! every node are written with one statement per chunk every few seconds.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,7 +15,7 @@ use prost::Message as _;
 
 use super::{apply_one, json, provisioning_for, release};
 use crate::model::Size;
-use crate::store::{NewGroup, NodeReport, Placement, Result, StatusOutcome, StoreError};
+use crate::store::{Heartbeat, NewGroup, NodeReport, Placement, Result, StatusOutcome, StoreError};
 
 /// Creates gathered into one transaction at most.
 const CREATE_BATCH: usize = 256;
@@ -428,4 +429,33 @@ pub(super) async fn apply_statuses(
                 .unwrap_or(StatusOutcome::Ignored)
         })
         .collect())
+}
+
+/// Writes the nodes' last messages, one statement per chunk, in one transaction. Either time only
+/// moves forward, so a late or repeated write is harmless.
+pub(super) async fn record_heartbeats(pool: &SqlitePool, beats: &[Heartbeat]) -> Result<()> {
+    if beats.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for chunk in beats.chunks(CHUNK) {
+        let sql = format!(
+            "WITH beats (id, at_ms, node_ms) AS (VALUES {}) \
+             UPDATE nodes SET \
+             last_heartbeat_ms = CASE WHEN beats.at_ms > nodes.last_heartbeat_ms THEN beats.at_ms ELSE nodes.last_heartbeat_ms END, \
+             last_node_ms = CASE WHEN beats.node_ms > nodes.last_node_ms THEN beats.node_ms ELSE nodes.last_node_ms END \
+             FROM beats WHERE nodes.id = beats.id",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for beat in chunk {
+            query = query
+                .bind(&beat.node_id)
+                .bind(beat.at_ms)
+                .bind(beat.node_clock_ms);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -19,6 +19,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 mod batch;
 mod billing;
+mod tokens;
 mod usage_reader;
 
 /// SQLite, one file, WAL.
@@ -389,36 +390,23 @@ pub(super) async fn apply_one(
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, hash, subscriptions, operator, created_ms) VALUES (?, ?, ?, ?, ?)")
-            .bind(&token.id)
-            .bind(&token.hash)
-            .bind(json(&token.subscriptions))
-            .bind(token.operator)
-            .bind(token.created_ms)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        tokens::insert(&self.writer, token).await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(
-            "SELECT id, hash, subscriptions, operator, created_ms FROM tokens WHERE hash = ?",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|row| {
-            let subs: String = row.try_get("subscriptions")?;
-            Ok(TokenRecord {
-                id: row.try_get("id")?,
-                hash: row.try_get("hash")?,
-                subscriptions: serde_json::from_str(&subs)
-                    .map_err(|e| corrupt("tokens.subscriptions", e))?,
-                operator: row.try_get("operator")?,
-                created_ms: row.try_get("created_ms")?,
-            })
-        })
-        .transpose()
+        tokens::by_hash(&self.reader, hash).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        tokens::all(&self.reader).await
+    }
+
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<Revocation> {
+        tokens::revoke(&self.writer, id, now_ms).await
+    }
+
+    async fn record_token_use(&self, used: &[(String, i64)]) -> Result<()> {
+        tokens::record_use(&self.writer, used).await
     }
 
     async fn count_tokens(&self) -> Result<i64> {
@@ -521,10 +509,14 @@ impl Store for SqliteStore {
                 billing::node_lost(&mut tx, id, last).await?;
             }
         }
-        sqlx::query("UPDATE nodes SET status = ?, last_heartbeat_ms = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(last_heartbeat_ms)
-            .bind(id)
+        sqlx::query(
+            "UPDATE nodes SET status = ?1, \
+             last_heartbeat_ms = CASE WHEN ?2 > last_heartbeat_ms THEN ?2 ELSE last_heartbeat_ms END \
+             WHERE id = ?3",
+        )
+        .bind(status.as_str())
+        .bind(last_heartbeat_ms)
+        .bind(id)
             .execute(&mut *tx)
             .await?;
         if status == NodeStatus::NotReady {
@@ -538,6 +530,10 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<()> {
+        batch::record_heartbeats(&self.writer, beats).await
     }
 
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>> {
@@ -1048,6 +1044,52 @@ mod tests {
             .unwrap()
             .unwrap();
         (dir, store, "n1".to_owned())
+    }
+
+    #[tokio::test]
+    async fn heartbeats_are_written_together_and_never_move_back() {
+        let (_dir, store, node) = store_with_node(4000).await;
+        let beat = |at_ms, node_clock_ms| Heartbeat {
+            node_id: node.clone(),
+            at_ms,
+            node_clock_ms,
+        };
+        let stored = || async {
+            let last_node_ms: i64 =
+                sqlx::query_scalar("SELECT last_node_ms FROM nodes WHERE id = ?")
+                    .bind(&node)
+                    .fetch_one(&store.reader)
+                    .await
+                    .unwrap();
+            let record = store.node(&node).await.unwrap().unwrap();
+            (record.last_heartbeat_ms, last_node_ms, record.status)
+        };
+        let unknown = Heartbeat {
+            node_id: "gone".to_owned(),
+            at_ms: 9,
+            node_clock_ms: 9,
+        };
+        store
+            .record_heartbeats(&[beat(500, 400), unknown])
+            .await
+            .unwrap();
+        assert_eq!(stored().await, (500, 400, NodeStatus::Ready));
+        store.record_heartbeats(&[beat(300, 200)]).await.unwrap();
+        assert_eq!(
+            stored().await,
+            (500, 400, NodeStatus::Ready),
+            "late writes change nothing"
+        );
+        store
+            .set_node_status(&node, NodeStatus::NotReady, 100, 0)
+            .await
+            .unwrap();
+        assert_eq!(stored().await, (500, 400, NodeStatus::NotReady));
+        store
+            .set_node_status(&node, NodeStatus::Ready, 900, 0)
+            .await
+            .unwrap();
+        assert_eq!(stored().await, (900, 400, NodeStatus::Ready));
     }
 
     #[tokio::test]
