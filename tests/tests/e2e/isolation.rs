@@ -157,6 +157,21 @@ impl Drop for OutsideServer {
     }
 }
 
+/// Waits until `unshare` (process `pid`) has left the test's network namespace: until then a veth
+/// end moved "into" its namespace would land in ours.
+async fn wait_for_own_namespace(pid: &str) {
+    let ours = std::fs::read_link("/proc/self/ns/net").expect("our network namespace");
+    let theirs = format!("/proc/{pid}/ns/net");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(&theirs).is_ok_and(|ns| ns == ours) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`unshare --net` made no namespace within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("ip runs");
     assert!(status.success(), "ip {args:?}");
@@ -176,6 +191,7 @@ impl OutsideServer {
             .spawn()
             .expect("unshare runs");
         let pid = server.id().expect("the server's pid").to_string();
+        wait_for_own_namespace(&pid).await;
         let n = std::process::id() % 250;
         let host_veth = format!("{tag}{}h", std::process::id() % 100_000);
         let peer = format!("{tag}{}p", std::process::id() % 100_000);
