@@ -322,6 +322,20 @@ fn processes(argv: &[&str]) -> Vec<i32> {
         .collect()
 }
 
+/// The pids running `argv` once there are any: an exec's start returns when runc has started the
+/// process, which may still be `runc init` on its way to `execve`.
+async fn until_running(argv: &[&str]) -> Vec<i32> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pids = processes(argv);
+        if !pids.is_empty() {
+            return pids;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{argv:?} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn until_gone(argv: &[&str]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !processes(argv).is_empty() {
@@ -473,7 +487,10 @@ async fn a_caller_that_goes_away_has_its_process_killed() {
         let session = Session::open(&mut client, start(&argv, tty, true, Some((24, 80))))
             .await
             .unwrap();
-        assert_eq!(processes(&argv), vec![i32::try_from(session.pid).unwrap()]);
+        assert_eq!(
+            until_running(&argv).await,
+            vec![i32::try_from(session.pid).unwrap()]
+        );
         sessions.push(session);
     }
     assert_eq!(node.exec_dirs().len(), 2);
@@ -511,7 +528,7 @@ async fn a_restarted_agent_kills_the_exec_processes_it_finds_left() {
     let command = start(&argv, false, true, None);
     // The exec of an agent that is about to be replaced.
     let mut left = node.runtime.exec(&command).await.unwrap();
-    assert_eq!(processes(&argv).len(), 1);
+    assert_eq!(until_running(&argv).await.len(), 1);
     assert_eq!(node.exec_dirs().len(), 1);
 
     let restarted = ContainerdRuntime::start(node.config.clone(), &node.state, Changes::default())
