@@ -102,6 +102,26 @@ pub enum Command {
         #[command(subcommand)]
         command: BillingCommand,
     },
+    /// Set up the Azure CLI for this Berth: makes a credential for the subscription (operator
+    /// tokens can) and prints the `az cloud register`, `az cloud set` and `az login
+    /// --service-principal` lines with the CA variables; with --apply runs the az lines
+    AzSetup(AzSetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AzSetupArgs {
+    /// The name az knows this Berth by (`az cloud list`)
+    #[arg(long, value_name = "NAME", default_value = "berth")]
+    pub cloud_name: String,
+    /// Run the az lines (az signs in now) and print only the variables to export
+    #[arg(long)]
+    pub apply: bool,
+    /// The az to run with --apply
+    #[arg(long, value_name = "PATH", default_value = "az")]
+    pub az: std::path::PathBuf,
+    /// The credential's lifetime: 30d, 12h, … [default: never expires]
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_seconds)]
+    pub expires_in: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

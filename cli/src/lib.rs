@@ -20,7 +20,8 @@
 //!   export counted across chunks.
 //! - [`output`]: `--output table|json|yaml` rendering.
 //! - [`commands`]: one module per verb, each with one `pub async fn` (`dns check` asks Berth's DNS
-//!   server directly, with hickory-proto's message codec).
+//!   server directly, with hickory-proto's message codec; `az-setup` prints, or runs, what the Azure
+//!   CLI needs).
 
 pub mod admin;
 pub mod billing;
@@ -142,6 +143,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 BillingCommand::Show(args) => commands::billing::show::show(&ctx, &args).await,
             }
+        }
+        Command::AzSetup(args) => {
+            let ctx = context(&config_path, &overrides, &env, output)?;
+            commands::az_setup::run(&ctx, &args).await
         }
         Command::Dns {
             command: DnsCommand::Check(args),

@@ -374,8 +374,10 @@ fn exec_kind(request: arm::ContainerExecRequest) -> Result<SessionKind, ApiError
         ));
     }
     let size = request.terminal_size.unwrap_or_default();
+    // A terminal of size 0 is one that does not know its size (`script`, CI): `az container exec`
+    // sends what the OS says. It gets the default size, as when no size is given.
     let dimension = |value: Option<i64>, default: u32, field: &str| match value {
-        None => Ok(default),
+        None | Some(0) => Ok(default),
         Some(n) if (1..=MAX_TERMINAL).contains(&n) => Ok(n as u32),
         Some(n) => Err(ApiError::bad_request(
             "InvalidParameter",
@@ -979,14 +981,22 @@ mod tests {
         assert_eq!(command, ["sh", "-c", "echo a  b"]);
         let error = exec_kind(request(serde_json::json!("  "))).unwrap_err();
         assert_eq!(error.target.as_deref(), Some("command"));
-        let mut bad = request(serde_json::json!("sh"));
-        bad.terminal_size = Some(arm::TerminalSize {
+        let mut unknown = request(serde_json::json!("sh"));
+        unknown.terminal_size = Some(arm::TerminalSize {
             rows: Some(0),
-            cols: None,
+            cols: Some(0),
         });
-        assert_eq!(
-            exec_kind(bad).unwrap_err().target.as_deref(),
-            Some("terminalSize.rows")
-        );
+        let SessionKind::Exec { rows, cols, .. } = exec_kind(unknown).unwrap() else {
+            panic!("not an exec");
+        };
+        assert_eq!((rows, cols), (24, 80), "a terminal that does not know its size");
+        for (rows, cols, target) in [
+            (Some(-1), None, "terminalSize.rows"),
+            (None, Some(MAX_TERMINAL + 1), "terminalSize.cols"),
+        ] {
+            let mut bad = request(serde_json::json!("sh"));
+            bad.terminal_size = Some(arm::TerminalSize { rows, cols });
+            assert_eq!(exec_kind(bad).unwrap_err().target.as_deref(), Some(target));
+        }
     }
 }

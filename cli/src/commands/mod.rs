@@ -1,6 +1,7 @@
 //! One module per verb, each with one `pub async fn` that takes the [`Context`] and its arguments.
 
 pub mod admin;
+pub mod az_setup;
 pub mod billing;
 pub mod container;
 pub mod dns;

@@ -308,6 +308,22 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         "a TTY has one stream: {outcome:?}"
     );
 
+    // A terminal that does not know its size (`az container exec` under `script` or in CI sends 0×0):
+    // the default size.
+    let (uri, password) = session(
+        &api,
+        "shell",
+        "exec",
+        Some(json!({"command": ["sh"], "terminalSize": {"rows": 0, "cols": 0}})),
+    )
+    .await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
+    let mut outcome = Outcome::default();
+    socket.send(frame(0, b"stty size\n")).await.expect("send");
+    read_until(&mut socket, &mut outcome, "24 80").await;
+    socket.send(frame(0, b"exit\n")).await.expect("send");
+    finish(&mut socket, &mut outcome).await;
+
     // No such executable: a status saying so, not a hang.
     let (uri, password) = session(
         &api,

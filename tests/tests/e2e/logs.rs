@@ -185,7 +185,7 @@ async fn exec_and_attach_validate_and_say_why_a_hollow_node_cannot() {
         (json!({"command": []}), "command"),
         (json!({"command": 7}), "command"),
         (
-            json!({"command": "sh", "terminalSize": {"rows": 0, "cols": 80}}),
+            json!({"command": "sh", "terminalSize": {"rows": -1, "cols": 80}}),
             "terminalSize.rows",
         ),
         (
