@@ -109,6 +109,14 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "Conflict", what),
+            StoreError::ResourceGroupLimit => ApiError::new(
+                StatusCode::CONFLICT,
+                "ResourceGroupQuotaExceeded",
+                format!(
+                    "The subscription has {} resource groups, the most it may have; delete one first.",
+                    crate::store::RESOURCE_GROUPS_PER_SUBSCRIPTION
+                ),
+            ),
             other => {
                 // Internals never leak to the client; the log keeps the cause.
                 tracing::error!(error = %other, "store error");

@@ -424,6 +424,18 @@ pub(super) async fn patch(
     Ok(Json(render::container_group(&group, true)).into_response())
 }
 
+/// Deletes a group: its capacity released, its billing ended, its node told, its DNS record gone.
+/// Returns the group as it was, or `None` if it was gone already.
+pub(super) async fn remove(state: &AppState, id: &str) -> Result<Option<GroupRecord>, ApiError> {
+    let deleted = state.store.delete_group(id, crate::now_ms()).await?;
+    state.zone_dirty.poke();
+    if let Some(node) = deleted.as_ref().and_then(|d| d.node_id.as_ref()) {
+        state.gateway.remove(node, id);
+        state.scheduler.capacity_changed();
+    }
+    Ok(deleted)
+}
+
 pub(super) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -434,15 +446,9 @@ pub(super) async fn delete(
     let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let deleted = state.store.delete_group(&group.id, crate::now_ms()).await?;
-    state.zone_dirty.poke();
-    let Some(deleted) = deleted else {
+    let Some(deleted) = remove(&state, &group.id).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    if let Some(node) = &deleted.node_id {
-        state.gateway.remove(node, &deleted.id);
-        state.scheduler.capacity_changed();
-    }
     let mut body = render::container_group(&deleted, true);
     if let Some(props) = body.properties.as_mut() {
         props.provisioning_state = Some("Succeeded".to_owned());

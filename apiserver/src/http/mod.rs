@@ -10,14 +10,17 @@ mod extract;
 mod groups;
 pub(crate) mod limits;
 mod media;
+mod path;
 mod provider;
+mod resource_groups;
+mod subscriptions;
 mod tokens;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, head, post};
 
 pub use extract::ArmJson;
 
@@ -26,11 +29,28 @@ use crate::error::ApiError;
 
 const CG: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}";
 const PROVIDER: &str = "/subscriptions/{sub}/providers/Microsoft.ContainerInstance";
+const RG: &str = "/subscriptions/{sub}/resourceGroups/{rg}";
 
 /// The router, before path normalisation (see [`service`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/subscriptions", get(provider::list_subscriptions))
+        .route("/tenants", get(subscriptions::tenants))
+        .route("/subscriptions/{sub}", get(subscriptions::get))
+        .route("/subscriptions/{sub}/providers", get(subscriptions::list_providers))
+        .route("/subscriptions/{sub}/providers/{namespace}", get(subscriptions::get_provider))
+        .route("/subscriptions/{sub}/providers/{namespace}/register", post(subscriptions::register))
+        .route("/subscriptions/{sub}/resourceGroups", get(resource_groups::list))
+        .route(
+            RG,
+            head(resource_groups::exists)
+                .get(resource_groups::get)
+                .put(resource_groups::put)
+                .patch(resource_groups::patch)
+                .delete(resource_groups::delete),
+        )
+        .route(&format!("{RG}/resources"), get(resource_groups::resources))
+        .route("/subscriptions/{sub}/operationResults/{operation}", get(resource_groups::operation_result))
         .route(&format!("{PROVIDER}/containerGroups"), get(groups::list_by_subscription))
         .route(
             "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups",
@@ -68,7 +88,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The whole HTTP service: ARM path literals are matched without case, as ARM does.
+/// The whole HTTP service: empty path segments are dropped and ARM path literals are matched without
+/// case, as ARM does.
 pub fn service(
     state: AppState,
 ) -> impl tower::Service<
@@ -127,6 +148,10 @@ fn with_request_id(mut response: Response) -> Response {
 /// ARM's fixed path segments, by their lower-case form.
 const LITERALS: &[&str] = &[
     "subscriptions",
+    "tenants",
+    "resources",
+    "register",
+    "operationResults",
     "resourceGroups",
     "providers",
     "Microsoft.ContainerInstance",
@@ -153,8 +178,9 @@ const LITERALS: &[&str] = &[
 pub fn canonical_path(path: &str) -> String {
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() < 2
-        || !segments[1].eq_ignore_ascii_case("subscriptions")
-            && !segments[1].eq_ignore_ascii_case("providers")
+        || !["subscriptions", "providers", "tenants"]
+            .iter()
+            .any(|first| segments[1].eq_ignore_ascii_case(first))
     {
         return path.to_owned();
     }
@@ -259,8 +285,9 @@ fn normalize_path(mut request: Request) -> Request {
             .insert(axum::http::header::HOST, value);
     }
     let path = request.uri().path();
-    let repaired = repair_utf8(path);
-    let canonical = canonical_path(repaired.as_deref().unwrap_or(path));
+    let collapsed = path::collapse_empty_segments(path);
+    let repaired = repair_utf8(collapsed.as_deref().unwrap_or(path));
+    let canonical = canonical_path(repaired.as_deref().or(collapsed.as_deref()).unwrap_or(path));
     if canonical != path {
         let mut parts = request.uri().clone().into_parts();
         let query = request

@@ -63,15 +63,17 @@ fn admit(
 
 /// ARM's `GET /subscriptions`: the caller's subscriptions.
 pub(super) async fn list_subscriptions(
+    State(state): State<AppState>,
     principal: Principal,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
     any_version(&query)?;
     let mut subs: Vec<&String> = principal.subscriptions.iter().collect();
     subs.sort();
+    let tenant = super::subscriptions::tenant_id(&state);
     let value: Vec<_> = subs
         .into_iter()
-        .map(|s| json!({"id": format!("/subscriptions/{s}"), "subscriptionId": s, "displayName": s, "state": "Enabled"}))
+        .map(|s| super::subscriptions::subscription_body(&tenant, s))
         .collect();
     Ok(Json(json!({ "value": value })).into_response())
 }

@@ -41,7 +41,13 @@ pub enum StoreError {
     /// The subscription's quota would be exceeded; carries the usage before the request.
     #[error("quota exceeded: {groups} groups, {cpu_millis} millicores in use")]
     QuotaExceeded { groups: i64, cpu_millis: u64 },
+    /// A new resource group would pass [`RESOURCE_GROUPS_PER_SUBSCRIPTION`].
+    #[error("the subscription has {RESOURCE_GROUPS_PER_SUBSCRIPTION} resource groups already")]
+    ResourceGroupLimit,
 }
+
+/// How many resource groups a subscription may have (ARM's limit).
+pub const RESOURCE_GROUPS_PER_SUBSCRIPTION: i64 = 980;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -193,6 +199,37 @@ pub struct GroupRecord {
     pub events: Vec<GroupEvent>,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+/// A resource group: a subscription's named set of container groups, with ARM's attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroupRecord {
+    pub subscription: String,
+    /// As its creator wrote it; compared without case.
+    pub name: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What creating a resource group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceGroupCreation {
+    Created,
+    /// One of that name (in any case) exists; nothing changed.
+    Exists,
+    /// The subscription has [`RESOURCE_GROUPS_PER_SUBSCRIPTION`] already; nothing changed.
+    LimitReached,
+}
+
+/// What deleting a resource group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceGroupDeletion {
+    Deleted,
+    NotFound,
+    /// Container groups are (again) in it; nothing changed.
+    NotEmpty,
 }
 
 /// What the store needs to create a group.
@@ -378,8 +415,10 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> Result<Vec<GroupRecord>>;
-    /// Inserts a new group and its create operation, counting it against the subscription's quota.
-    /// `Conflict` if the name or FQDN is taken, `QuotaExceeded` past the quota.
+    /// Inserts a new group and its create operation, counting it against the subscription's quota,
+    /// and its resource group if that does not exist yet (with the group's location).
+    /// `Conflict` if the name or FQDN is taken, `QuotaExceeded` past the quota, `ResourceGroupLimit`
+    /// if the resource group is new and the subscription has as many as it may.
     async fn create_group(&self, group: &NewGroup) -> Result<()>;
     /// Replaces the spec of an existing group in place (same node, same capacity), bumping its generation.
     async fn update_group(
@@ -419,6 +458,34 @@ pub trait Store: Send + Sync + 'static {
     async fn dns_records(&self) -> Result<Vec<(String, Vec<std::net::IpAddr>)>>;
     /// A subscription's group count and requested CPU (for usages).
     async fn usage(&self, subscription: &str) -> Result<(i64, Size)>;
+
+    // ---- resource groups ----
+    /// A resource group by name (compared without case).
+    async fn resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Option<ResourceGroupRecord>>;
+    /// A subscription's resource groups, by name.
+    async fn resource_groups(&self, subscription: &str) -> Result<Vec<ResourceGroupRecord>>;
+    /// Creates a resource group unless one of its name exists or the subscription is at its limit.
+    async fn create_resource_group(
+        &self,
+        group: &ResourceGroupRecord,
+    ) -> Result<ResourceGroupCreation>;
+    async fn set_resource_group_tags(
+        &self,
+        subscription: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Deletes a resource group that holds no container group.
+    async fn delete_resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<ResourceGroupDeletion>;
 
     // ---- scheduling ----
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>>;

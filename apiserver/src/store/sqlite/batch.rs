@@ -13,9 +13,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use prost::Message as _;
 
-use super::{apply_one, json, provisioning_for, release};
+use super::{apply_one, json, provisioning_for, release, resource_groups};
 use crate::model::Size;
-use crate::store::{Heartbeat, NewGroup, NodeReport, Placement, Result, StatusOutcome, StoreError};
+use crate::store::{
+    Heartbeat, NewGroup, NodeReport, Placement, ResourceGroupCreation, ResourceGroupRecord, Result,
+    StatusOutcome, StoreError,
+};
 
 /// Creates gathered into one transaction at most.
 const CREATE_BATCH: usize = 256;
@@ -129,6 +132,45 @@ async fn commit_creates(pool: &SqlitePool, groups: &[&NewGroup]) -> Result<Vec<R
             }
         }
     }
+    // 3. Resource groups that do not exist yet, with the location of the first group created into
+    //    them; a group whose resource group would pass the subscription's limit is refused, and
+    //    given back its quota.
+    let mut resource_groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        if results[i].is_none() {
+            resource_groups
+                .entry((g.key.subscription.as_str(), g.key.resource_group.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for members in resource_groups.values() {
+        let first = groups[members[0]];
+        let record = ResourceGroupRecord {
+            subscription: first.key.subscription.clone(),
+            name: first.resource_group_as.clone(),
+            location: first.location.clone(),
+            tags: BTreeMap::new(),
+            created_ms: first.now_ms,
+            updated_ms: first.now_ms,
+        };
+        if resource_groups::insert(&mut tx, &record).await? != ResourceGroupCreation::LimitReached {
+            continue;
+        }
+        for i in members {
+            let g = groups[*i];
+            sqlx::query(
+                "UPDATE subscription_usage SET groups = groups - 1, cpu_millis = cpu_millis - ? \
+                 WHERE subscription = ?",
+            )
+            .bind(g.spec.requests().cpu_millis as i64)
+            .bind(&g.key.subscription)
+            .execute(&mut *tx)
+            .await?;
+            results[*i] = Some(Err(StoreError::ResourceGroupLimit));
+            refused.push(g.id.clone());
+        }
+    }
     for chunk in refused.chunks(CHUNK) {
         let sql = format!(
             "DELETE FROM groups WHERE id IN ({})",
@@ -141,7 +183,7 @@ async fn commit_creates(pool: &SqlitePool, groups: &[&NewGroup]) -> Result<Vec<R
         query.execute(&mut *tx).await?;
     }
 
-    // 3. The create operations of the groups that made it.
+    // 4. The create operations of the groups that made it.
     let created: Vec<&NewGroup> = groups
         .iter()
         .enumerate()

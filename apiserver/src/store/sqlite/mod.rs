@@ -19,6 +19,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 mod batch;
 mod billing;
+mod resource_groups;
 mod tokens;
 mod usage_reader;
 
@@ -808,6 +809,43 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Option<ResourceGroupRecord>> {
+        resource_groups::get(&self.reader, subscription, name).await
+    }
+
+    async fn resource_groups(&self, subscription: &str) -> Result<Vec<ResourceGroupRecord>> {
+        resource_groups::list(&self.reader, subscription).await
+    }
+
+    async fn create_resource_group(
+        &self,
+        group: &ResourceGroupRecord,
+    ) -> Result<ResourceGroupCreation> {
+        resource_groups::create(&self.writer, group).await
+    }
+
+    async fn set_resource_group_tags(
+        &self,
+        subscription: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<()> {
+        resource_groups::set_tags(&self.writer, subscription, name, tags, now_ms).await
+    }
+
+    async fn delete_resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<ResourceGroupDeletion> {
+        resource_groups::delete(&self.writer, subscription, name).await
+    }
+
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>> {
         let rows = sqlx::query(
             "SELECT id, os_type, cpu_millis, memory_mib, gpu, generation, events FROM groups \
@@ -1044,6 +1082,89 @@ mod tests {
             .unwrap()
             .unwrap();
         (dir, store, "n1".to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_create_makes_its_resource_group_which_is_deleted_only_when_empty() {
+        let (_dir, store, _node) = store_with_node(4000).await;
+        let mut g = new_group("a", 100);
+        g.key = GroupKey::new("sub", "MyRG", "a");
+        g.resource_group_as = "MyRG".to_owned();
+        store.create_group(&g).await.unwrap();
+        let rg = store.resource_group("sub", "myrg").await.unwrap().unwrap();
+        assert_eq!((rg.name.as_str(), rg.location.as_str()), ("MyRG", "local"));
+        let again = ResourceGroupRecord {
+            name: "MYRG".to_owned(),
+            ..rg.clone()
+        };
+        assert_eq!(
+            store.create_resource_group(&again).await.unwrap(),
+            ResourceGroupCreation::Exists
+        );
+        assert_eq!(
+            store.delete_resource_group("sub", "myrg").await.unwrap(),
+            ResourceGroupDeletion::NotEmpty
+        );
+        store.delete_group(&g.id, 2).await.unwrap();
+        assert_eq!(
+            store.delete_resource_group("sub", "MYRG").await.unwrap(),
+            ResourceGroupDeletion::Deleted
+        );
+        assert_eq!(
+            store.delete_resource_group("sub", "MYRG").await.unwrap(),
+            ResourceGroupDeletion::NotFound
+        );
+        assert!(store.resource_groups("sub").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn past_the_resource_group_limit_nothing_is_created_and_quota_is_given_back() {
+        let (_dir, store, _node) = store_with_node(4000).await;
+        for i in 0..RESOURCE_GROUPS_PER_SUBSCRIPTION {
+            let rg = ResourceGroupRecord {
+                subscription: "sub".to_owned(),
+                name: format!("rg{i}"),
+                location: "local".to_owned(),
+                tags: BTreeMap::new(),
+                created_ms: 1,
+                updated_ms: 1,
+            };
+            assert_eq!(
+                store.create_resource_group(&rg).await.unwrap(),
+                ResourceGroupCreation::Created
+            );
+        }
+        let one_more = ResourceGroupRecord {
+            subscription: "sub".to_owned(),
+            name: "extra".to_owned(),
+            location: "local".to_owned(),
+            tags: BTreeMap::new(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        assert_eq!(
+            store.create_resource_group(&one_more).await.unwrap(),
+            ResourceGroupCreation::LimitReached
+        );
+        // A container group into a new resource group is refused; into an existing one it is not.
+        let mut refused = new_group("a", 100);
+        refused.key = GroupKey::new("sub", "extra", "a");
+        refused.resource_group_as = "extra".to_owned();
+        assert!(matches!(
+            store.create_group(&refused).await,
+            Err(StoreError::ResourceGroupLimit)
+        ));
+        assert!(store.group(&refused.key).await.unwrap().is_none());
+        assert_eq!(store.usage("sub").await.unwrap().0, 0);
+        let mut fits = new_group("b", 100);
+        fits.key = GroupKey::new("sub", "RG7", "b");
+        fits.resource_group_as = "RG7".to_owned();
+        store.create_group(&fits).await.unwrap();
+        assert_eq!(store.usage("sub").await.unwrap().0, 1);
+        assert_eq!(
+            store.resource_groups("sub").await.unwrap().len() as i64,
+            RESOURCE_GROUPS_PER_SUBSCRIPTION
+        );
     }
 
     #[tokio::test]
