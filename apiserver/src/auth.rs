@@ -134,6 +134,28 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// The installation's tenant id (a GUID): every subscription of this Berth belongs to this one
+/// tenant. It is derived from the cluster CA certificate, so every replica (they share the CA)
+/// agrees on it with nothing more to store, and it stays the same across restarts; an installation
+/// that replaces its CA gets a new tenant id. ARM's `GET /tenants`, subscriptions' `tenantId`, the
+/// sign-in authority and the `tid` of its access tokens all use it.
+pub fn tenant_id(state: &AppState) -> String {
+    tenant_of_ca(state.ca.cert_der().as_ref())
+}
+
+/// A version-8 (custom) UUID from SHA-256 over a label and the CA certificate's DER.
+pub fn tenant_of_ca(ca_der: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"berth tenant id\0")
+        .chain_update(ca_der)
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(bytes).to_string()
+}
+
 /// A token just made: the only time its secret exists in clear.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -596,6 +618,16 @@ mod tests {
         // Idle entries go once their use is written.
         auth.write_uses(300 + IDLE_MS + 1).await;
         assert!(auth.cache().is_empty());
+    }
+
+    #[test]
+    fn the_tenant_id_is_a_stable_guid_per_ca() {
+        let one = tenant_of_ca(b"ca one");
+        assert_eq!(one, tenant_of_ca(b"ca one"));
+        assert_ne!(one, tenant_of_ca(b"ca two"));
+        let parsed = uuid::Uuid::parse_str(&one).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+        assert_eq!(one, one.to_ascii_lowercase());
     }
 
     #[test]
