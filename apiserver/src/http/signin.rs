@@ -3,12 +3,12 @@
 //! interactive sign-in is not offered. All unauthenticated; errors in OAuth's shape.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::extract::RawBody;
 use super::groups::base_url;
 use crate::auth::{Refusal, tenant_id};
 use crate::render::timestamp;
@@ -48,21 +48,48 @@ pub(super) async fn tenant_openid_configuration(
 /// `POST /adfs/oauth2/token`.
 pub(super) async fn token(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    request: Request,
 ) -> Result<Response, OAuthError> {
+    let (headers, body) = form_body(&state, request).await?;
     grant(&state, &headers, &body).await
 }
 
 /// `POST /adfs/{tenant}/oauth2/v2.0/token` (and `/adfs/{tenant}/oauth2/token`).
 pub(super) async fn tenant_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(tenant): Path<String>,
-    RawBody(body): RawBody,
+    request: Request,
 ) -> Result<Response, OAuthError> {
     check_tenant(&state, &tenant)?;
+    let (headers, body) = form_body(&state, request).await?;
     grant(&state, &headers, &body).await
+}
+
+/// The head and the form body of a token request: at most `--max-body-bytes`, and
+/// `application/x-www-form-urlencoded` if it says what it is (RFC 6749 §4.4.2).
+async fn form_body(state: &AppState, request: Request) -> Result<(HeaderMap, Bytes), OAuthError> {
+    let (parts, body) = request.into_parts();
+    if let Some(value) = parts.headers.get(header::CONTENT_TYPE) {
+        let essence = value
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::invalid_request(
+                "The token request's body is application/x-www-form-urlencoded.",
+            ));
+        }
+    }
+    let limit = state.config.max_body_bytes;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        OAuthError::invalid_request(format!(
+            "The token request's body could not be read, or is over {limit} bytes."
+        ))
+    })?;
+    Ok((parts.headers, body))
 }
 
 /// `/adfs/discovery/keys`: access tokens are HS256 under a key only the apiserver holds, so there is
