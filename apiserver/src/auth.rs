@@ -134,6 +134,20 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// The installation's tenant id (a GUID): every subscription of this Berth belongs to this one
+/// tenant. It is derived from the cluster CA certificate, so every replica (they share the CA)
+/// agrees on it with nothing more to store, and it stays the same across restarts; an installation
+/// that replaces its CA gets a new tenant id. ARM's `GET /tenants`, subscriptions' `tenantId`, the
+/// sign-in authority and the `tid` of its access tokens all use it.
+pub fn tenant_id(state: &AppState) -> String {
+    tenant_of_ca(state.ca.cert_der().as_ref())
+}
+
+/// A version-8 (custom) UUID from SHA-256 over a label and the CA certificate's DER.
+pub fn tenant_of_ca(ca_der: &[u8]) -> String {
+    crate::signin::derived_guid(b"berth tenant id\0", ca_der)
+}
+
 /// A token just made: the only time its secret exists in clear.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -219,6 +233,22 @@ impl Cached {
     }
 }
 
+/// How a credential is looked up: by its hash (bearer tokens) or its id (access tokens issued
+/// for it). Both kinds share the cache: hashes are hex, id keys are `id:<id>`.
+enum By {
+    Hash(String),
+    Id(String),
+}
+
+impl By {
+    fn cache_key(&self) -> String {
+        match self {
+            By::Hash(hash) => hash.clone(),
+            By::Id(id) => format!("id:{id}"),
+        }
+    }
+}
+
 enum Lookup {
     Fresh(Result<Principal, Refusal>),
     Stale(Arc<tokio::sync::Mutex<()>>),
@@ -285,8 +315,26 @@ impl Authenticator {
         token: &str,
         now_ms: i64,
     ) -> Result<Result<Principal, Refusal>, StoreError> {
-        let hash = hash(token);
-        let gate = match self.lookup(&hash, now_ms) {
+        self.standing_of(By::Hash(hash(token)), now_ms).await
+    }
+
+    /// Who the credential with id `id` is at `now_ms` (for access tokens issued for it, which
+    /// carry its id), under the same cache and trust rule as [`Authenticator::authenticate`].
+    pub async fn authenticate_id(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Result<Principal, Refusal>, StoreError> {
+        self.standing_of(By::Id(id.to_owned()), now_ms).await
+    }
+
+    async fn standing_of(
+        &self,
+        by: By,
+        now_ms: i64,
+    ) -> Result<Result<Principal, Refusal>, StoreError> {
+        let key = by.cache_key();
+        let gate = match self.lookup(&key, now_ms) {
             Lookup::Fresh(answer) => return Ok(answer),
             Lookup::Stale(gate) => Some(gate),
             Lookup::Missing => None,
@@ -295,15 +343,18 @@ impl Authenticator {
         let _refreshing = match gate {
             Some(gate) => {
                 let guard = gate.lock_owned().await;
-                if let Lookup::Fresh(answer) = self.lookup(&hash, now_ms) {
+                if let Lookup::Fresh(answer) = self.lookup(&key, now_ms) {
                     return Ok(answer);
                 }
                 Some(guard)
             }
             None => None,
         };
-        let record = self.store.token_by_hash(&hash).await?;
-        Ok(self.remember(hash, record, now_ms))
+        let record = match &by {
+            By::Hash(hash) => self.store.token_by_hash(hash).await?,
+            By::Id(id) => self.store.token_by_id(id).await?,
+        };
+        Ok(self.remember(key, record, now_ms))
     }
 
     fn lookup(&self, hash: &str, now_ms: i64) -> Lookup {
@@ -363,6 +414,10 @@ impl Authenticator {
                 .or_insert_with(|| Cached::new(record, Standing::Revoked, now_ms));
             entry.standing = Standing::Revoked;
             entry.read_ms = now_ms;
+            if let Some(entry) = cache.get_mut(&By::Id(record.id.clone()).cache_key()) {
+                entry.standing = Standing::Revoked;
+                entry.read_ms = now_ms;
+            }
         }
         Ok(outcome)
     }
@@ -446,7 +501,20 @@ impl FromRequestParts<AppState> for Principal {
                 )
                 .with_target("Authorization")
             })?;
-        Ok(state.auth.authenticate(token, crate::now_ms()).await??)
+        let now = crate::now_ms();
+        if token.starts_with("berth_") {
+            return Ok(state.auth.authenticate(token, now).await??);
+        }
+        // An access token of the sign-in authority: signed by us and unexpired, then judged by the
+        // standing of the credential it was issued for.
+        let claims = state
+            .signin
+            .verify(token, now)
+            .map_err(|rejection| match rejection {
+                crate::signin::Rejection::Invalid => Refusal::Unknown,
+                crate::signin::Rejection::Expired { at_ms } => Refusal::Expired { at_ms },
+            })?;
+        Ok(state.auth.authenticate_id(&claims.appid, now).await??)
     }
 }
 
@@ -518,6 +586,33 @@ mod tests {
         };
         assert_eq!(
             auth.remember(issued.record.hash.clone(), Some(stale), 1_003),
+            Err(Refusal::Revoked)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_credential_looked_up_by_id_is_revoked_like_its_token() {
+        let (_dir, store, auth) = authenticator().await;
+        let a = auth.issue(&["s".to_owned()], false, None, 0).await.unwrap();
+        let b = auth.issue(&["s".to_owned()], false, None, 0).await.unwrap();
+        let by_id = |id: String, now| {
+            let auth = &auth;
+            async move { auth.authenticate_id(&id, now).await.unwrap() }
+        };
+        assert_eq!(
+            by_id(a.record.id.clone(), 10).await.unwrap().token_id,
+            a.record.id
+        );
+        assert_eq!(by_id("nope".to_owned(), 10).await, Err(Refusal::Unknown));
+        // Through this process: at once.
+        auth.revoke(&a.record.id, 20).await.unwrap();
+        assert_eq!(by_id(a.record.id.clone(), 21).await, Err(Refusal::Revoked));
+        // Through another replica: within the second the entry is trusted.
+        assert!(by_id(b.record.id.clone(), 1_000).await.is_ok());
+        store.revoke_token(&b.record.id, 1_001).await.unwrap();
+        assert!(by_id(b.record.id.clone(), 1_999).await.is_ok());
+        assert_eq!(
+            by_id(b.record.id.clone(), 2_000).await,
             Err(Refusal::Revoked)
         );
     }
@@ -596,6 +691,16 @@ mod tests {
         // Idle entries go once their use is written.
         auth.write_uses(300 + IDLE_MS + 1).await;
         assert!(auth.cache().is_empty());
+    }
+
+    #[test]
+    fn the_tenant_id_is_a_stable_guid_per_ca() {
+        let one = tenant_of_ca(b"ca one");
+        assert_eq!(one, tenant_of_ca(b"ca one"));
+        assert_ne!(one, tenant_of_ca(b"ca two"));
+        let parsed = uuid::Uuid::parse_str(&one).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+        assert_eq!(one, one.to_ascii_lowercase());
     }
 
     #[test]

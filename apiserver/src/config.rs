@@ -109,6 +109,9 @@ pub struct Flags {
     /// UDP worker threads of the embedded DNS server [default: 1].
     #[arg(long)]
     pub dns_workers: Option<usize>,
+    /// Seconds an access token of the sign-in authority (`/adfs`) is valid [default: 3600].
+    #[arg(long)]
+    pub access_token_lifetime_secs: Option<u64>,
     /// Price sheet (TOML: currency and a decimal-string price per meter), re-read on SIGHUP
     /// [default: the built-in ACI list prices].
     #[arg(long, value_name = "FILE")]
@@ -149,6 +152,7 @@ pub struct FileConfig {
     pub dns_ttl: Option<u32>,
     pub dns_workers: Option<usize>,
     pub price_sheet: Option<PathBuf>,
+    pub access_token_lifetime_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -188,6 +192,8 @@ pub struct Config {
     pub dns_workers: usize,
     /// `None`: the built-in price sheet.
     pub price_sheet: Option<PathBuf>,
+    /// Lifetime of the sign-in authority's access tokens, in seconds (at least 1).
+    pub access_token_lifetime_secs: u64,
 }
 
 impl Config {
@@ -289,6 +295,11 @@ impl Config {
             dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),
             dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
             price_sheet: flags.price_sheet.or(file.price_sheet),
+            access_token_lifetime_secs: flags
+                .access_token_lifetime_secs
+                .or(file.access_token_lifetime_secs)
+                .unwrap_or(3600)
+                .max(1),
             data_dir,
         }
     }

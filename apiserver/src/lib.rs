@@ -16,6 +16,7 @@
 //! - [`dns`]: the DNS zone kept equal to the store, the embedded DNS server, `DnsService.Watch`.
 //! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
 //!   certificate; [`exec`]: the single-use exec and attach sessions.
+//! - [`signin`]: the ADFS-style sign-in authority (client credentials in, JWT access tokens out).
 //! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
 //! - [`error`]: `ApiError`, ACI's error shape.
 
@@ -32,6 +33,7 @@ pub mod nodes;
 pub mod render;
 pub mod scheduler;
 pub mod secrets;
+pub mod signin;
 pub mod store;
 pub mod tls;
 pub mod validate;
@@ -112,6 +114,8 @@ pub struct AppState {
     pub ca: Arc<ClusterCa>,
     /// The price sheet exports cost usage with.
     pub prices: billing::prices::Prices,
+    /// Signs and verifies the sign-in authority's access tokens.
+    pub signin: Arc<signin::AccessTokens>,
 }
 
 /// Why the apiserver could not start.
@@ -141,6 +145,8 @@ pub enum StartError {
     Grpc(#[from] tonic::transport::Error),
     #[error("the embedded DNS server cannot start")]
     Dns(#[from] berth_dns::ServerError),
+    #[error("sign-in key setup failed")]
+    Signin(#[from] signin::KeyError),
     #[error("the price sheet was refused")]
     Prices(#[from] billing::prices::PriceError),
 }
@@ -200,6 +206,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let prices = billing::prices::Prices::load(config.price_sheet.as_deref())?;
     let secrets = Arc::new(SecretBox::load_or_create(
         &config.data_dir.join("secrets.key"),
+    )?);
+    let access_tokens = Arc::new(signin::AccessTokens::load_or_create(
+        &config.data_dir.join("signin.key"),
+        config.access_token_lifetime_secs,
     )?);
     let store: Arc<dyn Store> = match config.store.strip_prefix("sqlite://") {
         Some(_) => Arc::new(SqliteStore::connect(&config.store).await?),
@@ -293,6 +303,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         zone_dirty: zone_dirty.clone(),
         ca: ca.clone(),
         prices: prices.clone(),
+        signin: access_tokens,
     };
 
     let tasks = TaskTracker::new();

@@ -10,9 +10,11 @@ mod extract;
 mod groups;
 pub(crate) mod limits;
 mod media;
+mod metadata;
 mod path;
 mod provider;
 mod resource_groups;
+mod signin;
 mod subscriptions;
 mod tokens;
 
@@ -79,6 +81,16 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/billing/usage", get(billing::admin_usage))
         .route("/admin/billing/prices", get(billing::prices))
         .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))
+        .route("/metadata/endpoints", get(metadata::endpoints))
+        .route("//metadata/endpoints", get(metadata::endpoints))
+        .route("/adfs/.well-known/openid-configuration", get(signin::openid_configuration))
+        .route("/adfs/{tenant}/.well-known/openid-configuration", get(signin::tenant_openid_configuration))
+        .route("/adfs/{tenant}/v2.0/.well-known/openid-configuration", get(signin::tenant_openid_configuration))
+        .route("/adfs/oauth2/token", post(signin::token))
+        .route("/adfs/{tenant}/oauth2/token", post(signin::tenant_token))
+        .route("/adfs/{tenant}/oauth2/v2.0/token", post(signin::tenant_token))
+        .route("/adfs/oauth2/authorize", get(signin::authorize))
+        .route("/adfs/discovery/keys", get(signin::keys))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(limits::enforce))

@@ -363,6 +363,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- tokens ----
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>>;
     /// Every token, revoked and expired ones included, oldest first.
     async fn tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Revokes a token at `now_ms` (idempotent), unless it is the last live operator token.

@@ -21,6 +21,7 @@ mod real;
 mod refusals;
 mod restart;
 mod scheduling;
+mod signin;
 mod tenancy;
 mod tokens;
 mod validation;

@@ -398,6 +398,10 @@ impl Store for SqliteStore {
         tokens::by_hash(&self.reader, hash).await
     }
 
+    async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>> {
+        tokens::by_id(&self.reader, id).await
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRecord>> {
         tokens::all(&self.reader).await
     }

@@ -56,6 +56,14 @@ pub(super) async fn by_hash(reader: &SqlitePool, hash: &str) -> Result<Option<To
     row.as_ref().map(from_row).transpose()
 }
 
+pub(super) async fn by_id(reader: &SqlitePool, id: &str) -> Result<Option<TokenRecord>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(reader)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 pub(super) async fn all(reader: &SqlitePool) -> Result<Vec<TokenRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM tokens ORDER BY created_ms, id"
@@ -165,6 +173,11 @@ mod tests {
             Some(a.clone())
         );
         assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+        assert_eq!(
+            store.token_by_id("a").await.unwrap(),
+            store.token_by_hash("hash-a").await.unwrap()
+        );
+        assert_eq!(store.token_by_id("nope").await.unwrap(), None);
         assert_eq!(store.tokens().await.unwrap(), [a, b]);
     }
 
