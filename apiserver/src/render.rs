@@ -295,6 +295,7 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
                         storage_account_name: Some(storage_account_name.clone()),
                         storage_account_key: None,
                         storage_account_key_reference: None,
+                        user_managed_identity_client_id: None,
                     })
                 }
             }
