@@ -3,6 +3,7 @@
 //! End-to-end tests: a real apiserver (HTTPS, gRPC with mTLS, SQLite) and real hollow node agents,
 //! in-process on loopback ports chosen by the OS, each cluster in its own temp dir.
 
+mod arm_reading;
 mod billing;
 mod cli;
 mod containers;
