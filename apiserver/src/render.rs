@@ -219,8 +219,7 @@ pub fn group_state(group: &GroupRecord) -> &'static str {
 /// The whole group as ACI's JSON. LIST leaves `instanceView` out (ACI does).
 /// A rendered group in the shape of api-version `version`: the properties its schema lacks removed.
 pub fn for_version(group: arm::ContainerGroup, version: &str) -> serde_json::Value {
-    let mut value =
-        serde_json::to_value(group).expect("plain data types always serialise to JSON");
+    let mut value = serde_json::to_value(group).expect("plain data types always serialise to JSON");
     arm::lenient::prune(&mut value, &arm::lenient::schema::CONTAINER_GROUP, version);
     value
 }

@@ -274,7 +274,10 @@ async fn create_or_update(
     };
     let response = (
         StatusCode::CREATED,
-        Json(render::for_version(render::container_group(&group, true), version)),
+        Json(render::for_version(
+            render::container_group(&group, true),
+            version,
+        )),
     )
         .into_response();
     Ok(with_operation(
@@ -356,7 +359,11 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     let version = admit(&principal, &path.0, &query)?;
-    Ok(Json(render::for_version(render::container_group(&group, true), version)).into_response())
+    Ok(Json(render::for_version(
+        render::container_group(&group, true),
+        version,
+    ))
+    .into_response())
 }
 
 async fn list(
@@ -440,7 +447,11 @@ pub(super) async fn patch(
         .await?
         .ok_or_else(|| ApiError::group_not_found(&path.1, &path.2))?;
     let version = admit(&principal, &path.0, &query)?;
-    Ok(Json(render::for_version(render::container_group(&group, true), version)).into_response())
+    Ok(Json(render::for_version(
+        render::container_group(&group, true),
+        version,
+    ))
+    .into_response())
 }
 
 pub(super) async fn delete(

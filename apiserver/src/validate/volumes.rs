@@ -138,7 +138,9 @@ fn azure_file(af: &arm::AzureFileVolume, t: &str) -> Result<VolumeSource, ApiErr
     }
     // An account key is base64 (Azure Storage's 512-bit keys): a placeholder is refused, not ignored.
     if let Some(key) = &af.storage_account_key
-        && base64::engine::general_purpose::STANDARD.decode(key).map_or(true, |k| k.is_empty())
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .map_or(true, |k| k.is_empty())
     {
         return Err(invalid(
             format!("{t}.azureFile.storageAccountKey"),

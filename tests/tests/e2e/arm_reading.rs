@@ -23,7 +23,9 @@ async fn put(api: &Api, name: &str, version: &str, body: &Value) -> (StatusCode,
 }
 
 async fn get(api: &Api, name: &str, version: &str) -> Value {
-    let (status, body) = api.call(Method::GET, &path("rg-arm", name, version), None).await;
+    let (status, body) = api
+        .call(Method::GET, &path("rg-arm", name, version), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
@@ -64,15 +66,31 @@ async fn every_api_version_creates_and_reads_its_own_schema() {
         let got = get(&api, &name, version).await;
         let props = &got["properties"]["containers"][0]["properties"];
         assert_eq!(got["properties"]["osType"], "Linux", "{version}: {got}");
-        assert_eq!(props["resources"]["requests"]["cpu"], json!(0.1), "{version}");
+        assert_eq!(
+            props["resources"]["requests"]["cpu"],
+            json!(0.1),
+            "{version}"
+        );
         assert_eq!(props["image"], "registry.local/busybox:1", "{version}");
         // A property is honoured and echoed where the version has it, ignored (and said so) where not.
         let warned = warning(&headers);
         let security = has(version, Feature::SecurityContext);
-        assert_eq!(props.get("securityContext").is_some(), security, "{version}: {got}");
-        assert_eq!(warned.contains(".securityContext"), !security, "{version}: {warned}");
+        assert_eq!(
+            props.get("securityContext").is_some(),
+            security,
+            "{version}: {got}"
+        );
+        assert_eq!(
+            warned.contains(".securityContext"),
+            !security,
+            "{version}: {warned}"
+        );
         let profiles = has(version, Feature::Profiles);
-        assert_eq!(warned.contains(".configMap"), !profiles, "{version}: {warned}");
+        assert_eq!(
+            warned.contains(".configMap"),
+            !profiles,
+            "{version}: {warned}"
+        );
         assert!(props.get("configMap").is_none(), "{version}: {got}");
         // The operations route and the async-operation monitor take every version too.
         let (status, ops) = api
@@ -88,7 +106,8 @@ async fn every_api_version_creates_and_reads_its_own_schema() {
         let (status, op) = api.call(Method::GET, &monitor, None).await;
         assert_eq!(status, StatusCode::OK, "{version}: {op}");
         // The containers/* routes too.
-        let logs = path("rg-arm", &name, version).replace("?api-version", "/containers/web/logs?api-version");
+        let logs = path("rg-arm", &name, version)
+            .replace("?api-version", "/containers/web/logs?api-version");
         let (status, answer) = api.call(Method::GET, &logs, None).await;
         assert_ne!(status, BAD, "{version}: {answer}");
     }
@@ -145,7 +164,11 @@ async fn property_names_match_without_regard_to_case() {
     assert_eq!(warning(&headers), "");
     let got = get(&api, "web", "2023-05-01").await;
     let props = &got["properties"]["containers"][0]["properties"];
-    assert_eq!(props["resources"]["requests"]["memoryInGB"], json!(0.5), "{got}");
+    assert_eq!(
+        props["resources"]["requests"]["memoryInGB"],
+        json!(0.5),
+        "{got}"
+    );
     assert_eq!(props["volumeMounts"][0]["mountPath"], "/cache", "{got}");
 }
 
@@ -155,14 +178,19 @@ async fn numbers_given_as_strings_are_numbers() {
     let mut body = small(group_body());
     body["properties"]["containers"][0]["properties"]["ports"] = json!([{"port": "80"}]);
     body["properties"]["ipAddress"]["ports"] = json!([{"port": "80", "protocol": "TCP"}]);
-    body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"] = json!("0.5");
+    body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"] =
+        json!("0.5");
     let (status, _, created) = put(&api, "web", "2023-05-01", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let got = get(&api, "web", "2023-05-01").await;
     let props = &got["properties"]["containers"][0]["properties"];
     assert_eq!(props["ports"][0]["port"], json!(80), "{got}");
     assert_eq!(props["resources"]["requests"]["cpu"], json!(0.5), "{got}");
-    assert_eq!(got["properties"]["ipAddress"]["ports"][0]["port"], json!(80), "{got}");
+    assert_eq!(
+        got["properties"]["ipAddress"]["ports"][0]["port"],
+        json!(80),
+        "{got}"
+    );
 }
 
 #[tokio::test]
@@ -176,7 +204,10 @@ async fn scalars_given_where_strings_go_are_their_text() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let got = get(&api, "web", "2023-05-01").await;
     let env = &got["properties"]["containers"][0]["properties"]["environmentVariables"];
-    assert_eq!(env, &json!([{"name": "PORT", "value": "5000"}, {"name": "DEBUG", "value": "true"}]));
+    assert_eq!(
+        env,
+        &json!([{"name": "PORT", "value": "5000"}, {"name": "DEBUG", "value": "true"}])
+    );
     assert_eq!(got["tags"], json!({"tier": "2"}), "{got}");
 }
 
@@ -199,7 +230,11 @@ async fn keys_outside_the_schema_are_ignored_with_a_warning() {
         assert!(warned.contains(ignored), "{ignored} in {warned}");
     }
     let got = get(&api, "web", "2023-05-01").await;
-    assert!(got["properties"]["containers"][0]["properties"].get("additional_properties").is_none());
+    assert!(
+        got["properties"]["containers"][0]["properties"]
+            .get("additional_properties")
+            .is_none()
+    );
 }
 
 async fn refused(body: &Value, version: &str, code: &str, target: &str) {
@@ -208,7 +243,9 @@ async fn refused(body: &Value, version: &str, code: &str, target: &str) {
     assert_eq!(status, BAD, "{answer}");
     assert_eq!(answer["error"]["code"], code, "{answer}");
     assert_eq!(answer["error"]["target"], target, "{answer}");
-    let (status, _) = api.call(Method::GET, &path("rg-arm", "refused", version), None).await;
+    let (status, _) = api
+        .call(Method::GET, &path("rg-arm", "refused", version), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -221,7 +258,13 @@ async fn properties_berth_cannot_honour_stay_refused() {
     refused(&body, "2024-05-01-preview", "UnsupportedProperty", target).await;
     let mut body = group_body();
     body["properties"]["subnetids"] = json!([{"id": "/subscriptions/x/subnets/y"}]);
-    refused(&body, "2025-09-01", "UnsupportedProperty", "properties.subnetIds").await;
+    refused(
+        &body,
+        "2025-09-01",
+        "UnsupportedProperty",
+        "properties.subnetIds",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -258,7 +301,8 @@ async fn placeholder_storage_accounts_are_refused() {
     let target = "properties.volumes[0].azureFile.storageAccountName";
     refused(&body, "2019-12-01", "InvalidResourceName", target).await;
     body["properties"]["volumes"][0]["azureFile"]["storageAccountName"] = json!("mystorage");
-    body["properties"]["volumes"][0]["azureFile"]["storageAccountKey"] = json!("<Storage account key>");
+    body["properties"]["volumes"][0]["azureFile"]["storageAccountKey"] =
+        json!("<Storage account key>");
     let target = "properties.volumes[0].azureFile.storageAccountKey";
     refused(&body, "2019-12-01", "InvalidPropertyValue", target).await;
 }
@@ -298,9 +342,17 @@ async fn the_multi_container_tutorial_file_works_unchanged() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(warning(&headers), "");
     let got = get(&api, "mycontainergroup", "2019-12-01").await;
-    let containers = got["properties"]["containers"].as_array().expect("containers");
+    let containers = got["properties"]["containers"]
+        .as_array()
+        .expect("containers");
     assert_eq!(containers.len(), 2, "{got}");
     assert_eq!(containers[0]["properties"]["ports"][0]["port"], json!(80));
-    assert_eq!(containers[0]["properties"]["environmentVariables"][0]["value"], "5000");
-    assert_eq!(containers[1]["properties"]["resources"]["requests"]["memoryInGB"], json!(1.5));
+    assert_eq!(
+        containers[0]["properties"]["environmentVariables"][0]["value"],
+        "5000"
+    );
+    assert_eq!(
+        containers[1]["properties"]["resources"]["requests"]["memoryInGB"],
+        json!(1.5)
+    );
 }
