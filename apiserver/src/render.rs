@@ -217,6 +217,13 @@ pub fn group_state(group: &GroupRecord) -> &'static str {
 }
 
 /// The whole group as ACI's JSON. LIST leaves `instanceView` out (ACI does).
+/// A rendered group in the shape of api-version `version`: the properties its schema lacks removed.
+pub fn for_version(group: arm::ContainerGroup, version: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(group).expect("plain data types always serialise to JSON");
+    arm::lenient::prune(&mut value, &arm::lenient::schema::CONTAINER_GROUP, version);
+    value
+}
+
 pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::ContainerGroup {
     let spec = &group.spec;
     let live = group.desired == Desired::Running;
@@ -295,6 +302,7 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
                         storage_account_name: Some(storage_account_name.clone()),
                         storage_account_key: None,
                         storage_account_key_reference: None,
+                        user_managed_identity_client_id: None,
                     })
                 }
             }

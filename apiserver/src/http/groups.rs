@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::header::WARNING;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_proto::arm;
 use sha2::{Digest as _, Sha256};
 
-use super::extract::{ArmJson, RawBody, api_version, parse};
+use super::extract::{ArmJson, RawBody, api_version, ignored_warning, parse_group};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{GroupSpec, cpu_cores, memory_gb};
@@ -160,7 +161,21 @@ pub(super) async fn put(
     let version = admit(&principal, &sub, &query)?;
     validate::resource_group(&rg)?;
     validate::group_name(&name)?;
-    let body: arm::ContainerGroup = parse(&body)?;
+    let (body, ignored) = parse_group(&body, version)?;
+    let mut response = create_or_update(state, &headers, (sub, rg, name), version, body).await?;
+    if let Some(warning) = ignored_warning(&ignored, version) {
+        response.headers_mut().insert(WARNING, warning);
+    }
+    Ok(response)
+}
+
+async fn create_or_update(
+    state: AppState,
+    headers: &HeaderMap,
+    (sub, rg, name): (String, String, String),
+    version: &str,
+    body: arm::ContainerGroup,
+) -> Result<Response, ApiError> {
     let valid =
         validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
     let requests = valid.spec.requests();
@@ -231,7 +246,7 @@ pub(super) async fn put(
                 tags: new.tags,
                 spec: new.spec,
             };
-            return update(&state, &headers, &sub, existing, valid).await;
+            return update(&state, headers, &sub, version, existing, valid).await;
         }
         Err(err) => return Err(err.into()),
     }
@@ -259,12 +274,15 @@ pub(super) async fn put(
     };
     let response = (
         StatusCode::CREATED,
-        Json(render::container_group(&group, true)),
+        Json(render::for_version(
+            render::container_group(&group, true),
+            version,
+        )),
     )
         .into_response();
     Ok(with_operation(
         response,
-        &operation_url(&state, &headers, &sub, &new.operation_id),
+        &operation_url(&state, headers, &sub, &new.operation_id),
     ))
 }
 
@@ -274,6 +292,7 @@ async fn update(
     state: &AppState,
     headers: &HeaderMap,
     sub: &str,
+    version: &str,
     existing: GroupRecord,
     valid: validate::ValidGroup,
 ) -> Result<Response, ApiError> {
@@ -324,7 +343,8 @@ async fn update(
         .group_by_id(&existing.id)
         .await?
         .ok_or_else(ApiError::internal)?;
-    let response = (StatusCode::OK, Json(render::container_group(&group, true))).into_response();
+    let body = render::for_version(render::container_group(&group, true), version);
+    let response = (StatusCode::OK, Json(body)).into_response();
     Ok(with_operation(
         response,
         &operation_url(state, headers, sub, &op_id),
@@ -338,7 +358,12 @@ pub(super) async fn get(
     Query(query): Q,
 ) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
-    Ok(Json(render::container_group(&group, true)).into_response())
+    let version = admit(&principal, &path.0, &query)?;
+    Ok(Json(render::for_version(
+        render::container_group(&group, true),
+        version,
+    ))
+    .into_response())
 }
 
 async fn list(
@@ -375,7 +400,7 @@ async fn list(
     };
     let value = groups
         .iter()
-        .map(|g| render::container_group(g, false))
+        .map(|g| render::for_version(render::container_group(g, false), version))
         .collect();
     Ok(Json(arm::ListResult { value, next_link }).into_response())
 }
@@ -421,7 +446,12 @@ pub(super) async fn patch(
         .group_by_id(&group.id)
         .await?
         .ok_or_else(|| ApiError::group_not_found(&path.1, &path.2))?;
-    Ok(Json(render::container_group(&group, true)).into_response())
+    let version = admit(&principal, &path.0, &query)?;
+    Ok(Json(render::for_version(
+        render::container_group(&group, true),
+        version,
+    ))
+    .into_response())
 }
 
 /// Deletes a group: its capacity released, its billing ended, its node told, its DNS record gone.
@@ -442,7 +472,7 @@ pub(super) async fn delete(
     Path((sub, rg, name)): GroupPath,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    admit(&principal, &sub, &query)?;
+    let version = admit(&principal, &sub, &query)?;
     let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -453,7 +483,7 @@ pub(super) async fn delete(
     if let Some(props) = body.properties.as_mut() {
         props.provisioning_state = Some("Succeeded".to_owned());
     }
-    Ok((StatusCode::OK, Json(body)).into_response())
+    Ok((StatusCode::OK, Json(render::for_version(body, version))).into_response())
 }
 
 pub(super) async fn restart(

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use berth_proto::arm;
 use berth_proto::spec::{image::Reference, names, process};
+use serde_json::Value;
 
 use super::codes::{code, duplicate, invalid, invalid_name, missing, present, unsupported};
 use super::resources::size;
@@ -59,11 +60,42 @@ fn command(command: Option<&Vec<String>>, target: &str) -> Result<Vec<String>, A
     Ok(command)
 }
 
+/// What ACI gives a container that names no resources: 1 CPU, 1.5 GB.
+fn default_resources_of_aci() -> arm::ResourceRequirements {
+    arm::ResourceRequirements {
+        requests: Some(arm::ResourceRequests {
+            cpu: Some(1.0),
+            memory_in_gb: Some(1.5),
+            gpu: None,
+        }),
+        limits: None,
+    }
+}
+
+/// A config map: empty (what `az` 2.67+ always sends) means nothing; config files Berth does not write.
+fn config_map(map: Option<&Value>, ptarget: &str) -> Result<(), ApiError> {
+    let target = format!("{ptarget}.configMap");
+    match map {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(fields)) => match fields.get("keyValuePairs") {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Object(pairs)) if pairs.is_empty() => Ok(()),
+            Some(Value::Object(_)) => Err(unsupported(format!("{target}.keyValuePairs"))),
+            Some(_) => Err(invalid(
+                format!("{target}.keyValuePairs"),
+                "'keyValuePairs' is a JSON object of strings",
+            )),
+        },
+        Some(_) => Err(invalid(target, "'configMap' is a JSON object")),
+    }
+}
+
 pub(super) fn container(
     c: &arm::Container,
     target: &str,
     volumes: &HashSet<&str>,
     limits: &Limits,
+    default_resources: bool,
 ) -> Result<ContainerSpec, ApiError> {
     let name = container_name(c.name.as_deref(), target)?;
     let p = c
@@ -71,9 +103,7 @@ pub(super) fn container(
         .as_ref()
         .ok_or_else(|| missing(format!("{target}.properties")))?;
     let ptarget = format!("{target}.properties");
-    if present(&p.config_map) {
-        return Err(unsupported(format!("{ptarget}.configMap")));
-    }
+    config_map(p.config_map.as_ref(), &ptarget)?;
     let image = image(p.image.as_deref(), target)?;
     let command = command(p.command.as_ref(), &ptarget)?;
     let mut ports = Vec::new();
@@ -84,9 +114,11 @@ pub(super) fn container(
         p.environment_variables.as_deref().unwrap_or_default(),
         &ptarget,
     )?;
+    let default = default_resources.then(default_resources_of_aci);
     let resources = p
         .resources
         .as_ref()
+        .or(default.as_ref())
         .ok_or_else(|| missing(format!("{ptarget}.resources")))?;
     let rtarget = format!("{ptarget}.resources");
     let req = resources
@@ -327,7 +359,7 @@ fn capitalized(text: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
 
@@ -348,6 +380,7 @@ mod tests {
             "c",
             &HashSet::from(["cache"]),
             limits,
+            false,
         )
     }
 

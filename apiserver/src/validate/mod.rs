@@ -125,14 +125,21 @@ pub fn container_group(
     })
 }
 
+/// Whether `api_version` lets osType and a container's resources be left out (its schema makes them
+/// optional, for container group profiles): ACI then gives Linux and 1 CPU, 1.5 GB.
+fn defaults(api_version: &str) -> bool {
+    arm::versions::has(api_version, arm::versions::Feature::Profiles)
+}
+
 fn properties(
     p: &arm::ContainerGroupProperties,
     group: &str,
     api_version: &str,
     limits: &Limits,
 ) -> Result<GroupSpec, ApiError> {
-    let unsupported_fields: [(&str, &Option<Value>); 9] = [
+    let unsupported_fields: [(&str, &Option<Value>); 10] = [
         ("properties.subnetIds", &p.subnet_ids),
+        ("properties.networkProfile", &p.network_profile),
         (
             "properties.confidentialComputeProperties",
             &p.confidential_compute_properties,
@@ -152,11 +159,14 @@ fn properties(
         return Err(unsupported(*target));
     }
 
-    // osType became required in 2023-05-01; older YAML files may leave it out.
+    // Berth has required osType from 2023-05-01 on, and older YAML files leave it out. The api-versions
+    // that bring container group profiles make it optional again; without a profile ACI gives Linux.
     let os_type = match p.os_type.as_deref() {
         Some(os) => OsType::parse(os)
             .ok_or_else(|| invalid("properties.osType", "expected 'Linux' or 'Windows'"))?,
-        None if api_version >= "2023-05-01" => return Err(missing("properties.osType")),
+        None if api_version >= "2023-05-01" && !defaults(api_version) => {
+            return Err(missing("properties.osType"));
+        }
         None => OsType::Linux,
     };
     let restart_policy = match p
@@ -219,7 +229,7 @@ fn properties(
     let mut containers = Vec::with_capacity(arm_containers.len());
     for (i, c) in arm_containers.iter().enumerate() {
         let target = format!("properties.containers[{i}]");
-        let spec = container::container(c, &target, &volume_names, limits)?;
+        let spec = container::container(c, &target, &volume_names, limits, defaults(api_version))?;
         if !names.insert(spec.name.clone()) {
             return Err(duplicate(
                 &format!("{target}.name"),

@@ -57,6 +57,83 @@ fn older_api_versions_may_leave_the_os_out() {
     );
 }
 
+fn validate_as(body: &Value, version: &str) -> Result<ValidGroup, ApiError> {
+    let group: arm::ContainerGroup = serde_json::from_value(body.clone()).unwrap();
+    container_group(&group, "web", "local", version, &Limits::default())
+}
+
+#[test]
+fn profile_api_versions_default_the_os_and_sizes_as_aci_does() {
+    let mut b = body();
+    b["properties"].as_object_mut().unwrap().remove("osType");
+    let container = &mut b["properties"]["containers"][0]["properties"];
+    container.as_object_mut().unwrap().remove("resources");
+    for version in [
+        "2024-05-01-preview",
+        "2024-11-01-preview",
+        "2025-09-01",
+        "2026-06-01-preview",
+    ] {
+        let valid = validate_as(&b, version).unwrap();
+        assert_eq!(valid.spec.os_type, OsType::Linux, "{version}");
+        let requests = &valid.spec.containers[0].requests;
+        assert_eq!(
+            (requests.cpu_millis, requests.memory_mib),
+            (1000, 1536),
+            "{version}"
+        );
+    }
+    // Versions whose schema requires them still do.
+    for (version, target) in [
+        ("2023-05-01", "properties.osType"),
+        ("2024-10-01-preview", "properties.osType"),
+        (
+            "2018-10-01",
+            "properties.containers[0].properties.resources",
+        ),
+    ] {
+        let err = validate_as(&b, version).unwrap_err();
+        assert_eq!(err.target.as_deref(), Some(target), "{version}");
+    }
+}
+
+#[test]
+fn an_empty_config_map_means_nothing_and_a_full_one_is_refused() {
+    let mut b = body();
+    for empty in [
+        json!({}),
+        json!({"keyValuePairs": {}}),
+        json!({"keyValuePairs": null}),
+    ] {
+        b["properties"]["containers"][0]["properties"]["configMap"] = empty;
+        assert!(validate_as(&b, "2024-05-01-preview").is_ok());
+    }
+    b["properties"]["containers"][0]["properties"]["configMap"] =
+        json!({"keyValuePairs": {"app.conf": "x"}});
+    let err = validate_as(&b, "2024-05-01-preview").unwrap_err();
+    assert_eq!(err.code, code::UNSUPPORTED);
+    assert_eq!(
+        err.target.as_deref(),
+        Some("properties.containers[0].properties.configMap.keyValuePairs")
+    );
+}
+
+#[test]
+fn storage_account_keys_are_base64() {
+    let mut b = body();
+    for bad in ["<Storage account key>", "", "a2V"] {
+        b["properties"]["volumes"][3]["azureFile"]["storageAccountKey"] = json!(bad);
+        let err = validate(&b).unwrap_err();
+        assert_eq!(
+            err.target.as_deref(),
+            Some("properties.volumes[3].azureFile.storageAccountKey"),
+            "{bad}"
+        );
+    }
+    b["properties"]["volumes"][3]["azureFile"]["storageAccountKey"] = json!("a2V5");
+    assert!(validate(&b).is_ok());
+}
+
 #[test]
 fn updates_that_need_a_recreate_are_refused() {
     let existing = validate(&body()).unwrap().spec;

@@ -131,6 +131,22 @@ fn azure_file(af: &arm::AzureFileVolume, t: &str) -> Result<VolumeSource, ApiErr
             "{t}.azureFile.storageAccountKeyReference"
         )));
     }
+    if present(&af.user_managed_identity_client_id) {
+        return Err(unsupported(format!(
+            "{t}.azureFile.userManagedIdentityClientId"
+        )));
+    }
+    // An account key is base64 (Azure Storage's 512-bit keys): a placeholder is refused, not ignored.
+    if let Some(key) = &af.storage_account_key
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .map_or(true, |k| k.is_empty())
+    {
+        return Err(invalid(
+            format!("{t}.azureFile.storageAccountKey"),
+            "a storage account key is base64",
+        ));
+    }
     let share_name = af
         .share_name
         .clone()

@@ -48,6 +48,8 @@ pub struct ContainerGroupProperties {
     pub instance_view: Option<GroupInstanceView>,
     pub diagnostics: Option<Value>,
     pub subnet_ids: Option<Value>,
+    /// 2018-09-01 to 2021-03-01's virtual network (later `subnetIds`).
+    pub network_profile: Option<Value>,
     pub dns_config: Option<DnsConfig>,
     pub sku: Option<String>,
     pub encryption_properties: Option<Value>,
@@ -283,6 +285,8 @@ pub struct AzureFileVolume {
     /// Secret: stored encrypted, never returned.
     pub storage_account_key: Option<String>,
     pub storage_account_key_reference: Option<Value>,
+    /// 2026-05-01: mount with a managed identity instead of a key.
+    pub user_managed_identity_client_id: Option<Value>,
 }
 
 #[skip_serializing_none]

@@ -2,17 +2,22 @@
 //!
 //! Every field is optional here, on purpose: these types carry what a client *sent*, and the apiserver's
 //! validation decides what is missing or wrong and names the field in its error. Enum-like values stay
-//! strings for the same reason (ACI accepts `"linux"` and echoes `"Linux"`). Unknown fields are refused
-//! by `deny_unknown_fields` so nothing a client asks for is silently dropped; read-only fields that a
-//! client may echo back from a GET (`instanceView`, `provisioningState`, `fqdn`, …) are accepted and
-//! ignored on input.
+//! strings for the same reason (ACI accepts `"linux"` and echoes `"Linux"`). Bodies reach these types
+//! through [`lenient::read`], which drops (and names) keys outside the api-version's schema and
+//! read-only fields a client echoes back from a GET (`instanceView`, `provisioningState`, …);
+//! `deny_unknown_fields` stays as the net under it.
 //!
-//! Older api-versions that ACI's YAML files name are a subset of this shape, so one set of types serves
-//! them all ([`API_VERSIONS`]).
+//! Every published api-version's shape is a part of this one, so one set of types serves them all
+//! ([`API_VERSIONS`]); [`versions`] says which parts each version has, and [`lenient`] reads a body the
+//! way ARM does (names without case, numbers in strings, properties of other versions ignored) before
+//! these types see it.
 
 mod group;
+pub mod lenient;
+pub mod versions;
 
 pub use group::*;
+pub use versions::API_VERSIONS;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,28 +26,6 @@ pub const API_VERSION: &str = "2023-05-01";
 
 /// The api-version ACI puts in `Azure-AsyncOperation` URLs whatever the request used.
 pub const ASYNC_OPERATION_API_VERSION: &str = "2018-06-01";
-
-/// Every api-version accepted on container-group routes. Older ones are accepted because YAML files in
-/// the wild name them (`apiVersion: 2018-10-01`); unknown ones are refused as ARM does.
-pub const API_VERSIONS: &[&str] = &[
-    "2017-08-01-preview",
-    "2017-10-01-preview",
-    "2017-12-01-preview",
-    "2018-02-01-preview",
-    "2018-04-01",
-    "2018-06-01",
-    "2018-07-01",
-    "2018-09-01",
-    "2018-10-01",
-    "2019-12-01",
-    "2020-11-01",
-    "2021-03-01",
-    "2021-07-01",
-    "2021-09-01",
-    "2021-10-01",
-    "2022-09-01",
-    "2023-05-01",
-];
 
 /// ARM's `CloudError`: the body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,8 @@
 //! in-process on loopback ports chosen by the OS, each cluster in its own temp dir.
 
 mod arm;
+mod arm_reading;
+mod az;
 mod billing;
 mod cli;
 mod containers;
