@@ -218,6 +218,8 @@ async fn keys_outside_the_schema_are_ignored_with_a_warning() {
     body["api-version"] = json!("2019-12-01");
     body["properties"]["containers"][0]["properties"]["additional_properties"] = json!({});
     body["properties"]["containers"][0]["properties"]["imagePullPolicy"] = json!("Always");
+    body["properties"]["initContainers"] = json!([{"name": "init", "properties": {
+        "image": "registry.local/busybox:1", "resources": {"requests": {"cpu": 1}}}}]);
     let (status, headers, created) = put(&api, "web", "2023-05-01", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let warned = warning(&headers);
@@ -226,6 +228,7 @@ async fn keys_outside_the_schema_are_ignored_with_a_warning() {
         "api-version",
         "properties.containers[0].properties.additional_properties",
         "properties.containers[0].properties.imagePullPolicy",
+        "properties.initContainers[0].properties.resources",
     ] {
         assert!(warned.contains(ignored), "{ignored} in {warned}");
     }

@@ -625,15 +625,8 @@ rejects!(
         b["properties"]["osType"] = json!("Windows");
     }
 );
-rejects!(
-    init_containers_have_no_resources,
-    BAD,
-    "InvalidRequestContent",
-    "properties.initContainers[0].properties.resources",
-    |b| {
-        b["properties"]["initContainers"] = json!([{"name": "init", "properties": {"image": "registry.local/busybox:1", "resources": {"requests": {"cpu": 1}}}}]);
-    }
-);
+// An init container's `resources` is no property of its schema: ignored with a `Warning`, as ARM does
+// (see `arm_reading::keys_outside_the_schema_…`).
 rejects!(
     registry_credentials_need_a_password,
     BAD,
