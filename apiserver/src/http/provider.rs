@@ -70,7 +70,7 @@ pub(super) async fn list_subscriptions(
     any_version(&query)?;
     let mut subs: Vec<&String> = principal.subscriptions.iter().collect();
     subs.sort();
-    let tenant = super::subscriptions::tenant_id(&state);
+    let tenant = crate::auth::tenant_id(&state);
     let value: Vec<_> = subs
         .into_iter()
         .map(|s| super::subscriptions::subscription_body(&tenant, s))

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use berth_proto::arm;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -71,18 +70,6 @@ pub(super) fn resources_api_version(query: &HashMap<String, String>) -> Result<&
     }
 }
 
-/// The installation's tenant: a GUID taken from the cluster CA's certificate, so every replica and
-/// every restart answers the same one. The signin branch provides the installation's real
-/// `tenant_id()`, the one its tokens carry; this stands in for it until then.
-pub(super) fn tenant_id(state: &AppState) -> String {
-    let digest = Sha256::digest(state.ca.cert_der().as_ref());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
-}
-
 /// ARM's subscription, as `GET /subscriptions` and `GET /subscriptions/{s}` answer it.
 pub(super) fn subscription_body(tenant: &str, subscription: &str) -> Value {
     json!({
@@ -109,7 +96,7 @@ pub(super) async fn tenants(
     Query(query): Q,
 ) -> Result<Response, ApiError> {
     resources_api_version(&query)?;
-    let tenant = tenant_id(&state);
+    let tenant = crate::auth::tenant_id(&state);
     Ok(Json(json!({
         "value": [{
             "id": format!("/tenants/{tenant}"),
@@ -131,7 +118,7 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     principal.admit(&sub)?;
     resources_api_version(&query)?;
-    Ok(Json(subscription_body(&tenant_id(&state), &sub)).into_response())
+    Ok(Json(subscription_body(&crate::auth::tenant_id(&state), &sub)).into_response())
 }
 
 /// Microsoft.ContainerInstance as ARM describes a registered provider: its resource types, where
