@@ -17,10 +17,12 @@ fn client(cluster: &Cluster) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cluster.ca_pem.as_bytes()).expect("as a client expects"),
+        )
         .timeout(Duration::from_secs(30))
         .build()
-        .unwrap()
+        .expect("as a client expects")
 }
 
 async fn get(cluster: &Cluster, path: &str) -> (StatusCode, Value) {
@@ -28,7 +30,7 @@ async fn get(cluster: &Cluster, path: &str) -> (StatusCode, Value) {
         .get(format!("{}{path}", cluster.base))
         .send()
         .await
-        .unwrap();
+        .expect("as a client expects");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -45,7 +47,7 @@ async fn post_form(
         .body(form.to_owned())
         .send()
         .await
-        .unwrap();
+        .expect("as a client expects");
     let status = resp.status();
     let headers = resp.headers().clone();
     (status, headers, resp.json().await.unwrap_or(Value::Null))
@@ -86,8 +88,14 @@ async fn credential(cluster: &Cluster, subs: &[&str], expires_in: Option<i64>) -
         .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     (
-        answer["id"].as_str().unwrap().to_owned(),
-        answer["token"].as_str().unwrap().to_owned(),
+        answer["id"]
+            .as_str()
+            .expect("as a client expects")
+            .to_owned(),
+        answer["token"]
+            .as_str()
+            .expect("as a client expects")
+            .to_owned(),
     )
 }
 
@@ -95,7 +103,9 @@ async fn credential(cluster: &Cluster, subs: &[&str], expires_in: Option<i64>) -
 async fn sign_in(cluster: &Cluster, id: &str, secret: &str) -> String {
     let (status, discovery) = get(cluster, "/adfs/.well-known/openid-configuration").await;
     assert_eq!(status, StatusCode::OK, "{discovery}");
-    let endpoint = discovery["token_endpoint"].as_str().unwrap();
+    let endpoint = discovery["token_endpoint"]
+        .as_str()
+        .expect("as a client expects");
     let (status, headers, answer) =
         post_form(endpoint, cluster, &msal_form(cluster, id, secret)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -105,7 +115,10 @@ async fn sign_in(cluster: &Cluster, id: &str, secret: &str) -> String {
         answer["expires_in"],
         cluster.config.access_token_lifetime_secs
     );
-    answer["access_token"].as_str().unwrap().to_owned()
+    answer["access_token"]
+        .as_str()
+        .expect("as a client expects")
+        .to_owned()
 }
 
 fn payload(jwt: &str) -> Value {
@@ -113,9 +126,9 @@ fn payload(jwt: &str) -> Value {
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(part)
-            .unwrap(),
+            .expect("as a client expects"),
     )
-    .unwrap()
+    .expect("as a client expects")
 }
 
 #[tokio::test]
