@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_proto::arm;
 use serde_json::json;
@@ -111,7 +111,16 @@ pub(super) async fn operation_status(
             details: Vec::new(),
         }),
     };
-    Ok(Json(body).into_response())
+    let pending = body.status == "Pending";
+    let mut response = Json(body).into_response();
+    if pending {
+        // ARM's pollers wait what `Retry-After` says, else their own default (azure-core: 30 s): a
+        // group that starts in a second is seen started a second later.
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Ok(response)
 }
 
 pub(super) async fn usages(

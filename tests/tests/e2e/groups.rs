@@ -406,6 +406,22 @@ async fn operation_status_endpoint() {
     let done = api.wait_operation(&url, 20).await;
     assert_eq!(done["status"], "Succeeded");
     assert!(done["endTime"].is_string());
+    let (_, headers, _) = api.raw(Method::GET, &url, None).await;
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+
+    // A group waiting for room on the full node stays Pending: each poll says when to ask again (a
+    // second), or ARM's pollers wait their own default (azure-core's: 30 s).
+    let (status, headers, _) = api.put_group(SUB, "rg1", "second", &group_body()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let url = headers["azure-asyncoperation"].to_str().expect("ascii");
+    assert_eq!(api.wait_operation(url, 20).await["status"], "Succeeded");
+    let (status, headers, _) = api.put_group(SUB, "rg1", "waits", &group_body()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let url = headers["azure-asyncoperation"].to_str().expect("ascii");
+    let (status, headers, pending) = api.raw(Method::GET, url, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending["status"], "Pending", "{pending}");
+    assert_eq!(headers["retry-after"], "1");
 }
 
 #[tokio::test]
