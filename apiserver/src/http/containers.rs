@@ -989,7 +989,11 @@ mod tests {
         let SessionKind::Exec { rows, cols, .. } = exec_kind(unknown).unwrap() else {
             panic!("not an exec");
         };
-        assert_eq!((rows, cols), (24, 80), "a terminal that does not know its size");
+        assert_eq!(
+            (rows, cols),
+            (24, 80),
+            "a terminal that does not know its size"
+        );
         for (rows, cols, target) in [
             (Some(-1), None, "terminalSize.rows"),
             (None, Some(MAX_TERMINAL + 1), "terminalSize.cols"),

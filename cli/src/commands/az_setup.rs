@@ -21,7 +21,10 @@ pub enum Step {
     /// `export NAME=value`.
     Env(&'static str, String),
     /// `az args…`; `why` is said in a comment above it.
-    Az { args: Vec<String>, why: &'static str },
+    Az {
+        args: Vec<String>,
+        why: &'static str,
+    },
 }
 
 /// The facts the set-up is made of.
@@ -58,7 +61,10 @@ pub fn steps(setup: &Setup) -> Vec<Step> {
                 &setup.endpoint,
             ],
         ),
-        az("az talks to it from now on", &["cloud", "set", "-n", &setup.cloud]),
+        az(
+            "az talks to it from now on",
+            &["cloud", "set", "-n", &setup.cloud],
+        ),
         az(
             "sign in with the new credential (client id and secret)",
             &[
@@ -235,7 +241,17 @@ mod tests {
 
     #[test]
     fn quoting_reads_back_as_the_same_word_in_sh() {
-        for word in ["plain", "", "a b", "it's", "$HOME", "`x`", "a\"b", "tab\there", "~"] {
+        for word in [
+            "plain",
+            "",
+            "a b",
+            "it's",
+            "$HOME",
+            "`x`",
+            "a\"b",
+            "tab\there",
+            "~",
+        ] {
             let quoted = shell_quote(word);
             let out = std::process::Command::new("sh")
                 .args(["-c", &format!("printf %s {quoted}")])

@@ -51,7 +51,13 @@ async fn the_lines_berth_az_setup_prints_sign_az_in() {
     let berth = bin_dir().join("berth");
     // The in-process apiserver answers on this test's runtime: the CLI runs beside it, not blocking it.
     let printed = tokio::process::Command::new(&berth)
-        .args(["--endpoint", &cluster.base, "--token", &cluster.operator, "--ca-file"])
+        .args([
+            "--endpoint",
+            &cluster.base,
+            "--token",
+            &cluster.operator,
+            "--ca-file",
+        ])
         .arg(az.ca())
         .args(["--subscription", SUB, "--config"])
         .arg(az.ca().with_file_name("berth.toml"))
@@ -101,8 +107,20 @@ async fn drive(binary: &Path) {
     let shell = "while true; do echo tick; sleep 1; done";
     let created = az
         .json(&[
-            "container", "create", "-g", "demo", "-n", "web", "--image", image, "--cpu", "0.25",
-            "--memory", "0.5", "--command-line", &format!("sh -c '{shell}'"),
+            "container",
+            "create",
+            "-g",
+            "demo",
+            "-n",
+            "web",
+            "--image",
+            image,
+            "--cpu",
+            "0.25",
+            "--memory",
+            "0.5",
+            "--command-line",
+            &format!("sh -c '{shell}'"),
         ])
         .await;
     assert_eq!(created["provisioningState"], "Succeeded", "{created}");
@@ -115,7 +133,11 @@ async fn drive(binary: &Path) {
         std::fs::write(&file, yaml_group(name, location, image)).expect("YAML written");
         let made = az
             .json(&[
-                "container", "create", "-g", "demo", "--file",
+                "container",
+                "create",
+                "-g",
+                "demo",
+                "--file",
                 &file.to_string_lossy(),
             ])
             .await;
@@ -124,13 +146,14 @@ async fn drive(binary: &Path) {
         assert_eq!(properties["provisioningState"], "Succeeded", "{made}");
         assert_eq!(made["location"], "local", "{made}");
         assert_eq!(
-            properties["containers"][0]["properties"]["resources"]["requests"]["memoryInGB"],
-            0.5,
+            properties["containers"][0]["properties"]["resources"]["requests"]["memoryInGB"], 0.5,
             "{made}"
         );
     }
 
-    let shown = az.json(&["container", "show", "-g", "demo", "-n", "web"]).await;
+    let shown = az
+        .json(&["container", "show", "-g", "demo", "-n", "web"])
+        .await;
     assert_eq!(shown["containers"][0]["image"], image, "{shown}");
     assert_eq!(shown["osType"], "Linux", "{shown}");
     let in_group = names(&az.json(&["container", "list", "-g", "demo"]).await);
@@ -148,8 +171,23 @@ async fn drive(binary: &Path) {
     let counted = "for i in $(seq 1 15); do echo line-$i; sleep 1; done";
     let counter = az
         .json(&[
-            "container", "create", "-g", "demo", "-n", "counter", "-l", "local", "--image",
-            image, "--cpu", "0.25", "--memory", "0.5", "--restart-policy", "Never", "--command-line",
+            "container",
+            "create",
+            "-g",
+            "demo",
+            "-n",
+            "counter",
+            "-l",
+            "local",
+            "--image",
+            image,
+            "--cpu",
+            "0.25",
+            "--memory",
+            "0.5",
+            "--restart-policy",
+            "Never",
+            "--command-line",
             &format!("sh -c '{counted}'"),
         ])
         .await;
@@ -162,7 +200,15 @@ async fn drive(binary: &Path) {
     assert!(attached.contains("Start streaming logs"), "{attached}");
     assert!(attached.contains("line-15"), "{attached}");
     let followed = az
-        .text(&["container", "logs", "-g", "demo", "-n", "counter", "--follow"])
+        .text(&[
+            "container",
+            "logs",
+            "-g",
+            "demo",
+            "-n",
+            "counter",
+            "--follow",
+        ])
         .await;
     assert!(followed.contains("line-1\n"), "{followed}");
     assert!(followed.contains("line-15\n"), "{followed}");
@@ -171,7 +217,14 @@ async fn drive(binary: &Path) {
     let screen = az
         .on_terminal(
             &[
-                "container", "exec", "-g", "demo", "-n", "web", "--exec-command", "/bin/sh",
+                "container",
+                "exec",
+                "-g",
+                "demo",
+                "-n",
+                "web",
+                "--exec-command",
+                "/bin/sh",
             ],
             "stty size; echo marker-$((6 * 7)); exit\n",
         )
@@ -181,7 +234,9 @@ async fn drive(binary: &Path) {
 
     az.text(&["container", "stop", "-g", "demo", "-n", "web"])
         .await;
-    let stopped = az.json(&["container", "show", "-g", "demo", "-n", "web"]).await;
+    let stopped = az
+        .json(&["container", "show", "-g", "demo", "-n", "web"])
+        .await;
     assert_eq!(stopped["instanceView"]["state"], "Stopped", "{stopped}");
     az.text(&["container", "start", "-g", "demo", "-n", "web"])
         .await;
@@ -193,7 +248,13 @@ async fn drive(binary: &Path) {
     // Export, then create again from the exported file: it is a file `az` itself reads back.
     let exported = dir.path().join("web.yaml");
     az.text(&[
-        "container", "export", "-g", "demo", "-n", "web", "-f",
+        "container",
+        "export",
+        "-g",
+        "demo",
+        "-n",
+        "web",
+        "-f",
         &exported.to_string_lossy(),
     ])
     .await;
@@ -204,7 +265,11 @@ async fn drive(binary: &Path) {
     std::fs::write(&exported, again).expect("file rewritten");
     let recreated = az
         .json(&[
-            "container", "create", "-g", "demo", "--file",
+            "container",
+            "create",
+            "-g",
+            "demo",
+            "--file",
             &exported.to_string_lossy(),
         ])
         .await;

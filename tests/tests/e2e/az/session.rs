@@ -49,14 +49,18 @@ impl Az {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{credential}");
-        let (status, tenants) = operator.call(Method::GET, "/tenants?api-version=2022-12-01", None).await;
+        let (status, tenants) = operator
+            .call(Method::GET, "/tenants?api-version=2022-12-01", None)
+            .await;
         assert_eq!(status, StatusCode::OK, "{tenants}");
         let tenant = tenants["value"][0]["tenantId"]
             .as_str()
             .unwrap_or_else(|| panic!("a tenant id: {tenants}"))
             .to_owned();
         let id = credential["id"].as_str().expect("the credential's id");
-        let secret = credential["token"].as_str().expect("the credential's secret");
+        let secret = credential["token"]
+            .as_str()
+            .expect("the credential's secret");
         let accounts = az
             .json(&[
                 "login",
@@ -241,7 +245,10 @@ impl Az {
             .await
             .unwrap_or_else(|_| panic!("az {args:?} on a terminal still runs"));
         let status = child.wait().await.expect("script ends");
-        assert!(status.success(), "az {args:?} on a terminal: {status}\n{screen}");
+        assert!(
+            status.success(),
+            "az {args:?} on a terminal: {status}\n{screen}"
+        );
         screen
     }
 }
