@@ -126,21 +126,20 @@ async fn drive(binary: &Path) {
     assert_eq!(created["provisioningState"], "Succeeded", "{created}");
     assert_eq!(created["location"], "local");
 
-    // `--file`: a YAML file as ACI's docs write them, without a location and with one.
+    // `--file`: a YAML file as ACI's docs write them, without a location: the resource group's,
+    // or `-l`'s; and one that names its own.
     let dir = tempfile::tempdir().expect("temp dir");
-    for (name, location) in [("from-file", ""), ("from-file-l", "location: local\n")] {
+    for (name, location, flags) in [
+        ("from-file", "", &[][..]),
+        ("from-file-l", "", &["-l", "local"][..]),
+        ("from-file-own", "location: local\n", &[][..]),
+    ] {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, yaml_group(name, location, image)).expect("YAML written");
-        let made = az
-            .json(&[
-                "container",
-                "create",
-                "-g",
-                "demo",
-                "--file",
-                &file.to_string_lossy(),
-            ])
-            .await;
+        let file = file.to_string_lossy();
+        let mut args = vec!["container", "create", "-g", "demo", "--file", &file];
+        args.extend_from_slice(flags);
+        let made = az.json(&args).await;
         // A generic resource, as ARM's resources API answers: the group's properties nested.
         let properties = &made["properties"];
         assert_eq!(properties["provisioningState"], "Succeeded", "{made}");
@@ -157,7 +156,10 @@ async fn drive(binary: &Path) {
     assert_eq!(shown["containers"][0]["image"], image, "{shown}");
     assert_eq!(shown["osType"], "Linux", "{shown}");
     let in_group = names(&az.json(&["container", "list", "-g", "demo"]).await);
-    assert_eq!(in_group, ["from-file", "from-file-l", "web"]);
+    assert_eq!(
+        in_group,
+        ["from-file", "from-file-l", "from-file-own", "web"]
+    );
     let everywhere = names(&az.json(&["container", "list"]).await);
     assert_eq!(everywhere, in_group);
 
