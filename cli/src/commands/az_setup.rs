@@ -1,6 +1,7 @@
 //! `berth az-setup`: what the Azure CLI needs to drive this Berth. It makes a new credential (a
 //! token for one subscription, which `az login --service-principal` signs in with: its id is the
-//! client id, the token the secret), then prints the shell lines that register Berth as a cloud,
+//! client id, the token the secret; with a tenant's token, which cannot make tokens, that token
+//! itself), then prints the shell lines that register Berth as a cloud,
 //! select it and sign in, with the CA variables `az` and its websocket client read; with `--apply`
 //! it runs the `az` lines itself and prints only the variables, which a child cannot set for its
 //! parent shell.
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 use crate::admin::{TOKENS_PATH, TokenRequest};
 use crate::cli::AzSetupArgs;
+use crate::client::ClientError;
 use crate::commands::Context;
 use crate::output;
 
@@ -150,12 +152,23 @@ pub async fn run(ctx: &Context, args: &AzSetupArgs) -> anyhow::Result<()> {
         operator: false,
         expires_in_seconds: args.expires_in,
     };
-    let credential: Credential = ctx
-        .client
-        .post(TOKENS_PATH, Some(&request))
-        .await
-        .context("making the credential (an operator token can)")?
-        .json()?;
+    let credential = match ctx.client.post(TOKENS_PATH, Some(&request)).await {
+        Ok(answer) => answer.json::<Credential>()?,
+        // A tenant's own token (what `scripts/up` logs the CLI in with) cannot make tokens: az
+        // signs in with that token itself.
+        Err(ClientError::Api { status: 403, .. }) => {
+            let token = ctx.settings.token.clone().unwrap_or_default();
+            let id = own_token_id(&token)
+                .context("this token can make no credential and is not one az can sign in with")?
+                .to_owned();
+            eprintln!(
+                "note: only an operator token makes a new credential; az signs in with this one \
+                 (id {id}): revoking it signs az out"
+            );
+            Credential { id, token }
+        }
+        Err(e) => return Err(e).context("making the credential"),
+    };
     let mut endpoint = ctx.client.endpoint().to_string();
     if !endpoint.ends_with('/') {
         endpoint.push('/');
@@ -179,6 +192,12 @@ pub async fn run(ctx: &Context, args: &AzSetupArgs) -> anyhow::Result<()> {
         .collect();
     eprintln!("az is signed in to {}; in your shell, also:", setup.cloud);
     output::emit(render(&env).trim_end())
+}
+
+/// The id of a Berth token, `berth_<id>_<secret>`: the client id az signs in with.
+pub fn own_token_id(token: &str) -> Option<&str> {
+    let (id, secret) = token.strip_prefix("berth_")?.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some(id)
 }
 
 /// Runs the `az` steps with the variables set, stopping at the first that fails.
@@ -237,6 +256,24 @@ mod tests {
                 "az login --service-principal -u k3x9 -p 'berth_k3x9_s'\\''cr$t' --tenant 7c1d8b8e-3a4f-4e0b-9a55-0c2f6a1d2e3f",
             ]
         );
+    }
+
+    #[test]
+    fn a_tokens_id_is_what_follows_berth_up_to_the_next_underscore() {
+        assert_eq!(
+            own_token_id("berth_abcdefghijkl_S3cr_et"),
+            Some("abcdefghijkl")
+        );
+        for not_one in [
+            "",
+            "berth_",
+            "berth__x",
+            "berth_id_",
+            "berth_id",
+            "other_id_secret",
+        ] {
+            assert_eq!(own_token_id(not_one), None, "{not_one}");
+        }
     }
 
     #[test]

@@ -42,22 +42,30 @@ async fn the_oldest_az_that_sends_2023_05_01_drives_berth_unchanged() {
     drive(&az_binary(OLDEST)).await;
 }
 
-/// `berth az-setup` prints what a user pastes into a shell; after it, `az` works with Berth.
+/// `berth az-setup` prints what a user pastes into a shell; after it, `az` works with Berth. An
+/// operator's token makes a new credential for the subscription.
 #[tokio::test]
 async fn the_lines_berth_az_setup_prints_sign_az_in() {
     let cluster = Cluster::start().await;
+    az_setup_signs_in(&cluster, &cluster.operator).await;
+}
+
+/// A tenant's token (what `scripts/up` logs the CLI in with) cannot make tokens: az signs in with
+/// that token itself.
+#[tokio::test]
+async fn berth_az_setup_with_a_tenants_token_signs_az_in_with_it() {
+    let cluster = Cluster::start().await;
+    let tenant = cluster.tenant(&[SUB]).await;
+    az_setup_signs_in(&cluster, tenant.token()).await;
+}
+
+async fn az_setup_signs_in(cluster: &Cluster, token: &str) {
     let _node = cluster.add_node("node-a", 2.0, 4.0).await;
-    let az = Az::new(&cluster, &az_binary(CURRENT));
+    let az = Az::new(cluster, &az_binary(CURRENT));
     let berth = bin_dir().join("berth");
     // The in-process apiserver answers on this test's runtime: the CLI runs beside it, not blocking it.
     let printed = tokio::process::Command::new(&berth)
-        .args([
-            "--endpoint",
-            &cluster.base,
-            "--token",
-            &cluster.operator,
-            "--ca-file",
-        ])
+        .args(["--endpoint", &cluster.base, "--token", token, "--ca-file"])
         .arg(az.ca())
         .args(["--subscription", SUB, "--config"])
         .arg(az.ca().with_file_name("berth.toml"))
@@ -72,6 +80,12 @@ async fn the_lines_berth_az_setup_prints_sign_az_in() {
         String::from_utf8_lossy(&printed.stderr)
     );
     assert!(lines.contains("az login --service-principal"), "{lines}");
+    let operator = token == cluster.operator;
+    assert_eq!(
+        lines.contains(token),
+        !operator,
+        "a new credential, or the tenant's own token: {lines}"
+    );
     let shown = az
         .shell(&format!(
             "{{\n{lines}\n}} >/dev/null\naz account show\naz container list -g demo\naz group create -n demo -l local"
