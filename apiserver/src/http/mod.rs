@@ -40,8 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants", get(subscriptions::tenants))
         .route("/subscriptions/{sub}", get(subscriptions::get))
         .route("/subscriptions/{sub}/providers", get(subscriptions::list_providers))
-        .route("/subscriptions/{sub}/providers/{namespace}", get(subscriptions::get_provider))
-        .route("/subscriptions/{sub}/providers/{namespace}/register", post(subscriptions::register))
+        .route("/subscriptions/{sub}/providers/{namespace}", get(subscriptions::provider))
+        .route("/subscriptions/{sub}/providers/{namespace}/register", post(subscriptions::provider))
         .route("/subscriptions/{sub}/resourceGroups", get(resource_groups::list))
         .route(
             RG,

@@ -178,22 +178,10 @@ pub(super) async fn list_providers(
     Ok(Json(json!({ "value": [provider_body(&state, &sub)] })).into_response())
 }
 
-/// `GET /subscriptions/{s}/providers/{namespace}`.
-pub(super) async fn get_provider(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((sub, namespace)): Path<(String, String)>,
-    Query(query): Q,
-) -> Result<Response, ApiError> {
-    principal.admit(&sub)?;
-    resources_api_version(&query)?;
-    namespace_served(&namespace)?;
-    Ok(Json(provider_body(&state, &sub)).into_response())
-}
-
-/// `POST /subscriptions/{s}/providers/{namespace}/register`: Microsoft.ContainerInstance is always
-/// registered; the answer is the provider, as ARM's is.
-pub(super) async fn register(
+/// `GET /subscriptions/{s}/providers/{namespace}`, and `POST …/{namespace}/register`:
+/// Microsoft.ContainerInstance is always registered, so registering answers the provider, as ARM's
+/// answer to a registration is.
+pub(super) async fn provider(
     State(state): State<AppState>,
     principal: Principal,
     Path((sub, namespace)): Path<(String, String)>,
