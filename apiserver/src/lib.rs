@@ -12,7 +12,10 @@
 //!   lives in the store).
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`scheduler`]: pure placement and the loop that commits it.
-//! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
+//! - [`nodes`]: the node gateway: the gRPC `NodeService` (Join, Sync), the live streams, the
+//!   assignments sent down them, the report writer, node liveness.
+//! - [`handoff`]: what the scheduler and the gateway tell each other (the scheduler's wake-up handle,
+//!   the sink for committed placements), so neither imports the other.
 //! - [`dns`]: the DNS zone kept equal to the store, the embedded DNS server, `DnsService.Watch`.
 //! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
 //!   certificate; [`exec`]: the single-use exec and attach sessions.
@@ -27,6 +30,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod exec;
+pub mod handoff;
 pub mod http;
 pub mod model;
 pub mod nodes;

@@ -4,22 +4,21 @@
 //! copy of the Ready nodes' free capacity, and commits all placements in one transaction in which each
 //! placement reserves its capacity conditionally. A placement that no longer holds (the node filled up
 //! or went NotReady, the group was deleted) drops out and is retried next round on fresh numbers, so
-//! two schedulers — or a scheduler racing a delete — can never overcommit a node.
+//! two schedulers — or a scheduler racing a delete — can never overcommit a node. The committed
+//! placements go to a [`PlacementSink`]; news of capacity comes in through the [`SchedulerHandle`]
+//! (both in `crate::handoff`, so the scheduler knows nothing of the node gateway).
 //!
 //! Policy: `pack` (default) puts a group on the feasible node with the least capacity left after it
 //! (best fit: fewest nodes in use, big holes kept for big groups); `spread` on the one with the most.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
-
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::handoff::{PlacementSink, SchedulerHandle};
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
-use crate::nodes::NodeGateway;
 use crate::store::{GroupEvent, NodeStatus, PendingGroup, Placement, Store};
 
 /// Where groups go when several nodes fit.
@@ -115,37 +114,17 @@ fn wait_reason(group: &PendingGroup, nodes: &[Candidate]) -> String {
     )
 }
 
-/// Wakes the scheduler loop.
-#[derive(Debug, Clone, Default)]
-pub struct SchedulerHandle {
-    notify: Arc<Notify>,
-    /// Set when capacity may have changed behind the scheduler's back (delete, stop, node health).
-    stale: Arc<AtomicBool>,
-}
-
-impl SchedulerHandle {
-    /// New work: groups are waiting.
-    pub fn wake(&self) {
-        self.notify.notify_one();
-    }
-
-    /// Capacity freed or nodes changed: re-read the nodes before the next round.
-    pub fn capacity_changed(&self) {
-        self.stale.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-}
-
 /// The scheduling loop.
 ///
 /// It keeps its own view of the Ready nodes' free capacity between rounds and subtracts what it
 /// places, re-reading the nodes only when that view may be wrong: capacity freed or nodes changed
 /// ([`SchedulerHandle::capacity_changed`]), a placement that did not stick, or once a second. The
 /// view is only a guess (Omega's optimistic concurrency): the store's conditional reservation is the
-/// judge, so a stale view costs a retry, never an overcommit.
-pub struct Scheduler {
+/// judge, so a stale view costs a retry, never an overcommit. What it commits goes to `sink` (the
+/// node gateway, which tells the nodes).
+pub struct Scheduler<S> {
     store: Arc<dyn Store>,
-    gateway: NodeGateway,
+    sink: S,
     handle: SchedulerHandle,
     policy: Policy,
     view: Mutex<Option<(Vec<Candidate>, Instant)>>,
@@ -157,16 +136,11 @@ const VIEW_TTL: Duration = Duration::from_secs(1);
 /// Groups taken per round.
 const BATCH: i64 = 2048;
 
-impl Scheduler {
-    pub fn new(
-        store: Arc<dyn Store>,
-        gateway: NodeGateway,
-        handle: SchedulerHandle,
-        policy: Policy,
-    ) -> Self {
+impl<S: PlacementSink> Scheduler<S> {
+    pub fn new(store: Arc<dyn Store>, sink: S, handle: SchedulerHandle, policy: Policy) -> Self {
         Self {
             store,
-            gateway,
+            sink,
             handle,
             policy,
             view: Mutex::new(None),
@@ -187,7 +161,7 @@ impl Scheduler {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = self.handle.notify.notified() => {}
+                () = self.handle.woken() => {}
                 // A safety net: capacity can free without a wake-up (a node coming back Ready).
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
@@ -201,7 +175,7 @@ impl Scheduler {
             return Ok(false);
         }
         let mut view = self.view.lock().await;
-        let stale = self.handle.stale.swap(false, Ordering::AcqRel);
+        let stale = self.handle.take_capacity_changed();
         if stale || view.as_ref().is_none_or(|(_, at)| at.elapsed() > VIEW_TTL) {
             let nodes = self
                 .store
@@ -251,7 +225,7 @@ impl Scheduler {
                 // The view promised more than the store held: read it again next round.
                 *view = None;
             }
-            self.gateway.assign(committed).await;
+            self.sink.placed(committed).await;
             placed
         };
         // Another round at once if this one was full and made progress.

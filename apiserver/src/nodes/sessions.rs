@@ -1,0 +1,148 @@
+//! The live Sync streams: one outbox per connected node, an epoch per connection (so an old stream
+//! ending does not remove a newer one) and the sequence numbers of the `DesiredState`s sent.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_proto::node::{DesiredState, GroupAssignment};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::lock;
+
+/// What a node's stream carries down.
+pub(super) type Outbox = mpsc::UnboundedSender<Result<DesiredState, Status>>;
+/// The receiving end, which becomes the response stream.
+pub(super) type Inbox = mpsc::UnboundedReceiver<Result<DesiredState, Status>>;
+
+#[derive(Debug)]
+struct Session {
+    epoch: u64,
+    tx: Outbox,
+}
+
+#[derive(Debug)]
+pub(super) struct Sessions {
+    live: Mutex<HashMap<String, Session>>,
+    next_epoch: AtomicU64,
+    next_seq: AtomicU64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            live: Mutex::default(),
+            next_epoch: 1.into(),
+            next_seq: 1.into(),
+        }
+    }
+}
+
+/// A registered stream: its epoch (for [`Sessions::close`]) and its outbox.
+pub(super) struct Opened {
+    pub(super) epoch: u64,
+    pub(super) tx: Outbox,
+    pub(super) rx: Inbox,
+}
+
+impl Sessions {
+    /// Registers a new stream for `node_id`, replacing any older one.
+    pub(super) fn open(&self, node_id: &str) -> Opened {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        lock(&self.live).insert(
+            node_id.to_owned(),
+            Session {
+                epoch,
+                tx: tx.clone(),
+            },
+        );
+        Opened { epoch, tx, rx }
+    }
+
+    /// The stream of `epoch` ended; forgets it unless a newer one replaced it.
+    pub(super) fn close(&self, node_id: &str, epoch: u64) {
+        let mut live = lock(&self.live);
+        if live.get(node_id).is_some_and(|s| s.epoch == epoch) {
+            live.remove(node_id);
+        }
+    }
+
+    fn seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The full desired state of a node (the answer to its `Hello`).
+    pub(super) fn full(&self, groups: Vec<GroupAssignment>) -> DesiredState {
+        DesiredState {
+            seq: self.seq(),
+            full: true,
+            groups,
+            removed: Vec::new(),
+        }
+    }
+
+    /// Sends a delta to `node_id` if it is connected: `groups` upserted, `removed` torn down.
+    pub(super) fn send(&self, node_id: &str, groups: Vec<GroupAssignment>, removed: Vec<String>) {
+        let message = DesiredState {
+            seq: self.seq(),
+            full: false,
+            groups,
+            removed,
+        };
+        if let Some(session) = lock(&self.live).get(node_id) {
+            // A closed channel means the stream is ending; the node gets full state when it reconnects.
+            let _ = session.tx.send(Ok(message));
+        }
+    }
+
+    /// Node ids with a live stream.
+    pub(super) fn connected(&self) -> Vec<String> {
+        lock(&self.live).keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn removal(rx: &mut Inbox) -> Option<(u64, Vec<String>)> {
+        match rx.try_recv() {
+            Ok(Ok(m)) => Some((m.seq, m.removed)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn deltas_reach_the_newest_stream_with_rising_seqs() {
+        let sessions = Sessions::default();
+        let mut old = sessions.open("n1");
+        let mut new = sessions.open("n1");
+        assert!(new.epoch > old.epoch);
+        sessions.send("n1", Vec::new(), vec!["g1".to_owned()]);
+        sessions.send("n1", Vec::new(), vec!["g2".to_owned()]);
+        sessions.send("other", Vec::new(), vec!["g3".to_owned()]);
+        assert_eq!(
+            removal(&mut old.rx),
+            None,
+            "the replaced stream hears nothing"
+        );
+        let (first, g1) = removal(&mut new.rx).expect("first delta");
+        let (second, g2) = removal(&mut new.rx).expect("second delta");
+        assert_eq!((g1, g2), (vec!["g1".to_owned()], vec!["g2".to_owned()]));
+        assert!(second > first);
+        assert!(sessions.full(Vec::new()).seq > second);
+    }
+
+    #[test]
+    fn an_old_stream_ending_keeps_the_newer_one() {
+        let sessions = Sessions::default();
+        let old = sessions.open("n1");
+        let new = sessions.open("n1");
+        sessions.close("n1", old.epoch);
+        assert_eq!(sessions.connected(), vec!["n1".to_owned()]);
+        sessions.close("n1", new.epoch);
+        assert!(sessions.connected().is_empty());
+    }
+}
