@@ -41,7 +41,7 @@ use liveness::Seen;
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(what) => Status::already_exists(what),
+            StoreError::Conflict(what) => Status::already_exists(what.to_string()),
             other => {
                 tracing::error!(error = %other, "store error in node gateway");
                 Status::unavailable("the apiserver's store is unavailable; retry")
