@@ -108,7 +108,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, "Conflict", what),
+            StoreError::Conflict(what) => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", what.to_string())
+            }
             StoreError::ResourceGroupLimit => ApiError::new(
                 StatusCode::CONFLICT,
                 "ResourceGroupQuotaExceeded",

@@ -6,6 +6,8 @@
 //! - [`validate`]: ARM JSON in, a [`model::GroupSpec`] out, or a 400 naming the field.
 //! - [`model`]: the validated group with exact integer sizes.
 //! - [`render`]: a stored group back into ACI's JSON.
+//! - [`groups`]: the group service, a container group's lifecycle with typed errors and its
+//!   after-commit effects in one place; the HTTP handlers call it.
 //! - [`auth`]: bearer tokens (issue, cache trusted for a second, expiry, revocation) and the
 //!   `Principal` extractor.
 //! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
@@ -30,6 +32,7 @@ pub mod config;
 pub mod dns;
 pub mod error;
 pub mod exec;
+pub mod groups;
 pub mod handoff;
 pub mod http;
 pub mod model;
@@ -101,6 +104,8 @@ pub struct Quota {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// A container group's lifecycle: what every handler that changes a group calls.
+    pub groups: groups::GroupService,
     pub config: Arc<Config>,
     pub limits: Arc<validate::Limits>,
     pub quota: Quota,
@@ -292,8 +297,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let policy = config.placement;
     let heartbeat_store_interval = Duration::from_millis(config.heartbeat_store_interval_ms);
     let config_ttl = config.exec_ttl_secs;
+    let groups = groups::GroupService::new(
+        Arc::new(store.clone()),
+        groups::Effects::new(
+            gateway.clone(),
+            scheduler_handle.clone(),
+            zone_dirty.clone(),
+        ),
+        gateway.clone(),
+        secrets.clone(),
+        (&config.region, &config.dns_zone),
+        quota,
+    );
     let state = AppState {
         store: store.clone(),
+        groups,
         config: Arc::new(config),
         limits: Arc::new(limits),
         quota,

@@ -1,4 +1,5 @@
-//! Container-group routes: PUT, GET, LIST, PATCH, DELETE, restart, stop, start.
+//! Container-group routes: PUT, GET, LIST, PATCH, DELETE, restart, stop, start. Each parses and
+//! checks the request, calls the [`GroupService`](crate::groups::GroupService) and renders its answer.
 
 use std::collections::HashMap;
 
@@ -8,16 +9,15 @@ use axum::http::header::WARNING;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_proto::arm;
-use sha2::{Digest as _, Sha256};
 
 use super::extract::{ArmJson, RawBody, api_version, ignored_warning, parse_group};
+use crate::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::model::{GroupSpec, cpu_cores, memory_gb};
+use crate::groups::{Applied, GroupName, Put};
 use crate::render;
-use crate::store::{Desired, GroupKey, GroupRecord, NewGroup, OperationRecord, StoreError};
+use crate::store::GroupRecord;
 use crate::validate;
-use crate::{AppState, now_ms};
 
 type GroupPath = Path<(String, String, String)>;
 type Q = Query<HashMap<String, String>>;
@@ -33,18 +33,18 @@ pub(super) fn admit<'a>(
     api_version(query, arm::API_VERSIONS)
 }
 
+fn group_name((sub, rg, name): &(String, String, String)) -> GroupName {
+    GroupName::new(sub, rg, name)
+}
+
 pub(super) async fn load(
     state: &AppState,
     principal: &Principal,
-    (sub, rg, name): &(String, String, String),
+    path: &(String, String, String),
     query: &HashMap<String, String>,
 ) -> Result<GroupRecord, ApiError> {
-    admit(principal, sub, query)?;
-    state
-        .store
-        .group(&GroupKey::new(sub, rg, name))
-        .await?
-        .ok_or_else(|| ApiError::group_not_found(rg, name))
+    admit(principal, &path.0, query)?;
+    Ok(state.groups.get(&group_name(path)).await?)
 }
 
 /// The base of URLs we hand out: `--public-url`, or the Host the client used.
@@ -78,76 +78,11 @@ fn with_operation(mut response: Response, url: &str) -> Response {
     response
 }
 
-fn new_operation(sub: &str, group: &GroupRecord, kind: &str, now: i64) -> OperationRecord {
-    OperationRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        subscription: sub.to_owned(),
-        group_id: group.id.clone(),
-        resource_id: render::resource_id(sub, &group.resource_group, &group.name),
-        kind: kind.to_owned(),
-        generation: group.generation,
-        status: "Pending".to_owned(),
-        error_code: None,
-        error_message: None,
-        started_ms: now,
-        ended_ms: None,
-    }
-}
-
-/// `<label>.<region>.<zone>`, or with a reuse policy `<label>-<hash>.<region>.<zone>` where the hash
-/// binds the label to its owner (subscription, resource group) or is random (`Noreuse`).
-fn fqdn(state: &AppState, spec: &GroupSpec, sub: &str, rg: &str) -> Option<String> {
-    let ip = spec.ip_address.as_ref()?;
-    let label = ip.dns_name_label.as_ref()?;
-    let suffix = format!("{}.{}", state.config.region, state.config.dns_zone);
-    let owner = match ip.label_scope.as_str() {
-        "Unsecure" => return Some(format!("{label}.{suffix}")),
-        "TenantReuse" | "SubscriptionReuse" => sub.to_ascii_lowercase(),
-        "ResourceGroupReuse" => format!("{}/{}", sub.to_ascii_lowercase(), rg.to_ascii_lowercase()),
-        _ => uuid::Uuid::new_v4().to_string(),
-    };
-    let digest = Sha256::digest(format!("{owner}/{label}").as_bytes());
-    let hash: String = digest
-        .iter()
-        .take(5)
-        .map(|b| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[usize::from(*b) % 36]))
-        .collect();
-    Some(format!("{label}-{hash}.{suffix}"))
-}
-
-fn service_unavailable(state: &AppState, spec: &GroupSpec) -> ApiError {
-    let r = spec.requests();
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "ServiceUnavailable",
-        format!(
-            "The requested resource is not available in the location '{}' at this moment. Please retry with a \
-             different resource request or in another location. Resource requested: '{}' CPU '{}' GB memory '{}' OS{}",
-            state.config.region,
-            cpu_cores(r.cpu_millis),
-            memory_gb(r.memory_mib),
-            spec.os_type.as_str(),
-            if r.gpu > 0 {
-                format!(" '{}' GPU", r.gpu)
-            } else {
-                String::new()
-            }
-        ),
-    )
-}
-
-fn open_spec(state: &AppState, sealed: &[u8]) -> Result<GroupSpec, ApiError> {
-    let plain = state
-        .secrets
-        .open(sealed)
-        .map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))?;
-    serde_json::from_slice(&plain).map_err(|e| ApiError::from(StoreError::Corrupt(e.to_string())))
-}
-
-fn seal(state: &AppState, spec: &GroupSpec) -> Vec<u8> {
-    state
-        .secrets
-        .seal(&serde_json::to_vec(spec).expect("plain data types always serialise to JSON"))
+fn render_group(group: &GroupRecord, version: &str) -> Json<serde_json::Value> {
+    Json(render::for_version(
+        render::container_group(group, true),
+        version,
+    ))
 }
 
 pub(super) async fn put(
@@ -162,193 +97,29 @@ pub(super) async fn put(
     validate::resource_group(&rg)?;
     validate::group_name(&name)?;
     let (body, ignored) = parse_group(&body, version)?;
-    let mut response = create_or_update(state, &headers, (sub, rg, name), version, body).await?;
+    let valid =
+        validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
+    let (status, applied) = match state
+        .groups
+        .create(&GroupName::new(&sub, &rg, &name), valid)
+        .await?
+    {
+        Put::Created(applied) => (StatusCode::CREATED, applied),
+        Put::Updated(applied) => (StatusCode::OK, applied),
+    };
+    let Applied {
+        group,
+        operation_id,
+    } = applied;
+    let response = (status, render_group(&group, version)).into_response();
+    let mut response = with_operation(
+        response,
+        &operation_url(&state, &headers, &sub, &operation_id),
+    );
     if let Some(warning) = ignored_warning(&ignored, version) {
         response.headers_mut().insert(WARNING, warning);
     }
     Ok(response)
-}
-
-async fn create_or_update(
-    state: AppState,
-    headers: &HeaderMap,
-    (sub, rg, name): (String, String, String),
-    version: &str,
-    body: arm::ContainerGroup,
-) -> Result<Response, ApiError> {
-    let valid =
-        validate::container_group(&body, &name, &state.config.region, version, &state.limits)?;
-    let requests = valid.spec.requests();
-    if !state.gateway.could_ever_fit(valid.spec.os_type, &requests) {
-        return Err(service_unavailable(&state, &valid.spec));
-    }
-    let key = GroupKey::new(&sub, &rg, &name);
-    let now = now_ms();
-
-    // Creates are the common case: try the insert first; a name that exists turns into an update.
-    let fqdn = fqdn(&state, &valid.spec, &sub, &rg);
-    let new = NewGroup {
-        id: uuid::Uuid::new_v4().to_string(),
-        key: key.clone(),
-        resource_group_as: rg.clone(),
-        location: valid.location.clone(),
-        tags: valid.tags.clone(),
-        sealed_spec: seal(&state, &valid.spec),
-        spec: valid.spec,
-        fqdn,
-        now_ms: now,
-        operation_id: uuid::Uuid::new_v4().to_string(),
-        resource_id: render::resource_id(&sub, &rg, &name),
-        quota: (state.quota.groups, state.quota.cpu_millis),
-    };
-    match state.store.create_group(&new).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(what)) if what == "fqdn" => {
-            let label = new
-                .spec
-                .ip_address
-                .as_ref()
-                .and_then(|ip| ip.dns_name_label.clone())
-                .unwrap_or_default();
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "DnsNameLabelNotAvailable",
-                format!("The DNS name label '{label}' in container group '{name}' not available. Try using a different label."),
-            )
-            .with_target("properties.ipAddress.dnsNameLabel"));
-        }
-        Err(StoreError::QuotaExceeded { groups, cpu_millis }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "QuotaExceeded",
-                format!(
-                    "Resource type 'Microsoft.ContainerInstance/containerGroups' quota exceeded in region '{}'. \
-                     Limits: {} container groups, {} cores; usage: {groups} groups, {} cores; requested: 1 group, \
-                     {} cores.",
-                    state.config.region,
-                    state.quota.groups,
-                    cpu_cores(state.quota.cpu_millis),
-                    cpu_cores(cpu_millis),
-                    cpu_cores(requests.cpu_millis)
-                ),
-            ));
-        }
-        Err(StoreError::Conflict(_)) => {
-            let existing = state.store.group(&key).await?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "Conflict",
-                    format!("Container group '{name}' is being changed by another request; retry."),
-                )
-            })?;
-            let valid = validate::ValidGroup {
-                location: new.location,
-                tags: new.tags,
-                spec: new.spec,
-            };
-            return update(&state, headers, &sub, version, existing, valid).await;
-        }
-        Err(err) => return Err(err.into()),
-    }
-    state.scheduler.wake();
-    // Rendered from what was just committed; no second read.
-    let group = GroupRecord {
-        id: new.id.clone(),
-        seq: 0,
-        subscription: sub.clone(),
-        resource_group: rg.clone(),
-        name: name.clone(),
-        location: new.location.clone(),
-        tags: new.tags.clone(),
-        spec: new.spec.redacted(),
-        requests,
-        fqdn: new.fqdn.clone(),
-        generation: 1,
-        desired: Desired::Running,
-        provisioning_state: "Pending".to_owned(),
-        node_id: None,
-        status: None,
-        events: Vec::new(),
-        created_ms: now,
-        updated_ms: now,
-    };
-    let response = (
-        StatusCode::CREATED,
-        Json(render::for_version(
-            render::container_group(&group, true),
-            version,
-        )),
-    )
-        .into_response();
-    Ok(with_operation(
-        response,
-        &operation_url(&state, headers, &sub, &new.operation_id),
-    ))
-}
-
-/// PUT on an existing group: the same spec is a no-op; an allowed change restarts it in place; a
-/// change of OS, sizes, restart policy or network needs delete and re-create (ACI's rule).
-async fn update(
-    state: &AppState,
-    headers: &HeaderMap,
-    sub: &str,
-    version: &str,
-    existing: GroupRecord,
-    valid: validate::ValidGroup,
-) -> Result<Response, ApiError> {
-    validate::update(&existing.spec, &valid.spec, &existing.name)?;
-    let sealed = state
-        .store
-        .sealed_spec(&existing.id)
-        .await?
-        .ok_or_else(|| ApiError::group_not_found(&existing.resource_group, &existing.name))?;
-    let current = open_spec(state, &sealed)?;
-    let now = now_ms();
-    let op = new_operation(sub, &existing, "update", now);
-    let op_id = op.id.clone();
-    if current == valid.spec {
-        // Idempotent PUT: nothing restarts. The operation finishes with the group's current state.
-        let status = match existing.provisioning_state.as_str() {
-            "Succeeded" | "Failed" => existing.provisioning_state.clone(),
-            _ => "Pending".to_owned(),
-        };
-        let op = OperationRecord {
-            status: status.clone(),
-            ended_ms: (status != "Pending").then_some(now),
-            ..op
-        };
-        state.store.insert_operation(&op).await?;
-        if existing.tags != valid.tags {
-            state.store.set_tags(&existing.id, &valid.tags, now).await?;
-        }
-    } else {
-        state
-            .store
-            .update_group(
-                &existing.id,
-                &valid.spec,
-                &seal(state, &valid.spec),
-                &valid.tags,
-                &op,
-                now,
-            )
-            .await?;
-        state.zone_dirty.poke();
-        if let Some(node) = &existing.node_id {
-            state.gateway.refresh(node, &existing.id).await;
-        }
-    }
-    let group = state
-        .store
-        .group_by_id(&existing.id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
-    let body = render::for_version(render::container_group(&group, true), version);
-    let response = (StatusCode::OK, Json(body)).into_response();
-    Ok(with_operation(
-        response,
-        &operation_url(state, headers, sub, &op_id),
-    ))
 }
 
 pub(super) async fn get(
@@ -359,11 +130,7 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     let group = load(&state, &principal, &path, &query).await?;
     let version = admit(&principal, &path.0, &query)?;
-    Ok(Json(render::for_version(
-        render::container_group(&group, true),
-        version,
-    ))
-    .into_response())
+    Ok(render_group(&group, version).into_response())
 }
 
 async fn list(
@@ -387,7 +154,7 @@ async fn list(
         None => 0,
     };
     let page = state.config.page_size as i64;
-    let mut groups = state.store.list_groups(sub, rg, after, page + 1).await?;
+    let mut groups = state.groups.list(sub, rg, after, page + 1).await?;
     let next_link = if groups.len() as i64 > page {
         groups.truncate(page as usize);
         let last = groups.last().map_or(after, |g| g.seq);
@@ -437,46 +204,21 @@ pub(super) async fn patch(
     Query(query): Q,
     ArmJson(body): ArmJson<arm::TagsPatch>,
 ) -> Result<Response, ApiError> {
-    let group = load(&state, &principal, &path, &query).await?;
+    let version = admit(&principal, &path.0, &query)?;
     let tags = body.tags.unwrap_or_default();
     validate::tags(&tags, "tags")?;
-    state.store.set_tags(&group.id, &tags, now_ms()).await?;
-    let group = state
-        .store
-        .group_by_id(&group.id)
-        .await?
-        .ok_or_else(|| ApiError::group_not_found(&path.1, &path.2))?;
-    let version = admit(&principal, &path.0, &query)?;
-    Ok(Json(render::for_version(
-        render::container_group(&group, true),
-        version,
-    ))
-    .into_response())
-}
-
-/// Deletes a group: its capacity released, its billing ended, its node told, its DNS record gone.
-/// Returns the group as it was, or `None` if it was gone already.
-pub(super) async fn remove(state: &AppState, id: &str) -> Result<Option<GroupRecord>, ApiError> {
-    let deleted = state.store.delete_group(id, crate::now_ms()).await?;
-    state.zone_dirty.poke();
-    if let Some(node) = deleted.as_ref().and_then(|d| d.node_id.as_ref()) {
-        state.gateway.remove(node, id);
-        state.scheduler.capacity_changed();
-    }
-    Ok(deleted)
+    let group = state.groups.set_tags(&group_name(&path), &tags).await?;
+    Ok(render_group(&group, version).into_response())
 }
 
 pub(super) async fn delete(
     State(state): State<AppState>,
     principal: Principal,
-    Path((sub, rg, name)): GroupPath,
+    Path(path): GroupPath,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    let version = admit(&principal, &sub, &query)?;
-    let Some(group) = state.store.group(&GroupKey::new(&sub, &rg, &name)).await? else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    let Some(deleted) = remove(&state, &group.id).await? else {
+    let version = admit(&principal, &path.0, &query)?;
+    let Some(deleted) = state.groups.delete(&group_name(&path)).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut body = render::container_group(&deleted, true);
@@ -493,27 +235,11 @@ pub(super) async fn restart(
     Query(query): Q,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let group = load(&state, &principal, &path, &query).await?;
-    if group.desired == Desired::Stopped {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ContainerGroupStopped",
-            format!(
-                "Container Group '{}' in resource group '{}' is stopped.",
-                group.name, group.resource_group
-            ),
-        ));
-    }
-    let now = now_ms();
-    let op = new_operation(&path.0, &group, "restart", now);
-    state.store.restart_group(&group.id, &op, now).await?;
-    state.zone_dirty.poke();
-    if let Some(node) = &group.node_id {
-        state.gateway.refresh(node, &group.id).await;
-    }
+    admit(&principal, &path.0, &query)?;
+    let operation = state.groups.restart(&group_name(&path)).await?;
     Ok(with_operation(
         StatusCode::NO_CONTENT.into_response(),
-        &operation_url(&state, &headers, &path.0, &op.id),
+        &operation_url(&state, &headers, &path.0, &operation),
     ))
 }
 
@@ -523,15 +249,8 @@ pub(super) async fn stop(
     Path(path): GroupPath,
     Query(query): Q,
 ) -> Result<Response, ApiError> {
-    let group = load(&state, &principal, &path, &query).await?;
-    if group.desired == Desired::Running {
-        state.store.stop_group(&group.id, now_ms()).await?;
-        state.zone_dirty.poke();
-        if let Some(node) = &group.node_id {
-            state.gateway.remove(node, &group.id);
-            state.scheduler.capacity_changed();
-        }
-    }
+    admit(&principal, &path.0, &query)?;
+    state.groups.stop(&group_name(&path)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -542,25 +261,14 @@ pub(super) async fn start(
     Query(query): Q,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let group = load(&state, &principal, &path, &query).await?;
-    if group.desired == Desired::Running {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    if !state
-        .gateway
-        .could_ever_fit(group.spec.os_type, &group.requests)
-    {
-        return Err(service_unavailable(&state, &group.spec));
-    }
-    let now = now_ms();
-    let op = new_operation(&path.0, &group, "start", now);
-    state.store.start_group(&group.id, &op, now).await?;
-    state.zone_dirty.poke();
-    state.scheduler.wake();
-    Ok(with_operation(
-        StatusCode::ACCEPTED.into_response(),
-        &operation_url(&state, &headers, &path.0, &op.id),
-    ))
+    admit(&principal, &path.0, &query)?;
+    Ok(match state.groups.start(&group_name(&path)).await? {
+        Some(operation) => with_operation(
+            StatusCode::ACCEPTED.into_response(),
+            &operation_url(&state, &headers, &path.0, &operation),
+        ),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 pub(super) async fn outbound_dependencies(

@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod containers;
 mod extract;
+mod group_errors;
 mod groups;
 pub(crate) mod limits;
 mod media;

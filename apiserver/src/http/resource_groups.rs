@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{RawBody, parse};
-use super::groups::{base_url, remove};
+use super::groups::base_url;
 use super::subscriptions::resources_api_version;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -239,12 +239,12 @@ pub(super) async fn patch(
 async fn empty(state: &AppState, sub: &str, rg: &str) -> Result<(), ApiError> {
     let page = state.config.page_size.max(1) as i64;
     loop {
-        let groups = state.store.list_groups(sub, Some(rg), 0, page).await?;
+        let groups = state.groups.list(sub, Some(rg), 0, page).await?;
         if groups.is_empty() {
             return Ok(());
         }
         for group in &groups {
-            remove(state, &group.id).await?;
+            state.groups.delete_by_id(&group.id).await?;
         }
     }
 }
@@ -349,10 +349,7 @@ pub(super) async fn resources(
     let mut value = Vec::new();
     let mut after = 0;
     loop {
-        let groups = state
-            .store
-            .list_groups(&sub, Some(&rg), after, page)
-            .await?;
+        let groups = state.groups.list(&sub, Some(&rg), after, page).await?;
         let Some(last) = groups.last() else { break };
         after = last.seq;
         value.extend(groups.iter().map(|g| {

@@ -26,9 +26,9 @@ pub enum StoreError {
     /// A stored JSON column did not parse.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// A uniqueness rule was broken (name or DNS label taken, node name taken).
+    /// A uniqueness rule was broken.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// The store is shutting down or its writer failed.
     #[error("the store is unavailable")]
     Unavailable,
@@ -44,6 +44,17 @@ pub enum StoreError {
     /// A new resource group would pass [`RESOURCE_GROUPS_PER_SUBSCRIPTION`].
     #[error("the subscription has {RESOURCE_GROUPS_PER_SUBSCRIPTION} resource groups already")]
     ResourceGroupLimit,
+}
+
+/// Which uniqueness rule a write broke. (A node name taken at join is a [`JoinRefusal`], not this.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// A group of that (subscription, resource group, name) exists.
+    #[error("a container group of that name exists")]
+    GroupName,
+    /// Another group holds that FQDN (its DNS name label, in its reuse scope).
+    #[error("the DNS name label is taken")]
+    DnsLabel,
 }
 
 /// How many resource groups a subscription may have (ARM's limit).
@@ -436,16 +447,19 @@ pub trait Store: Send + Sync + 'static {
     /// as it was.
     async fn delete_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
     /// Stops the group: releases capacity, unassigns it, cancels pending operations, ends its billing.
+    /// Returns the group as the transaction found it (its `node_id` is the node to tell), `None` if
+    /// it is gone.
     async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
     /// Starts a stopped group again (back to the scheduler) with a new generation.
     async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
-    /// Restarts a running group in place with a new generation.
+    /// Restarts a running group in place with a new generation; returns the node the group is on as
+    /// the transaction saw it (`None`: not placed), the one to tell.
     async fn restart_group(
         &self,
         id: &str,
         operation: &OperationRecord,
         now_ms: i64,
-    ) -> Result<i64>;
+    ) -> Result<Option<String>>;
     /// The whole spec, secrets included, for the agent.
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>>;
     /// A group with its sealed spec, in one read (for assignments).

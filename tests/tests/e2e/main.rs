@@ -12,6 +12,7 @@ mod containers;
 mod dns;
 mod errors;
 mod exec;
+mod group_races;
 mod groups;
 mod harness;
 mod hostile;

@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::harness::{Cluster, SUB, group_body, running};
 
-fn csr() -> (String, rcgen::KeyPair) {
+pub(crate) fn csr() -> (String, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().expect("key");
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())
         .expect("params")
@@ -20,7 +20,7 @@ fn csr() -> (String, rcgen::KeyPair) {
     (csr, key)
 }
 
-async fn channel(
+pub(crate) async fn channel(
     cluster: &Cluster,
     identity: Option<Identity>,
     ca_pem: &str,
@@ -38,7 +38,7 @@ async fn channel(
         .await
 }
 
-fn join_request(token: &str, name: &str, csr: &str) -> JoinRequest {
+pub(crate) fn join_request(token: &str, name: &str, csr: &str) -> JoinRequest {
     JoinRequest {
         token: token.rsplit_once('.').expect("pin").0.to_owned(),
         node_name: name.to_owned(),
@@ -54,7 +54,7 @@ fn join_request(token: &str, name: &str, csr: &str) -> JoinRequest {
     }
 }
 
-fn hello() -> AgentReport {
+pub(crate) fn hello() -> AgentReport {
     AgentReport {
         seq: 1,
         body: Some(agent_report::Body::Hello(Hello::default())),

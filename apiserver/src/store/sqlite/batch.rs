@@ -16,8 +16,8 @@ use prost::Message as _;
 use super::{apply_one, json, provisioning_for, release, resource_groups};
 use crate::model::Size;
 use crate::store::{
-    Heartbeat, NewGroup, NodeReport, Placement, ResourceGroupCreation, ResourceGroupRecord, Result,
-    StatusOutcome, StoreError,
+    Conflict, Heartbeat, NewGroup, NodeReport, Placement, ResourceGroupCreation,
+    ResourceGroupRecord, Result, StatusOutcome, StoreError,
 };
 
 /// Creates gathered into one transaction at most.
@@ -93,9 +93,7 @@ async fn commit_creates(pool: &SqlitePool, groups: &[&NewGroup]) -> Result<Vec<R
     }
     for (i, g) in groups.iter().enumerate() {
         if !inserted.contains(&g.id) {
-            results[i] = Some(Err(StoreError::Conflict(
-                conflict_kind(&mut tx, g).await?.to_owned(),
-            )));
+            results[i] = Some(Err(StoreError::Conflict(conflict_kind(&mut tx, g).await?)));
         }
     }
 
@@ -212,7 +210,7 @@ async fn commit_creates(pool: &SqlitePool, groups: &[&NewGroup]) -> Result<Vec<R
 }
 
 /// Which uniqueness rule a skipped row broke.
-async fn conflict_kind(conn: &mut SqliteConnection, g: &NewGroup) -> Result<&'static str> {
+async fn conflict_kind(conn: &mut SqliteConnection, g: &NewGroup) -> Result<Conflict> {
     let taken: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM groups WHERE subscription = ? AND resource_group = ? AND name = ?",
     )
@@ -222,9 +220,9 @@ async fn conflict_kind(conn: &mut SqliteConnection, g: &NewGroup) -> Result<&'st
     .fetch_optional(&mut *conn)
     .await?;
     Ok(if taken.is_some() || g.fqdn.is_none() {
-        "name"
+        Conflict::GroupName
     } else {
-        "fqdn"
+        Conflict::DnsLabel
     })
 }
 

@@ -704,18 +704,19 @@ impl Store for SqliteStore {
         id: &str,
         operation: &OperationRecord,
         now_ms: i64,
-    ) -> Result<i64> {
+    ) -> Result<Option<String>> {
         let mut tx = self.writer.begin().await?;
-        let generation: i64 = sqlx::query_scalar(
+        let (generation, node_id): (i64, Option<String>) = sqlx::query_as(
             "UPDATE groups SET generation = generation + 1, \
              provisioning_state = CASE WHEN node_id IS NULL THEN provisioning_state ELSE 'Pending' END, \
-             updated_ms = ? WHERE id = ? RETURNING generation",
+             updated_ms = ? WHERE id = ? RETURNING generation, node_id",
         )
         .bind(now_ms)
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
-        record_operation(tx, generation, operation).await
+        record_operation(tx, generation, operation).await?;
+        Ok(node_id)
     }
 
     async fn sealed_spec(&self, id: &str) -> Result<Option<Vec<u8>>> {
@@ -1231,7 +1232,7 @@ mod tests {
         assert!(
             outcomes
                 .iter()
-                .any(|r| matches!(r, Err(StoreError::Conflict(k)) if k == "name"))
+                .any(|r| matches!(r, Err(StoreError::Conflict(Conflict::GroupName))))
         );
         assert_eq!(
             store.usage("sub").await.unwrap().0,
