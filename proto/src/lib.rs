@@ -1,4 +1,5 @@
-//! Berth's wire contracts and nothing else.
+//! Berth's contracts between crates: wire formats, default ports, and the back-off and clock every
+//! crate uses the same way. Nothing else.
 //!
 //! # Layout
 //! - [`node`]: the agent <-> apiserver gRPC protocol, generated from `protos/node.proto`.
