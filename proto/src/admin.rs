@@ -21,6 +21,13 @@ pub const DNS_CERTIFICATES_PATH: &str = "/admin/v1/dns-certificates";
 /// `GET` lists the nodes (`{"value":[Node]}`).
 pub const NODES_PATH: &str = "/admin/v1/nodes";
 
+/// `GET`: every subscription's usage, streamed CSV or JSON lines (query `from`, `to`,
+/// `granularity`, `format`; README "Billing"). Not under `/v1`, as it predates it.
+pub const USAGE_PATH: &str = "/admin/billing/usage";
+/// The header of a usage answer that estimates its number of data rows (for a progress bar; the
+/// rows may differ).
+pub const ROW_ESTIMATE_HEADER: &str = "x-berth-row-estimate";
+
 /// `POST /admin/v1/tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
