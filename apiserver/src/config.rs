@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use berth_proto::ports;
 use clap::Parser;
 use serde::Deserialize;
 
@@ -224,11 +225,11 @@ impl Config {
             listen: flags
                 .listen
                 .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8443))),
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], ports::HTTPS))),
             node_listen: flags
                 .node_listen
                 .or(file.node_listen)
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8444))),
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], ports::NODE))),
             store,
             region: crate::validate::normalize_location(
                 &flags
@@ -289,7 +290,7 @@ impl Config {
                     flags
                         .dns_listen
                         .or(file.dns_listen)
-                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5353))),
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], ports::DNS))),
                 )
             },
             dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),

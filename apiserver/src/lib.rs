@@ -86,12 +86,8 @@ async fn reload_prices_on_sighup(prices: billing::prices::Prices, shutdown: Canc
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// Milliseconds since the Unix epoch: the apiserver's one clock ([`berth_proto::clock`]).
+pub use berth_proto::clock::now_ms;
 
 /// Per-subscription quotas.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use comfy_table::{Table, TableComponent};
 use serde_json::Value;
 
-use crate::admin::{Node, TokenInfo};
+use crate::admin::{Node, Token};
 use crate::billing::summary::UsageSummary;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -197,7 +197,7 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
 }
 
 /// The table of `admin token list`: a token per line, never its secret; `None` for no tokens.
-pub fn tokens_table(tokens: &[TokenInfo]) -> Option<String> {
+pub fn tokens_table(tokens: &[Token]) -> Option<String> {
     if tokens.is_empty() {
         return None;
     }
@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn token_table_shows_scope_and_lifetime() {
-        let token = TokenInfo {
+        let token = Token {
             id: "abc".to_owned(),
             prefix: "berth_abc_Xy12".to_owned(),
             subscriptions: vec!["s1".to_owned(), "s2".to_owned()],
@@ -472,7 +472,7 @@ mod tests {
             revoked_at: Some("2025-01-02T00:00:00Z".to_owned()),
             last_used_at: None,
         };
-        let operator = TokenInfo {
+        let operator = Token {
             id: "op".to_owned(),
             subscriptions: Vec::new(),
             operator: true,

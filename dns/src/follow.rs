@@ -19,9 +19,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use berth_proto::backoff::{Backoff, Delays};
 use berth_proto::node::dns_service_client::DnsServiceClient;
 use berth_proto::node::{WatchZoneRequest, ZoneUpdate};
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -32,57 +32,14 @@ use tracing::{debug, info, warn};
 use crate::{Record, ServerConfig, ServerError, Zone, normalize};
 
 /// The apiserver's node port, when `--server` names none.
-pub const DEFAULT_APISERVER_PORT: u16 = 8444;
+pub const DEFAULT_APISERVER_PORT: u16 = berth_proto::ports::NODE;
 
-/// How far apart reconnection attempts are: doubling from `initial` up to `max`, each delay drawn
-/// between half and all of its step (jitter). Back to `initial` once a stream has delivered the zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delays of one run of failures.
-    pub fn delays(self) -> Delays {
-        Delays {
-            backoff: self,
-            step: self.initial,
-        }
-    }
-}
-
-/// The next delays of a [`Backoff`].
-#[derive(Debug, Clone)]
-pub struct Delays {
-    backoff: Backoff,
-    step: Duration,
-}
-
-impl Delays {
-    /// The delay before the next attempt: in `[step / 2, step]`, the step doubling up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        let step = self.step.min(self.backoff.max);
-        self.step = step.saturating_mul(2).min(self.backoff.max);
-        let half = step / 2;
-        let jitter = rand::rng().random_range(0..=(step - half).as_millis());
-        half + Duration::from_millis(u64::try_from(jitter).unwrap_or(u64::MAX))
-    }
-
-    /// A stream worked: the next failure starts from the initial step again.
-    pub fn reset(&mut self) {
-        self.step = self.backoff.initial;
-    }
-}
+/// How far apart reconnection attempts are, unless the config says otherwise: 500 ms doubling to
+/// 30 s, back to the start once a stream has delivered the zone.
+pub const DEFAULT_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(30),
+};
 
 /// How a [`Follower`] reaches the apiserver and where it keeps its state.
 #[derive(Debug, Clone)]
@@ -127,7 +84,7 @@ impl FollowConfig {
             key_pem: key_pem.into(),
             state_file: None,
             fixed_origin: false,
-            backoff: Backoff::default(),
+            backoff: DEFAULT_BACKOFF,
             save_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
         }
@@ -857,27 +814,6 @@ mod tests {
     use berth_proto::node::DnsRecord;
 
     use super::*;
-
-    #[test]
-    fn delays_double_up_to_the_cap_with_jitter_and_reset() {
-        let backoff = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(1000),
-        };
-        let mut delays = backoff.delays();
-        let steps = [100, 200, 400, 800, 1000, 1000, 1000];
-        for step in steps {
-            let delay = delays.next_delay();
-            let step = Duration::from_millis(step);
-            assert!(delay >= step / 2 && delay <= step, "{delay:?} for {step:?}");
-        }
-        delays.reset();
-        assert!(delays.next_delay() <= Duration::from_millis(100));
-        // Jitter: a hundred draws at the cap are not all the same.
-        let draws: std::collections::HashSet<Duration> =
-            (0..100).map(|_| delays.next_delay()).collect();
-        assert!(draws.len() > 1);
-    }
 
     #[test]
     fn server_urls_must_be_https_and_get_the_node_port() {

@@ -57,7 +57,7 @@ use crate::runtime::{ExecProcess, ProcessInput, ProcessOutput, Runtime};
 mod tests;
 
 /// The port of `AgentService` when `--agent-listen` names none.
-pub const DEFAULT_PORT: u16 = 8445;
+pub const DEFAULT_PORT: u16 = berth_proto::ports::AGENT;
 /// How often a followed log is checked for new lines.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);
 /// The largest piece of log text in one message.

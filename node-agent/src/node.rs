@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent_service::{self, AgentServiceError};
 use crate::config::RuntimeKind;
-use crate::connection::backoff::Backoff;
+use crate::connection::RECONNECT;
 use crate::connection::dial::ServerAddr;
 use crate::connection::join::{JoinError, join_once};
 use crate::connection::sync::{
@@ -169,7 +169,7 @@ async fn start_containerd(
     changes: &Changes,
     shutdown: &CancellationToken,
 ) -> Result<Option<ContainerdRuntime>, StartError> {
-    let mut backoff = Backoff::default();
+    let mut backoff = RECONNECT.delays();
     let mut attempts: u32 = 0;
     loop {
         match ContainerdRuntime::start(config.clone(), state_dir, changes.clone()).await {
@@ -229,7 +229,7 @@ async fn obtain_identity(
         labels: shared.labels.clone(),
         agent_version: AGENT_VERSION.to_string(),
     };
-    let mut backoff = Backoff::default();
+    let mut backoff = RECONNECT.delays();
     let mut attempts: u32 = 0;
     let response = loop {
         let attempt = {

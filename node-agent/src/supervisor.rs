@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use berth_proto::node::{DesiredPhase, DesiredState, GroupAssignment, GroupPhase, GroupStatus};
 
 use crate::runtime::{Changes, Runtime};
@@ -74,13 +75,6 @@ pub struct Supervisor {
     failures: HashMap<String, u32>,
 }
 
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn comparable(status: &GroupStatus) -> GroupStatus {
     GroupStatus {
         observed_unix_ms: 0,
@@ -93,7 +87,7 @@ fn removed(group_id: &str, generation: u64) -> GroupStatus {
         group_id: group_id.to_string(),
         generation,
         phase: GroupPhase::Removed as i32,
-        observed_unix_ms: now_unix_ms(),
+        observed_unix_ms: now_ms(),
         ..Default::default()
     }
 }
@@ -120,7 +114,7 @@ impl Supervisor {
     /// previous one no longer counts.
     pub fn hello_groups(&mut self) -> Vec<GroupStatus> {
         // A Hello is a fresh observation of every group: billing reads "still running at this time".
-        let now = now_unix_ms();
+        let now = now_ms();
         let mut groups = self.runtime.groups();
         for group in &mut groups {
             group.observed_unix_ms = now;

@@ -1,4 +1,5 @@
-//! Berth's wire contracts and nothing else.
+//! Berth's contracts between crates: wire formats, default ports, and the back-off and clock every
+//! crate uses the same way. Nothing else.
 //!
 //! # Layout
 //! - [`node`]: the agent <-> apiserver gRPC protocol, generated from `protos/node.proto`.
@@ -7,8 +8,18 @@
 //!   apiserver and the CLI read and write exactly the same shapes.
 //! - [`spec`]: the rules a group spec keeps, which the apiserver enforces before it writes and the
 //!   node agent before it runs anything.
+//! - [`admin`]: serde types of the `/admin/v1` JSON, which the apiserver serves and the CLI sends.
+//! - [`exec`]: the channel protocol of `exec` websockets (channels, subprotocols, exit status).
+//! - [`ports`]: the default ports every side assumes when none is named.
+//! - [`backoff`]: the jittered exponential back-off of everything that reconnects.
+//! - [`clock`]: the wall clock in Unix milliseconds, as records and messages carry it.
 
+pub mod admin;
 pub mod arm;
+pub mod backoff;
+pub mod clock;
+pub mod exec;
+pub mod ports;
 pub mod spec;
 
 /// The agent <-> apiserver protocol (`berth.node.v1`).

@@ -5,23 +5,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use berth_proto::admin::{DnsCertificate, JoinToken, JoinTokenRequest, Node, NodeResources};
+use berth_proto::arm::ListResult;
 
 use super::ArmJson;
 use crate::auth::{Operator, random_lower};
 use crate::error::ApiError;
-use crate::model::{cpu_cores, memory_gb};
+use crate::model::{Size, cpu_cores, memory_gb};
 use crate::render::timestamp;
 use crate::validate::code;
 use crate::{AppState, now_ms};
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct JoinTokenRequest {
-    uses: Option<i64>,
-    ttl_seconds: Option<i64>,
-}
 
 pub(super) async fn create_join_token(
     State(state): State<AppState>,
@@ -54,7 +47,11 @@ pub(super) async fn create_join_token(
     let token = format!("{id}.{secret}.{}", state.ca.hash_hex());
     Ok((
         StatusCode::CREATED,
-        Json(json!({"token": token, "expiresAt": timestamp(expires), "uses": uses})),
+        Json(JoinToken {
+            expires_at: timestamp(expires),
+            token,
+            uses,
+        }),
     )
         .into_response())
 }
@@ -73,28 +70,35 @@ pub(super) async fn list_nodes(
     _operator: Operator,
 ) -> Result<Response, ApiError> {
     let nodes = state.store.nodes().await?;
-    let mut counts = std::collections::HashMap::<String, i64>::new();
+    let mut counts = std::collections::HashMap::<String, u64>::new();
     for id in state.store.group_counts_by_node().await? {
         *counts.entry(id).or_default() += 1;
     }
-    let value: Vec<_> = nodes
+    let resources = |size: &Size| NodeResources {
+        cpu: cpu_cores(size.cpu_millis),
+        gpu: u64::from(size.gpu),
+        memory_in_gb: memory_gb(size.memory_mib),
+    };
+    let value: Vec<Node> = nodes
         .iter()
-        .map(|n| {
-            json!({
-                "id": n.id,
-                "name": n.name,
-                "osType": n.os_type.as_str(),
-                "status": n.status.as_str(),
-                "capacity": {"cpu": cpu_cores(n.capacity.cpu_millis), "memoryInGB": memory_gb(n.capacity.memory_mib), "gpu": n.capacity.gpu},
-                "allocated": {"cpu": cpu_cores(n.used.cpu_millis), "memoryInGB": memory_gb(n.used.memory_mib), "gpu": n.used.gpu},
-                "groups": counts.get(&n.id).copied().unwrap_or(0),
-                "labels": n.labels,
-                "lastHeartbeat": timestamp(last_heartbeat(&state, n)),
-                "agentVersion": n.agent_version,
-            })
+        .map(|n| Node {
+            agent_version: Some(n.agent_version.clone()),
+            allocated: resources(&n.used),
+            capacity: resources(&n.capacity),
+            groups: counts.get(&n.id).copied().unwrap_or(0),
+            id: n.id.clone(),
+            labels: n.labels.clone(),
+            last_heartbeat: Some(timestamp(last_heartbeat(&state, n))),
+            name: n.name.clone(),
+            os_type: n.os_type.as_str().to_owned(),
+            status: n.status.as_str().to_owned(),
         })
         .collect();
-    Ok(Json(json!({ "value": value })).into_response())
+    Ok(Json(ListResult {
+        value,
+        next_link: None,
+    })
+    .into_response())
 }
 
 /// `POST /admin/v1/dns-certificates`: a client certificate for a standalone `berth-dns`, which it
@@ -109,11 +113,11 @@ pub(super) async fn create_dns_certificate(
         tracing::error!(%error, "cannot issue a DNS server certificate");
         ApiError::internal()
     })?;
-    let body = json!({
-        "id": id,
-        "certificate": identity.cert_pem,
-        "key": identity.key_pem,
-        "ca": state.ca.cert_pem(),
-    });
+    let body = DnsCertificate {
+        ca: state.ca.cert_pem().to_owned(),
+        certificate: identity.cert_pem,
+        id,
+        key: identity.key_pem,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }

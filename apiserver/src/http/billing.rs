@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_proto::admin::ROW_ESTIMATE_HEADER;
 use bytes::Bytes;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -205,7 +206,7 @@ async fn stream(state: AppState, export: ExportQuery) -> Result<Response, ApiErr
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    headers.insert("x-berth-row-estimate", HeaderValue::from(estimate));
+    headers.insert(ROW_ESTIMATE_HEADER, HeaderValue::from(estimate));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }

@@ -6,7 +6,8 @@
 //!   URL on this server and a password. The websocket (`/exec/{id}`, `/attach/{id}`) speaks ACI's
 //!   protocol (password as the first text frame, raw binary frames both ways, close on exit) unless
 //!   the client offers Kubernetes' `v5.channel.k8s.io` / `v4.channel.k8s.io` subprotocol: then frames
-//!   carry a channel byte (stdin, stdout, stderr, status, resize, close) and the exit code comes last.
+//!   carry a channel byte (stdin, stdout, stderr, status, resize, close) and the exit code comes last
+//!   ([`berth_proto::exec`], which the CLI speaks too).
 //!   README's "Exec, attach and logs" has the whole protocol.
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_proto::arm;
+use berth_proto::exec::{self, ClientFrame, Status, Version, channel};
 use berth_proto::node::{
     ExecInput, ExecOutput, ExecStart, LogsRequest, TerminalSize, exec_input, exec_output,
 };
@@ -40,9 +42,6 @@ use crate::{AppState, now_ms};
 type ContainerPath = Path<(String, String, String, String)>;
 type Q = Query<HashMap<String, String>>;
 
-/// Kubernetes' channel protocols, the newest first (v5 adds closing stdin).
-const CHANNEL_V5: &str = "v5.channel.k8s.io";
-const CHANNEL_V4: &str = "v4.channel.k8s.io";
 /// Kubernetes' way of carrying a bearer token in a subprotocol, for clients that cannot set headers.
 const BEARER_PROTOCOL: &str = "base64url.bearer.authorization.k8s.io.";
 
@@ -516,8 +515,8 @@ fn protocol_password(ws: &WebSocketUpgrade) -> Option<String> {
 enum Framing {
     /// ACI: raw bytes both ways, close on exit.
     Aci,
-    /// Kubernetes' channel byte first; `v5` also closes stdin.
-    Channel { v5: bool },
+    /// Kubernetes' channel byte first ([`berth_proto::exec`]).
+    Channel(Version),
 }
 
 /// `GET /exec/{id}` (websocket).
@@ -531,12 +530,10 @@ pub(super) async fn exec_socket(
         Ok(ws) => ws,
         Err(rejection) => return not_a_websocket(rejection).into_response(),
     };
-    let channel = ws.requested_protocols().find_map(|p| match p.to_str() {
-        Ok(CHANNEL_V5) => Some(true),
-        Ok(CHANNEL_V4) => Some(false),
-        _ => None,
-    });
-    let Some(v5) = channel else {
+    let version = ws
+        .requested_protocols()
+        .find_map(|p| Version::from_protocol(p.to_str().ok()?));
+    let Some(version) = version else {
         // ACI's protocol: the password comes as the first frame.
         if !state.sessions.is_pending(&id) {
             return refused().into_response();
@@ -556,9 +553,8 @@ pub(super) async fn exec_socket(
         Ok(session) if matches!(session.kind, SessionKind::Exec { .. }) => session,
         _ => return refused().into_response(),
     };
-    let protocol = if v5 { CHANNEL_V5 } else { CHANNEL_V4 };
-    ws.protocols([protocol])
-        .on_upgrade(move |socket| run_exec(state, session, socket, Framing::Channel { v5 }))
+    ws.protocols([version.protocol()])
+        .on_upgrade(move |socket| run_exec(state, session, socket, Framing::Channel(version)))
 }
 
 /// `GET /attach/{id}` (websocket): the password in the `Authorization` header, or as the first frame.
@@ -663,21 +659,6 @@ async fn session_target(
     Ok((group, node_id, endpoint))
 }
 
-/// Kubernetes' `metav1.Status` for an exit code.
-fn exit_status(code: i32) -> serde_json::Value {
-    if code == 0 {
-        serde_json::json!({"metadata": {}, "status": "Success"})
-    } else {
-        serde_json::json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: {code}"),
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
-        })
-    }
-}
-
 /// Tells the client why the exec could not run, then closes.
 async fn fail(socket: &mut WebSocket, framing: Framing, message: &str) {
     match framing {
@@ -687,26 +668,22 @@ async fn fail(socket: &mut WebSocket, framing: Framing, message: &str) {
                 .await;
             close(socket, 1011, message).await;
         }
-        Framing::Channel { .. } => {
-            let status = serde_json::json!({
-                "metadata": {},
-                "status": "Failure",
-                "message": message,
-                "reason": "InternalError",
-            });
-            let _ = socket
-                .send(channel_frame(3, status.to_string().as_bytes()))
-                .await;
+        Framing::Channel(_) => {
+            let _ = socket.send(status_frame(&Status::failed(message))).await;
             close(socket, 1000, "").await;
         }
     }
 }
 
 fn channel_frame(channel: u8, data: &[u8]) -> Message {
-    let mut frame = Vec::with_capacity(data.len() + 1);
-    frame.push(channel);
-    frame.extend_from_slice(data);
-    Message::Binary(Bytes::from(frame))
+    Message::Binary(Bytes::from(exec::frame(channel, data)))
+}
+
+/// The last frame of a channel session: how the command ended.
+fn status_frame(status: &Status) -> Message {
+    // Strings and a unit struct: serializing cannot fail.
+    let json = serde_json::to_vec(status).unwrap_or_default();
+    channel_frame(channel::STATUS, &json)
 }
 
 /// What one client frame asks for, under `framing`.
@@ -716,27 +693,15 @@ fn decode_input(framing: Framing, message: Message) -> Option<exec_input::Input>
         (Framing::Aci, Message::Text(text)) => {
             Some(exec_input::Input::Stdin(text.as_str().as_bytes().to_vec()))
         }
-        (Framing::Channel { v5 }, Message::Binary(bytes)) => {
-            let (&channel, data) = bytes.split_first()?;
-            match channel {
-                0 => Some(exec_input::Input::Stdin(data.to_vec())),
-                4 => {
-                    #[derive(serde::Deserialize)]
-                    #[serde(rename_all = "PascalCase")]
-                    struct Resize {
-                        width: u32,
-                        height: u32,
-                    }
-                    let resize: Resize = serde_json::from_slice(data).ok()?;
-                    (resize.width > 0 && resize.height > 0).then_some(exec_input::Input::Resize(
-                        TerminalSize {
-                            rows: resize.height,
-                            cols: resize.width,
-                        },
-                    ))
-                }
-                255 if v5 && data.first() == Some(&0) => Some(exec_input::Input::CloseStdin(true)),
-                _ => None,
+        (Framing::Channel(version), Message::Binary(bytes)) => {
+            match ClientFrame::parse(version, &bytes) {
+                ClientFrame::Stdin(data) => Some(exec_input::Input::Stdin(data.to_vec())),
+                ClientFrame::Resize(size) => Some(exec_input::Input::Resize(TerminalSize {
+                    rows: size.height,
+                    cols: size.width,
+                })),
+                ClientFrame::CloseStdin => Some(exec_input::Input::CloseStdin(true)),
+                ClientFrame::Other => None,
             }
         }
         _ => None,
@@ -827,11 +792,11 @@ async fn pump_exec(socket: WebSocket, call: ExecCall, framing: Framing) {
                     (Framing::Aci, exec_output::Output::Stdout(data) | exec_output::Output::Stderr(data)) => {
                         to_client.send(Message::Binary(Bytes::from(data))).await
                     }
-                    (Framing::Channel { .. }, exec_output::Output::Stdout(data)) => {
-                        to_client.send(channel_frame(1, &data)).await
+                    (Framing::Channel(_), exec_output::Output::Stdout(data)) => {
+                        to_client.send(channel_frame(channel::STDOUT, &data)).await
                     }
-                    (Framing::Channel { .. }, exec_output::Output::Stderr(data)) => {
-                        to_client.send(channel_frame(2, &data)).await
+                    (Framing::Channel(_), exec_output::Output::Stderr(data)) => {
+                        to_client.send(channel_frame(channel::STDERR, &data)).await
                     }
                     (_, exec_output::Output::StartedPid(_)) => Ok(()),
                     (Framing::Aci, exec_output::Output::ExitCode(code)) => {
@@ -841,9 +806,8 @@ async fn pump_exec(socket: WebSocket, call: ExecCall, framing: Framing) {
                         }))).await;
                         return;
                     }
-                    (Framing::Channel { .. }, exec_output::Output::ExitCode(code)) => {
-                        let status = exit_status(code).to_string();
-                        let _ = to_client.send(channel_frame(3, status.as_bytes())).await;
+                    (Framing::Channel(_), exec_output::Output::ExitCode(code)) => {
+                        let _ = to_client.send(status_frame(&Status::exited(code))).await;
                         let _ = to_client.send(Message::Close(Some(CloseFrame {
                             code: 1000,
                             reason: "".into(),
@@ -926,8 +890,8 @@ mod tests {
 
     #[test]
     fn channel_frames_decode() {
-        let v5 = Framing::Channel { v5: true };
-        let v4 = Framing::Channel { v5: false };
+        let v5 = Framing::Channel(Version::V5);
+        let v4 = Framing::Channel(Version::V4);
         let frame = |bytes: &[u8]| Message::Binary(Bytes::copy_from_slice(bytes));
         assert_eq!(
             decode_input(v5, frame(b"\x00hi")),

@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use berth_proto::admin::{IssuedToken, Token, TokenRequest};
+use berth_proto::arm::ListResult;
 
 use super::ArmJson;
 use crate::auth::Operator;
@@ -21,30 +21,19 @@ use crate::{AppState, now_ms};
 /// The longest lifetime a token may be given: ten years.
 const MAX_EXPIRES_IN_SECONDS: i64 = 10 * 365 * 86_400;
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct TokenRequest {
-    #[serde(default)]
-    subscriptions: Vec<String>,
-    #[serde(default)]
-    operator: bool,
-    /// Seconds from now until the token expires; absent: never.
-    expires_in_seconds: Option<i64>,
-}
-
 /// A token as listings show it. `last_used_ms` is the latest known to this process or the store.
-fn view(record: &TokenRecord, last_used_ms: Option<i64>) -> Value {
+fn view(record: &TokenRecord, last_used_ms: Option<i64>) -> Token {
     let at = |ms: Option<i64>| ms.map(timestamp);
-    json!({
-        "id": record.id,
-        "prefix": record.prefix,
-        "subscriptions": record.subscriptions,
-        "operator": record.operator,
-        "createdAt": timestamp(record.created_ms),
-        "expiresAt": at(record.expires_ms),
-        "revokedAt": at(record.revoked_ms),
-        "lastUsedAt": at(last_used_ms.max(record.last_used_ms)),
-    })
+    Token {
+        created_at: Some(timestamp(record.created_ms)),
+        expires_at: at(record.expires_ms),
+        id: record.id.clone(),
+        last_used_at: at(last_used_ms.max(record.last_used_ms)),
+        operator: record.operator,
+        prefix: record.prefix.clone(),
+        revoked_at: at(record.revoked_ms),
+        subscriptions: record.subscriptions.clone(),
+    }
 }
 
 pub(super) async fn create(
@@ -77,10 +66,14 @@ pub(super) async fn create(
         .auth
         .issue(&req.subscriptions, req.operator, expires_ms, now)
         .await?;
-    let mut body = view(&issued.record, None);
-    body["token"] = Value::String(issued.token);
-    // As the caller wrote them (the record keeps them in lower case).
-    body["subscriptions"] = json!(req.subscriptions);
+    let body = IssuedToken {
+        info: Token {
+            // As the caller wrote them (the record keeps them in lower case).
+            subscriptions: req.subscriptions,
+            ..view(&issued.record, None)
+        },
+        token: issued.token,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -89,14 +82,18 @@ pub(super) async fn list(
     _operator: Operator,
 ) -> Result<Response, ApiError> {
     let uses: HashMap<String, i64> = state.auth.last_uses();
-    let value: Vec<Value> = state
+    let value: Vec<Token> = state
         .store
         .tokens()
         .await?
         .iter()
         .map(|t| view(t, uses.get(&t.id).copied()))
         .collect();
-    Ok(Json(json!({ "value": value })).into_response())
+    Ok(Json(ListResult {
+        value,
+        next_link: None,
+    })
+    .into_response())
 }
 
 /// `DELETE /admin/v1/tokens/{id}`: revokes the token (again: the same answer). The next request

@@ -26,10 +26,10 @@ use crate::client::segment;
 use decimal::Decimal;
 
 /// Every subscription's usage (operator tokens only).
-pub const ADMIN_USAGE_PATH: &str = "/admin/billing/usage";
+pub use berth_proto::admin::USAGE_PATH as ADMIN_USAGE_PATH;
 
 /// The answer's estimate of its number of data rows, for a progress bar; the rows may differ.
-pub const ROW_ESTIMATE_HEADER: &str = "x-berth-row-estimate";
+pub use berth_proto::admin::ROW_ESTIMATE_HEADER;
 
 /// One subscription's usage.
 pub fn tenant_usage_path(subscription: &str) -> String {

@@ -150,7 +150,7 @@ pub async fn run(ctx: &Context, args: &AzSetupArgs) -> anyhow::Result<()> {
     let request = TokenRequest {
         subscriptions: vec![subscription],
         operator: false,
-        expires_in_seconds: args.expires_in,
+        expires_in_seconds: args.expires_in.map(crate::admin::wire_seconds),
     };
     let credential = match ctx.client.post(TOKENS_PATH, Some(&request)).await {
         Ok(answer) => answer.json::<Credential>()?,

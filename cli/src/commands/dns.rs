@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::output::{self, OutputFormat};
 
 /// The port of Berth's DNS server (the apiserver's embedded one and `berth-dns`).
-pub const DEFAULT_DNS_PORT: u16 = 5353;
+pub const DEFAULT_DNS_PORT: u16 = berth_proto::ports::DNS;
 
 /// Why a check failed; `main` exits 1 with this message.
 #[derive(Debug, thiserror::Error)]

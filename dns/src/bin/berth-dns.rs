@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
     /// Where to answer, UDP and TCP on the same address
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5353")]
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], berth_proto::ports::DNS)))]
     listen: SocketAddr,
     /// TTL of the A and AAAA records, in seconds [default: the server's]
     #[arg(long, value_name = "SECONDS")]

@@ -22,7 +22,7 @@ use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// The port of the node gateway when `--server` names none.
-pub const DEFAULT_PORT: u16 = 8444;
+pub const DEFAULT_PORT: u16 = berth_proto::ports::NODE;
 
 /// Why `--server` is not a usable address.
 #[derive(Debug, thiserror::Error)]

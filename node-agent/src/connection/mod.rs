@@ -1,6 +1,15 @@
 //! Talking to the apiserver: dialling with our own rustls connector, `Join`, and the `Sync` stream.
 
-pub mod backoff;
 pub mod dial;
 pub mod join;
 pub mod sync;
+
+use std::time::Duration;
+
+use berth_proto::backoff::Backoff;
+
+/// The back-off of joins, `Sync` reconnects and containerd's start: 100 ms doubling to 5 s.
+pub const RECONNECT: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};

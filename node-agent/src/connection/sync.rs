@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use berth_proto::node::agent_report::Body;
 use berth_proto::node::node_service_client::NodeServiceClient;
 use berth_proto::node::{AgentReport, GroupStatus, Heartbeat, Hello, Resources};
@@ -14,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use super::RECONNECT;
 use super::dial::{ServerAddr, dial};
 use crate::supervisor::Supervisor;
 
@@ -76,13 +77,6 @@ impl Seq {
     }
 }
 
-fn now_unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Keeps one `Sync` stream up until `shutdown`, reconnecting with jittered back-off and starting each
 /// stream over with `Hello`. Groups keep running across reconnects.
 pub async fn sync_until_shutdown(
@@ -92,7 +86,7 @@ pub async fn sync_until_shutdown(
     supervisor: &mut Supervisor,
     shutdown: &CancellationToken,
 ) {
-    let mut backoff = Backoff::default();
+    let mut backoff = RECONNECT.delays();
     let mut seq = Seq(facts.report_epoch << 32);
     // Consecutive failed attempts since the last stream that worked.
     let mut failures: u32 = 0;
@@ -205,7 +199,7 @@ async fn run_stream(
             },
             ids = changes.next() => supervisor.on_changes(ids).await,
             _ = heartbeat.tick() => {
-                let beat = seq.report(Body::Heartbeat(Heartbeat { node_time_unix_ms: now_unix_ms() }));
+                let beat = seq.report(Body::Heartbeat(Heartbeat { node_time_unix_ms: now_ms() }));
                 outbox.send(beat).await.map_err(|_| SyncError::Outbox)?;
                 continue;
             }

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use berth_proto::node::{
     ContainerRun, ContainerState, ContainerStatus, GroupAssignment, GroupPhase, GroupSpec,
     GroupStatus,
@@ -60,12 +61,8 @@ struct NodeClock {
 
 impl NodeClock {
     fn new() -> Self {
-        let base_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
         Self {
-            base_unix_ms,
+            base_unix_ms: now_ms(),
             base: tokio::time::Instant::now(),
         }
     }

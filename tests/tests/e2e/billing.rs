@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use berth_proto::clock::now_ms;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -41,10 +42,6 @@ fn rate_per_ms(group: &str, sku: &str) -> i128 {
         "linux/memory_gib_seconds" => memory_milli * PER_MS / 1000,
         other => panic!("unexpected meter {other}"),
     }
-}
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn ms_of(text: &str) -> i64 {

@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use reqwest::StatusCode;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::harness::{Api, Cluster, SUB, group_body, running};
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 fn ms(text: &Value) -> i64 {
     let time =

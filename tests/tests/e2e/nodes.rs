@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use berth_proto::node::node_service_client::NodeServiceClient;
 use berth_proto::node::{AgentReport, Hello, JoinRequest, OsType, Resources, agent_report};
 use reqwest::StatusCode;
@@ -217,10 +218,6 @@ async fn last_heartbeat(cluster: &Cluster, name: &str) -> i64 {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .expect("RFC 3339");
     (at.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::admin::DNS_CERTIFICATES_PATH;
+use crate::admin::{DNS_CERTIFICATES_PATH, DnsCertificate};
 use crate::cli::DnsCertificateCreateArgs;
 use crate::commands::Context;
 use crate::output;
@@ -29,21 +29,19 @@ fn write_new(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
 pub async fn create(ctx: &Context, args: &DnsCertificateCreateArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
-    let answer: Value = ctx
+    let answer: DnsCertificate = ctx
         .client
         .post(DNS_CERTIFICATES_PATH, None::<&Value>)
         .await?
         .json()?;
-    let field = |name: &str| {
-        answer[name]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("the apiserver's answer has no '{name}'"))
+    let field = |name: &str, value: &str| {
+        anyhow::ensure!(!value.is_empty(), "the apiserver's answer has no '{name}'");
+        Ok(value.to_owned())
     };
     let files = [
-        ("dns.crt", field("certificate")?, 0o644),
-        ("dns.key", field("key")?, 0o600),
-        ("ca.crt", field("ca")?, 0o644),
+        ("dns.crt", field("certificate", &answer.certificate)?, 0o644),
+        ("dns.key", field("key", &answer.key)?, 0o600),
+        ("ca.crt", field("ca", &answer.ca)?, 0o644),
     ];
     let mut written = serde_json::Map::new();
     for (name, contents, mode) in &files {
@@ -54,13 +52,13 @@ pub async fn create(ctx: &Context, args: &DnsCertificateCreateArgs) -> anyhow::R
             Value::String(path.display().to_string()),
         );
     }
-    written.insert("id".to_owned(), answer["id"].clone());
+    written.insert("id".to_owned(), Value::String(answer.id.clone()));
     let summary = Value::Object(written);
     match output::document(ctx.output, &summary)? {
         Some(text) => output::emit(&text),
         None => output::emit(&format!(
             "certificate {} for berth-dns written to {}: dns.crt, dns.key, ca.crt",
-            answer["id"].as_str().unwrap_or_default(),
+            answer.id,
             args.out_dir.display()
         )),
     }

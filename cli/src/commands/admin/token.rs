@@ -3,7 +3,7 @@
 use berth_proto::arm::ListResult;
 use serde_json::Value;
 
-use crate::admin::{CreatedToken, TOKENS_PATH, TokenInfo, TokenRequest, token_path};
+use crate::admin::{IssuedToken, TOKENS_PATH, Token, TokenRequest, token_path, wire_seconds};
 use crate::cli::{TokenCreateArgs, TokenRevokeArgs};
 use crate::commands::Context;
 use crate::output;
@@ -13,12 +13,12 @@ pub async fn create(ctx: &Context, args: &TokenCreateArgs) -> anyhow::Result<()>
     let request = TokenRequest {
         subscriptions: args.subscriptions.clone(),
         operator: args.operator,
-        expires_in_seconds: args.expires_in,
+        expires_in_seconds: args.expires_in.map(wire_seconds),
     };
     let answer = ctx.client.post(TOKENS_PATH, Some(&request)).await?;
     match output::document(ctx.output, &answer.json::<Value>()?)? {
         Some(text) => output::emit(&text),
-        None => output::emit(&answer.json::<CreatedToken>()?.token),
+        None => output::emit(&answer.json::<IssuedToken>()?.token),
     }
 }
 
@@ -29,7 +29,7 @@ pub async fn list(ctx: &Context) -> anyhow::Result<()> {
     if let Some(text) = output::document(ctx.output, &Value::Array(page.value))? {
         return output::emit(&text);
     }
-    let tokens: Vec<TokenInfo> = answer.json::<ListResult<TokenInfo>>()?.value;
+    let tokens: Vec<Token> = answer.json::<ListResult<Token>>()?.value;
     match output::tokens_table(&tokens) {
         Some(text) => output::emit(&text),
         None => Ok(()),
@@ -42,7 +42,7 @@ pub async fn revoke(ctx: &Context, args: &TokenRevokeArgs) -> anyhow::Result<()>
     if let Some(text) = output::document(ctx.output, &answer.json::<Value>()?)? {
         return output::emit(&text);
     }
-    match output::tokens_table(&[answer.json::<TokenInfo>()?]) {
+    match output::tokens_table(&[answer.json::<Token>()?]) {
         Some(text) => output::emit(&text),
         None => Ok(()),
     }

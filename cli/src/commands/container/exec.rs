@@ -15,7 +15,7 @@ use crate::cli::ExecArgs;
 use crate::client::WebSocket;
 use crate::commands::Context;
 use crate::commands::container::{container_path, emit};
-use crate::session::{self, Outcome, Output, SessionError};
+use crate::session::{self, Outcome, ServerFrame, SessionError};
 use crate::terminal::{EndRequests, RawMode, WindowChanges, WindowSize};
 
 /// How much of stdin one frame carries at most.
@@ -132,11 +132,11 @@ async fn receive(
         match frame {
             // Reading on after a close frame sends the answer to it; then the stream ends.
             None => break,
-            Some(Ok(Message::Binary(data))) => match session::parse(&data) {
-                Output::Stdout(bytes) => emit(&mut std::io::stdout(), bytes, "stdout")?,
-                Output::Stderr(bytes) => emit(&mut std::io::stderr(), bytes, "stderr")?,
-                Output::Status(status) => outcome = Some(session::outcome(status)?),
-                Output::Other => {}
+            Some(Ok(Message::Binary(data))) => match ServerFrame::parse(&data) {
+                ServerFrame::Stdout(bytes) => emit(&mut std::io::stdout(), bytes, "stdout")?,
+                ServerFrame::Stderr(bytes) => emit(&mut std::io::stderr(), bytes, "stderr")?,
+                ServerFrame::Status(status) => outcome = Some(session::outcome(status)?),
+                ServerFrame::Other => {}
             },
             Some(Ok(Message::Close(frame))) => {
                 if outcome.is_none()

@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use berth_proto::clock::now_ms;
 use berth_proto::node::{
     Container, ContainerRun, ContainerState, ContainerStatus, GroupAssignment, GroupPhase,
     GroupStatus,
@@ -39,13 +40,6 @@ const WARNING: &str = "Warning";
 const START_ERROR_EXIT: i32 = 128;
 /// A container that ran this long without exiting starts its back-off afresh.
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// What a worker is asked to do.
 #[derive(Debug)]
