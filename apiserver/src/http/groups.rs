@@ -15,7 +15,10 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::{GroupSpec, cpu_cores, memory_gb};
 use crate::render;
-use crate::store::{Desired, GroupKey, GroupRecord, NewGroup, OperationRecord, StoreError};
+use crate::store::{
+    Change, Desired, GroupKey, GroupRecord, NewGroup, OperationKind, OperationRecord,
+    OperationStatus, ProvisioningState, StoreError,
+};
 use crate::validate;
 use crate::{AppState, now_ms};
 
@@ -78,15 +81,15 @@ fn with_operation(mut response: Response, url: &str) -> Response {
     response
 }
 
-fn new_operation(sub: &str, group: &GroupRecord, kind: &str, now: i64) -> OperationRecord {
+fn new_operation(sub: &str, group: &GroupRecord, kind: OperationKind, now: i64) -> OperationRecord {
     OperationRecord {
         id: uuid::Uuid::new_v4().to_string(),
         subscription: sub.to_owned(),
         group_id: group.id.clone(),
         resource_id: render::resource_id(sub, &group.resource_group, &group.name),
-        kind: kind.to_owned(),
+        kind,
         generation: group.generation,
-        status: "Pending".to_owned(),
+        status: OperationStatus::Pending,
         error_code: None,
         error_message: None,
         started_ms: now,
@@ -265,7 +268,7 @@ async fn create_or_update(
         fqdn: new.fqdn.clone(),
         generation: 1,
         desired: Desired::Running,
-        provisioning_state: "Pending".to_owned(),
+        provisioning_state: ProvisioningState::Pending,
         node_id: None,
         status: None,
         events: Vec::new(),
@@ -304,17 +307,18 @@ async fn update(
         .ok_or_else(|| ApiError::group_not_found(&existing.resource_group, &existing.name))?;
     let current = open_spec(state, &sealed)?;
     let now = now_ms();
-    let op = new_operation(sub, &existing, "update", now);
+    let op = new_operation(sub, &existing, OperationKind::Update, now);
     let op_id = op.id.clone();
     if current == valid.spec {
         // Idempotent PUT: nothing restarts. The operation finishes with the group's current state.
-        let status = match existing.provisioning_state.as_str() {
-            "Succeeded" | "Failed" => existing.provisioning_state.clone(),
-            _ => "Pending".to_owned(),
+        let status = match existing.provisioning_state {
+            ProvisioningState::Succeeded => OperationStatus::Succeeded,
+            ProvisioningState::Failed => OperationStatus::Failed,
+            _ => OperationStatus::Pending,
         };
         let op = OperationRecord {
-            status: status.clone(),
-            ended_ms: (status != "Pending").then_some(now),
+            status,
+            ended_ms: status.is_done().then_some(now),
             ..op
         };
         state.store.insert_operation(&op).await?;
@@ -322,10 +326,11 @@ async fn update(
             state.store.set_tags(&existing.id, &valid.tags, now).await?;
         }
     } else {
-        state
+        let change = state
             .store
             .update_group(
                 &existing.id,
+                existing.generation,
                 &valid.spec,
                 &seal(state, &valid.spec),
                 &valid.tags,
@@ -333,6 +338,25 @@ async fn update(
                 now,
             )
             .await?;
+        match change {
+            Change::Applied { .. } => {}
+            Change::Moved => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!(
+                        "Container group '{}' is being changed by another request; retry.",
+                        existing.name
+                    ),
+                ));
+            }
+            Change::NotFound => {
+                return Err(ApiError::group_not_found(
+                    &existing.resource_group,
+                    &existing.name,
+                ));
+            }
+        }
         state.zone_dirty.poke();
         if let Some(node) = &existing.node_id {
             state.gateway.refresh(node, &existing.id).await;
@@ -505,7 +529,7 @@ pub(super) async fn restart(
         ));
     }
     let now = now_ms();
-    let op = new_operation(&path.0, &group, "restart", now);
+    let op = new_operation(&path.0, &group, OperationKind::Restart, now);
     state.store.restart_group(&group.id, &op, now).await?;
     state.zone_dirty.poke();
     if let Some(node) = &group.node_id {
@@ -553,8 +577,13 @@ pub(super) async fn start(
         return Err(service_unavailable(&state, &group.spec));
     }
     let now = now_ms();
-    let op = new_operation(&path.0, &group, "start", now);
-    state.store.start_group(&group.id, &op, now).await?;
+    let op = new_operation(&path.0, &group, OperationKind::Start, now);
+    match state.store.start_group(&group.id, &op, now).await? {
+        Change::Applied { .. } => {}
+        // Started by a concurrent request meanwhile: nothing left for this one to do.
+        Change::Moved => return Ok(StatusCode::NO_CONTENT.into_response()),
+        Change::NotFound => return Err(ApiError::group_not_found(&path.1, &path.2)),
+    }
     state.zone_dirty.poke();
     state.scheduler.wake();
     Ok(with_operation(

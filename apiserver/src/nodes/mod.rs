@@ -330,7 +330,7 @@ impl NodeGateway {
         let _ = self.inner.reports.send(Incoming::Report(NodeReport {
             node_id: node_id.to_owned(),
             seq,
-            status: status.clone(),
+            status: status.into(),
         }));
     }
 

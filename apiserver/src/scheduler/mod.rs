@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
 use crate::nodes::NodeGateway;
-use crate::store::{GroupEvent, NodeStatus, PendingGroup, Placement, Store};
+use crate::store::{EventKind, GroupEvent, NodeStatus, PendingGroup, Placement, Store};
 
 /// Where groups go when several nodes fit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -232,7 +232,7 @@ impl Scheduler {
                         let event = GroupEvent {
                             name: "FailedScheduling".to_owned(),
                             message: reason,
-                            kind: "Warning".to_owned(),
+                            kind: EventKind::Warning,
                             count: 1,
                             first_ms: now,
                             last_ms: now,
