@@ -30,8 +30,6 @@ use crate::{AppState, now_ms};
 
 type Q = Query<HashMap<String, String>>;
 
-/// The operation kind a resource-group DELETE records, for its `Location` URL.
-
 /// How many times DELETE empties a group that container-group creates keep filling, before it gives up.
 const DELETE_ROUNDS: usize = 3;
 
