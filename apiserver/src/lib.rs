@@ -4,13 +4,14 @@
 //! - [`config`]: flags, the TOML file and defaults, resolved into [`Config`].
 //! - [`http`]: the REST API (ACI's routes and `/admin/v1`), served over rustls by [`serve`].
 //! - [`validate`]: ARM JSON in, a [`model::GroupSpec`] out, or a 400 naming the field.
-//! - [`model`]: the validated group with exact integer sizes.
+//! - [`model`]: the validated group with exact integer sizes; `model::reported`: what a node reported.
 //! - [`render`]: a stored group back into ACI's JSON.
 //! - [`auth`]: bearer tokens (issue, cache trusted for a second, expiry, revocation) and the
 //!   `Principal` extractor.
 //! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
 //!   lives in the store).
-//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`store`]: one trait per concern (`Store` is all of them), the SQLite backend, and the
+//!   conformance suite any backend must pass.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the gRPC node gateway (Join, Sync) and node liveness.
 //! - [`dns`]: the DNS zone kept equal to the store, the embedded DNS server, `DnsService.Watch`.
