@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use berth_apiserver::billing::export::{ExportQuery, Format, Granularity, write_export};
 use berth_apiserver::billing::prices::PriceSheet;
-use berth_apiserver::store::{SqliteStore, Store};
+use berth_apiserver::store::{SqliteStore, UsageStore};
 
 /// Counts bytes, keeps nothing.
 struct Count {

@@ -4,7 +4,7 @@
 //! - [`config`]: flags, the TOML file and defaults, resolved into [`Config`].
 //! - [`http`]: the REST API (ACI's routes and `/admin/v1`), served over rustls by [`serve`].
 //! - [`validate`]: ARM JSON in, a [`model::GroupSpec`] out, or a 400 naming the field.
-//! - [`model`]: the validated group with exact integer sizes.
+//! - [`model`]: the validated group with exact integer sizes; `model::reported`: what a node reported.
 //! - [`render`]: a stored group back into ACI's JSON.
 //! - [`groups`]: the group service, a container group's lifecycle with typed errors and its
 //!   after-commit effects in one place; the HTTP handlers call it.
@@ -12,7 +12,8 @@
 //!   `Principal` extractor.
 //! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
 //!   lives in the store).
-//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`store`]: one trait per concern (`Store` is all of them), the SQLite backend, and the
+//!   conformance suite any backend must pass.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the node gateway: the gRPC `NodeService` (Join, Sync), the live streams, the
 //!   assignments sent down them, the report writer, node liveness.

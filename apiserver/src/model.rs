@@ -4,6 +4,8 @@
 //! (store, scheduler, agent assignments, rendering) works on these types. CPU is in millicores and
 //! memory in MiB, so no float ever reaches the scheduler or billing.
 
+pub mod reported;
+
 use std::collections::BTreeMap;
 
 use berth_proto::node;

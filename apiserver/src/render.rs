@@ -2,10 +2,10 @@
 //! arrays filled, numbers as doubles, secrets absent, `instanceView` only where asked).
 
 use berth_proto::arm;
-use berth_proto::node::{self, ContainerState as ProtoState, GroupPhase};
 
+use crate::model::reported::{ContainerRun, GroupPhase, ReportedEvent, RunState};
 use crate::model::*;
-use crate::store::{Desired, GroupEvent, GroupRecord};
+use crate::store::{Desired, GroupEvent, GroupRecord, ProvisioningState};
 
 /// RFC 3339 from Unix milliseconds.
 pub fn timestamp(ms: i64) -> String {
@@ -107,29 +107,29 @@ fn security(s: &SecurityContext) -> arm::SecurityContext {
     }
 }
 
-fn run_state(run: &node::ContainerRun) -> arm::ContainerState {
-    let state = match run.state() {
-        ProtoState::Running => "Running",
-        ProtoState::Terminated => "Terminated",
-        ProtoState::Waiting | ProtoState::Unspecified => "Waiting",
+fn run_state(run: &ContainerRun) -> arm::ContainerState {
+    let state = match run.state {
+        RunState::Running => "Running",
+        RunState::Terminated => "Terminated",
+        RunState::Waiting => "Waiting",
     };
     arm::ContainerState {
         state: Some(state.to_owned()),
         start_time: (run.start_time_unix_ms > 0).then(|| timestamp(run.start_time_unix_ms)),
-        exit_code: (run.state() == ProtoState::Terminated).then_some(i64::from(run.exit_code)),
+        exit_code: (run.state == RunState::Terminated).then_some(i64::from(run.exit_code)),
         finish_time: (run.finish_time_unix_ms > 0).then(|| timestamp(run.finish_time_unix_ms)),
         detail_status: Some(run.detail_status.clone()),
     }
 }
 
-fn event(e: &node::Event) -> arm::Event {
+fn event(e: &ReportedEvent) -> arm::Event {
     arm::Event {
         count: Some(i64::from(e.count.max(1))),
         first_timestamp: Some(timestamp(e.first_timestamp_unix_ms)),
         last_timestamp: Some(timestamp(e.last_timestamp_unix_ms)),
         name: Some(e.name.clone()),
         message: Some(e.message.clone()),
-        kind: Some(e.r#type.clone()),
+        kind: Some(e.kind.as_str().to_owned()),
     }
 }
 
@@ -140,7 +140,7 @@ fn control_event(e: &GroupEvent) -> arm::Event {
         last_timestamp: Some(timestamp(e.last_ms)),
         name: Some(e.name.clone()),
         message: Some(e.message.clone()),
-        kind: Some(e.kind.clone()),
+        kind: Some(e.kind.as_str().to_owned()),
     }
 }
 
@@ -206,12 +206,12 @@ pub fn group_state(group: &GroupRecord) -> &'static str {
     if group.desired == Desired::Stopped {
         return "Stopped";
     }
-    match group.status.as_ref().map(|s| s.phase()) {
+    match group.status.as_ref().map(|s| s.phase) {
         Some(GroupPhase::Running) => "Running",
         Some(GroupPhase::Succeeded) => "Succeeded",
         Some(GroupPhase::Failed) => "Failed",
         Some(GroupPhase::Stopped) => "Stopped",
-        _ if group.provisioning_state == "Failed" => "Failed",
+        _ if group.provisioning_state == ProvisioningState::Failed => "Failed",
         _ => "Pending",
     }
 }
@@ -327,7 +327,7 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
         if let Some(status) = &group.status {
             events.extend(status.events.iter().map(event));
         }
-        if group.provisioning_state == "Unhealthy" {
+        if group.provisioning_state == ProvisioningState::Unhealthy {
             events.push(arm::Event {
                 count: Some(1),
                 first_timestamp: Some(timestamp(group.updated_ms)),
@@ -353,7 +353,7 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
         identity: None,
         system_data: None,
         properties: Some(arm::ContainerGroupProperties {
-            provisioning_state: Some(group.provisioning_state.clone()),
+            provisioning_state: Some(group.provisioning_state.as_str().to_owned()),
             containers: Some(containers),
             init_containers: Some(init_containers),
             image_registry_credentials: Some(

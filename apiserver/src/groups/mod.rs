@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`errors`]: `GroupError`, why an operation was refused or failed.
 //! - [`effects`]: `Effects`, what follows a commit (DNS zone, node gateway, scheduler).
-//! - [`store`]: `GroupStore`, the part of the store the service uses.
+//! - [`store`]: `ServiceStore`, the part of the store the service uses.
 //! - `fqdn`: a group's FQDN from its label and reuse scope; `records`: operation and group records,
 //!   the PUT-on-existing decision.
 
@@ -26,13 +26,14 @@ use std::sync::Arc;
 
 pub use effects::{Committed, Effects};
 pub use errors::GroupError;
-pub use store::GroupStore;
+pub use store::ServiceStore;
 
 use crate::model::GroupSpec;
 use crate::nodes::NodeGateway;
 use crate::secrets::SecretBox;
 use crate::store::{
-    Conflict, Desired, GroupKey, GroupRecord, NewGroup, OperationRecord, StoreError,
+    Change, Conflict, Desired, GroupKey, GroupRecord, NewGroup, OperationKind, OperationRecord,
+    StoreError,
 };
 use crate::validate::{self, ValidGroup};
 use crate::{Quota, now_ms};
@@ -84,7 +85,7 @@ pub enum Put {
 /// The group service: cheap to clone.
 #[derive(Clone)]
 pub struct GroupService {
-    store: Arc<dyn GroupStore>,
+    store: Arc<dyn ServiceStore>,
     effects: Effects,
     /// Asked whether some joined node could ever hold a group.
     gateway: NodeGateway,
@@ -97,7 +98,7 @@ pub struct GroupService {
 
 impl GroupService {
     pub fn new(
-        store: Arc<dyn GroupStore>,
+        store: Arc<dyn ServiceStore>,
         effects: Effects,
         gateway: NodeGateway,
         secrets: Arc<SecretBox>,
@@ -117,7 +118,7 @@ impl GroupService {
 
     /// The same service over another store (a test's store that injects a race in front of the
     /// real one).
-    pub fn with_store(&self, store: Arc<dyn GroupStore>) -> Self {
+    pub fn with_store(&self, store: Arc<dyn ServiceStore>) -> Self {
         Self {
             store,
             ..self.clone()
@@ -241,35 +242,58 @@ impl GroupService {
             .ok_or_else(not_found)?;
         let current = self.open(&sealed)?;
         let now = now_ms();
-        let op = records::operation(&existing, "update", now);
-        match records::put_plan(&current, &valid.spec, &existing.provisioning_state) {
-            records::PutPlan::Unchanged { status, ended } => {
+        let op = records::operation(&existing, OperationKind::Update, now);
+        let changed = match records::put_plan(&current, &valid.spec, existing.provisioning_state) {
+            records::PutPlan::Unchanged { status } => {
                 let op = OperationRecord {
                     status,
-                    ended_ms: ended.then_some(now),
+                    ended_ms: status.is_done().then_some(now),
                     ..op.clone()
                 };
                 self.store.insert_operation(&op).await?;
                 if existing.tags != valid.tags {
                     self.store.set_tags(&existing.id, &valid.tags, now).await?;
                 }
+                false
             }
             records::PutPlan::Change => {
                 let sealed = self.seal(&valid.spec);
-                self.store
-                    .update_group(&existing.id, &valid.spec, &sealed, &valid.tags, &op, now)
+                let change = self
+                    .store
+                    .update_group(
+                        &existing.id,
+                        existing.generation,
+                        &valid.spec,
+                        &sealed,
+                        &valid.tags,
+                        &op,
+                        now,
+                    )
                     .await?;
-                let node = existing.node_id.as_deref();
-                self.effects
-                    .after(&existing.id, Committed::NewGeneration { node })
-                    .await;
+                match change {
+                    Change::Applied { .. } => true,
+                    Change::Moved => {
+                        return Err(GroupError::Busy {
+                            name: existing.name.clone(),
+                        });
+                    }
+                    Change::NotFound => return Err(not_found()),
+                }
             }
-        }
+        };
         let group = self
             .store
             .group_by_id(&existing.id)
             .await?
             .ok_or_else(not_found)?;
+        if changed {
+            // The node to tell is the one the group is on after the commit (read just now), not
+            // the one read before it: the group may have been placed in between.
+            let node = group.node_id.as_deref();
+            self.effects
+                .after(&existing.id, Committed::NewGeneration { node })
+                .await;
+        }
         Ok(Applied {
             group,
             operation_id: op.id,
@@ -298,8 +322,13 @@ impl GroupService {
         }
         self.could_ever_fit(&group.spec)?;
         let now = now_ms();
-        let op = records::operation(&group, "start", now);
-        self.store.start_group(&group.id, &op, now).await?;
+        let op = records::operation(&group, OperationKind::Start, now);
+        match self.store.start_group(&group.id, &op, now).await? {
+            Change::Applied { .. } => {}
+            // Started by a concurrent request meanwhile: nothing left for this one to do.
+            Change::Moved => return Ok(None),
+            Change::NotFound => return Err(name.not_found()),
+        }
         self.effects.after(&group.id, Committed::Started).await;
         Ok(Some(op.id))
     }
@@ -329,7 +358,7 @@ impl GroupService {
             });
         }
         let now = now_ms();
-        let op = records::operation(&group, "restart", now);
+        let op = records::operation(&group, OperationKind::Restart, now);
         // As for stop: the node the restart's transaction found the group on.
         let node = self.store.restart_group(&group.id, &op, now).await?;
         let node = node.as_deref();

@@ -2,18 +2,21 @@
 
 use crate::model::GroupSpec;
 use crate::render;
-use crate::store::{Desired, GroupRecord, NewGroup, OperationRecord};
+use crate::store::{
+    Desired, GroupRecord, NewGroup, OperationKind, OperationRecord, OperationStatus,
+    ProvisioningState,
+};
 
 /// A new operation on `group`, pending since `now`.
-pub(crate) fn operation(group: &GroupRecord, kind: &str, now: i64) -> OperationRecord {
+pub(crate) fn operation(group: &GroupRecord, kind: OperationKind, now: i64) -> OperationRecord {
     OperationRecord {
         id: uuid::Uuid::new_v4().to_string(),
         subscription: group.subscription.clone(),
         group_id: group.id.clone(),
         resource_id: render::resource_id(&group.subscription, &group.resource_group, &group.name),
-        kind: kind.to_owned(),
+        kind,
         generation: group.generation,
-        status: "Pending".to_owned(),
+        status: OperationStatus::Pending,
         error_code: None,
         error_message: None,
         started_ms: now,
@@ -26,26 +29,26 @@ pub(crate) fn operation(group: &GroupRecord, kind: &str, now: i64) -> OperationR
 pub(crate) enum PutPlan {
     /// The same spec: nothing restarts; the operation is recorded already ended with the group's
     /// provisioning state if that is final (`Succeeded`, `Failed`), else pending with the group.
-    Unchanged { status: String, ended: bool },
+    Unchanged { status: OperationStatus },
     /// A new spec, applied in place with a new generation.
     Change,
 }
 
 /// Decides a PUT on an existing group whose spec (secrets included) is `current`.
-pub(crate) fn put_plan(current: &GroupSpec, new: &GroupSpec, provisioning_state: &str) -> PutPlan {
+pub(crate) fn put_plan(
+    current: &GroupSpec,
+    new: &GroupSpec,
+    provisioning_state: ProvisioningState,
+) -> PutPlan {
     if current != new {
         return PutPlan::Change;
     }
-    match provisioning_state {
-        "Succeeded" | "Failed" => PutPlan::Unchanged {
-            status: provisioning_state.to_owned(),
-            ended: true,
-        },
-        _ => PutPlan::Unchanged {
-            status: "Pending".to_owned(),
-            ended: false,
-        },
-    }
+    let status = match provisioning_state {
+        ProvisioningState::Succeeded => OperationStatus::Succeeded,
+        ProvisioningState::Failed => OperationStatus::Failed,
+        _ => OperationStatus::Pending,
+    };
+    PutPlan::Unchanged { status }
 }
 
 /// The group `new` makes, as the store holds it right after the insert (so a create needs no
@@ -64,7 +67,7 @@ pub(crate) fn created(new: &NewGroup, resource_group: &str) -> GroupRecord {
         fqdn: new.fqdn.clone(),
         generation: 1,
         desired: Desired::Running,
-        provisioning_state: "Pending".to_owned(),
+        provisioning_state: ProvisioningState::Pending,
         node_id: None,
         status: None,
         events: Vec::new(),
@@ -95,20 +98,17 @@ mod tests {
     #[test]
     fn the_same_spec_changes_nothing_and_reports_the_groups_state() {
         let same = spec(1.0, "s");
-        for (state, status, ended) in [
-            ("Succeeded", "Succeeded", true),
-            ("Failed", "Failed", true),
-            ("Pending", "Pending", false),
-            ("Creating", "Pending", false),
-            ("Unhealthy", "Pending", false),
+        for (state, status) in [
+            (ProvisioningState::Succeeded, OperationStatus::Succeeded),
+            (ProvisioningState::Failed, OperationStatus::Failed),
+            (ProvisioningState::Pending, OperationStatus::Pending),
+            (ProvisioningState::Creating, OperationStatus::Pending),
+            (ProvisioningState::Unhealthy, OperationStatus::Pending),
         ] {
             assert_eq!(
                 put_plan(&same, &same.clone(), state),
-                PutPlan::Unchanged {
-                    status: status.to_owned(),
-                    ended
-                },
-                "{state}"
+                PutPlan::Unchanged { status },
+                "{state:?}"
             );
         }
     }
@@ -116,12 +116,20 @@ mod tests {
     #[test]
     fn any_difference_even_only_a_secret_is_a_change() {
         assert_eq!(
-            put_plan(&spec(1.0, "s"), &spec(2.0, "s"), "Succeeded"),
+            put_plan(
+                &spec(1.0, "s"),
+                &spec(2.0, "s"),
+                ProvisioningState::Succeeded
+            ),
             PutPlan::Change
         );
         // The stored spec is compared with its secrets: a new secret value must reach the node.
         assert_eq!(
-            put_plan(&spec(1.0, "old"), &spec(1.0, "new"), "Succeeded"),
+            put_plan(
+                &spec(1.0, "old"),
+                &spec(1.0, "new"),
+                ProvisioningState::Succeeded
+            ),
             PutPlan::Change
         );
     }

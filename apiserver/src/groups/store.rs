@@ -1,4 +1,5 @@
-//! What the group service needs of the store: the group half of [`Store`], and nothing else.
+//! What the group service needs of the store (its port): part of [`Store`]'s `GroupStore` and
+//! `OperationStore`, and nothing else.
 //!
 //! A narrow port keeps the service honest about what it touches and lets a test put a store in
 //! front of it that changes the world between two of its steps (a placement landing between a
@@ -8,11 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::GroupSpec;
-use crate::store::{GroupKey, GroupRecord, NewGroup, OperationRecord, Result, Store};
+use crate::store::{Change, GroupKey, GroupRecord, NewGroup, OperationRecord, Result, Store};
 
 /// The group service's store. See [`Store`] for what each method promises.
 #[async_trait::async_trait]
-pub trait GroupStore: Send + Sync + 'static {
+pub trait ServiceStore: Send + Sync + 'static {
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>>;
     async fn group_by_id(&self, id: &str) -> Result<Option<GroupRecord>>;
     async fn list_groups(
@@ -23,19 +24,26 @@ pub trait GroupStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<GroupRecord>>;
     async fn create_group(&self, group: &NewGroup) -> Result<()>;
+    #[allow(clippy::too_many_arguments)]
     async fn update_group(
         &self,
         id: &str,
+        expected_generation: i64,
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
         operation: &OperationRecord,
         now_ms: i64,
-    ) -> Result<i64>;
+    ) -> Result<Change>;
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()>;
     async fn delete_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
     async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>>;
-    async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64>;
+    async fn start_group(
+        &self,
+        id: &str,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<Change>;
     async fn restart_group(
         &self,
         id: &str,
@@ -47,7 +55,7 @@ pub trait GroupStore: Send + Sync + 'static {
 }
 
 #[async_trait::async_trait]
-impl GroupStore for Arc<dyn Store> {
+impl ServiceStore for Arc<dyn Store> {
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>> {
         (**self).group(key).await
     }
@@ -71,14 +79,23 @@ impl GroupStore for Arc<dyn Store> {
     async fn update_group(
         &self,
         id: &str,
+        expected_generation: i64,
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
         operation: &OperationRecord,
         now_ms: i64,
-    ) -> Result<i64> {
+    ) -> Result<Change> {
         (**self)
-            .update_group(id, spec, sealed, tags, operation, now_ms)
+            .update_group(
+                id,
+                expected_generation,
+                spec,
+                sealed,
+                tags,
+                operation,
+                now_ms,
+            )
             .await
     }
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()> {
@@ -90,7 +107,12 @@ impl GroupStore for Arc<dyn Store> {
     async fn stop_group(&self, id: &str, now_ms: i64) -> Result<Option<GroupRecord>> {
         (**self).stop_group(id, now_ms).await
     }
-    async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64> {
+    async fn start_group(
+        &self,
+        id: &str,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<Change> {
         (**self).start_group(id, operation, now_ms).await
     }
     async fn restart_group(

@@ -106,7 +106,7 @@ fn placement(
             format!(
                 "Container group '{name}' is not running on a node yet (provisioning state \
                  '{}'); {what} can be used once it runs.",
-                group.provisioning_state
+                group.provisioning_state.as_str()
             ),
         ));
     };

@@ -100,7 +100,7 @@ pub(super) async fn operation_status(
     let body = arm::OperationStatus {
         id: op.resource_id.clone(),
         name: op.id.clone(),
-        status: op.status.clone(),
+        status: op.status.as_str().to_owned(),
         start_time: Some(timestamp(op.started_ms)),
         end_time: op.ended_ms.map(timestamp),
         properties: Some(arm::OperationProperties { events: Vec::new() }),
@@ -111,7 +111,7 @@ pub(super) async fn operation_status(
             details: Vec::new(),
         }),
     };
-    let pending = body.status == "Pending";
+    let pending = !op.status.is_done();
     let mut response = Json(body).into_response();
     if pending {
         // ARM's pollers wait what `Retry-After` says, else their own default (azure-core: 30 s): a

@@ -22,15 +22,13 @@ use super::subscriptions::resources_api_version;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::{
-    OperationRecord, ResourceGroupCreation, ResourceGroupDeletion, ResourceGroupRecord, StoreError,
+    OperationKind, OperationRecord, OperationStatus, ResourceGroupCreation, ResourceGroupDeletion,
+    ResourceGroupRecord, StoreError,
 };
 use crate::validate::{self, normalize_location};
 use crate::{AppState, now_ms};
 
 type Q = Query<HashMap<String, String>>;
-
-/// The operation kind a resource-group DELETE records, for its `Location` URL.
-const DELETE_KIND: &str = "deleteResourceGroup";
 
 /// How many times DELETE empties a group that container-group creates keep filling, before it gives up.
 const DELETE_ROUNDS: usize = 3;
@@ -283,9 +281,9 @@ pub(super) async fn delete(
         subscription: sub.clone(),
         group_id: String::new(),
         resource_id: format!("/subscriptions/{sub}/resourceGroups/{}", group.name),
-        kind: DELETE_KIND.to_owned(),
+        kind: OperationKind::DeleteResourceGroup,
         generation: 0,
-        status: "Succeeded".to_owned(),
+        status: OperationStatus::Succeeded,
         error_code: None,
         error_message: None,
         started_ms: now,
@@ -321,7 +319,10 @@ pub(super) async fn operation_result(
         .store
         .operation(&id)
         .await?
-        .filter(|op| op.subscription.eq_ignore_ascii_case(&sub) && op.kind == DELETE_KIND)
+        .filter(|op| {
+            op.subscription.eq_ignore_ascii_case(&sub)
+                && op.kind == OperationKind::DeleteResourceGroup
+        })
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -329,8 +330,8 @@ pub(super) async fn operation_result(
                 format!("The operation '{id}' was not found."),
             )
         })?;
-    Ok(match operation.status.as_str() {
-        "Pending" => StatusCode::ACCEPTED.into_response(),
+    Ok(match operation.status {
+        OperationStatus::Pending => StatusCode::ACCEPTED.into_response(),
         _ => StatusCode::OK.into_response(),
     })
 }

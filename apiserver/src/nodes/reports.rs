@@ -63,7 +63,7 @@ fn to_report(node_id: &str, seq: u64, status: &node::GroupStatus) -> NodeReport 
     NodeReport {
         node_id: node_id.to_owned(),
         seq,
-        status: status.clone(),
+        status: status.into(),
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::handoff::{PlacementSink, SchedulerHandle};
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
-use crate::store::{GroupEvent, NodeStatus, PendingGroup, Placement, Store};
+use crate::store::{EventKind, GroupEvent, NodeStatus, PendingGroup, Placement, Store};
 
 /// Where groups go when several nodes fit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -206,7 +206,7 @@ impl<S: PlacementSink> Scheduler<S> {
                         let event = GroupEvent {
                             name: "FailedScheduling".to_owned(),
                             message: reason,
-                            kind: "Warning".to_owned(),
+                            kind: EventKind::Warning,
                             count: 1,
                             first_ms: now,
                             last_ms: now,

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_apiserver::groups::{GroupName, GroupStore};
-use berth_apiserver::model::GroupSpec;
+use berth_apiserver::groups::{GroupName, ServiceStore};
 use berth_apiserver::handoff::PlacementSink as _;
+use berth_apiserver::model::GroupSpec;
 use berth_apiserver::nodes::NodeGateway;
 use berth_apiserver::store::{
-    GroupKey, GroupRecord, NewGroup, OperationRecord, Placement, Result, Store,
+    Change, GroupKey, GroupRecord, NewGroup, OperationRecord, Placement, Result, Store,
 };
 use berth_proto::node::DesiredState;
 use berth_proto::node::node_service_client::NodeServiceClient;
@@ -155,7 +155,7 @@ impl PlacedMeanwhile {
 }
 
 #[async_trait::async_trait]
-impl GroupStore for PlacedMeanwhile {
+impl ServiceStore for PlacedMeanwhile {
     async fn group(&self, key: &GroupKey) -> Result<Option<GroupRecord>> {
         self.inner.group(key).await
     }
@@ -179,14 +179,24 @@ impl GroupStore for PlacedMeanwhile {
     async fn update_group(
         &self,
         id: &str,
+        expected_generation: i64,
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
         operation: &OperationRecord,
         now_ms: i64,
-    ) -> Result<i64> {
+    ) -> Result<Change> {
+        self.place_racer(id).await;
         self.inner
-            .update_group(id, spec, sealed, tags, operation, now_ms)
+            .update_group(
+                id,
+                expected_generation,
+                spec,
+                sealed,
+                tags,
+                operation,
+                now_ms,
+            )
             .await
     }
     async fn set_tags(&self, id: &str, tags: &BTreeMap<String, String>, now_ms: i64) -> Result<()> {
@@ -199,7 +209,12 @@ impl GroupStore for PlacedMeanwhile {
         self.place_racer(id).await;
         self.inner.stop_group(id, now_ms).await
     }
-    async fn start_group(&self, id: &str, operation: &OperationRecord, now_ms: i64) -> Result<i64> {
+    async fn start_group(
+        &self,
+        id: &str,
+        operation: &OperationRecord,
+        now_ms: i64,
+    ) -> Result<Change> {
         self.inner.start_group(id, operation, now_ms).await
     }
     async fn restart_group(
@@ -321,5 +336,48 @@ async fn a_group_placed_while_it_restarts_is_restarted_on_its_node() {
     assert!(
         restarted,
         "the node never heard of the restart of the group placed meanwhile"
+    );
+}
+
+#[tokio::test]
+async fn a_group_placed_while_it_updates_gets_the_new_spec_on_its_node() {
+    let cluster = Cluster::start().await;
+    let (service, mut node, racer) = blocked(&cluster).await;
+
+    // The same group with one more environment variable: a change applied in place.
+    let mut body = small_group();
+    body["properties"]["containers"][0]["properties"]["environmentVariables"] =
+        json!([{"name": "MODE", "value": "new"}]);
+    let arm: berth_proto::arm::ContainerGroup = serde_json::from_value(body).expect("arm");
+    let state = cluster.state();
+    let valid = berth_apiserver::validate::container_group(
+        &arm,
+        "racer",
+        &state.config.region,
+        "2023-05-01",
+        &state.limits,
+    )
+    .expect("valid");
+    service
+        .create(&GroupName::new(SUB, "rg1", "racer"), valid)
+        .await
+        .expect("update");
+
+    // The node got the placement at the old generation; the update's generation must follow.
+    let mut first = None;
+    let updated = node
+        .told(5, |m| match (assigns(m, &racer), first) {
+            (Some(generation), None) => {
+                first = Some(generation);
+                false
+            }
+            (Some(generation), Some(placed)) => generation > placed,
+            (None, _) => false,
+        })
+        .await;
+    assert!(first.is_some(), "the racing placement was sent to the node");
+    assert!(
+        updated,
+        "the node never heard of the new spec of the group placed meanwhile"
     );
 }

@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use prost::Message as _;
+use berth_proto::node;
 
-use super::{apply_one, json, provisioning_for, release, resource_groups};
+use super::{apply_one, corrupt, encode_status, json, provisioning_for, release, resource_groups};
 use crate::model::Size;
 use crate::store::{
-    Conflict, Heartbeat, NewGroup, NodeReport, Placement, ResourceGroupCreation,
+    Conflict, Heartbeat, NewGroup, NodeReport, Placement, ProvisioningState, ResourceGroupCreation,
     ResourceGroupRecord, Result, StatusOutcome, StoreError,
 };
 
@@ -344,7 +344,7 @@ pub(super) async fn commit_placements(
         .collect();
     for chunk in placed.chunks(CHUNK) {
         let sql = format!(
-            "INSERT OR IGNORE INTO usage_assignments (group_id, generation, node_id) VALUES {}",
+            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES {} ON CONFLICT DO NOTHING",
             vec!["(?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -382,7 +382,7 @@ pub(super) async fn apply_statuses(
         latest.sort_unstable();
         latest
             .into_iter()
-            .partition(|i| provisioning_for(&reports[*i].status) == Some("Failed"))
+            .partition(|i| provisioning_for(&reports[*i].status) == Some(ProvisioningState::Failed))
     };
     for i in single {
         let NodeReport {
@@ -404,11 +404,13 @@ pub(super) async fn apply_statuses(
         let mut query = sqlx::query(&sql);
         for i in chunk {
             let status = &reports[*i].status;
-            query = query.bind(&status.group_id).bind(status.encode_to_vec());
+            query = query.bind(&status.group_id).bind(encode_status(status));
         }
         for i in chunk {
             let status = &reports[*i].status;
-            query = query.bind(&status.group_id).bind(provisioning_for(status));
+            query = query
+                .bind(&status.group_id)
+                .bind(provisioning_for(status).map(ProvisioningState::as_str));
         }
         query = query.bind(now_ms);
         for i in chunk {
@@ -423,14 +425,17 @@ pub(super) async fn apply_statuses(
             let status = &reports[*i].status;
             query = query.bind(&status.group_id).bind(status.generation as i64);
         }
-        let mut applied: HashMap<String, String> = HashMap::new();
+        let mut applied: HashMap<String, ProvisioningState> = HashMap::new();
         for row in query.fetch_all(&mut *tx).await? {
-            applied.insert(row.try_get("id")?, row.try_get("provisioning_state")?);
+            let state: String = row.try_get("provisioning_state")?;
+            let state = ProvisioningState::parse(&state)
+                .ok_or_else(|| corrupt("groups.provisioning_state", &state))?;
+            applied.insert(row.try_get("id")?, state);
         }
         // Every pending operation of a group whose current generation is Succeeded is done.
         let succeeded: Vec<&String> = applied
             .iter()
-            .filter(|(_, p)| p.as_str() == "Succeeded")
+            .filter(|(_, p)| **p == ProvisioningState::Succeeded)
             .map(|(id, _)| id)
             .collect();
         if !succeeded.is_empty() {
@@ -454,7 +459,8 @@ pub(super) async fn apply_statuses(
     }
     // Billing sees every report, not only the last per group: a run's end may be in an earlier one.
     for report in reports {
-        super::billing::observe(&mut tx, &report.node_id, report.seq, &report.status).await?;
+        let status = node::GroupStatus::from(&report.status);
+        super::billing::observe(&mut tx, &report.node_id, report.seq, &status).await?;
     }
     for (node_id, node_ms) in node_clocks {
         super::billing::node_seen(&mut tx, node_id, *node_ms).await?;

@@ -450,7 +450,7 @@ mod tests {
     use super::*;
     use crate::billing::export::{ExportQuery, Format, Granularity, write_export};
     use crate::billing::prices::PriceSheet;
-    use crate::store::Store as _;
+    use crate::store::UsageStore as _;
     use crate::store::sqlite::SqliteStore;
 
     const GROUP: &str = "g-1";

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::SqliteStore;
 use super::{corrupt, json};
+use crate::store::ResourceGroupStore;
 use crate::store::{
     RESOURCE_GROUPS_PER_SUBSCRIPTION, ResourceGroupCreation, ResourceGroupDeletion,
     ResourceGroupRecord, Result,
@@ -151,4 +153,44 @@ pub(super) async fn delete(
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+#[async_trait::async_trait]
+impl ResourceGroupStore for SqliteStore {
+    async fn resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<Option<ResourceGroupRecord>> {
+        get(&self.reader, subscription, name).await
+    }
+
+    async fn resource_groups(&self, subscription: &str) -> Result<Vec<ResourceGroupRecord>> {
+        list(&self.reader, subscription).await
+    }
+
+    async fn create_resource_group(
+        &self,
+        group: &ResourceGroupRecord,
+    ) -> Result<ResourceGroupCreation> {
+        create(&self.writer, group).await
+    }
+
+    async fn set_resource_group_tags(
+        &self,
+        subscription: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<()> {
+        set_tags(&self.writer, subscription, name, tags, now_ms).await
+    }
+
+    async fn delete_resource_group(
+        &self,
+        subscription: &str,
+        name: &str,
+    ) -> Result<ResourceGroupDeletion> {
+        delete(&self.writer, subscription, name).await
+    }
 }

@@ -5,7 +5,9 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
+use super::SqliteStore;
 use super::{corrupt, json};
+use crate::store::TokenStore;
 use crate::store::{Result, Revocation, TokenRecord};
 
 const COLUMNS: &str =
@@ -129,140 +131,35 @@ pub(super) async fn record_use(writer: &SqlitePool, used: &[(String, i64)]) -> R
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{SqliteStore, Store as _};
-
-    fn token(id: &str, operator: bool, expires_ms: Option<i64>) -> TokenRecord {
-        TokenRecord {
-            id: id.to_owned(),
-            hash: format!("hash-{id}"),
-            prefix: format!("berth_{id}_abcd"),
-            subscriptions: if operator {
-                Vec::new()
-            } else {
-                vec!["sub".to_owned()]
-            },
-            operator,
-            created_ms: 10,
-            expires_ms,
-            revoked_ms: None,
-            last_used_ms: None,
-        }
+#[async_trait::async_trait]
+impl TokenStore for SqliteStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        insert(&self.writer, token).await
     }
 
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        by_hash(&self.reader, hash).await
     }
 
-    #[tokio::test]
-    async fn tokens_round_trip_and_list_in_order() {
-        let (_dir, store) = store().await;
-        let a = token("a", false, Some(1_000));
-        let b = TokenRecord {
-            created_ms: 20,
-            ..token("b", true, None)
-        };
-        store.insert_token(&b).await.unwrap();
-        store.insert_token(&a).await.unwrap();
-        assert_eq!(
-            store.token_by_hash("hash-a").await.unwrap(),
-            Some(a.clone())
-        );
-        assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
-        assert_eq!(
-            store.token_by_id("a").await.unwrap(),
-            store.token_by_hash("hash-a").await.unwrap()
-        );
-        assert_eq!(store.token_by_id("nope").await.unwrap(), None);
-        assert_eq!(store.tokens().await.unwrap(), [a, b]);
+    async fn token_by_id(&self, id: &str) -> Result<Option<TokenRecord>> {
+        by_id(&self.reader, id).await
     }
 
-    #[tokio::test]
-    async fn revoking_is_idempotent_and_never_takes_the_last_live_operator_token() {
-        let (_dir, store) = store().await;
-        store.insert_token(&token("op", true, None)).await.unwrap();
-        store.insert_token(&token("t", false, None)).await.unwrap();
-        // An expired operator token does not count as another one.
-        store
-            .insert_token(&token("old-op", true, Some(50)))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.revoke_token("op", 100).await.unwrap(),
-            Revocation::LastOperator
-        );
-        assert_eq!(
-            store.revoke_token("missing", 100).await.unwrap(),
-            Revocation::NotFound
-        );
-        let Revocation::Revoked(t) = store.revoke_token("t", 100).await.unwrap() else {
-            panic!("a tenant token is revoked");
-        };
-        assert_eq!(t.revoked_ms, Some(100));
-        let Revocation::Revoked(again) = store.revoke_token("t", 200).await.unwrap() else {
-            panic!("revoking twice is fine");
-        };
-        assert_eq!(again.revoked_ms, Some(100), "the first revocation stands");
-        assert_eq!(
-            store
-                .token_by_hash("hash-t")
-                .await
-                .unwrap()
-                .unwrap()
-                .revoked_ms,
-            Some(100)
-        );
-
-        store.insert_token(&token("op2", true, None)).await.unwrap();
-        assert!(matches!(
-            store.revoke_token("op", 300).await.unwrap(),
-            Revocation::Revoked(_)
-        ));
-        assert_eq!(
-            store.revoke_token("op2", 300).await.unwrap(),
-            Revocation::LastOperator
-        );
-        // An already revoked operator token answers as revoked, whatever else is left.
-        assert!(matches!(
-            store.revoke_token("op", 400).await.unwrap(),
-            Revocation::Revoked(r) if r.revoked_ms == Some(300)
-        ));
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        all(&self.reader).await
     }
 
-    #[tokio::test]
-    async fn last_use_is_written_in_one_go_and_never_moves_back() {
-        let (_dir, store) = store().await;
-        store.insert_token(&token("a", false, None)).await.unwrap();
-        store.insert_token(&token("b", false, None)).await.unwrap();
-        store
-            .record_token_use(&[("a".to_owned(), 500), ("b".to_owned(), 700)])
-            .await
-            .unwrap();
-        store
-            .record_token_use(&[
-                ("a".to_owned(), 400),
-                ("b".to_owned(), 800),
-                ("gone".to_owned(), 1),
-            ])
-            .await
-            .unwrap();
-        let used = |id: &str| {
-            let store = store.clone();
-            let hash = format!("hash-{id}");
-            async move {
-                store
-                    .token_by_hash(&hash)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .last_used_ms
-            }
-        };
-        assert_eq!(used("a").await, Some(500));
-        assert_eq!(used("b").await, Some(800));
+    async fn revoke_token(&self, id: &str, now_ms: i64) -> Result<Revocation> {
+        revoke(&self.writer, id, now_ms).await
+    }
+
+    async fn record_token_use(&self, used: &[(String, i64)]) -> Result<()> {
+        record_use(&self.writer, used).await
+    }
+
+    async fn count_tokens(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+            .fetch_one(&self.reader)
+            .await?)
     }
 }

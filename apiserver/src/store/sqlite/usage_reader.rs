@@ -48,7 +48,10 @@ fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
 }
 
 fn database(err: rusqlite::Error) -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol(format!("export: {err}")))
+    StoreError::Backend(crate::store::BackendError {
+        kind: crate::store::BackendErrorKind::Statement,
+        message: format!("export: {err}"),
+    })
 }
 
 /// Who a subject is: group id, node id, subscription, resource group, name, location, tags, OS.

@@ -1,0 +1,76 @@
+//! The store conformance suite: what callers rely on, per concern, for any backend.
+//!
+//! A backend runs it with [`store_conformance!`] and a factory that opens a fresh, empty store:
+//! `store_conformance!(crate::store::sqlite::tests::fresh);` expands into one `#[tokio::test]` per
+//! case (on a multi-threaded runtime, so the concurrency cases really race). Each case takes the
+//! store as `Arc<dyn Store>` and uses nothing but the traits. Concurrency cases run several tasks at
+//! once against one row, so a backend whose read-modify-writes are not guarded fails them.
+
+pub(crate) mod fixtures;
+pub(crate) mod groups;
+pub(crate) mod nodes;
+pub(crate) mod operations;
+pub(crate) mod reports;
+pub(crate) mod resource_groups;
+pub(crate) mod scheduling;
+pub(crate) mod tokens;
+
+use std::sync::Arc;
+
+use super::Store;
+
+/// A fresh store and whatever keeps it alive (a temporary directory, a database to drop).
+pub(crate) struct Subject {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+/// Expands into every case of the suite as a test, each on a fresh store from `$fresh`, an
+/// `async fn() -> Subject`.
+macro_rules! store_conformance {
+    ($fresh:path) => {
+        $crate::store::conformance::store_conformance!(@cases $fresh;
+            tokens::tokens_round_trip_and_list_in_order,
+            tokens::revoking_is_idempotent_and_never_takes_the_last_live_operator_token,
+            tokens::racing_revokes_of_the_last_two_operator_tokens_leave_one,
+            tokens::last_use_is_written_in_one_go_and_never_moves_back,
+            nodes::a_join_token_use_is_consumed_once_by_racing_joins,
+            nodes::a_taken_name_is_refused_and_consumes_no_use,
+            nodes::heartbeats_never_move_back,
+            nodes::not_ready_marks_running_groups_unhealthy,
+            groups::created_groups_read_back_and_list_in_pages,
+            groups::racing_creates_of_one_name_create_it_once,
+            groups::a_taken_dns_name_is_a_conflict,
+            groups::quota_counts_creates_and_deletes_give_it_back,
+            groups::racing_creates_never_pass_the_quota,
+            groups::an_update_is_refused_once_the_generation_moved,
+            groups::of_racing_updates_from_one_generation_one_wins,
+            groups::stop_start_and_restart_move_generations,
+            groups::delete_releases_capacity_once_however_many_race,
+            groups::stop_and_delete_racing_release_capacity_once,
+            scheduling::placements_never_overcommit_and_give_back_what_did_not_stick,
+            scheduling::a_placement_of_a_stale_generation_drops_out,
+            scheduling::racing_commits_never_overcommit_a_node,
+            scheduling::racing_events_are_all_kept,
+            scheduling::an_unplaceable_group_fails_with_its_operation,
+            reports::reports_from_the_wrong_node_or_an_old_generation_are_ignored,
+            reports::reports_move_provisioning_and_finish_operations,
+            reports::a_failure_before_any_container_ran_fails_the_deployment,
+            reports::dns_records_are_the_running_groups_with_addresses,
+            resource_groups::a_create_makes_its_resource_group_which_is_deleted_only_when_empty,
+            resource_groups::past_the_resource_group_limit_nothing_is_created_and_quota_is_given_back,
+            operations::operations_round_trip_and_stop_cancels_pending_ones,
+        );
+    };
+    (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let subject = $fresh().await;
+                $crate::store::conformance::$module::$case(subject.store.clone()).await;
+            }
+        )*
+    };
+}
+
+pub(crate) use store_conformance;

@@ -1,0 +1,51 @@
+//! Scheduling: the groups waiting for a node, committing placements, events and failures.
+
+use super::{GroupEvent, Result};
+use crate::model::{OsType, Size};
+
+/// A group waiting for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGroup {
+    pub id: String,
+    pub os_type: OsType,
+    pub requests: Size,
+    pub generation: i64,
+    /// The last scheduling event's message, so an unchanged reason is not rewritten every round.
+    pub last_reason: Option<String>,
+}
+
+/// A decision of the scheduler, to be committed with its capacity reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub group_id: String,
+    pub node_id: String,
+    pub requests: Size,
+    pub generation: i64,
+}
+
+/// Scheduling.
+#[async_trait::async_trait]
+pub trait SchedulingStore: Send + Sync {
+    /// Groups that should run, have no node and have not failed, oldest first.
+    async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>>;
+    /// Commits placements, each with its capacity reservation; returns the ones that held (a node
+    /// that filled up or went NotReady meanwhile, or a group deleted, stopped or changed meanwhile,
+    /// drops out). Concurrent commits never overcommit a node nor place a group twice.
+    async fn commit_placements(
+        &self,
+        placements: &[Placement],
+        now_ms: i64,
+    ) -> Result<Vec<Placement>>;
+    /// Adds an event to a group, or refreshes the one of its name (count, time, message). Concurrent
+    /// calls each count.
+    async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()>;
+    /// Fails a group that can never be placed (if it is still unplaced), failing its pending
+    /// operations with `code` and `message`.
+    async fn fail_group(
+        &self,
+        group_id: &str,
+        code: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<()>;
+}

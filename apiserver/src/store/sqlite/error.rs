@@ -1,0 +1,67 @@
+//! sqlx's errors into the store's: the driver's types stop here.
+
+use crate::store::{BackendError, BackendErrorKind, StoreError};
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        let kind = match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => BackendErrorKind::Unavailable,
+            sqlx::Error::Database(db) if db.is_unique_violation() || db.is_check_violation() => {
+                BackendErrorKind::Constraint
+            }
+            sqlx::Error::Database(db)
+                if db.is_foreign_key_violation()
+                    || matches!(db.kind(), sqlx::error::ErrorKind::NotNullViolation) =>
+            {
+                BackendErrorKind::Constraint
+            }
+            // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock past the busy timeout.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6")) => {
+                BackendErrorKind::Unavailable
+            }
+            sqlx::Error::Migrate(_) => BackendErrorKind::Migration,
+            _ => BackendErrorKind::Statement,
+        };
+        StoreError::Backend(BackendError {
+            kind,
+            message: err.to_string(),
+        })
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Backend(BackendError {
+            kind: BackendErrorKind::Migration,
+            message: err.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_survives_and_the_driver_does_not() {
+        let err = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(
+            err,
+            StoreError::Backend(BackendError {
+                kind: BackendErrorKind::Unavailable,
+                ..
+            })
+        ));
+        let err = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(matches!(
+            err,
+            StoreError::Backend(BackendError {
+                kind: BackendErrorKind::Statement,
+                ..
+            })
+        ));
+    }
+}
