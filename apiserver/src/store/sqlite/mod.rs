@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::billing::meter::{CapCause, MeterEvent};
 use crate::model::{GroupSpec, OsType, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -32,6 +33,8 @@ pub struct SqliteStore {
     creates: tokio::sync::mpsc::Sender<batch::CreateRequest>,
     /// The database file, for exports' own connections; `None` in memory.
     path: Option<std::path::PathBuf>,
+    /// Whether state changes are metered (`--billing off`: no meter work at all).
+    billing: bool,
 }
 
 const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
@@ -68,7 +71,14 @@ impl SqliteStore {
             reader,
             creates,
             path,
+            billing: true,
         })
+    }
+
+    /// The same store, metering state changes or not (on by default).
+    pub fn with_billing(mut self, on: bool) -> Self {
+        self.billing = on;
+        self
     }
 
     pub async fn close(&self) {
@@ -296,6 +306,16 @@ async fn release(conn: &mut sqlx::SqliteConnection, node_id: &str, size: &Size) 
     Ok(())
 }
 
+/// The API stopped or deleted `group` at `now_ms`: its runs end there at the latest.
+fn capped(group: &GroupRecord, now_ms: i64, cause: CapCause) -> MeterEvent {
+    MeterEvent::Capped {
+        group_id: group.id.clone(),
+        generation: group.generation,
+        at_ms: now_ms,
+        cause,
+    }
+}
+
 /// Provisioning state that a node's report implies.
 pub(super) fn provisioning_for(status: &node::GroupStatus) -> Option<&'static str> {
     match status.phase() {
@@ -507,11 +527,15 @@ impl Store for SqliteStore {
         node_clock_ms: i64,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        billing::node_seen(&mut tx, id, node_clock_ms).await?;
-        if status == NodeStatus::NotReady {
+        billing::nodes_seen(&mut tx, &[(id.to_owned(), node_clock_ms)]).await?;
+        if status == NodeStatus::NotReady && self.billing {
             let last = billing::last_node_ms(&mut tx, id).await?;
             if last > 0 {
-                billing::node_lost(&mut tx, id, last).await?;
+                let lost = MeterEvent::NodeLost {
+                    node_id: id.to_owned(),
+                    at_ms: last,
+                };
+                billing::record(&mut tx, &[lost]).await?;
             }
         }
         sqlx::query(
@@ -649,8 +673,10 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         cancel_operations(&mut tx, id, now_ms).await?;
-        billing::remember_group(&mut tx, &group).await?;
-        billing::cap(&mut tx, id, group.generation, now_ms, "delete").await?;
+        if self.billing {
+            billing::remember_group(&mut tx, &group).await?;
+            billing::record(&mut tx, &[capped(&group, now_ms, CapCause::Delete)]).await?;
+        }
         sqlx::query("DELETE FROM groups WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -681,7 +707,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         cancel_operations(&mut tx, id, now_ms).await?;
-        billing::cap(&mut tx, id, group.generation, now_ms, "stop").await?;
+        if self.billing {
+            billing::record(&mut tx, &[capped(&group, now_ms, CapCause::Stop)]).await?;
+        }
         tx.commit().await?;
         Ok(Some(group))
     }
@@ -888,7 +916,7 @@ impl Store for SqliteStore {
         placements: &[Placement],
         now_ms: i64,
     ) -> Result<Vec<Placement>> {
-        batch::commit_placements(&self.writer, placements, now_ms).await
+        batch::commit_placements(&self.writer, placements, now_ms, self.billing).await
     }
 
     async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()> {
@@ -960,7 +988,9 @@ impl Store for SqliteStore {
     ) -> Result<StatusOutcome> {
         let mut tx = self.writer.begin().await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
-        billing::observe(&mut tx, node_id, 0, status).await?;
+        if self.billing {
+            billing::record(&mut tx, &[billing::observation(node_id, 0, status)]).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -971,7 +1001,7 @@ impl Store for SqliteStore {
         node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>> {
-        batch::apply_statuses(&self.writer, reports, node_clocks, now_ms).await
+        batch::apply_statuses(&self.writer, reports, node_clocks, now_ms, self.billing).await
     }
 
     async fn group_counts_by_node(&self) -> Result<Vec<String>> {
