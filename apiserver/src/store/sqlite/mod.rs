@@ -1385,4 +1385,74 @@ mod tests {
         let op = store.operation(&g.operation_id).await.unwrap().unwrap();
         assert_eq!(op.status, "Succeeded");
     }
+
+    /// Places and runs one group per store, reported through the multi-row report fold: billing on,
+    /// the run and its ledger rows are written (with who the group is, its GPU model included);
+    /// billing off, nothing of it is.
+    #[tokio::test]
+    async fn the_report_fold_meters_runs_unless_billing_is_off() {
+        for billing in [true, false] {
+            let (_dir, store, node) = store_with_node(4000).await;
+            let store = store.with_billing(billing);
+            let mut g = new_group("m", 1000);
+            g.spec.containers[0].gpu_sku = Some("V100".to_owned());
+            store.create_group(&g).await.unwrap();
+            let placement = Placement {
+                group_id: g.id.clone(),
+                node_id: node.clone(),
+                requests: g.spec.requests(),
+                generation: 1,
+            };
+            store.commit_placements(&[placement], 2).await.unwrap();
+            let status = |observed: i64, finished: i64| NodeReport {
+                node_id: node.clone(),
+                seq: observed as u64,
+                status: node::GroupStatus {
+                    group_id: g.id.clone(),
+                    generation: 1,
+                    phase: node::GroupPhase::Running as i32,
+                    run_started_unix_ms: 1_000,
+                    observed_unix_ms: observed,
+                    run_finished_unix_ms: finished,
+                    ..Default::default()
+                },
+            };
+            store
+                .apply_statuses(&[status(1_000, 0), status(3_000, 0)], &[], 4)
+                .await
+                .unwrap();
+            store
+                .apply_statuses(&[status(9_000, 9_000)], &[(node.clone(), 9_000)], 5)
+                .await
+                .unwrap();
+            let runs: Vec<(i64, i64, Option<String>)> =
+                sqlx::query_as("SELECT billed_until_ms, open, gpu_sku FROM usage_runs")
+                    .fetch_all(&store.writer)
+                    .await
+                    .unwrap();
+            let cpu: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger WHERE meter = 'linux/vcpu_seconds'",
+            )
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+            let days: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(rows), 0) FROM usage_days")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            let last_node_ms: i64 = sqlx::query_scalar("SELECT last_node_ms FROM nodes")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            assert_eq!(last_node_ms, 9_000, "the node's clock is kept either way");
+            if billing {
+                assert_eq!(runs, vec![(9_000, 0, Some("v100".to_owned()))]);
+                assert_eq!(cpu, 1000 * 8_000);
+                assert_eq!(days, 2, "one row per meter");
+            } else {
+                assert_eq!(runs, vec![]);
+                assert_eq!((cpu, days), (0, 0));
+            }
+        }
+    }
 }
