@@ -3,7 +3,7 @@
 //! Each event is handled as if alone in its transaction; a later event of the batch sees what the
 //! earlier ones changed. Every rule lives here, none in a store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use super::{LedgerRow, MeterChanges, MeterEvent, MeterState, Observation, Run, RunId};
 use crate::billing::{Period, RunFacts, split};
@@ -17,32 +17,6 @@ fn placed_on<'a>(state: &'a MeterState, group_id: &str, generation: i64) -> Opti
         .range(..=generation)
         .next_back()
         .map(|(_, node)| node.as_str())
-}
-
-/// The groups of the batch that may open a run: their rates are needed.
-pub(super) fn groups_opening(state: &MeterState, events: &[MeterEvent]) -> BTreeSet<String> {
-    let known: HashSet<(&str, &str, i64)> = state
-        .runs
-        .iter()
-        .map(|r| (r.group_id.as_str(), r.node_id.as_str(), r.facts.started_ms))
-        .collect();
-    events
-        .iter()
-        .filter_map(|event| match event {
-            MeterEvent::Observed(o)
-                if o.started_ms > 0
-                    && !known.contains(&(
-                        o.group_id.as_str(),
-                        o.node_id.as_str(),
-                        o.started_ms,
-                    ))
-                    && placed_on(state, &o.group_id, o.generation) == Some(o.node_id.as_str()) =>
-            {
-                Some(o.group_id.clone())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// Folds `events` over `state` (which ends up holding the result) and says what to write.

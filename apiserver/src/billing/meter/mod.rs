@@ -141,7 +141,8 @@ pub struct MeterState {
     pub losses: HashMap<String, BTreeSet<i64>>,
     /// Group → generation → the node it was placed on from that generation.
     pub assignments: HashMap<String, BTreeMap<i64, String>>,
-    /// What each group opening a run requests (filled by [`MeterTx::rates`]).
+    /// What each group of `Keys::groups` requests: from the live group, or once it is deleted from
+    /// what billing remembered of it.
     pub rates: HashMap<String, Rates>,
 }
 
@@ -183,27 +184,21 @@ impl MeterChanges {
 /// The meter's view of the transaction it runs in: storage only.
 #[async_trait::async_trait]
 pub trait MeterTx: Send {
-    /// Everything the events of `keys` may touch (see [`MeterState`]); `rates` left empty.
+    /// Everything the events of `keys` may touch (see [`MeterState`]).
     async fn load(&mut self, keys: &Keys) -> Result<MeterState>;
-    /// What these groups request: from the live group, which billing remembers on the way (so a
-    /// deleted group's usage can still be exported), or from what it remembered.
-    async fn rates(&mut self, groups: &BTreeSet<String>) -> Result<HashMap<String, Rates>>;
-    /// Writes the changes: inserts new runs, updates changed ones, appends the ledger rows (a row
-    /// the same cause wrote before is not written twice), keeps caps and losses.
+    /// Writes the changes: remembers who the groups of new runs are (so a deleted group's usage can
+    /// still be exported), inserts new runs, updates changed ones, appends the ledger rows (a row the
+    /// same cause wrote before is not written twice), keeps caps and losses.
     async fn save(&mut self, changes: &MeterChanges) -> Result<()>;
 }
 
-/// Folds a batch of events, in order, with a constant number of storage calls.
+/// Folds a batch of events, in order, with two storage calls: one load, one save.
 pub async fn record(tx: &mut dyn MeterTx, events: &[MeterEvent]) -> Result<()> {
     let keys = Keys::of(events);
     if keys.is_empty() {
         return Ok(());
     }
     let mut state = tx.load(&keys).await?;
-    let opening = fold::groups_opening(&state, events);
-    if !opening.is_empty() {
-        state.rates = tx.rates(&opening).await?;
-    }
     let changes = fold(&mut state, events);
     if changes.is_empty() {
         return Ok(());

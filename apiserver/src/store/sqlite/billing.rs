@@ -77,6 +77,46 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
     })
 }
 
+/// The first GPU model a group's stored spec names, lower case.
+const GPU_SKU: &str = "(SELECT lower(json_extract(c.value, '$.gpu_sku')) FROM json_each(g.spec, '$.containers') c \
+     WHERE json_extract(c.value, '$.gpu_sku') IS NOT NULL LIMIT 1)";
+
+/// What the meter reads for a batch: runs, caps, assignments, losses, rates (see `MeterState`).
+static LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT 'run' AS kind, {RUN_COLUMNS} FROM usage_runs WHERE group_id IN (SELECT value FROM json_each(?1)) \
+         UNION ALL SELECT 'run' AS kind, {RUN_COLUMNS} FROM usage_runs WHERE finished_ms IS NULL \
+         AND node_id IN (SELECT value FROM json_each(?2)) AND group_id NOT IN (SELECT value FROM json_each(?1)); \
+         SELECT 'cap' AS kind, group_id, generation, at_ms FROM usage_caps \
+         WHERE group_id IN (SELECT value FROM json_each(?1)); \
+         SELECT 'assignment' AS kind, group_id, generation, node_id FROM usage_assignments \
+         WHERE group_id IN (SELECT value FROM json_each(?1)); \
+         SELECT 'loss' AS kind, node_id, at_ms FROM usage_node_losses \
+         WHERE node_id IN (SELECT value FROM json_each(?3)) OR node_id IN (SELECT value FROM json_each(?2)) \
+         OR node_id IN (SELECT node_id FROM usage_runs WHERE group_id IN (SELECT value FROM json_each(?1))); \
+         SELECT 'rates' AS kind, g.id, g.os_type, g.cpu_millis, g.memory_mib, g.gpu, {GPU_SKU} AS gpu_sku \
+         FROM groups g WHERE g.id IN (SELECT value FROM json_each(?1)) \
+         UNION ALL SELECT 'rates' AS kind, u.id, u.os_type, u.cpu_millis, u.memory_mib, u.gpu, u.gpu_sku \
+         FROM usage_groups u WHERE u.id IN (SELECT value FROM json_each(?1)) \
+         AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.id = u.id)"
+    )
+});
+
+/// Remembers who the live groups ?1 are (and what they request), also for after they are deleted,
+/// and gives each (group, node) of ?2 its subject.
+const REMEMBER: &str = "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
+     cpu_millis, memory_mib, gpu, gpu_sku) \
+     SELECT g.id, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.os_type, \
+     g.cpu_millis, g.memory_mib, g.gpu, \
+     (SELECT lower(json_extract(c.value, '$.gpu_sku')) FROM json_each(g.spec, '$.containers') c \
+      WHERE json_extract(c.value, '$.gpu_sku') IS NOT NULL LIMIT 1) \
+     FROM groups g WHERE g.id IN (SELECT value FROM json_each(?1)) \
+     ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, cpu_millis = excluded.cpu_millis, \
+     memory_mib = excluded.memory_mib, gpu = excluded.gpu, gpu_sku = excluded.gpu_sku; \
+     INSERT INTO usage_subjects (group_id, node_id) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2) WHERE true \
+     ON CONFLICT DO NOTHING";
+
 fn json_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> String {
     super::json(&keys.into_iter().collect::<Vec<_>>())
 }
@@ -88,124 +128,49 @@ fn values(row: &str, n: usize) -> String {
 #[async_trait::async_trait]
 impl MeterTx for SqliteMeter<'_> {
     async fn load(&mut self, keys: &Keys) -> Result<MeterState> {
-        let conn = &mut *self.0;
         let mut state = MeterState::default();
-        let groups = json_keys(&keys.groups);
-        if !keys.groups.is_empty() {
-            let sql = format!(
-                "SELECT {RUN_COLUMNS} FROM usage_runs WHERE group_id IN (SELECT value FROM json_each(?))"
-            );
-            for row in sqlx::query(&sql)
-                .bind(&groups)
-                .fetch_all(&mut *conn)
-                .await?
-            {
-                state.runs.push(run_from_row(&row)?);
-            }
-            let rows = sqlx::query(
-                "SELECT group_id, generation, at_ms FROM usage_caps \
-                 WHERE group_id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(&groups)
-            .fetch_all(&mut *conn)
+        // One command, one cached prepared statement of five: ?1 the groups, ?2 the lost nodes, ?3
+        // the nodes that reported.
+        let rows = sqlx::query(&LOAD)
+            .bind(json_keys(&keys.groups))
+            .bind(json_keys(&keys.lost_nodes))
+            .bind(json_keys(&keys.nodes))
+            .fetch_all(&mut *self.0)
             .await?;
-            for row in rows {
-                state
-                    .caps
-                    .entry(row.try_get("group_id")?)
-                    .or_default()
-                    .insert(row.try_get("generation")?, row.try_get("at_ms")?);
-            }
-            let rows = sqlx::query(
-                "SELECT group_id, generation, node_id FROM usage_assignments \
-                 WHERE group_id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(&groups)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                state
-                    .assignments
-                    .entry(row.try_get("group_id")?)
-                    .or_default()
-                    .insert(row.try_get("generation")?, row.try_get("node_id")?);
-            }
-        }
-        if !keys.lost_nodes.is_empty() {
-            let sql = format!(
-                "SELECT {RUN_COLUMNS} FROM usage_runs WHERE finished_ms IS NULL \
-                 AND node_id IN (SELECT value FROM json_each(?))"
-            );
-            let loaded: BTreeSet<RunId> = state.runs.iter().map(|r| r.id).collect();
-            let rows = sqlx::query(&sql)
-                .bind(json_keys(&keys.lost_nodes))
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in rows {
-                let run = run_from_row(&row)?;
-                if !loaded.contains(&run.id) {
-                    state.runs.push(run);
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            match kind.as_str() {
+                "run" => state.runs.push(run_from_row(&row)?),
+                "cap" => {
+                    state
+                        .caps
+                        .entry(row.try_get("group_id")?)
+                        .or_default()
+                        .insert(row.try_get("generation")?, row.try_get("at_ms")?);
+                }
+                "assignment" => {
+                    state
+                        .assignments
+                        .entry(row.try_get("group_id")?)
+                        .or_default()
+                        .insert(row.try_get("generation")?, row.try_get("node_id")?);
+                }
+                "loss" => {
+                    state
+                        .losses
+                        .entry(row.try_get("node_id")?)
+                        .or_default()
+                        .insert(row.try_get("at_ms")?);
+                }
+                _ => {
+                    state.rates.insert(
+                        row.try_get("id")?,
+                        rates_from_row(&row, "usage_groups.os_type")?,
+                    );
                 }
             }
         }
-        let nodes: BTreeSet<&String> = keys
-            .nodes
-            .iter()
-            .chain(&keys.lost_nodes)
-            .chain(state.runs.iter().map(|r| &r.node_id))
-            .collect();
-        if !nodes.is_empty() {
-            let rows = sqlx::query(
-                "SELECT node_id, at_ms FROM usage_node_losses \
-                 WHERE node_id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(json_keys(nodes))
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in rows {
-                state
-                    .losses
-                    .entry(row.try_get("node_id")?)
-                    .or_default()
-                    .insert(row.try_get("at_ms")?);
-            }
-        }
         Ok(state)
-    }
-
-    async fn rates(&mut self, groups: &BTreeSet<String>) -> Result<HashMap<String, Rates>> {
-        let conn = &mut *self.0;
-        let groups = json_keys(groups);
-        // Remember who the live groups are (and what they request), also for after they are deleted.
-        sqlx::query(
-            "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
-             cpu_millis, memory_mib, gpu, gpu_sku) \
-             SELECT g.id, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.os_type, \
-             g.cpu_millis, g.memory_mib, g.gpu, \
-             (SELECT lower(json_extract(c.value, '$.gpu_sku')) FROM json_each(g.spec, '$.containers') c \
-              WHERE json_extract(c.value, '$.gpu_sku') IS NOT NULL LIMIT 1) \
-             FROM groups g WHERE g.id IN (SELECT value FROM json_each(?)) \
-             ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, cpu_millis = excluded.cpu_millis, \
-             memory_mib = excluded.memory_mib, gpu = excluded.gpu, gpu_sku = excluded.gpu_sku",
-        )
-        .bind(&groups)
-        .execute(&mut *conn)
-        .await?;
-        let rows = sqlx::query(
-            "SELECT id, os_type, cpu_millis, memory_mib, gpu, gpu_sku FROM usage_groups \
-             WHERE id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(&groups)
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("id")?,
-                    rates_from_row(row, "usage_groups.os_type")?,
-                ))
-            })
-            .collect()
     }
 
     async fn save(&mut self, changes: &MeterChanges) -> Result<()> {
@@ -232,6 +197,19 @@ impl MeterTx for SqliteMeter<'_> {
                 query = query.bind(node).bind(at);
             }
             query.execute(&mut *conn).await?;
+        }
+        if !changes.new_runs.is_empty() {
+            let groups: BTreeSet<&String> = changes.new_runs.iter().map(|r| &r.group_id).collect();
+            let subjects: BTreeSet<(&String, &String)> = changes
+                .new_runs
+                .iter()
+                .map(|r| (&r.group_id, &r.node_id))
+                .collect();
+            sqlx::query(REMEMBER)
+                .bind(json_keys(groups))
+                .bind(super::json(&subjects))
+                .execute(&mut *conn)
+                .await?;
         }
         let ids = insert_runs(conn, &changes.new_runs).await?;
         for chunk in changes.updated_runs.chunks(CHUNK) {
@@ -262,19 +240,10 @@ impl MeterTx for SqliteMeter<'_> {
     }
 }
 
-/// Inserts the batch's new runs (and their subjects); the ids they got, in order.
+/// Inserts the batch's new runs (their subjects exist); the ids they got, in order.
 async fn insert_runs(conn: &mut SqliteConnection, runs: &[Run]) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(runs.len());
     for chunk in runs.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO usage_subjects (group_id, node_id) VALUES {} ON CONFLICT DO NOTHING",
-            values("(?, ?)", chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for run in chunk {
-            query = query.bind(&run.group_id).bind(&run.node_id);
-        }
-        query.execute(&mut *conn).await?;
         let sql = format!(
             "WITH v (group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, superseded_ms, \
              os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) AS (VALUES {}) \

@@ -1,5 +1,5 @@
-//! The meter over an in-memory store: the rules alone, and that a batch costs one load, one rates
-//! and one save whatever its size.
+//! The meter over an in-memory store: the rules alone, and that a batch costs one load and one save
+//! whatever its size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -76,16 +76,12 @@ impl MeterTx for Memory {
             caps: self.caps.clone(),
             losses: self.losses.clone(),
             assignments: self.assignments.clone(),
-            rates: HashMap::new(),
+            rates: keys
+                .groups
+                .iter()
+                .filter_map(|g| Some((g.clone(), self.rates.get(g)?.clone())))
+                .collect(),
         })
-    }
-
-    async fn rates(&mut self, groups: &BTreeSet<String>) -> Result<HashMap<String, Rates>> {
-        self.calls.push("rates");
-        Ok(groups
-            .iter()
-            .filter_map(|g| Some((g.clone(), self.rates.get(g)?.clone())))
-            .collect())
     }
 
     async fn save(&mut self, changes: &MeterChanges) -> Result<()> {
@@ -267,7 +263,7 @@ async fn a_late_stop_corrects_what_was_billed_with_a_negative_row() {
 }
 
 #[tokio::test]
-async fn a_batch_costs_one_load_one_rates_and_one_save_whatever_its_size() {
+async fn a_batch_costs_one_load_and_one_save_whatever_its_size() {
     let mut store = Memory::default();
     let mut events = Vec::new();
     for i in 0..500 {
@@ -278,7 +274,7 @@ async fn a_batch_costs_one_load_one_rates_and_one_save_whatever_its_size() {
         events.push(observed(&group, "n1", i, BASE + 1, BASE + 9, None));
     }
     store.apply(&events).await;
-    assert_eq!(store.calls, ["load", "rates", "save"]);
+    assert_eq!(store.calls, ["load", "save"]);
     assert_eq!(store.runs.len(), 500);
     assert!(
         store
