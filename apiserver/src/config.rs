@@ -117,6 +117,17 @@ pub struct Flags {
     /// [default: the built-in ACI list prices].
     #[arg(long, value_name = "FILE")]
     pub price_sheet: Option<PathBuf>,
+    /// Meter runs into the usage ledger: on, or off (no meter work; nothing is billed) [default: on].
+    #[arg(long, value_enum)]
+    pub billing: Option<Switch>,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The `--config` file: the same settings, all optional, unknown keys refused.
@@ -154,6 +165,7 @@ pub struct FileConfig {
     pub dns_workers: Option<usize>,
     pub price_sheet: Option<PathBuf>,
     pub access_token_lifetime_secs: Option<u64>,
+    pub billing: Option<Switch>,
 }
 
 impl FileConfig {
@@ -195,6 +207,8 @@ pub struct Config {
     pub price_sheet: Option<PathBuf>,
     /// Lifetime of the sign-in authority's access tokens, in seconds (at least 1).
     pub access_token_lifetime_secs: u64,
+    /// Whether runs are metered into the usage ledger.
+    pub billing: bool,
 }
 
 impl Config {
@@ -296,6 +310,7 @@ impl Config {
             dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),
             dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
             price_sheet: flags.price_sheet.or(file.price_sheet),
+            billing: flags.billing.or(file.billing).unwrap_or(Switch::On) == Switch::On,
             access_token_lifetime_secs: flags
                 .access_token_lifetime_secs
                 .or(file.access_token_lifetime_secs)

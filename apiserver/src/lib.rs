@@ -218,7 +218,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         config.access_token_lifetime_secs,
     )?);
     let store: Arc<dyn Store> = match config.store.strip_prefix("sqlite://") {
-        Some(_) => Arc::new(SqliteStore::connect(&config.store).await?),
+        Some(_) => Arc::new(
+            SqliteStore::connect(&config.store)
+                .await?
+                .with_billing(config.billing),
+        ),
         None => return Err(StartError::StoreUrl(config.store.clone())),
     };
 

@@ -22,6 +22,7 @@
 //! open: exports show it accrued to the moment of the export.
 
 pub mod export;
+pub mod meter;
 pub mod prices;
 
 use crate::model::OsType;

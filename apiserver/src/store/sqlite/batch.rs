@@ -11,9 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use berth_proto::node;
-
 use super::{apply_one, corrupt, encode_status, json, provisioning_for, release, resource_groups};
+use crate::billing::meter::MeterEvent;
 use crate::model::Size;
 use crate::store::{
     Conflict, Heartbeat, NewGroup, NodeReport, Placement, ProvisioningState, ResourceGroupCreation,
@@ -273,6 +272,7 @@ pub(super) async fn commit_placements(
     pool: &SqlitePool,
     placements: &[Placement],
     now_ms: i64,
+    billing: bool,
 ) -> Result<Vec<Placement>> {
     let mut tx = pool.begin().await?;
     let mut per_node: BTreeMap<&str, Size> = BTreeMap::new();
@@ -340,7 +340,7 @@ pub(super) async fn commit_placements(
     let placed: Vec<&Placement> = candidates
         .iter()
         .copied()
-        .filter(|p| assigned.contains(&p.group_id))
+        .filter(|p| billing && assigned.contains(&p.group_id))
         .collect();
     for chunk in placed.chunks(CHUNK) {
         let sql = format!(
@@ -370,6 +370,7 @@ pub(super) async fn apply_statuses(
     reports: &[NodeReport],
     node_clocks: &[(String, i64)],
     now_ms: i64,
+    billing: bool,
 ) -> Result<Vec<StatusOutcome>> {
     let mut last: HashMap<&str, usize> = HashMap::new();
     for (i, NodeReport { status, .. }) in reports.iter().enumerate() {
@@ -458,13 +459,15 @@ pub(super) async fn apply_statuses(
         }
     }
     // Billing sees every report, not only the last per group: a run's end may be in an earlier one.
-    for report in reports {
-        let status = node::GroupStatus::from(&report.status);
-        super::billing::observe(&mut tx, &report.node_id, report.seq, &status).await?;
+    // The whole batch is one fold of the meter: a constant number of statements.
+    if billing {
+        let events: Vec<MeterEvent> = reports
+            .iter()
+            .map(|r| super::billing::observation(&r.node_id, r.seq, &r.status))
+            .collect();
+        super::billing::record(&mut tx, &events).await?;
     }
-    for (node_id, node_ms) in node_clocks {
-        super::billing::node_seen(&mut tx, node_id, *node_ms).await?;
-    }
+    super::billing::nodes_seen(&mut tx, node_clocks).await?;
     tx.commit().await?;
     Ok(reports
         .iter()

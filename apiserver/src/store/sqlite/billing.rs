@@ -1,38 +1,68 @@
-//! The usage ledger in SQLite: runs, caps, node losses and the append-only ledger (see
-//! `crate::billing` for the rules). Every function here runs inside the caller's transaction, so a
-//! ledger row commits with the state change it comes from or not at all.
+//! The meter's storage in SQLite: runs, caps, node losses and the append-only ledger, read and
+//! written in bulk (the rules are `crate::billing::meter`'s). Everything here runs inside the
+//! caller's transaction, so a ledger row commits with the state change it comes from or not at all.
+//!
+//! A batch costs a constant number of statements: keys go in as one JSON array (`json_each`), so the
+//! reads are the same prepared statements whatever the batch's size; rows go out in multi-row
+//! statements of up to `CHUNK` rows.
 
-use berth_proto::node::GroupStatus;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::model::reported::ReportedStatus;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{GROUP_COLUMNS, corrupt, group_from_row};
-use crate::billing::{Period, Rates, RunFacts, split};
+use super::corrupt;
+use crate::billing::meter::{
+    Keys, MeterChanges, MeterEvent, MeterState, MeterTx, Observation, Run, RunId,
+};
+use crate::billing::{Rates, RunFacts};
 use crate::model::OsType;
 use crate::store::{GroupRecord, Result};
 
-const RUN_COLUMNS: &str = "id, group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, cap_ms, \
+/// Rows per multi-row statement (SQLite allows 32,766 bound parameters; runs have 16 columns).
+const CHUNK: usize = 256;
+
+const RUN_COLUMNS: &str = "id, group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, \
      superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open";
 
-/// A run as stored, with its facts and what the ledger holds of it.
-#[derive(Debug, Clone)]
-struct Run {
-    id: i64,
-    node_id: String,
-    /// `usage_subjects.key` of (group, node).
-    subject: i64,
-    facts: RunFacts,
-    rates: Rates,
-    billed_until_ms: i64,
-    open: bool,
+/// A node's report as the meter sees it.
+pub(super) fn observation(node_id: &str, seq: u64, status: &ReportedStatus) -> MeterEvent {
+    MeterEvent::Observed(Observation {
+        group_id: status.group_id.clone(),
+        node_id: node_id.to_owned(),
+        seq,
+        generation: status.generation as i64,
+        started_ms: status.run_started_unix_ms,
+        finished_ms: (status.run_finished_unix_ms > 0).then_some(status.run_finished_unix_ms),
+        observed_ms: status.observed_unix_ms,
+    })
+}
+
+/// Folds `events` through the meter in the transaction `conn` is in.
+pub(super) async fn record(conn: &mut SqliteConnection, events: &[MeterEvent]) -> Result<()> {
+    crate::billing::meter::record(&mut SqliteMeter(conn), events).await
+}
+
+struct SqliteMeter<'a>(&'a mut SqliteConnection);
+
+fn rates_from_row(row: &SqliteRow, table: &str) -> Result<Rates> {
+    let os: String = row.try_get("os_type")?;
+    Ok(Rates {
+        os_type: OsType::parse(&os).ok_or_else(|| corrupt(table, &os))?,
+        cpu_millis: row.try_get("cpu_millis")?,
+        memory_mib: row.try_get("memory_mib")?,
+        gpu: row.try_get("gpu")?,
+        gpu_sku: row.try_get("gpu_sku")?,
+    })
 }
 
 fn run_from_row(row: &SqliteRow) -> Result<Run> {
-    let os: String = row.try_get("os_type")?;
     Ok(Run {
-        id: row.try_get("id")?,
+        id: RunId::Stored(row.try_get("id")?),
+        group_id: row.try_get("group_id")?,
         node_id: row.try_get("node_id")?,
-        subject: row.try_get("subject")?,
+        generation: row.try_get("generation")?,
         facts: RunFacts {
             started_ms: row.try_get("started_ms")?,
             finished_ms: row.try_get("finished_ms")?,
@@ -41,16 +71,297 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
             superseded_ms: row.try_get("superseded_ms")?,
             lost_ms: None,
         },
-        rates: Rates {
-            os_type: OsType::parse(&os).ok_or_else(|| corrupt("usage_runs.os_type", &os))?,
-            cpu_millis: row.try_get("cpu_millis")?,
-            memory_mib: row.try_get("memory_mib")?,
-            gpu: row.try_get("gpu")?,
-            gpu_sku: row.try_get("gpu_sku")?,
-        },
+        rates: rates_from_row(row, "usage_runs.os_type")?,
         billed_until_ms: row.try_get("billed_until_ms")?,
         open: row.try_get::<i64, _>("open")? != 0,
     })
+}
+
+/// The first GPU model a group's stored spec names, lower case.
+const GPU_SKU: &str = "(SELECT lower(json_extract(c.value, '$.gpu_sku')) FROM json_each(g.spec, '$.containers') c \
+     WHERE json_extract(c.value, '$.gpu_sku') IS NOT NULL LIMIT 1)";
+
+/// What the meter reads for a batch: runs, caps, assignments, losses, rates (see `MeterState`).
+static LOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT 'run' AS kind, {RUN_COLUMNS} FROM usage_runs WHERE group_id IN (SELECT value FROM json_each(?1)) \
+         UNION ALL SELECT 'run' AS kind, {RUN_COLUMNS} FROM usage_runs WHERE finished_ms IS NULL \
+         AND node_id IN (SELECT value FROM json_each(?2)) AND group_id NOT IN (SELECT value FROM json_each(?1)); \
+         SELECT 'cap' AS kind, group_id, generation, at_ms FROM usage_caps \
+         WHERE group_id IN (SELECT value FROM json_each(?1)); \
+         SELECT 'assignment' AS kind, group_id, generation, node_id FROM usage_assignments \
+         WHERE group_id IN (SELECT value FROM json_each(?1)); \
+         SELECT 'loss' AS kind, node_id, at_ms FROM usage_node_losses \
+         WHERE node_id IN (SELECT value FROM json_each(?3)) OR node_id IN (SELECT value FROM json_each(?2)) \
+         OR node_id IN (SELECT node_id FROM usage_runs WHERE group_id IN (SELECT value FROM json_each(?1))); \
+         SELECT 'rates' AS kind, g.id, g.os_type, g.cpu_millis, g.memory_mib, g.gpu, {GPU_SKU} AS gpu_sku \
+         FROM groups g WHERE g.id IN (SELECT value FROM json_each(?1)) \
+         UNION ALL SELECT 'rates' AS kind, u.id, u.os_type, u.cpu_millis, u.memory_mib, u.gpu, u.gpu_sku \
+         FROM usage_groups u WHERE u.id IN (SELECT value FROM json_each(?1)) \
+         AND NOT EXISTS (SELECT 1 FROM groups g WHERE g.id = u.id)"
+    )
+});
+
+/// Remembers who the live groups ?1 are (and what they request), also for after they are deleted,
+/// and gives each (group, node) of ?2 its subject.
+const REMEMBER: &str = "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
+     cpu_millis, memory_mib, gpu, gpu_sku) \
+     SELECT g.id, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.os_type, \
+     g.cpu_millis, g.memory_mib, g.gpu, \
+     (SELECT lower(json_extract(c.value, '$.gpu_sku')) FROM json_each(g.spec, '$.containers') c \
+      WHERE json_extract(c.value, '$.gpu_sku') IS NOT NULL LIMIT 1) \
+     FROM groups g WHERE g.id IN (SELECT value FROM json_each(?1)) \
+     ON CONFLICT (id) DO UPDATE SET tags = excluded.tags, cpu_millis = excluded.cpu_millis, \
+     memory_mib = excluded.memory_mib, gpu = excluded.gpu, gpu_sku = excluded.gpu_sku; \
+     INSERT INTO usage_subjects (group_id, node_id) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2) WHERE true \
+     ON CONFLICT DO NOTHING";
+
+fn json_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> String {
+    super::json(&keys.into_iter().collect::<Vec<_>>())
+}
+
+fn values(row: &str, n: usize) -> String {
+    vec![row; n].join(", ")
+}
+
+#[async_trait::async_trait]
+impl MeterTx for SqliteMeter<'_> {
+    async fn load(&mut self, keys: &Keys) -> Result<MeterState> {
+        let mut state = MeterState::default();
+        // One command, one cached prepared statement of five: ?1 the groups, ?2 the lost nodes, ?3
+        // the nodes that reported.
+        let rows = sqlx::query(&LOAD)
+            .bind(json_keys(&keys.groups))
+            .bind(json_keys(&keys.lost_nodes))
+            .bind(json_keys(&keys.nodes))
+            .fetch_all(&mut *self.0)
+            .await?;
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            match kind.as_str() {
+                "run" => state.runs.push(run_from_row(&row)?),
+                "cap" => {
+                    state
+                        .caps
+                        .entry(row.try_get("group_id")?)
+                        .or_default()
+                        .insert(row.try_get("generation")?, row.try_get("at_ms")?);
+                }
+                "assignment" => {
+                    state
+                        .assignments
+                        .entry(row.try_get("group_id")?)
+                        .or_default()
+                        .insert(row.try_get("generation")?, row.try_get("node_id")?);
+                }
+                "loss" => {
+                    state
+                        .losses
+                        .entry(row.try_get("node_id")?)
+                        .or_default()
+                        .insert(row.try_get("at_ms")?);
+                }
+                _ => {
+                    state.rates.insert(
+                        row.try_get("id")?,
+                        rates_from_row(&row, "usage_groups.os_type")?,
+                    );
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    async fn save(&mut self, changes: &MeterChanges) -> Result<()> {
+        let conn = &mut *self.0;
+        for chunk in changes.caps.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO usage_caps (group_id, generation, at_ms) VALUES {} \
+                 ON CONFLICT (group_id, generation) DO UPDATE SET at_ms = MIN(at_ms, excluded.at_ms)",
+                values("(?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (group, generation, at) in chunk {
+                query = query.bind(group).bind(generation).bind(at);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        for chunk in changes.losses.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO usage_node_losses (node_id, at_ms) VALUES {} ON CONFLICT DO NOTHING",
+                values("(?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (node, at) in chunk {
+                query = query.bind(node).bind(at);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        if !changes.new_runs.is_empty() {
+            let groups: BTreeSet<&String> = changes.new_runs.iter().map(|r| &r.group_id).collect();
+            let subjects: BTreeSet<(&String, &String)> = changes
+                .new_runs
+                .iter()
+                .map(|r| (&r.group_id, &r.node_id))
+                .collect();
+            sqlx::query(REMEMBER)
+                .bind(json_keys(groups))
+                .bind(super::json(&subjects))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let ids = insert_runs(conn, &changes.new_runs).await?;
+        for chunk in changes.updated_runs.chunks(CHUNK) {
+            let sql = format!(
+                "WITH v (id, finished_ms, alive_ms, cap_ms, superseded_ms, billed_until_ms, open) AS (VALUES {}) \
+                 UPDATE usage_runs SET finished_ms = v.finished_ms, alive_ms = v.alive_ms, cap_ms = v.cap_ms, \
+                 superseded_ms = v.superseded_ms, billed_until_ms = v.billed_until_ms, open = v.open \
+                 FROM v WHERE usage_runs.id = v.id",
+                values("(?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for run in chunk {
+                let RunId::Stored(id) = run.id else {
+                    continue;
+                };
+                query = query
+                    .bind(id)
+                    .bind(run.facts.finished_ms)
+                    .bind(run.facts.alive_ms)
+                    .bind(run.facts.cap_ms)
+                    .bind(run.facts.superseded_ms)
+                    .bind(run.billed_until_ms)
+                    .bind(i64::from(run.open));
+            }
+            query.execute(&mut *conn).await?;
+        }
+        append(conn, changes, &ids).await
+    }
+}
+
+/// Inserts the batch's new runs (their subjects exist); the ids they got, in order.
+async fn insert_runs(conn: &mut SqliteConnection, runs: &[Run]) -> Result<Vec<i64>> {
+    let mut ids = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(CHUNK) {
+        let sql = format!(
+            "WITH v (group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, superseded_ms, \
+             os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) AS (VALUES {}) \
+             INSERT INTO usage_runs (group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, \
+             cap_ms, superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) \
+             SELECT v.group_id, v.node_id, s.key, v.generation, v.started_ms, v.finished_ms, v.alive_ms, \
+             v.cap_ms, v.superseded_ms, v.os_type, v.cpu_millis, v.memory_mib, v.gpu, v.gpu_sku, \
+             v.billed_until_ms, v.open \
+             FROM v JOIN usage_subjects s ON s.group_id = v.group_id AND s.node_id = v.node_id WHERE true \
+             RETURNING id, group_id, node_id, started_ms",
+            values("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for run in chunk {
+            query = query
+                .bind(&run.group_id)
+                .bind(&run.node_id)
+                .bind(run.generation)
+                .bind(run.facts.started_ms)
+                .bind(run.facts.finished_ms)
+                .bind(run.facts.alive_ms)
+                .bind(run.facts.cap_ms)
+                .bind(run.facts.superseded_ms)
+                .bind(run.rates.os_type.as_str())
+                .bind(run.rates.cpu_millis)
+                .bind(run.rates.memory_mib)
+                .bind(run.rates.gpu)
+                .bind(&run.rates.gpu_sku)
+                .bind(run.billed_until_ms)
+                .bind(i64::from(run.open));
+        }
+        let mut got: HashMap<(String, String, i64), i64> = HashMap::new();
+        for row in query.fetch_all(&mut *conn).await? {
+            got.insert(
+                (
+                    row.try_get("group_id")?,
+                    row.try_get("node_id")?,
+                    row.try_get("started_ms")?,
+                ),
+                row.try_get("id")?,
+            );
+        }
+        for run in chunk {
+            let key = (
+                run.group_id.clone(),
+                run.node_id.clone(),
+                run.facts.started_ms,
+            );
+            let id = got
+                .get(&key)
+                .ok_or_else(|| corrupt("usage_runs", format!("run {key:?} was not inserted")))?;
+            ids.push(*id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Appends the ledger rows and counts them per day. A row the same cause wrote before is not
+/// written twice (and said: it would mean a cause number was reused).
+async fn append(
+    conn: &mut SqliteConnection,
+    changes: &MeterChanges,
+    new_ids: &[i64],
+) -> Result<()> {
+    let mut days: BTreeMap<i64, i64> = BTreeMap::new();
+    for chunk in changes.ledger.chunks(CHUNK) {
+        let sql = format!(
+            "WITH v (run_id, meter, start_ms, end_ms, quantity, cause, cause_seq) AS (VALUES {}) \
+             INSERT INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
+             SELECT v.run_id, r.subject, v.meter, v.start_ms, v.end_ms, v.quantity, v.cause, v.cause_seq \
+             FROM v JOIN usage_runs r ON r.id = v.run_id WHERE true ON CONFLICT DO NOTHING RETURNING start_ms",
+            values("(?, ?, ?, ?, ?, ?, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            let run_id = match row.run {
+                RunId::Stored(id) => id,
+                RunId::New(i) => *new_ids
+                    .get(i)
+                    .ok_or_else(|| corrupt("usage_ledger", format!("no new run {i}")))?,
+            };
+            query = query
+                .bind(run_id)
+                .bind(&row.meter)
+                .bind(row.start_ms)
+                .bind(row.end_ms)
+                .bind(row.quantity)
+                .bind(row.cause)
+                .bind(row.cause_seq);
+        }
+        let written = query.fetch_all(&mut *conn).await?;
+        if written.len() < chunk.len() {
+            tracing::error!(
+                rows = chunk.len(),
+                written = written.len(),
+                "ledger rows already written by the same cause; not written twice"
+            );
+        }
+        for row in written {
+            *days
+                .entry(row.try_get::<i64, _>("start_ms")?.div_euclid(86_400_000))
+                .or_default() += 1;
+        }
+    }
+    let days: Vec<(i64, i64)> = days.into_iter().collect();
+    for chunk in days.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO usage_days (day, rows) VALUES {} \
+             ON CONFLICT (day) DO UPDATE SET rows = rows + excluded.rows",
+            values("(?, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (day, rows) in chunk {
+            query = query.bind(day).bind(rows);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Keeps who the group is (and what it requests) for billing, also after it is deleted.
@@ -77,260 +388,25 @@ pub(super) async fn remember_group(conn: &mut SqliteConnection, group: &GroupRec
     Ok(())
 }
 
-/// What a group requests, from the live group (remembered on the way) or, once deleted, from what
-/// billing remembered of it.
-async fn rates_of(conn: &mut SqliteConnection, group_id: &str) -> Result<Option<Rates>> {
-    let sql = format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.id = ?");
-    if let Some(row) = sqlx::query(&sql)
-        .bind(group_id)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        let group = group_from_row(&row)?;
-        remember_group(conn, &group).await?;
-    }
-    let Some(row) = sqlx::query(
-        "SELECT os_type, cpu_millis, memory_mib, gpu, gpu_sku FROM usage_groups WHERE id = ?",
-    )
-    .bind(group_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let os: String = row.try_get("os_type")?;
-    Ok(Some(Rates {
-        os_type: OsType::parse(&os).ok_or_else(|| corrupt("usage_groups.os_type", &os))?,
-        cpu_millis: row.try_get("cpu_millis")?,
-        memory_mib: row.try_get("memory_mib")?,
-        gpu: row.try_get("gpu")?,
-        gpu_sku: row.try_get("gpu_sku")?,
-    }))
-}
-
-/// Folds a node's report into its run: opens the run on its first report, records that it finished,
-/// and writes to the ledger whatever that changes. Reports without a run (not started, removed) say
-/// nothing billing needs.
-pub(super) async fn observe(
+/// Records the node clock of nodes' latest messages (their last heartbeat should they go silent),
+/// one statement per chunk.
+pub(super) async fn nodes_seen(
     conn: &mut SqliteConnection,
-    node_id: &str,
-    seq: u64,
-    status: &GroupStatus,
+    clocks: &[(String, i64)],
 ) -> Result<()> {
-    let started = status.run_started_unix_ms;
-    if started <= 0 {
-        return Ok(());
-    }
-    let observed = status.observed_unix_ms.max(started);
-    let finished = (status.run_finished_unix_ms > 0).then_some(status.run_finished_unix_ms);
-    let cause = ("report", seq as i64);
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM usage_runs WHERE group_id = ? AND node_id = ? AND started_ms = ?"
-    );
-    let existing = sqlx::query(&sql)
-        .bind(&status.group_id)
-        .bind(node_id)
-        .bind(started)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = existing {
-        let mut run = run_from_row(&row)?;
-        let before = run.facts.clone();
-        if run.facts.finished_ms.is_none() {
-            run.facts.finished_ms = finished;
+    for chunk in clocks.chunks(CHUNK) {
+        let sql = format!(
+            "WITH seen (id, node_ms) AS (VALUES {}) UPDATE nodes SET last_node_ms = \
+             CASE WHEN seen.node_ms > nodes.last_node_ms THEN seen.node_ms ELSE nodes.last_node_ms END \
+             FROM seen WHERE nodes.id = seen.id",
+            values("(?, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (node, node_ms) in chunk {
+            query = query.bind(node).bind(node_ms);
         }
-        run.facts.alive_ms = run.facts.alive_ms.max(observed);
-        if run.facts == before {
-            return Ok(());
-        }
-        if run.open && run.facts.finished_ms.is_none() {
-            // Still running and said so later: no loss can apply past this, the end stays unknown.
-            sqlx::query("UPDATE usage_runs SET alive_ms = ? WHERE id = ?")
-                .bind(run.facts.alive_ms)
-                .bind(run.id)
-                .execute(&mut *conn)
-                .await?;
-        } else {
-            settle(conn, &mut run, cause).await?;
-        }
-        return Ok(());
+        query.execute(&mut *conn).await?;
     }
-
-    let generation = status.generation as i64;
-    let placed_on: Option<String> = sqlx::query_scalar(
-        "SELECT node_id FROM usage_assignments WHERE group_id = ? AND generation <= ? \
-         ORDER BY generation DESC LIMIT 1",
-    )
-    .bind(&status.group_id)
-    .bind(generation)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if placed_on.as_deref() != Some(node_id) {
-        tracing::warn!(node = node_id, group = %status.group_id, generation, "a node reported a run of a group it was not given; not billed");
-        return Ok(());
-    }
-    let Some(rates) = rates_of(conn, &status.group_id).await? else {
-        tracing::debug!(group = %status.group_id, "a report about a group billing never knew");
-        return Ok(());
-    };
-    let cap_ms: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(at_ms) FROM usage_caps WHERE group_id = ? AND generation >= ?",
-    )
-    .bind(&status.group_id)
-    .bind(generation)
-    .fetch_one(&mut *conn)
-    .await?;
-    let superseded_ms: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(started_ms) FROM usage_runs WHERE group_id = ? AND node_id = ? AND started_ms > ?",
-    )
-    .bind(&status.group_id)
-    .bind(node_id)
-    .bind(started)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query("INSERT OR IGNORE INTO usage_subjects (group_id, node_id) VALUES (?, ?)")
-        .bind(&status.group_id)
-        .bind(node_id)
-        .execute(&mut *conn)
-        .await?;
-    let subject: i64 =
-        sqlx::query_scalar("SELECT key FROM usage_subjects WHERE group_id = ? AND node_id = ?")
-            .bind(&status.group_id)
-            .bind(node_id)
-            .fetch_one(&mut *conn)
-            .await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO usage_runs (group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, \
-         cap_ms, superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
-    )
-    .bind(&status.group_id)
-    .bind(node_id)
-    .bind(subject)
-    .bind(generation)
-    .bind(started)
-    .bind(finished)
-    .bind(observed)
-    .bind(cap_ms)
-    .bind(superseded_ms)
-    .bind(rates.os_type.as_str())
-    .bind(rates.cpu_millis)
-    .bind(rates.memory_mib)
-    .bind(rates.gpu)
-    .bind(&rates.gpu_sku)
-    .bind(started)
-    .fetch_one(&mut *conn)
-    .await?;
-    let mut run = Run {
-        id,
-        node_id: node_id.to_owned(),
-        subject,
-        facts: RunFacts {
-            started_ms: started,
-            finished_ms: finished,
-            alive_ms: observed,
-            cap_ms,
-            superseded_ms,
-            lost_ms: None,
-        },
-        rates,
-        billed_until_ms: started,
-        open: true,
-    };
-    settle(conn, &mut run, cause).await?;
-
-    // This run ends the earlier runs of the group on this node (a restart or an update).
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM usage_runs WHERE group_id = ? AND node_id = ? AND started_ms < ? \
-         AND (superseded_ms IS NULL OR superseded_ms > ?)"
-    );
-    let earlier = sqlx::query(&sql)
-        .bind(&status.group_id)
-        .bind(node_id)
-        .bind(started)
-        .bind(started)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in earlier {
-        let mut run = run_from_row(&row)?;
-        run.facts.superseded_ms = Some(started);
-        settle(conn, &mut run, cause).await?;
-    }
-    Ok(())
-}
-
-/// The API stopped or deleted the group at `at_ms`: every run of `generation` or older ends there at
-/// the latest. `cause` is `stop` or `delete`.
-pub(super) async fn cap(
-    conn: &mut SqliteConnection,
-    group_id: &str,
-    generation: i64,
-    at_ms: i64,
-    cause: &'static str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO usage_caps (group_id, generation, at_ms) VALUES (?, ?, ?) \
-         ON CONFLICT (group_id, generation) DO UPDATE SET at_ms = MIN(at_ms, excluded.at_ms)",
-    )
-    .bind(group_id)
-    .bind(generation)
-    .bind(at_ms)
-    .execute(&mut *conn)
-    .await?;
-    let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM usage_runs WHERE group_id = ? AND generation <= ? \
-         AND (cap_ms IS NULL OR cap_ms > ?)"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(group_id)
-        .bind(generation)
-        .bind(at_ms)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in rows {
-        let mut run = run_from_row(&row)?;
-        run.facts.cap_ms = Some(at_ms);
-        settle(conn, &mut run, (cause, generation)).await?;
-    }
-    Ok(())
-}
-
-/// The node went silent; `last_ms` is its last heartbeat (node clock). Its runs not known to have
-/// finished end there, until the node reports them again.
-pub(super) async fn node_lost(
-    conn: &mut SqliteConnection,
-    node_id: &str,
-    last_ms: i64,
-) -> Result<()> {
-    sqlx::query("INSERT OR IGNORE INTO usage_node_losses (node_id, at_ms) VALUES (?, ?)")
-        .bind(node_id)
-        .bind(last_ms)
-        .execute(&mut *conn)
-        .await?;
-    let sql =
-        format!("SELECT {RUN_COLUMNS} FROM usage_runs WHERE node_id = ? AND finished_ms IS NULL");
-    let rows = sqlx::query(&sql)
-        .bind(node_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    for row in rows {
-        let mut run = run_from_row(&row)?;
-        settle(conn, &mut run, ("lost", last_ms)).await?;
-    }
-    Ok(())
-}
-
-/// Records the node clock of a node's latest message (its last heartbeat should it go silent).
-pub(super) async fn node_seen(
-    conn: &mut SqliteConnection,
-    node_id: &str,
-    node_ms: i64,
-) -> Result<()> {
-    sqlx::query("UPDATE nodes SET last_node_ms = MAX(last_node_ms, ?) WHERE id = ?")
-        .bind(node_ms)
-        .bind(node_id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
@@ -345,318 +421,20 @@ pub(super) async fn last_node_ms(conn: &mut SqliteConnection, node_id: &str) -> 
     )
 }
 
-/// Works out the run's end from its facts and writes the difference to the ledger, then stores the run.
-async fn settle(conn: &mut SqliteConnection, run: &mut Run, cause: (&str, i64)) -> Result<()> {
-    run.facts.lost_ms = sqlx::query_scalar(
-        "SELECT MIN(at_ms) FROM usage_node_losses WHERE node_id = ? AND at_ms >= ?",
-    )
-    .bind(&run.node_id)
-    .bind(run.facts.alive_ms)
-    .fetch_one(&mut *conn)
-    .await?;
-    match run.facts.end() {
-        Some(end) => {
-            if end != run.billed_until_ms {
-                append(conn, run, run.billed_until_ms, end, cause).await?;
-                run.billed_until_ms = end;
-            }
-            run.open = false;
-        }
-        None => run.open = true,
-    }
-    sqlx::query(
-        "UPDATE usage_runs SET finished_ms = ?, alive_ms = ?, cap_ms = ?, superseded_ms = ?, \
-         billed_until_ms = ?, open = ? WHERE id = ?",
-    )
-    .bind(run.facts.finished_ms)
-    .bind(run.facts.alive_ms)
-    .bind(run.facts.cap_ms)
-    .bind(run.facts.superseded_ms)
-    .bind(run.billed_until_ms)
-    .bind(i64::from(run.open))
-    .bind(run.id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Appends the rows for moving a run's billed end from `from` to `to`: positive when it grows,
-/// negative (a correction) when it shrinks; one row per meter and UTC day.
-async fn append(
-    conn: &mut SqliteConnection,
-    run: &Run,
-    from: i64,
-    to: i64,
-    (cause, cause_seq): (&str, i64),
-) -> Result<()> {
-    let (lo, hi, sign) = if to > from {
-        (from, to, 1)
-    } else {
-        (to, from, -1)
-    };
-    for (meter, rate) in run.rates.meters() {
-        if rate == 0 {
-            continue;
-        }
-        for (start, end) in split(lo, hi, Period::Day) {
-            let written = sqlx::query(
-                "INSERT OR IGNORE INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(run.id)
-            .bind(run.subject)
-            .bind(&meter)
-            .bind(start)
-            .bind(end)
-            .bind(sign * rate * (end - start))
-            .bind(cause)
-            .bind(cause_seq)
-            .execute(&mut *conn)
-            .await?;
-            if written.rows_affected() == 1 {
-                sqlx::query(
-                    "INSERT INTO usage_days (day, rows) VALUES (?, 1) \
-                     ON CONFLICT (day) DO UPDATE SET rows = rows + 1",
-                )
-                .bind(start.div_euclid(86_400_000))
-                .execute(&mut *conn)
-                .await?;
-            } else {
-                // The same cause wrote this piece before: a replay, which the run's state should
-                // already have absorbed. Say so: it would mean a cause number was reused.
-                tracing::error!(
-                    run = run.id,
-                    meter,
-                    cause,
-                    cause_seq,
-                    start,
-                    "ledger row already written by the same cause; not written twice"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    //! Property: whatever order node reports, API stops and deletes, and node losses arrive in, and
-    //! however often each is replayed, every run is billed exactly its true running time, and the
-    //! exports (raw and rolled up) add up to the ledger.
+    //! Property: whatever order node reports, API stops and deletes, and node losses arrive in, however
+    //! often each is replayed and however they are batched, every run is billed exactly its true
+    //! running time in SQLite too, and the exports (raw and rolled up) add up to the ledger.
 
-    use berth_proto::node::GroupPhase;
     use proptest::prelude::*;
 
     use super::*;
     use crate::billing::export::{ExportQuery, Format, Granularity, write_export};
+    use crate::billing::meter::testing::{self, BASE, GROUP, report};
     use crate::billing::prices::PriceSheet;
     use crate::store::UsageStore as _;
     use crate::store::sqlite::SqliteStore;
-
-    const GROUP: &str = "g-1";
-    /// 2026-11-22T23:59:00Z: runs cross midnight often.
-    const BASE: i64 = 1_795_391_940_000;
-
-    #[derive(Debug, Clone)]
-    enum Fate {
-        /// The group exits by itself; maybe stopped through the API afterwards.
-        Finish { stop_after: Option<i64> },
-        /// Stopped through the API; the node maybe reports its teardown.
-        Stop { teardown: Option<i64> },
-        /// Restarted: the next run begins on the same node where this one ends.
-        Restart,
-        /// The node goes silent for good; maybe stopped through the API afterwards.
-        LostForever { stop_after: Option<i64> },
-        /// The node goes silent, comes back still running the group, then the group exits.
-        LostAndBack { back_after: i64 },
-    }
-
-    #[derive(Debug, Clone)]
-    enum Event {
-        Report {
-            node: &'static str,
-            seq: u64,
-            status: GroupStatus,
-        },
-        Cap {
-            generation: i64,
-            at: i64,
-            cause: &'static str,
-        },
-        Lost {
-            node: &'static str,
-            at: i64,
-        },
-    }
-
-    fn report(
-        node: &'static str,
-        seq: &mut u64,
-        generation: i64,
-        started: i64,
-        observed: i64,
-        finished: Option<i64>,
-    ) -> Event {
-        *seq += 1;
-        Event::Report {
-            node,
-            seq: *seq,
-            status: GroupStatus {
-                group_id: GROUP.to_owned(),
-                generation: generation as u64,
-                phase: if finished.is_some() {
-                    GroupPhase::Succeeded
-                } else {
-                    GroupPhase::Running
-                } as i32,
-                observed_unix_ms: observed,
-                run_started_unix_ms: started,
-                run_finished_unix_ms: finished.unwrap_or(0),
-                ..Default::default()
-            },
-        }
-    }
-
-    /// The events of a plan, each run's true billed duration, and where each generation was placed.
-    #[allow(clippy::type_complexity)]
-    fn timeline(
-        offset: i64,
-        plan: &[(bool, i64, i64, Fate)],
-    ) -> (Vec<Event>, Vec<i64>, Vec<(i64, &'static str)>) {
-        let nodes = ["n1", "n2"];
-        let mut dead = [false, false];
-        let mut seq = 0u64;
-        let mut events = Vec::new();
-        let mut truth = Vec::new();
-        let mut placed = Vec::new();
-        let mut t = BASE + offset;
-        let mut generation = 1i64;
-        let mut forced: Option<usize> = None;
-        let mut plan = plan.to_vec();
-        if matches!(plan.last(), Some((_, _, _, Fate::Restart))) {
-            let (pick, dur, gap, _) = plan[0].clone();
-            plan.push((pick, dur, gap, Fate::Finish { stop_after: None }));
-        }
-        for (pick, dur, gap, fate) in plan {
-            let restarted = forced.is_some();
-            let n = match forced.take() {
-                Some(n) => n,
-                None => {
-                    let preferred = usize::from(pick);
-                    if !dead[preferred] {
-                        preferred
-                    } else if !dead[1 - preferred] {
-                        1 - preferred
-                    } else {
-                        break;
-                    }
-                }
-            };
-            let node = nodes[n];
-            placed.push((generation, node));
-            // A restart's new run begins where the old one was ended.
-            let started = if restarted { t } else { t + gap };
-            events.push(report(node, &mut seq, generation, started, started, None));
-            events.push(report(
-                node,
-                &mut seq,
-                generation,
-                started,
-                started + dur / 2,
-                None,
-            ));
-            let end;
-            match fate {
-                Fate::Finish { stop_after } => {
-                    end = started + dur;
-                    events.push(report(node, &mut seq, generation, started, end, Some(end)));
-                    truth.push(dur);
-                    if let Some(after) = stop_after {
-                        events.push(Event::Cap {
-                            generation,
-                            at: end + after,
-                            cause: "stop",
-                        });
-                    }
-                    t = end + stop_after.unwrap_or(0);
-                    generation += 1;
-                }
-                Fate::Stop { teardown } => {
-                    end = started + dur;
-                    events.push(Event::Cap {
-                        generation,
-                        at: end,
-                        cause: "stop",
-                    });
-                    if let Some(td) = teardown {
-                        events.push(report(
-                            node,
-                            &mut seq,
-                            generation,
-                            started,
-                            end + td,
-                            Some(end + td),
-                        ));
-                    }
-                    truth.push(dur);
-                    t = end + teardown.unwrap_or(0);
-                    generation += 1;
-                }
-                Fate::Restart => {
-                    end = started + dur.max(1);
-                    truth.push(end - started);
-                    t = end;
-                    generation += 1;
-                    forced = Some(n);
-                    continue;
-                }
-                Fate::LostForever { stop_after } => {
-                    // The last message was the report at started + dur / 2; the loss is noticed later.
-                    let last = started + dur / 2;
-                    events.push(Event::Lost { node, at: last });
-                    truth.push(last - started);
-                    dead[n] = true;
-                    if let Some(after) = stop_after {
-                        events.push(Event::Cap {
-                            generation,
-                            at: last + after,
-                            cause: "stop",
-                        });
-                    }
-                    t = last + stop_after.unwrap_or(0);
-                    generation += 1;
-                }
-                Fate::LostAndBack { back_after } => {
-                    let last = started + dur / 2;
-                    events.push(Event::Lost { node, at: last });
-                    let back = last + back_after;
-                    events.push(report(node, &mut seq, generation, started, back, None));
-                    end = back + dur / 2 + 1;
-                    events.push(report(node, &mut seq, generation, started, end, Some(end)));
-                    truth.push(end - started);
-                    t = end;
-                    generation += 1;
-                }
-            }
-        }
-        events.push(Event::Cap {
-            generation: generation - 1,
-            at: t + 1,
-            cause: "delete",
-        });
-        (events, truth, placed)
-    }
-
-    fn fate() -> impl Strategy<Value = Fate> {
-        prop_oneof![
-            proptest::option::of(1i64..5_000).prop_map(|stop_after| Fate::Finish { stop_after }),
-            proptest::option::of(0i64..3_000).prop_map(|teardown| Fate::Stop { teardown }),
-            Just(Fate::Restart),
-            proptest::option::of(1i64..5_000)
-                .prop_map(|stop_after| Fate::LostForever { stop_after }),
-            (1i64..20_000).prop_map(|back_after| Fate::LostAndBack { back_after }),
-        ]
-    }
 
     async fn assign(store: &SqliteStore, generation: i64, node: &str) {
         sqlx::query(
@@ -670,18 +448,9 @@ mod tests {
         .unwrap();
     }
 
-    async fn apply(store: &SqliteStore, event: &Event) {
+    async fn apply(store: &SqliteStore, events: &[MeterEvent]) {
         let mut tx = store.writer.begin().await.unwrap();
-        match event {
-            Event::Report { node, seq, status } => observe(&mut tx, node, *seq, status).await,
-            Event::Cap {
-                generation,
-                at,
-                cause,
-            } => cap(&mut tx, GROUP, *generation, *at, cause).await,
-            Event::Lost { node, at } => node_lost(&mut tx, node, *at).await,
-        }
-        .unwrap();
+        record(&mut tx, events).await.unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -735,24 +504,13 @@ mod tests {
             offset in 0i64..120_000,
             cpu in 1i64..4_000,
             memory in 1i64..16_384,
-            plan in proptest::collection::vec(
-                (any::<bool>(), 1i64..90_000, 1i64..10_000, fate()), 1..6),
-            order in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
+            plan in testing::plan(),
+            order in any::<u64>(),
             duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            batches in proptest::collection::vec(1usize..6, 1..4),
         ) {
-            let (events, truth, placed) = timeline(offset, &plan);
-            let mut delivered = events.clone();
-            for index in &duplicates {
-                delivered.push(events[index.index(events.len())].clone());
-            }
-            // Any order: a seeded shuffle.
-            let mut state = order | 1;
-            for i in (1..delivered.len()).rev() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                delivered.swap(i, (state % (i as u64 + 1)) as usize);
-            }
+            let (events, truth, placed) = testing::timeline(offset, &plan);
+            let delivered = testing::delivery(&events, &duplicates, order, &batches);
 
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
@@ -772,8 +530,8 @@ mod tests {
                 for (generation, node) in &placed {
                     assign(&store, *generation, node).await;
                 }
-                for event in &delivered {
-                    apply(&store, event).await;
+                for batch in &delivered {
+                    apply(&store, batch).await;
                 }
 
                 let runs: Vec<(i64, i64, i64)> = sqlx::query_as(
@@ -839,7 +597,14 @@ mod tests {
         // A node the group was never given cannot open a run for it.
         apply(
             &store,
-            &report("n2", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000)),
+            &[report(
+                "n2",
+                &mut seq,
+                1,
+                BASE,
+                BASE + 5_000,
+                Some(BASE + 5_000),
+            )],
         )
         .await;
         let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_runs")
@@ -848,9 +613,8 @@ mod tests {
             .unwrap();
         assert_eq!(runs, 0);
         let finished = report("n1", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000));
-        for _ in 0..3 {
-            apply(&store, &finished).await;
-        }
+        apply(&store, &[finished.clone(), finished.clone()]).await;
+        apply(&store, &[finished]).await;
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_ledger")
             .fetch_one(&store.writer)
             .await
@@ -858,7 +622,7 @@ mod tests {
         assert_eq!(rows, 2, "one row per meter");
         // An open run is accrued to now in exports, marked as such.
         let running = report("n1", &mut seq, 2, BASE + 10_000, BASE + 10_000, None);
-        apply(&store, &running).await;
+        apply(&store, &[running]).await;
         let mut out = Vec::new();
         let query = ExportQuery {
             from_ms: BASE,

@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::billing::meter::{CapCause, MeterEvent};
 use crate::model::reported::{ContainerRun, EventKind, GroupPhase, ReportedStatus};
 use crate::model::{GroupSpec, OsType, Size};
 
@@ -34,6 +35,8 @@ pub struct SqliteStore {
     creates: tokio::sync::mpsc::Sender<batch::CreateRequest>,
     /// The database file, for exports' own connections; `None` in memory.
     path: Option<std::path::PathBuf>,
+    /// Whether state changes are metered (`--billing off`: no meter work at all).
+    billing: bool,
 }
 
 const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
@@ -70,7 +73,14 @@ impl SqliteStore {
             reader,
             creates,
             path,
+            billing: true,
         })
+    }
+
+    /// The same store, metering state changes or not (on by default).
+    pub fn with_billing(mut self, on: bool) -> Self {
+        self.billing = on;
+        self
     }
 
     pub async fn close(&self) {
@@ -332,6 +342,16 @@ async fn release(conn: &mut sqlx::SqliteConnection, node_id: &str, size: &Size) 
     Ok(())
 }
 
+/// The API stopped or deleted `group` at `now_ms`: its runs end there at the latest.
+fn capped(group: &GroupRecord, now_ms: i64, cause: CapCause) -> MeterEvent {
+    MeterEvent::Capped {
+        group_id: group.id.clone(),
+        generation: group.generation,
+        at_ms: now_ms,
+        cause,
+    }
+}
+
 /// Provisioning state that a node's report implies.
 pub(super) fn provisioning_for(status: &ReportedStatus) -> Option<ProvisioningState> {
     match status.phase {
@@ -527,11 +547,15 @@ impl NodeStore for SqliteStore {
         node_clock_ms: i64,
     ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        billing::node_seen(&mut tx, id, node_clock_ms).await?;
-        if status == NodeStatus::NotReady {
+        billing::nodes_seen(&mut tx, &[(id.to_owned(), node_clock_ms)]).await?;
+        if status == NodeStatus::NotReady && self.billing {
             let last = billing::last_node_ms(&mut tx, id).await?;
             if last > 0 {
-                billing::node_lost(&mut tx, id, last).await?;
+                let lost = MeterEvent::NodeLost {
+                    node_id: id.to_owned(),
+                    at_ms: last,
+                };
+                billing::record(&mut tx, &[lost]).await?;
             }
         }
         sqlx::query(
@@ -687,8 +711,10 @@ impl GroupStore for SqliteStore {
             return Ok(None);
         };
         cancel_operations(&mut tx, id, now_ms).await?;
-        billing::remember_group(&mut tx, &group).await?;
-        billing::cap(&mut tx, id, group.generation, now_ms, "delete").await?;
+        if self.billing {
+            billing::remember_group(&mut tx, &group).await?;
+            billing::record(&mut tx, &[capped(&group, now_ms, CapCause::Delete)]).await?;
+        }
         sqlx::query("DELETE FROM groups WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -719,7 +745,9 @@ impl GroupStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         cancel_operations(&mut tx, id, now_ms).await?;
-        billing::cap(&mut tx, id, group.generation, now_ms, "stop").await?;
+        if self.billing {
+            billing::record(&mut tx, &[capped(&group, now_ms, CapCause::Stop)]).await?;
+        }
         tx.commit().await?;
         Ok(Some(group))
     }
@@ -882,7 +910,7 @@ impl SchedulingStore for SqliteStore {
         placements: &[Placement],
         now_ms: i64,
     ) -> Result<Vec<Placement>> {
-        batch::commit_placements(&self.writer, placements, now_ms).await
+        batch::commit_placements(&self.writer, placements, now_ms, self.billing).await
     }
 
     async fn record_event(&self, group_id: &str, event: GroupEvent) -> Result<()> {
@@ -962,7 +990,9 @@ impl ReportStore for SqliteStore {
     ) -> Result<StatusOutcome> {
         let mut tx = self.writer.begin().await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
-        billing::observe(&mut tx, node_id, 0, &node::GroupStatus::from(status)).await?;
+        if self.billing {
+            billing::record(&mut tx, &[billing::observation(node_id, 0, status)]).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -973,7 +1003,7 @@ impl ReportStore for SqliteStore {
         node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>> {
-        batch::apply_statuses(&self.writer, reports, node_clocks, now_ms).await
+        batch::apply_statuses(&self.writer, reports, node_clocks, now_ms, self.billing).await
     }
 }
 
@@ -1064,5 +1094,77 @@ pub(crate) mod tests {
         store.record_heartbeats(&[beat(600, 200)]).await.unwrap();
         assert_eq!(last_node_ms().await, 400, "late writes change nothing");
         let _ = conformance::fixtures::spec(1);
+    }
+
+    /// Places and runs one group per store, reported through the multi-row report fold: billing on,
+    /// the run and its ledger rows are written (with who the group is, its GPU model included);
+    /// billing off, nothing of it is.
+    #[tokio::test]
+    async fn the_report_fold_meters_runs_unless_billing_is_off() {
+        for billing in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("t.db"))
+                .await
+                .unwrap()
+                .with_billing(billing);
+            let node = "n1".to_owned();
+            fixtures::join(&store, &node, 4000).await;
+            let mut g = fixtures::new_group("m", 1000);
+            g.spec.containers[0].gpu_sku = Some("V100".to_owned());
+            store.create_group(&g).await.unwrap();
+            let placement = Placement {
+                group_id: g.id.clone(),
+                node_id: node.clone(),
+                requests: g.spec.requests(),
+                generation: 1,
+            };
+            store.commit_placements(&[placement], 2).await.unwrap();
+            let status = |observed: i64, finished: i64| NodeReport {
+                node_id: node.clone(),
+                seq: observed as u64,
+                status: ReportedStatus {
+                    run_started_unix_ms: 1_000,
+                    observed_unix_ms: observed,
+                    run_finished_unix_ms: finished,
+                    ..fixtures::report(&g.id, 1, GroupPhase::Running)
+                },
+            };
+            store
+                .apply_statuses(&[status(1_000, 0), status(3_000, 0)], &[], 4)
+                .await
+                .unwrap();
+            store
+                .apply_statuses(&[status(9_000, 9_000)], &[(node.clone(), 9_000)], 5)
+                .await
+                .unwrap();
+            let runs: Vec<(i64, i64, Option<String>)> =
+                sqlx::query_as("SELECT billed_until_ms, open, gpu_sku FROM usage_runs")
+                    .fetch_all(&store.writer)
+                    .await
+                    .unwrap();
+            let cpu: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger WHERE meter = 'linux/vcpu_seconds'",
+            )
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+            let days: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(rows), 0) FROM usage_days")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            let last_node_ms: i64 = sqlx::query_scalar("SELECT last_node_ms FROM nodes")
+                .fetch_one(&store.writer)
+                .await
+                .unwrap();
+            assert_eq!(last_node_ms, 9_000, "the node's clock is kept either way");
+            if billing {
+                assert_eq!(runs, vec![(9_000, 0, Some("v100".to_owned()))]);
+                assert_eq!(cpu, 1000 * 8_000);
+                assert_eq!(days, 2, "one row per meter");
+            } else {
+                assert_eq!(runs, vec![]);
+                assert_eq!((cpu, days), (0, 0));
+            }
+        }
     }
 }
