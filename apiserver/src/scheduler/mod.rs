@@ -53,11 +53,13 @@ pub enum Decision {
 }
 
 /// Score of the capacity left on a node: the larger of its CPU and memory shares.
-fn leftover(node: &Candidate, request: &Size) -> u128 {
+fn leftover(node: &Candidate, request: &Size) -> u64 {
+    // u64, not u128: a u128 division is a library call, and this runs once per feasible node per
+    // group. Millicores and MiB times a million stay far below u64::MAX (saturating regardless).
     let left = node.free.saturating_sub(request);
-    let cpu = u128::from(left.cpu_millis) * 1_000_000 / u128::from(node.capacity.cpu_millis.max(1));
-    let mem = u128::from(left.memory_mib) * 1_000_000 / u128::from(node.capacity.memory_mib.max(1));
-    cpu + mem
+    let cpu = left.cpu_millis.saturating_mul(1_000_000) / node.capacity.cpu_millis.max(1);
+    let mem = left.memory_mib.saturating_mul(1_000_000) / node.capacity.memory_mib.max(1);
+    cpu.saturating_add(mem)
 }
 
 /// Places `groups` in order on `nodes`, updating each chosen node's free capacity so that later
@@ -70,19 +72,27 @@ pub fn place(groups: &[PendingGroup], nodes: &mut [Candidate], policy: Policy) -
                 .iter()
                 .enumerate()
                 .filter(|(_, n)| n.os_type == group.os_type && group.requests.fits_in(&n.free));
+            // Ties on leftover go to the smallest node id (pack) or the smallest too (spread's
+            // `Reverse`), so a round is deterministic. The id is compared by reference: this runs
+            // once per feasible node per group, and a clone each time was most of a round's cost
+            // with thousands of nodes.
             let chosen = match policy {
-                Policy::Pack => {
-                    feasible.min_by_key(|(_, n)| (leftover(n, &group.requests), n.id.clone()))
-                }
-                Policy::Spread => feasible.max_by_key(|(_, n)| {
-                    (
-                        leftover(n, &group.requests),
-                        std::cmp::Reverse(n.id.clone()),
-                    )
-                }),
+                Policy::Pack => feasible
+                    .map(|(index, n)| (leftover(n, &group.requests), &n.id, index))
+                    .min(),
+                Policy::Spread => feasible
+                    .map(|(index, n)| {
+                        (
+                            leftover(n, &group.requests),
+                            std::cmp::Reverse(&n.id),
+                            index,
+                        )
+                    })
+                    .max()
+                    .map(|(left, std::cmp::Reverse(id), index)| (left, id, index)),
             };
             match chosen {
-                Some((index, _)) => {
+                Some((_, _, index)) => {
                     let node = &mut nodes[index];
                     node.free = node.free.saturating_sub(&group.requests);
                     Decision::Place(Placement {
@@ -277,6 +287,23 @@ mod tests {
                 Decision::Wait { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn equal_nodes_are_chosen_by_smallest_id_whatever_their_order() {
+        for policy in [Policy::Pack, Policy::Spread] {
+            let mut nodes = vec![
+                node("c", OsType::Linux, 4000, 8192),
+                node("a", OsType::Linux, 4000, 8192),
+                node("b", OsType::Linux, 4000, 8192),
+            ];
+            let decisions = place(&[group("g", OsType::Linux, 1000, 1024)], &mut nodes, policy);
+            assert_eq!(
+                placed_on(&decisions),
+                vec![Some("a".to_owned())],
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]
