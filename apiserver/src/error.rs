@@ -111,6 +111,13 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", what.to_string())
             }
+            // A guarded write that kept losing to concurrent writers: ARM's answer to a
+            // concurrent change, so the client retries (never a 500).
+            StoreError::Contended => ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                "The resource is being changed by other requests at the same time; retry.",
+            ),
             StoreError::ResourceGroupLimit => ApiError::new(
                 StatusCode::CONFLICT,
                 "ResourceGroupQuotaExceeded",
@@ -125,5 +132,17 @@ impl From<StoreError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_lost_every_retry_is_a_conflict_to_retry_not_a_500() {
+        let err = ApiError::from(StoreError::Contended);
+        assert_eq!(err.status, StatusCode::CONFLICT);
+        assert_eq!(err.body().error.code, "Conflict");
     }
 }

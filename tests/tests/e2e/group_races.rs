@@ -272,6 +272,23 @@ async fn blocked(cluster: &Cluster) -> (berth_apiserver::groups::GroupService, F
     (service, node, racer.id)
 }
 
+/// Whether the node was sent `group` (the racing placement), and then `group` again at a newer
+/// generation (the change that raced it), within a few seconds.
+async fn placed_then_newer(node: &mut FakeNode, group: &str) -> (bool, bool) {
+    let mut first = None;
+    let newer = node
+        .told(5, |m| match (assigns(m, group), first) {
+            (Some(generation), None) => {
+                first = Some(generation);
+                false
+            }
+            (Some(generation), Some(placed)) => generation > placed,
+            (None, _) => false,
+        })
+        .await;
+    (first.is_some(), newer)
+}
+
 #[tokio::test]
 async fn a_group_placed_while_it_stops_is_removed_from_its_node() {
     let cluster = Cluster::start().await;
@@ -321,18 +338,8 @@ async fn a_group_placed_while_it_restarts_is_restarted_on_its_node() {
         .expect("restart");
 
     // The node got the placement at the old generation; the restart's generation must follow.
-    let mut first = None;
-    let restarted = node
-        .told(5, |m| match (assigns(m, &racer), first) {
-            (Some(generation), None) => {
-                first = Some(generation);
-                false
-            }
-            (Some(generation), Some(placed)) => generation > placed,
-            (None, _) => false,
-        })
-        .await;
-    assert!(first.is_some(), "the racing placement was sent to the node");
+    let (placed, restarted) = placed_then_newer(&mut node, &racer).await;
+    assert!(placed, "the racing placement was sent to the node");
     assert!(
         restarted,
         "the node never heard of the restart of the group placed meanwhile"
@@ -364,18 +371,8 @@ async fn a_group_placed_while_it_updates_gets_the_new_spec_on_its_node() {
         .expect("update");
 
     // The node got the placement at the old generation; the update's generation must follow.
-    let mut first = None;
-    let updated = node
-        .told(5, |m| match (assigns(m, &racer), first) {
-            (Some(generation), None) => {
-                first = Some(generation);
-                false
-            }
-            (Some(generation), Some(placed)) => generation > placed,
-            (None, _) => false,
-        })
-        .await;
-    assert!(first.is_some(), "the racing placement was sent to the node");
+    let (placed, updated) = placed_then_newer(&mut node, &racer).await;
+    assert!(placed, "the racing placement was sent to the node");
     assert!(
         updated,
         "the node never heard of the new spec of the group placed meanwhile"
