@@ -40,6 +40,44 @@ pub(crate) fn plan() -> impl Strategy<Value = Plan> {
     proptest::collection::vec((any::<bool>(), 1i64..90_000, 1i64..10_000, fate()), 1..6)
 }
 
+/// One case of the meter's property: a group's sizes and when its first run starts, what happens to
+/// its runs, and how their events reach the meter (shuffled by `order`, some replayed, cut into
+/// batches of these sizes).
+#[derive(Debug, Clone)]
+pub(crate) struct Case {
+    pub(crate) offset: i64,
+    pub(crate) cpu: i64,
+    pub(crate) memory: i64,
+    pub(crate) plan: Plan,
+    pub(crate) order: u64,
+    pub(crate) duplicates: Vec<prop::sample::Index>,
+    pub(crate) batches: Vec<usize>,
+}
+
+/// The cases both property tests (in memory and each store's) draw from.
+pub(crate) fn case() -> impl Strategy<Value = Case> {
+    (
+        0i64..120_000,
+        1i64..4_000,
+        1i64..16_384,
+        plan(),
+        any::<u64>(),
+        proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        proptest::collection::vec(1usize..6, 1..4),
+    )
+        .prop_map(
+            |(offset, cpu, memory, plan, order, duplicates, batches)| Case {
+                offset,
+                cpu,
+                memory,
+                plan,
+                order,
+                duplicates,
+                batches,
+            },
+        )
+}
+
 pub(crate) fn report(
     node: &str,
     seq: &mut u64,

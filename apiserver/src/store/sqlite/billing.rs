@@ -500,15 +500,8 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
-        fn every_run_is_billed_its_true_time_whatever_the_order(
-            offset in 0i64..120_000,
-            cpu in 1i64..4_000,
-            memory in 1i64..16_384,
-            plan in testing::plan(),
-            order in any::<u64>(),
-            duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
-            batches in proptest::collection::vec(1usize..6, 1..4),
-        ) {
+        fn every_run_is_billed_its_true_time_whatever_the_order(case in testing::case()) {
+            let testing::Case { offset, cpu, memory, plan, order, duplicates, batches } = case;
             let (events, truth, placed) = testing::timeline(offset, &plan);
             let delivered = testing::delivery(&events, &duplicates, order, &batches);
 

@@ -150,15 +150,8 @@ proptest! {
     /// Whatever order reports, stops, deletes and node losses arrive in, however often each is
     /// replayed and however they are cut into batches, every run is billed exactly its true time.
     #[test]
-    fn every_run_is_billed_its_true_time_whatever_the_order_and_batching(
-        offset in 0i64..120_000,
-        cpu in 1i64..4_000,
-        memory in 1i64..16_384,
-        plan in testing::plan(),
-        order in any::<u64>(),
-        duplicates in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
-        batches in proptest::collection::vec(1usize..6, 1..4),
-    ) {
+    fn every_run_is_billed_its_true_time_whatever_the_order_and_batching(case in testing::case()) {
+        let testing::Case { offset, cpu, memory, plan, order, duplicates, batches } = case;
         let (events, truth, placed) = testing::timeline(offset, &plan);
         let mut store = Memory::with_group(GROUP, cpu, memory);
         for (generation, node) in &placed {
