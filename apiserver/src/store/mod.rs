@@ -1,4 +1,5 @@
-//! The state store: one trait per concern, [`Store`] over all of them, and the SQLite backend.
+//! The state store: one trait per concern, [`Store`] over all of them, and its two backends: SQLite
+//! (`sqlite`, the embedded default) and PostgreSQL (`postgres`, for several apiserver replicas).
 //!
 //! The traits speak the control plane's types only (no driver, no protobuf): [`TokenStore`],
 //! [`NodeStore`], [`GroupStore`], [`SchedulingStore`], [`ReportStore`], [`UsageStore`],
@@ -13,10 +14,12 @@
 mod groups;
 mod nodes;
 mod operations;
+mod postgres;
 mod reports;
 mod resource_groups;
 mod scheduling;
 mod sqlite;
+mod sqlx_error;
 mod tokens;
 mod usage;
 
@@ -26,6 +29,7 @@ pub(crate) mod conformance;
 pub use groups::*;
 pub use nodes::*;
 pub use operations::*;
+pub use postgres::PgStore;
 pub use reports::*;
 pub use resource_groups::*;
 pub use scheduling::*;

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub use fold::fold;
 
 use super::{Rates, RunFacts};
+use crate::model::reported::ReportedStatus;
 use crate::store::Result;
 
 /// A node's word about one run of a group, from its report.
@@ -204,4 +205,17 @@ pub async fn record(tx: &mut dyn MeterTx, events: &[MeterEvent]) -> Result<()> {
         return Ok(());
     }
     tx.save(&changes).await
+}
+
+/// A node's report as the meter sees it.
+pub fn observation(node_id: &str, seq: u64, status: &ReportedStatus) -> MeterEvent {
+    MeterEvent::Observed(Observation {
+        group_id: status.group_id.clone(),
+        node_id: node_id.to_owned(),
+        seq,
+        generation: status.generation as i64,
+        started_ms: status.run_started_unix_ms,
+        finished_ms: (status.run_finished_unix_ms > 0).then_some(status.run_finished_unix_ms),
+        observed_ms: status.observed_unix_ms,
+    })
 }

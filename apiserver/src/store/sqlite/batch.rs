@@ -463,7 +463,7 @@ pub(super) async fn apply_statuses(
     if billing {
         let events: Vec<MeterEvent> = reports
             .iter()
-            .map(|r| super::billing::observation(&r.node_id, r.seq, &r.status))
+            .map(|r| crate::billing::meter::observation(&r.node_id, r.seq, &r.status))
             .collect();
         super::billing::record(&mut tx, &events).await?;
     }

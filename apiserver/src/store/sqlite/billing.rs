@@ -8,14 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::reported::ReportedStatus;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::corrupt;
-use crate::billing::meter::{
-    Keys, MeterChanges, MeterEvent, MeterState, MeterTx, Observation, Run, RunId,
-};
+use crate::billing::meter::{Keys, MeterChanges, MeterEvent, MeterState, MeterTx, Run, RunId};
 use crate::billing::{Rates, RunFacts};
 use crate::model::OsType;
 use crate::store::{GroupRecord, Result};
@@ -25,19 +22,6 @@ const CHUNK: usize = 256;
 
 const RUN_COLUMNS: &str = "id, group_id, node_id, generation, started_ms, finished_ms, alive_ms, cap_ms, \
      superseded_ms, os_type, cpu_millis, memory_mib, gpu, gpu_sku, billed_until_ms, open";
-
-/// A node's report as the meter sees it.
-pub(super) fn observation(node_id: &str, seq: u64, status: &ReportedStatus) -> MeterEvent {
-    MeterEvent::Observed(Observation {
-        group_id: status.group_id.clone(),
-        node_id: node_id.to_owned(),
-        seq,
-        generation: status.generation as i64,
-        started_ms: status.run_started_unix_ms,
-        finished_ms: (status.run_finished_unix_ms > 0).then_some(status.run_finished_unix_ms),
-        observed_ms: status.observed_unix_ms,
-    })
-}
 
 /// Folds `events` through the meter in the transaction `conn` is in.
 pub(super) async fn record(conn: &mut SqliteConnection, events: &[MeterEvent]) -> Result<()> {

@@ -21,7 +21,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 mod batch;
 mod billing;
-mod error;
 mod resource_groups;
 mod tokens;
 mod usage_reader;
@@ -991,7 +990,11 @@ impl ReportStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
         if self.billing {
-            billing::record(&mut tx, &[billing::observation(node_id, 0, status)]).await?;
+            billing::record(
+                &mut tx,
+                &[crate::billing::meter::observation(node_id, 0, status)],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(outcome)

@@ -1,4 +1,5 @@
-//! sqlx's errors into the store's: the driver's types stop here.
+//! sqlx's errors into the store's, for both backends (SQLite and PostgreSQL): the driver's types stop
+//! here.
 
 use crate::store::{BackendError, BackendErrorKind, StoreError};
 
@@ -20,6 +21,18 @@ impl From<sqlx::Error> for StoreError {
             }
             // SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock past the busy timeout.
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6")) => {
+                BackendErrorKind::Unavailable
+            }
+            // PostgreSQL: serialization failure, deadlock (the transaction may be retried); too many
+            // connections, shutting down, cannot connect now (class 08: connection exceptions).
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    matches!(
+                        &*c,
+                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                    ) || c.starts_with("08")
+                }) =>
+            {
                 BackendErrorKind::Unavailable
             }
             sqlx::Error::Migrate(_) => BackendErrorKind::Migration,
