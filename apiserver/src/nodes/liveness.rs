@@ -83,13 +83,16 @@ impl Tracker {
             for (id, seen) in silent {
                 tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
                 self.scheduler.capacity_changed();
-                if let Err(err) = self
+                match self
                     .store
                     .set_node_status(&id, NodeStatus::NotReady, seen.heard_ms, seen.node_clock_ms)
                     .await
                 {
-                    tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
-                    lock(&self.seen).entry(id).and_modify(|e| e.ready = true);
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
+                        lock(&self.seen).entry(id).and_modify(|e| e.ready = true);
+                    }
                 }
             }
         }

@@ -87,8 +87,11 @@ pub trait NodeStore: Send + Sync {
     ) -> Result<Result<(), JoinRefusal>>;
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
     async fn node(&self, id: &str) -> Result<Option<NodeRecord>>;
-    /// Sets a node's readiness; NotReady also marks its groups `Unhealthy` with an event.
-    /// NotReady also ends billing of the node's runs at its last message (the latest node clock known,
+    /// Sets a node's readiness; returns whether it changed anything. Ready always applies.
+    /// NotReady is a judgement on silence and is guarded: it applies only to a Ready node whose stored
+    /// `last_heartbeat_ms` is not after the given one (no replica heard from it since), so replicas
+    /// never declare a node lost that another one hears. NotReady also marks its groups `Unhealthy`
+    /// and ends billing of the node's runs at its last message (the latest node clock known,
     /// `node_clock_ms` or stored), until it reports them again. `last_heartbeat_ms` never moves the
     /// stored one back.
     async fn set_node_status(
@@ -97,7 +100,7 @@ pub trait NodeStore: Send + Sync {
         status: NodeStatus,
         last_heartbeat_ms: i64,
         node_clock_ms: i64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Records nodes' last messages in one statement per few hundred nodes (the gateway calls it
     /// every few seconds with the nodes whose heartbeat moved); never moves either time back.
     async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<()>;

@@ -127,15 +127,34 @@ pub(crate) async fn heartbeats_never_move_back(store: Arc<dyn Store>) {
         (500, NodeStatus::Ready),
         "late writes change nothing"
     );
-    store
-        .set_node_status("n1", NodeStatus::NotReady, 100, 0)
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .set_node_status("n1", NodeStatus::NotReady, 100, 0)
+            .await
+            .unwrap(),
+        "heard from at 500: a judgement of silence since 100 is refused"
+    );
+    assert_eq!(stored().await, (500, NodeStatus::Ready));
+    assert!(
+        store
+            .set_node_status("n1", NodeStatus::NotReady, 500, 0)
+            .await
+            .unwrap()
+    );
     assert_eq!(stored().await, (500, NodeStatus::NotReady));
-    store
-        .set_node_status("n1", NodeStatus::Ready, 900, 0)
-        .await
-        .unwrap();
+    assert!(
+        !store
+            .set_node_status("n1", NodeStatus::NotReady, 500, 0)
+            .await
+            .unwrap(),
+        "NotReady once"
+    );
+    assert!(
+        store
+            .set_node_status("n1", NodeStatus::Ready, 900, 0)
+            .await
+            .unwrap()
+    );
     assert_eq!(stored().await, (900, NodeStatus::Ready));
 }
 

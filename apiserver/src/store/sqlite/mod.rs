@@ -544,30 +544,34 @@ impl NodeStore for SqliteStore {
         status: NodeStatus,
         last_heartbeat_ms: i64,
         node_clock_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         billing::nodes_seen(&mut tx, &[(id.to_owned(), node_clock_ms)]).await?;
-        if status == NodeStatus::NotReady && self.billing {
-            let last = billing::last_node_ms(&mut tx, id).await?;
-            if last > 0 {
-                let lost = MeterEvent::NodeLost {
-                    node_id: id.to_owned(),
-                    at_ms: last,
-                };
-                billing::record(&mut tx, &[lost]).await?;
-            }
-        }
-        sqlx::query(
+        // NotReady is a judgement on silence: it holds only if nobody (another replica) has heard
+        // from the node since `last_heartbeat_ms`, and only for a node that is Ready.
+        let changed = sqlx::query(
             "UPDATE nodes SET status = ?1, \
              last_heartbeat_ms = CASE WHEN ?2 > last_heartbeat_ms THEN ?2 ELSE last_heartbeat_ms END \
-             WHERE id = ?3",
+             WHERE id = ?3 AND (?1 = 'Ready' OR (status = 'Ready' AND last_heartbeat_ms <= ?2))",
         )
         .bind(status.as_str())
         .bind(last_heartbeat_ms)
         .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if status == NodeStatus::NotReady {
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if changed && status == NodeStatus::NotReady {
+            if self.billing {
+                let last = billing::last_node_ms(&mut tx, id).await?;
+                if last > 0 {
+                    let lost = MeterEvent::NodeLost {
+                        node_id: id.to_owned(),
+                        at_ms: last,
+                    };
+                    billing::record(&mut tx, &[lost]).await?;
+                }
+            }
             sqlx::query(
                 "UPDATE groups SET provisioning_state = 'Unhealthy', updated_ms = ? WHERE node_id = ? AND desired = 'Running'",
             )
@@ -577,7 +581,7 @@ impl NodeStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(changed)
     }
 
     async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<()> {
