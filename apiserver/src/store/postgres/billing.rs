@@ -637,12 +637,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_stop_racing_a_report_bills_up_to_the_stop_whichever_commits_first() {
-        for stop_first in [true, false] {
+        // The run already open, or opened by the racing report itself.
+        for (opened, stop_first) in [(true, true), (true, false), (false, true), (false, false)] {
             let (a, b) = two_replicas().await;
             assign(&a, 1, "n1").await;
             let mut seq = 0;
-            a.apply(&[report("n1", &mut seq, 1, BASE, BASE + 2_000, None)])
-                .await;
+            if opened {
+                a.apply(&[report("n1", &mut seq, 1, BASE, BASE + 2_000, None)])
+                    .await;
+            }
             let stop = MeterEvent::Capped {
                 group_id: GROUP.to_owned(),
                 generation: 1,
@@ -657,7 +660,7 @@ mod tests {
             }
             store_tests::billed_exactly(&a, &[10_000], 1000, 1024)
                 .await
-                .unwrap();
+                .unwrap_or_else(|e| panic!("opened {opened}, stop first {stop_first}: {e}"));
             a.close().await;
             b.close().await;
         }
