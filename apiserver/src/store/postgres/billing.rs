@@ -623,11 +623,13 @@ mod tests {
         assign(&a, 1, "n1").await;
         let mut seq = 0;
         let running = report("n1", &mut seq, 1, BASE, BASE + 5_000, None);
-        race(&a, &[running.clone()], &b, &[running]).await;
+        let same = [running];
+        race(&a, &same, &b, &same).await;
         // One run, open: its end is not known yet.
         assert_eq!(a.runs().await, vec![(BASE, BASE, 1)]);
         let finished = report("n1", &mut seq, 1, BASE, BASE + 9_000, Some(BASE + 9_000));
-        race(&b, &[finished.clone()], &a, &[finished]).await;
+        let same = [finished];
+        race(&b, &same, &a, &same).await;
         store_tests::billed_exactly(&a, &[9_000], 1000, 1024)
             .await
             .unwrap();
@@ -680,6 +682,121 @@ mod tests {
         store_tests::billed_exactly(&a, &[5_000], 1000, 1024)
             .await
             .unwrap();
+        a.close().await;
+        b.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_live_group_is_billed_and_remembered_as_its_spec_says() {
+        let (a, b) = two_replicas().await;
+        let mut spec = crate::store::conformance::fixtures::spec(500);
+        spec.containers[0].requests.gpu = 1;
+        spec.containers[0].gpu_sku = Some("V100".to_owned());
+        sqlx::query(
+            "INSERT INTO groups (id, subscription, resource_group, resource_group_as, name, location, tags, spec, \
+             sealed_spec, os_type, cpu_millis, memory_mib, gpu, generation, desired, provisioning_state, node_id, \
+             events, created_ms, updated_ms) VALUES ('g-live', 'sub', 'rg', 'RG', 'gpu', 'local', '{\"team\":\"a\"}', \
+             $1, '\\x00', 'Linux', 500, 1024, 1, 1, 'Running', 'Creating', 'n1', '[]', 0, 0)",
+        )
+        .bind(serde_json::to_string(&spec).unwrap())
+        .execute(&a.pool)
+        .await
+        .unwrap();
+        a.execute(
+            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES ('g-live', 1, 'n1')",
+        )
+        .await;
+        let finished = MeterEvent::Observed(crate::billing::meter::Observation {
+            group_id: "g-live".to_owned(),
+            node_id: "n1".to_owned(),
+            seq: 1,
+            generation: 1,
+            started_ms: BASE,
+            finished_ms: Some(BASE + 4_000),
+            observed_ms: BASE + 4_000,
+        });
+        a.apply(&[finished]).await;
+        assert_eq!(
+            ledger_of(&a, "gpu/v100/gpu_seconds").await,
+            4_000,
+            "one GPU for 4 s"
+        );
+        assert_eq!(ledger_of(&a, "linux/vcpu_seconds").await, 500 * 4_000);
+        let remembered: (String, String, Option<String>) = sqlx::query_as(
+            "SELECT resource_group, tags, gpu_sku FROM usage_groups WHERE id = 'g-live'",
+        )
+        .fetch_one(&a.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            remembered,
+            (
+                "RG".to_owned(),
+                "{\"team\":\"a\"}".to_owned(),
+                Some("v100".to_owned())
+            )
+        );
+
+        // What it was when deleted is what exports say of it afterwards.
+        let mut tags = BTreeMap::new();
+        tags.insert("team".to_owned(), "b".to_owned());
+        let group = GroupRecord {
+            id: "g-live".to_owned(),
+            seq: 1,
+            subscription: "sub".to_owned(),
+            resource_group: "RG".to_owned(),
+            name: "gpu".to_owned(),
+            location: "local".to_owned(),
+            tags,
+            requests: spec.requests(),
+            spec,
+            fqdn: None,
+            generation: 1,
+            desired: crate::store::Desired::Running,
+            provisioning_state: crate::store::ProvisioningState::Creating,
+            node_id: Some("n1".to_owned()),
+            status: None,
+            events: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let mut tx = b.pool.begin().await.unwrap();
+        super::remember_group(&mut tx, &group).await.unwrap();
+        tx.commit().await.unwrap();
+        let tags: String = sqlx::query_scalar("SELECT tags FROM usage_groups WHERE id = 'g-live'")
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+        assert_eq!(tags, "{\"team\":\"b\"}");
+        a.close().await;
+        b.close().await;
+    }
+
+    async fn ledger_of(store: &PgStore, meter: &str) -> i64 {
+        store_tests::ledger(store, meter).await
+    }
+
+    #[tokio::test]
+    async fn a_node_s_clock_only_moves_forward() {
+        let (a, b) = two_replicas().await;
+        let mut tx = a.pool.begin().await.unwrap();
+        nodes_seen(
+            &mut tx,
+            &[
+                ("n1".to_owned(), 400),
+                ("n1".to_owned(), 300),
+                ("n2".to_owned(), 100),
+            ],
+        )
+        .await
+        .unwrap();
+        nodes_seen(&mut tx, &[("n1".to_owned(), 200)])
+            .await
+            .unwrap();
+        assert_eq!(last_node_ms(&mut tx, "n1").await.unwrap(), 400);
+        assert_eq!(last_node_ms(&mut tx, "n2").await.unwrap(), 100);
+        assert_eq!(last_node_ms(&mut tx, "n3").await.unwrap(), 0, "unknown");
+        tx.commit().await.unwrap();
         a.close().await;
         b.close().await;
     }

@@ -195,3 +195,138 @@ impl UsageReader for PgUsageReader {
         accruals.rest(each)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::UsageStore;
+    use crate::store::postgres::PgStore;
+    use crate::store::postgres::tests::fresh_store;
+    use crate::store::usage_rows::SUBJECTS_CACHED;
+
+    /// 2026-11-22T00:00:00Z.
+    const DAY0: i64 = 1_795_305_600_000;
+
+    /// Subjects `n1..=n{count}`, odd ones of `g-a` (subscription `sub-a`), even ones of `g-b`
+    /// (`sub-b`), each with a finished run and two ledger rows (vCPU seconds): one at `DAY0 + 10 i`,
+    /// one at `DAY0 + 3,600,000 + 10 i`; and one open run of `n1`, billed to `DAY0 + 5`.
+    async fn ledger_of(store: &PgStore, count: i64) {
+        for sql in [
+            "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
+             cpu_millis, memory_mib, gpu) VALUES ('g-a', 'sub-a', 'rg', 'a', 'local', '{}', 'Linux', 1000, 0, 0), \
+             ('g-b', 'sub-b', 'rg', 'b', 'local', '{}', 'Linux', 1000, 0, 0)",
+            "INSERT INTO usage_subjects (key, group_id, node_id) SELECT i, CASE WHEN i % 2 = 1 THEN 'g-a' ELSE 'g-b' END, \
+             'n' || i FROM generate_series(1, $1) i",
+            "INSERT INTO usage_runs (id, group_id, node_id, subject, generation, started_ms, finished_ms, alive_ms, \
+             os_type, cpu_millis, memory_mib, gpu, billed_until_ms, open) \
+             SELECT i, s.group_id, s.node_id, i, 1, 0, 10, 10, 'Linux', 1000, 0, 0, 10, 0 \
+             FROM generate_series(1, $1) i JOIN usage_subjects s ON s.key = i",
+            "INSERT INTO usage_runs (id, group_id, node_id, subject, generation, started_ms, alive_ms, \
+             os_type, cpu_millis, memory_mib, gpu, billed_until_ms, open) \
+             VALUES ($1 + 1, 'g-a', 'n1', 1, 2, 20, 20, 'Linux', 1000, 0, 0, 1795305600005, 1)",
+            "INSERT INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
+             SELECT i, i, 'linux/vcpu_seconds', 1795305600000 + h + 10 * i, 1795305600000 + h + 10 * i + 10, \
+             10000, 'report', h FROM generate_series(1, $1) i, (VALUES (0), (3600000)) hours (h)",
+        ] {
+            let query = sqlx::query(sql);
+            let query = if sql.contains("$1") {
+                query.bind(count)
+            } else {
+                query
+            };
+            query.execute(&store.pool).await.unwrap();
+        }
+    }
+
+    /// (ledger id, start, node, quantity, accrued) of every row `read` hands out.
+    type Seen = Vec<(i64, i64, String, i64, bool)>;
+
+    async fn read(store: &PgStore, filter: UsageFilter, now_ms: i64) -> (u64, Seen) {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = store.usage_reader().unwrap();
+            let estimate = reader.estimate(&filter).unwrap();
+            let mut seen = Vec::new();
+            reader
+                .read(&filter, now_ms, &mut |row| {
+                    seen.push((
+                        row.ledger_id,
+                        row.start_ms,
+                        row.group.node_id.to_owned(),
+                        row.quantity,
+                        row.accrued,
+                    ));
+                    Ok(())
+                })
+                .unwrap();
+            (estimate, seen)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_export_reads_every_page_in_order_with_each_row_s_own_subject() {
+        let store = fresh_store().await;
+        // More subjects than are cached at once, more rows than a page.
+        let count = SUBJECTS_CACHED as i64 + 1_000;
+        ledger_of(&store, count).await;
+        let filter = UsageFilter {
+            from_ms: DAY0,
+            to_ms: DAY0 + 86_400_000,
+            subscription: Some("SUB-A".to_owned()),
+        };
+        let (_, seen) = read(&store, filter, DAY0 + 15).await;
+        let ledger: Vec<_> = seen.iter().filter(|r| !r.4).collect();
+        assert_eq!(
+            ledger.len() as i64,
+            (count + 1) / 2 * 2,
+            "sub-a's rows, both hours"
+        );
+        for (_, start, node, quantity, _) in &ledger {
+            let i = (start - DAY0) % 3_600_000 / 10;
+            assert_eq!(node, &format!("n{i}"), "the row at {start} is n{i}'s");
+            assert_eq!(*quantity, 10_000);
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0].1 <= w[1].1),
+            "in order of start"
+        );
+        // n1's open run accrues from its billed end to now, before the ledger rows starting later.
+        let accrued: Vec<_> = seen.iter().filter(|r| r.4).collect();
+        assert_eq!(accrued, vec![&(0, DAY0 + 5, "n1".to_owned(), 10_000, true)]);
+        assert!(seen[0].4, "{:?}", &seen[..2]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_estimate_counts_the_rows_of_the_days_the_window_touches() {
+        let store = fresh_store().await;
+        sqlx::query("INSERT INTO usage_days (day, rows) VALUES ($1, 5), ($1 + 1, 7), ($1 + 2, 11)")
+            .bind(DAY0 / 86_400_000)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let filter = UsageFilter {
+            from_ms: DAY0 + 1_000,
+            to_ms: DAY0 + 86_400_000 + 1,
+            subscription: None,
+        };
+        let (estimate, seen) = read(&store, filter, DAY0).await;
+        assert_eq!(estimate, 12);
+        assert!(seen.is_empty());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_reader_dropped_on_an_async_task_does_not_block_or_panic() {
+        let store = fresh_store().await;
+        let usage = store.clone();
+        let reader = tokio::task::spawn_blocking(move || usage.usage_reader().unwrap())
+            .await
+            .unwrap();
+        drop(reader);
+        store.close().await;
+    }
+}
