@@ -7,7 +7,8 @@
 //!
 //! Many writers (READ COMMITTED): `load` first takes what the fold decides on, in one order for
 //! every transaction (so they cannot deadlock each other):
-//! 1. the rows of the nodes that reported or were lost (`FOR NO KEY UPDATE`, the lock every
+//! 1. the rows of the nodes that reported (any report of the batch) or were lost (`FOR NO KEY
+//!    UPDATE`, the lock every
 //!    `UPDATE nodes` takes, so a report and the loss of its node wait for each other, and a run a
 //!    report opens on a node is seen by the loss that follows it);
 //! 2. a transaction-level advisory lock per group (a group's row may be gone, deleted, or not hold
@@ -18,7 +19,13 @@
 //! Only then does it read caps, assignments, losses and rates, in a later statement, so with a
 //! snapshot that holds whatever the transactions it waited for committed. The ledger's UNIQUE
 //! (run, cause, cause number, meter, start) stays the last guard: a row is never written twice.
-//! Callers lock a group's row before its nodes' (stop, delete, report), never the reverse.
+//!
+//! What callers keep to for the order to hold: a group's row before its node's (stop and delete
+//! claim the group, then release the node's capacity), no node row after the fold but those it
+//! locked (a report batch's `nodes_seen` after it: the batch's reporting nodes),
+//! and one fold per transaction (the locks are per fold: two folds in one transaction take two
+//! orders). A deadlock outside these is still detected by PostgreSQL and fails one transaction
+//! (`40P01`: unavailable, retried as any).
 
 // Until the PostgreSQL store's writes call these (lane pg-store, issue 15); its tests do.
 #![allow(dead_code)]
@@ -139,10 +146,22 @@ const DAYS: &str = "INSERT INTO usage_days (day, rows) SELECT * FROM unnest($1::
 
 /// Folds `events` through the meter in the transaction `conn` is in.
 pub(super) async fn record(conn: &mut PgConnection, events: &[MeterEvent]) -> Result<()> {
-    crate::billing::meter::record(&mut PgMeter(conn), events).await
+    let reporting = events
+        .iter()
+        .filter_map(|event| match event {
+            MeterEvent::Observed(o) => Some(o.node_id.clone()),
+            _ => None,
+        })
+        .collect();
+    crate::billing::meter::record(&mut PgMeter { conn, reporting }, events).await
 }
 
-struct PgMeter<'a>(&'a mut PgConnection);
+struct PgMeter<'a> {
+    conn: &'a mut PgConnection,
+    /// Every node of the batch's reports, also those whose reports bill nothing (locked with the
+    /// others, so a `nodes_seen` after the fold takes no new node lock).
+    reporting: BTreeSet<String>,
+}
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
@@ -186,7 +205,7 @@ fn strings<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
 #[async_trait::async_trait]
 impl MeterTx for PgMeter<'_> {
     async fn load(&mut self, keys: &Keys) -> Result<MeterState> {
-        let conn = &mut *self.0;
+        let conn = &mut *self.conn;
         let groups = strings(&keys.groups);
         let lost = strings(&keys.lost_nodes);
         let nodes: BTreeSet<&str> = keys
@@ -195,9 +214,14 @@ impl MeterTx for PgMeter<'_> {
             .chain(&keys.lost_nodes)
             .map(String::as_str)
             .collect();
-        if !nodes.is_empty() {
+        let locked: BTreeSet<&str> = nodes
+            .iter()
+            .copied()
+            .chain(self.reporting.iter().map(String::as_str))
+            .collect();
+        if !locked.is_empty() {
             sqlx::query(LOCK_NODES)
-                .bind(nodes.iter().copied().collect::<Vec<_>>())
+                .bind(locked.into_iter().collect::<Vec<_>>())
                 .fetch_all(&mut *conn)
                 .await?;
         }
@@ -263,7 +287,7 @@ impl MeterTx for PgMeter<'_> {
     }
 
     async fn save(&mut self, changes: &MeterChanges) -> Result<()> {
-        let conn = &mut *self.0;
+        let conn = &mut *self.conn;
         if !changes.caps.is_empty() {
             let (groups, generations, at): (Vec<&str>, Vec<i64>, Vec<i64>) = changes
                 .caps
