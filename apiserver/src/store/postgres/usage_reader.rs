@@ -301,6 +301,74 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_export_sees_the_ledger_and_the_open_runs_of_one_moment() {
+        let store = fresh_store().await;
+        ledger_of(&store, 1).await;
+        // The meter keeps settling n1's open run while exports read: each step moves its billed end
+        // and appends the ledger row for the stretch, in one transaction.
+        let writer = store.clone();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let meter = tokio::spawn(async move {
+            let mut until = DAY0 + 5;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut tx = writer.pool.begin().await.unwrap();
+                sqlx::query(
+                    "INSERT INTO usage_ledger (run_id, subject, meter, start_ms, end_ms, quantity, cause, cause_seq) \
+                     VALUES (2, 1, 'linux/vcpu_seconds', $1, $1 + 10, 10000, 'report', $1)",
+                )
+                .bind(until)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                sqlx::query("UPDATE usage_runs SET billed_until_ms = $1 + 10 WHERE id = 2")
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                until += 10;
+            }
+        });
+        let now = DAY0 + 60_000_000;
+        let filter = UsageFilter {
+            from_ms: DAY0,
+            to_ms: DAY0 + 86_400_000,
+            subscription: Some("sub-a".to_owned()),
+        };
+        let reader = store.clone();
+        let totals = tokio::task::spawn_blocking(move || {
+            let mut reader = reader.usage_reader().unwrap();
+            (0..200)
+                .map(|_| {
+                    let mut total = 0;
+                    reader
+                        .read(&filter, now, &mut |row| {
+                            if row.start_ms >= DAY0 + 5 && row.group.node_id == "n1" {
+                                total += row.quantity;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                    total
+                })
+                .collect::<Vec<i64>>()
+        })
+        .await
+        .unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        meter.await.unwrap();
+        // The open run from DAY0 + 5 to now, whatever part of it the ledger held at that moment
+        // (n1's finished run's rows start at DAY0 + 10 and DAY0 + 1 h + 10).
+        let expected = 1_000 * (now - DAY0 - 5) + 2 * 10_000;
+        assert!(
+            totals.iter().all(|t| *t == expected),
+            "{totals:?} != {expected}"
+        );
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn the_estimate_counts_the_rows_of_the_days_the_window_touches() {
         let store = fresh_store().await;
         sqlx::query("INSERT INTO usage_days (day, rows) VALUES ($1, 5), ($1 + 1, 7), ($1 + 2, 11)")
