@@ -3,11 +3,11 @@
 //! The ledger comes through a server-side cursor a page at a time, and who a page's rows are about
 //! in one lookup per page of the subjects it has not met yet.
 //!
-//! [`UsageReader`] is blocking (the HTTP export runs it on `spawn_blocking`, the `export-time`
-//! example from `main`, outside any runtime), sqlx is async: the reader owns a current-thread runtime
-//! and its connection lives on it, so each call is `block_on` of that runtime. Not
-//! `Handle::block_on` of the caller's runtime: there may be none (the example), and on a
-//! current-thread one a `Handle::block_on` cannot drive the connection's I/O. The rows are handed to
+//! [`UsageReader`] is blocking (the HTTP export runs it on `spawn_blocking`; a tool may call it with
+//! no runtime at all), sqlx is async: the reader owns a current-thread runtime and its connection
+//! lives on it, so each call is `block_on` of that runtime. Not `Handle::block_on` of the caller's
+//! runtime: there may be none, and on a current-thread one `Handle::block_on` does not drive the
+//! connection's I/O itself (only that runtime's own `block_on` does). The rows are handed to
 //! `each` outside `block_on`, between pages: the HTTP sink (`blocking_send`) must not run inside a
 //! runtime. It is dropped with `shutdown_background`, so dropping it anywhere (even on an async task)
 //! does not block.
