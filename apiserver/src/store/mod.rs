@@ -22,6 +22,7 @@ mod sqlite;
 mod sqlx_error;
 mod tokens;
 mod usage;
+mod usage_rows;
 
 #[cfg(test)]
 pub(crate) mod conformance;

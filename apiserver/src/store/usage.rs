@@ -43,7 +43,8 @@ pub struct UsageRow<'a> {
 }
 
 /// Reads usage for an export on its own connection, from one consistent snapshot. Blocking: run it on
-/// a blocking thread.
+/// a blocking thread (`spawn_blocking`) or outside any runtime, never on an async task (the
+/// PostgreSQL reader runs a runtime of its own). Dropping it is fine anywhere.
 pub trait UsageReader: Send {
     /// About how many ledger rows the filter selects (for progress bars): the rows of the days the
     /// window touches, all subscriptions.

@@ -11,6 +11,8 @@
 
 mod fold;
 #[cfg(test)]
+pub(crate) mod store_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

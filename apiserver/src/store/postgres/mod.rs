@@ -17,6 +17,7 @@ use super::*;
 
 mod billing;
 mod usage;
+mod usage_reader;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

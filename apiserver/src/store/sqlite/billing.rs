@@ -407,77 +407,47 @@ pub(super) async fn last_node_ms(conn: &mut SqliteConnection, node_id: &str) -> 
 
 #[cfg(test)]
 mod tests {
-    //! Property: whatever order node reports, API stops and deletes, and node losses arrive in, however
-    //! often each is replayed and however they are batched, every run is billed exactly its true
-    //! running time in SQLite too, and the exports (raw and rolled up) add up to the ledger.
+    //! The meter's property (`billing::meter::store_tests`) on SQLite.
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::billing::export::{ExportQuery, Format, Granularity, write_export};
-    use crate::billing::meter::testing::{self, BASE, GROUP, report};
-    use crate::billing::prices::PriceSheet;
-    use crate::store::UsageStore as _;
+    use crate::billing::meter::store_tests::{self, MeterStore};
+    use crate::billing::meter::testing;
+    use crate::store::UsageStore;
     use crate::store::sqlite::SqliteStore;
 
-    async fn assign(store: &SqliteStore, generation: i64, node: &str) {
-        sqlx::query(
-            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES (?, ?, ?)",
-        )
-        .bind(GROUP)
-        .bind(generation)
-        .bind(node)
-        .execute(&store.writer)
-        .await
-        .unwrap();
-    }
+    #[async_trait::async_trait]
+    impl MeterStore for SqliteStore {
+        async fn execute(&self, sql: &str) {
+            sqlx::query(sql).execute(&self.writer).await.unwrap();
+        }
 
-    async fn apply(store: &SqliteStore, events: &[MeterEvent]) {
-        let mut tx = store.writer.begin().await.unwrap();
-        record(&mut tx, events).await.unwrap();
-        tx.commit().await.unwrap();
-    }
+        async fn scalar(&self, sql: &str) -> i64 {
+            sqlx::query_scalar(sql)
+                .fetch_one(&self.writer)
+                .await
+                .unwrap()
+        }
 
-    /// An exact decimal (as JSON writes it) in units of 10^-13.
-    fn fixed(text: &str) -> i128 {
-        let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-        let negative = whole.starts_with('-');
-        let whole: i128 = whole.trim_start_matches('-').parse().unwrap();
-        let frac: i128 = format!("{frac:0<13}").parse().unwrap();
-        let value = whole * 10i128.pow(13) + frac;
-        if negative { -value } else { value }
-    }
-
-    fn export_total(store: &SqliteStore, granularity: Granularity, meter: &str) -> i128 {
-        let mut out = Vec::new();
-        let query = ExportQuery {
-            from_ms: BASE - 86_400_000,
-            to_ms: BASE + 10 * 86_400_000,
-            granularity,
-            format: Format::Jsonl,
-            subscription: None,
-        };
-        let mut reader = store.usage_reader().unwrap();
-        write_export(
-            reader.as_mut(),
-            &query,
-            &PriceSheet::builtin(),
-            BASE,
-            &mut out,
-        )
-        .unwrap();
-        // Read as text: a JSON parser would turn the exact decimals into floats.
-        let field = |line: &str, name: &str| -> String {
-            let at = line.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
-            let rest = &line[at..];
-            rest[..rest.find(',').unwrap()].trim_matches('"').to_owned()
-        };
-        String::from_utf8(out)
+        async fn runs(&self) -> Vec<(i64, i64, i64)> {
+            sqlx::query_as(
+                "SELECT started_ms, billed_until_ms, open FROM usage_runs ORDER BY started_ms",
+            )
+            .fetch_all(&self.writer)
+            .await
             .unwrap()
-            .lines()
-            .filter(|line| field(line, "SkuId") == meter)
-            .map(|line| fixed(&field(line, "ConsumedQuantity")))
-            .sum()
+        }
+
+        async fn apply(&self, events: &[MeterEvent]) {
+            let mut tx = self.writer.begin().await.unwrap();
+            record(&mut tx, events).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        fn usage(&self) -> Box<dyn UsageStore> {
+            Box::new(self.clone())
+        }
     }
 
     proptest! {
@@ -485,74 +455,13 @@ mod tests {
 
         #[test]
         fn every_run_is_billed_its_true_time_whatever_the_order(case in testing::case()) {
-            let testing::Case { offset, cpu, memory, plan, order, duplicates, batches } = case;
-            let (events, truth, placed) = testing::timeline(offset, &plan);
-            let delivered = testing::delivery(&events, &duplicates, order, &batches);
-
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
                 let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-                sqlx::query(
-                    "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
-                     cpu_millis, memory_mib, gpu) VALUES (?, 'sub', 'rg', 'web', 'local', '{}', 'Linux', ?, ?, 0)",
-                )
-                .bind(GROUP)
-                .bind(cpu)
-                .bind(memory)
-                .execute(&store.writer)
-                .await
-                .unwrap();
-                // Placements precede every report about them.
-                for (generation, node) in &placed {
-                    assign(&store, *generation, node).await;
-                }
-                for batch in &delivered {
-                    apply(&store, batch).await;
-                }
-
-                let runs: Vec<(i64, i64, i64)> = sqlx::query_as(
-                    "SELECT started_ms, billed_until_ms, open FROM usage_runs ORDER BY started_ms",
-                )
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-                let billed: Vec<i64> = runs.iter().map(|(s, until, _)| until - s).collect();
-                prop_assert_eq!(&billed, &truth, "per run, in order of start");
-                prop_assert!(runs.iter().all(|r| r.2 == 0), "every run has ended: {:?}", runs);
-
-                let seconds: i64 = truth.iter().sum();
-                for (meter, rate, per_second) in [
-                    ("linux/vcpu_seconds", cpu, 1_000_000i128),
-                    ("linux/memory_gib_seconds", memory, 1_024_000i128),
-                ] {
-                    let ledger: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(SUM(quantity), 0) FROM usage_ledger WHERE meter = ?",
-                    )
-                    .bind(meter)
-                    .fetch_one(&store.writer)
-                    .await
-                    .unwrap();
-                    prop_assert_eq!(ledger, seconds * rate, "{} in the ledger", meter);
-                    // Exports: quantities in units of 10^-13 of the meter's unit.
-                    let expected = i128::from(seconds * rate) * 10i128.pow(13) / per_second;
-                    for granularity in [Granularity::Raw, Granularity::Hourly, Granularity::Daily, Granularity::Monthly] {
-                        prop_assert_eq!(
-                            export_total(&store, granularity, meter),
-                            expected,
-                            "{} {:?}", meter, granularity
-                        );
-                    }
-                }
-                let crossing: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM usage_ledger WHERE start_ms / 86400000 != (end_ms - 1) / 86400000",
-                )
-                .fetch_one(&store.writer)
-                .await
-                .unwrap();
-                prop_assert_eq!(crossing, 0, "no ledger row crosses midnight");
+                let outcome = store_tests::billed_its_true_time(&store, case).await;
                 store.close().await;
-                Ok(())
+                outcome
             })?;
         }
     }
@@ -561,71 +470,7 @@ mod tests {
     async fn a_replayed_report_adds_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
-        sqlx::query(
-            "INSERT INTO usage_groups (id, subscription, resource_group, name, location, tags, os_type, \
-             cpu_millis, memory_mib, gpu) VALUES (?, 'sub', 'rg', 'web', 'local', '{}', 'Linux', 1000, 1024, 0)",
-        )
-        .bind(GROUP)
-        .execute(&store.writer)
-        .await
-        .unwrap();
-        assign(&store, 1, "n1").await;
-        let mut seq = 0;
-        // A node the group was never given cannot open a run for it.
-        apply(
-            &store,
-            &[report(
-                "n2",
-                &mut seq,
-                1,
-                BASE,
-                BASE + 5_000,
-                Some(BASE + 5_000),
-            )],
-        )
-        .await;
-        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_runs")
-            .fetch_one(&store.writer)
-            .await
-            .unwrap();
-        assert_eq!(runs, 0);
-        let finished = report("n1", &mut seq, 1, BASE, BASE + 5_000, Some(BASE + 5_000));
-        apply(&store, &[finished.clone(), finished.clone()]).await;
-        apply(&store, &[finished]).await;
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_ledger")
-            .fetch_one(&store.writer)
-            .await
-            .unwrap();
-        assert_eq!(rows, 2, "one row per meter");
-        // An open run is accrued to now in exports, marked as such.
-        let running = report("n1", &mut seq, 2, BASE + 10_000, BASE + 10_000, None);
-        apply(&store, &[running]).await;
-        let mut out = Vec::new();
-        let query = ExportQuery {
-            from_ms: BASE,
-            to_ms: BASE + 60_000,
-            granularity: Granularity::Raw,
-            format: Format::Jsonl,
-            subscription: None,
-        };
-        let mut reader = store.usage_reader().unwrap();
-        write_export(
-            reader.as_mut(),
-            &query,
-            &PriceSheet::builtin(),
-            BASE + 12_000,
-            &mut out,
-        )
-        .unwrap();
-        let rows: Vec<serde_json::Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let accrued: Vec<&serde_json::Value> =
-            rows.iter().filter(|r| r["x_Accrued"] == true).collect();
-        assert_eq!(accrued.len(), 2, "{rows:?}");
-        assert_eq!(accrued[0]["ConsumedQuantity"].to_string(), "2");
-        assert_eq!(accrued[0]["x_LedgerId"], serde_json::Value::Null);
+        store_tests::a_replayed_report_adds_nothing(&store).await;
+        store.close().await;
     }
 }

@@ -5,18 +5,13 @@
 //! The ledger is read from `usage_ledger_export` alone (the index holds every column an export needs,
 //! in order of start); who a row is about comes from its subject, looked up once per subject.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::billing::{Period, Rates, split};
-use crate::model::OsType;
-use crate::store::{Result, StoreError, UsageFilter, UsageGroup, UsageReader, UsageRow};
-
-/// Subjects kept at once; past this the cache starts over (exports over more subjects stay bounded).
-const SUBJECTS_CACHED: usize = 15_000;
+use crate::billing::Period;
+use crate::store::usage_rows::{Accruals, OpenRun, SUBJECT_SELECT, Subject, Subjects};
+use crate::store::{Result, StoreError, UsageFilter, UsageReader, UsageRow};
 
 pub(super) struct SqliteUsageReader {
     conn: Connection,
@@ -54,64 +49,13 @@ fn database(err: rusqlite::Error) -> StoreError {
     })
 }
 
-/// Who a subject is: group id, node id, subscription, resource group, name, location, tags, OS.
-#[derive(Debug, Clone, Default)]
-struct Subject([String; 8]);
-
-impl Subject {
-    fn group(&self) -> UsageGroup<'_> {
-        let s = &self.0;
-        UsageGroup {
-            id: &s[0],
-            node_id: &s[1],
-            subscription: &s[2],
-            resource_group: &s[3],
-            name: &s[4],
-            location: &s[5],
-            tags: &s[6],
-            os_type: &s[7],
-        }
+/// The subject in the columns of `SUBJECT_SELECT` from `first` on.
+fn subject_from_row(row: &rusqlite::Row<'_>, first: usize) -> Result<Subject> {
+    let mut subject = Subject::default();
+    for (i, slot) in subject.0.iter_mut().enumerate() {
+        *slot = text(row, first + i)?.to_owned();
     }
-
-    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> Result<Self> {
-        let mut subject = Subject::default();
-        for (i, slot) in subject.0.iter_mut().enumerate() {
-            *slot = text(row, first + i)?.to_owned();
-        }
-        Ok(subject)
-    }
-
-    fn in_subscription(&self, subscription: Option<&str>) -> bool {
-        subscription.is_none_or(|s| self.0[2].eq_ignore_ascii_case(s))
-    }
-}
-
-const SUBJECT_SELECT: &str = "s.group_id, s.node_id, g.subscription, g.resource_group, g.name, g.location, g.tags, g.os_type";
-
-/// An open run's accrued piece, owned (the open runs are few: those running now).
-struct Accrued {
-    meter: String,
-    start_ms: i64,
-    end_ms: i64,
-    quantity: i64,
-    run_id: i64,
-    subject_key: i64,
-    subject: Rc<Subject>,
-}
-
-impl Accrued {
-    fn row(&self) -> UsageRow<'_> {
-        UsageRow {
-            ledger_id: 0,
-            subject: self.subject_key,
-            meter: &self.meter,
-            start_ms: self.start_ms,
-            end_ms: self.end_ms,
-            quantity: self.quantity,
-            accrued: true,
-            group: self.subject.group(),
-        }
-    }
+    Ok(subject)
 }
 
 impl UsageReader for SqliteUsageReader {
@@ -136,11 +80,10 @@ impl UsageReader for SqliteUsageReader {
         each: &mut dyn FnMut(&UsageRow<'_>) -> std::io::Result<()>,
     ) -> Result<()> {
         let from = Period::Day.floor(filter.from_ms);
-        let subscription = filter.subscription.as_deref();
         // One read transaction: the ledger and the open runs from the same snapshot.
         let tx = self.conn.transaction().map_err(database)?;
 
-        let mut accrued = Vec::new();
+        let mut open = Vec::new();
         {
             let sql = format!(
                 "SELECT r.id, r.billed_until_ms, r.cpu_millis, r.memory_mib, r.gpu, r.gpu_sku, r.subject, \
@@ -150,45 +93,19 @@ impl UsageReader for SqliteUsageReader {
             let mut stmt = tx.prepare(&sql).map_err(database)?;
             let mut rows = stmt.query([]).map_err(database)?;
             while let Some(row) = rows.next().map_err(database)? {
-                let subject = Subject::from_row(row, 7)?;
-                if !subject.in_subscription(subscription) {
-                    continue;
-                }
-                let subject = Rc::new(subject);
-                let run_id: i64 = row.get(0).map_err(database)?;
-                let billed_until: i64 = row.get(1).map_err(database)?;
-                let rates = Rates {
-                    os_type: OsType::parse(&subject.0[7]).unwrap_or(OsType::Linux),
+                open.push(OpenRun {
+                    run_id: row.get(0).map_err(database)?,
+                    billed_until_ms: row.get(1).map_err(database)?,
                     cpu_millis: row.get(2).map_err(database)?,
                     memory_mib: row.get(3).map_err(database)?,
                     gpu: row.get(4).map_err(database)?,
                     gpu_sku: row.get(5).map_err(database)?,
-                };
-                let subject_key: i64 = row.get(6).map_err(database)?;
-                for (meter, rate) in rates.meters() {
-                    if rate == 0 {
-                        continue;
-                    }
-                    for (start, end) in split(billed_until, now_ms, Period::Day) {
-                        if start >= from && start < filter.to_ms {
-                            accrued.push(Accrued {
-                                meter: meter.clone(),
-                                start_ms: start,
-                                end_ms: end,
-                                quantity: rate * (end - start),
-                                run_id,
-                                subject_key,
-                                subject: Rc::clone(&subject),
-                            });
-                        }
-                    }
-                }
+                    subject_key: row.get(6).map_err(database)?,
+                    subject: subject_from_row(row, 7)?,
+                });
             }
         }
-        accrued.sort_by(|a, b| {
-            (a.start_ms, a.run_id, &a.meter).cmp(&(b.start_ms, b.run_id, &b.meter))
-        });
-        let mut accrued = accrued.into_iter().peekable();
+        let mut accruals = Accruals::new(open, filter, now_ms);
 
         let mut lookup = tx
             .prepare(&format!(
@@ -196,7 +113,7 @@ impl UsageReader for SqliteUsageReader {
                  WHERE s.key = ?1"
             ))
             .map_err(database)?;
-        let mut subjects: HashMap<i64, Option<Rc<Subject>>> = HashMap::new();
+        let mut subjects = Subjects::new(filter);
         let mut stmt = tx
             .prepare(
                 "SELECT id, subject, meter, start_ms, end_ms, quantity FROM usage_ledger \
@@ -207,28 +124,21 @@ impl UsageReader for SqliteUsageReader {
         let mut rows = stmt.query(params![from, filter.to_ms]).map_err(database)?;
         while let Some(row) = rows.next().map_err(database)? {
             let key: i64 = row.get(1).map_err(database)?;
-            let subject = match subjects.get(&key) {
-                Some(subject) => subject.clone(),
+            let subject = match subjects.get(key) {
+                Some(subject) => subject,
                 None => {
-                    if subjects.len() >= SUBJECTS_CACHED {
-                        subjects.clear();
-                    }
-                    let subject = lookup
-                        .query_row(params![key], |row| Ok(Subject::from_row(row, 0)))
+                    subjects.make_room(1);
+                    let found = lookup
+                        .query_row(params![key], |row| Ok(subject_from_row(row, 0)))
                         .optional()
                         .map_err(database)?
-                        .transpose()?
-                        .filter(|s| s.in_subscription(subscription))
-                        .map(Rc::new);
-                    subjects.insert(key, subject.clone());
-                    subject
+                        .transpose()?;
+                    subjects.insert(key, found)
                 }
             };
             let Some(subject) = subject else { continue };
             let start_ms: i64 = row.get(3).map_err(database)?;
-            while let Some(piece) = accrued.next_if(|a| a.start_ms < start_ms) {
-                each(&piece.row()).map_err(StoreError::Sink)?;
-            }
+            accruals.before(start_ms, each)?;
             let usage = UsageRow {
                 ledger_id: row.get(0).map_err(database)?,
                 subject: key,
@@ -241,9 +151,6 @@ impl UsageReader for SqliteUsageReader {
             };
             each(&usage).map_err(StoreError::Sink)?;
         }
-        for piece in accrued {
-            each(&piece.row()).map_err(StoreError::Sink)?;
-        }
-        Ok(())
+        accruals.rest(each)
     }
 }
