@@ -17,6 +17,7 @@ mod operations;
 mod postgres;
 mod reports;
 mod resource_groups;
+mod rows;
 mod scheduling;
 mod sqlite;
 mod sqlx_error;

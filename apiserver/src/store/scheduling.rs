@@ -49,3 +49,16 @@ pub trait SchedulingStore: Send + Sync {
         now_ms: i64,
     ) -> Result<()>;
 }
+
+/// Adds `event` to a group's events, or refreshes the one of its name (count, time, message, kind).
+pub(super) fn merge_event(events: &mut Vec<GroupEvent>, event: GroupEvent) {
+    match events.iter_mut().find(|e| e.name == event.name) {
+        Some(existing) => {
+            existing.count += 1;
+            existing.last_ms = event.last_ms;
+            existing.message = event.message;
+            existing.kind = event.kind;
+        }
+        None => events.push(event),
+    }
+}
