@@ -6,7 +6,7 @@ use berth_proto::node;
 use prost::Message as _;
 
 use super::*;
-use crate::model::reported::ReportedStatus;
+use crate::model::reported::{GroupPhase, ReportedStatus};
 use crate::model::{GroupSpec, OsType, Size};
 
 /// The group columns every read of a group selects (`g` is the `groups` table).
@@ -89,6 +89,23 @@ pub(super) fn decode_status(bytes: &[u8]) -> Result<ReportedStatus> {
     node::GroupStatus::decode(bytes)
         .map(ReportedStatus::from)
         .map_err(|e| corrupt("groups.status", e))
+}
+
+/// The DNS record of a group with an FQDN and a stored report: its addresses, if its node reports
+/// it Running with any.
+pub(super) fn dns_record(row: &impl Columns) -> Result<Option<(String, Vec<std::net::IpAddr>)>> {
+    let Some(status) = row.bytes_opt("status")? else {
+        return Ok(None);
+    };
+    let status = decode_status(&status)?;
+    if status.phase != GroupPhase::Running {
+        return Ok(None);
+    }
+    let addresses = status.addresses();
+    if addresses.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((row.text("fqdn")?, addresses)))
 }
 
 pub(super) fn node_from_row(row: &impl Columns) -> Result<NodeRecord> {

@@ -11,9 +11,8 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{PgStore, billing, operations};
 use crate::billing::meter::CapCause;
-use crate::model::reported::GroupPhase;
 use crate::model::{GroupSpec, Size};
-use crate::store::rows::{GROUP_COLUMNS, decode_status, group_from_row, json};
+use crate::store::rows::{GROUP_COLUMNS, dns_record, group_from_row, json};
 use crate::store::{
     Change, GroupKey, GroupRecord, GroupStore, NewGroup, OperationRecord, Result, StoreError,
     capped,
@@ -332,17 +331,8 @@ impl GroupStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut records = Vec::new();
-        for row in rows {
-            let fqdn: String = row.try_get("fqdn")?;
-            let status: Vec<u8> = row.try_get("status")?;
-            let status = decode_status(&status)?;
-            if status.phase != GroupPhase::Running {
-                continue;
-            }
-            let addresses = status.addresses();
-            if !addresses.is_empty() {
-                records.push((fqdn, addresses));
-            }
+        for row in &rows {
+            records.extend(dns_record(row)?);
         }
         Ok(records)
     }

@@ -12,7 +12,7 @@ use super::rows::*;
 use super::sqlx_error::is_unique_violation;
 use super::*;
 use crate::billing::meter::{CapCause, MeterEvent};
-use crate::model::reported::{GroupPhase, ReportedStatus};
+use crate::model::reported::ReportedStatus;
 use crate::model::{GroupSpec, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -692,17 +692,8 @@ impl GroupStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         let mut records = Vec::new();
-        for row in rows {
-            let fqdn: String = row.try_get("fqdn")?;
-            let status: Vec<u8> = row.try_get("status")?;
-            let status = decode_status(&status)?;
-            if status.phase != GroupPhase::Running {
-                continue;
-            }
-            let addresses = status.addresses();
-            if !addresses.is_empty() {
-                records.push((fqdn, addresses));
-            }
+        for row in &rows {
+            records.extend(dns_record(row)?);
         }
         Ok(records)
     }
@@ -868,6 +859,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::model::reported::GroupPhase;
     use crate::store::conformance::{self, Subject, fixtures};
 
     /// A fresh store in a temporary directory, for the conformance suite.
