@@ -101,6 +101,14 @@ impl NodeStore for PgStore {
         node_clock_ms: i64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        if status == NodeStatus::NotReady {
+            // Groups before their node, as report folds and deletes take them, so a node judged
+            // lost while one of its reports is folded never deadlocks.
+            sqlx::query("SELECT 1 FROM groups WHERE node_id = $1 ORDER BY id FOR UPDATE")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         billing::nodes_seen(&mut tx, &[(id.to_owned(), node_clock_ms)]).await?;
         // NotReady is a judgement on silence: it holds only if nobody (another replica) has heard
         // from the node since `last_heartbeat_ms`, and only for a node that is Ready. The guard is

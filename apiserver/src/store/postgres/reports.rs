@@ -2,7 +2,8 @@
 //!
 //! A batch locks its groups in id order first (two replicas folding one node's reports during a
 //! reconnect wait for each other instead of deadlocking, and the meter's reads that follow see
-//! groups nobody else is changing), then writes the common reports (Pending, Running) with one
+//! groups nobody else is changing; every writer takes groups, then nodes, then the meter's runs),
+//! then writes the common reports (Pending, Running) with one
 //! guarded multi-row `UPDATE` and one statement finishing the operations they complete; a failure
 //! report, which carries its own error message, goes alone.
 
@@ -183,6 +184,9 @@ impl ReportStore for PgStore {
                 outcome_of.insert(*i, outcome);
             }
         }
+        // The nodes before the meter's runs: the order deletes, stops and a node judged lost take
+        // them in (the meter does not read what `nodes_seen` writes).
+        billing::nodes_seen(&mut tx, node_clocks).await?;
         // The whole batch is one fold of the meter: a run's end may be in an earlier report.
         if self.billing {
             let events: Vec<MeterEvent> = reports
@@ -191,7 +195,6 @@ impl ReportStore for PgStore {
                 .collect();
             billing::record(&mut tx, &events).await?;
         }
-        billing::nodes_seen(&mut tx, node_clocks).await?;
         tx.commit().await?;
         Ok(reports
             .iter()

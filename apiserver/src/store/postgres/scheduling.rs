@@ -1,11 +1,12 @@
 //! Scheduling in PostgreSQL: the groups waiting for a node, committing a round's placements, events
 //! and failures.
 //!
-//! A round is a constant number of statements whatever its size: the nodes it reserves on are
-//! locked in id order, then reserved in one guarded multi-row `UPDATE` (the capacity check is in the
-//! `WHERE`, and `CHECK` constraints back it); the groups are locked in id order and assigned in one
-//! guarded `UPDATE` (still unplaced, still at the generation decided on); what did not stick is given
-//! back.
+//! A round is a constant number of statements whatever its size: its groups and then the nodes it
+//! reserves on are locked in id order (groups before nodes, the order of every writer of both:
+//! reports, deletes, stops, a node judged lost); the nodes are reserved on in one guarded multi-row
+//! `UPDATE` (the capacity check is in the `WHERE`, and `CHECK` constraints back it) and the groups
+//! assigned in one guarded `UPDATE` (still unplaced, still at the generation decided on); what did
+//! not stick is given back.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -49,6 +50,16 @@ impl SchedulingStore for PgStore {
         }
         let nodes: Vec<&str> = per_node.keys().copied().collect();
         let mut tx = self.pool.begin().await?;
+        // Groups before nodes, as every other writer of both takes them.
+        sqlx::query("SELECT 1 FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(
+                placements
+                    .iter()
+                    .map(|p| p.group_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT 1 FROM nodes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
             .bind(&nodes)
             .execute(&mut *tx)
@@ -76,10 +87,6 @@ impl SchedulingStore for PgStore {
         let mut assigned: HashSet<String> = HashSet::new();
         if !candidates.is_empty() {
             let ids: Vec<&str> = candidates.iter().map(|p| p.group_id.as_str()).collect();
-            sqlx::query("SELECT 1 FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
             let rows = sqlx::query(
                 "UPDATE groups SET node_id = p.node_id, provisioning_state = 'Creating', events = '[]', \
                  updated_ms = $4 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(id, node_id, generation) \
