@@ -113,6 +113,36 @@ pub(crate) mod tests {
         crate::store::conformance::store_conformance!(super::fresh);
     }
 
+    /// `--store postgres://…` (or `postgresql://`) starts the apiserver on PostgreSQL; a second
+    /// replica on the same database finds the operator token the first one wrote and writes none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apiservers_start_on_a_postgres_url_and_share_its_state() {
+        let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
+        let url = pg.fresh_database("start").unwrap();
+        let start = |store: String| async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = crate::Config::with_data_dir(dir.path());
+            config.listen = "127.0.0.1:0".parse().unwrap();
+            config.node_listen = "127.0.0.1:0".parse().unwrap();
+            config.dns_listen = None;
+            config.billing = false;
+            config.store = store;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let running = crate::start(config, shutdown.clone()).await.unwrap();
+            (running, shutdown, dir)
+        };
+        let (a, stop_a, _dir_a) = start(url.clone()).await;
+        let other_scheme = url.replacen("postgres://", "postgresql://", 1);
+        let (b, stop_b, _dir_b) = start(other_scheme).await;
+        assert!(a.initial_operator_token.is_some());
+        assert_eq!(b.initial_operator_token, None, "the first replica wrote it");
+        assert_eq!(b.state.store.count_tokens().await.unwrap(), 1);
+        stop_a.cancel();
+        stop_b.cancel();
+        a.wait().await;
+        b.wait().await;
+    }
+
     #[tokio::test]
     async fn migrations_run_once_however_many_replicas_connect() {
         let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
