@@ -33,7 +33,9 @@ pub struct Flags {
     /// gRPC + mTLS address for node agents [default: 0.0.0.0:8444].
     #[arg(long)]
     pub node_listen: Option<SocketAddr>,
-    /// State store URL: sqlite://PATH [default: sqlite://<data-dir>/berth.db].
+    /// State store URL: sqlite://PATH (one apiserver) or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// (also postgresql://; several apiserver replicas may share one) [default:
+    /// sqlite://<data-dir>/berth.db].
     #[arg(long)]
     pub store: Option<String>,
     /// The one region (ARM location) this cluster serves [default: local].

@@ -12,8 +12,8 @@
 //!   `Principal` extractor.
 //! - [`billing`]: per-second metering rules, the price sheet, FOCUS-style exports (the ledger itself
 //!   lives in the store).
-//! - [`store`]: one trait per concern (`Store` is all of them), the SQLite backend, and the
-//!   conformance suite any backend must pass.
+//! - [`store`]: one trait per concern (`Store` is all of them), the SQLite backend (one apiserver),
+//!   the PostgreSQL backend (several replicas), and the conformance suite both pass.
 //! - [`scheduler`]: pure placement and the loop that commits it.
 //! - [`nodes`]: the node gateway: the gRPC `NodeService` (Join, Sync), the live streams, the
 //!   assignments sent down them, the report writer, node liveness.
@@ -65,7 +65,7 @@ use crate::model::Size;
 use crate::nodes::NodeGateway;
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::secrets::{SecretBox, SecretError};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PgStore, SqliteStore, Store, StoreError};
 use crate::tls::{ClusterCa, ServerIdentity, TlsError};
 
 /// Re-reads the price sheet on every SIGHUP until shutdown; a sheet that does not parse is refused
@@ -139,7 +139,10 @@ pub enum StartError {
     Secrets(#[from] SecretError),
     #[error("state store failed")]
     Store(#[from] StoreError),
-    #[error("unsupported store URL '{0}': use sqlite://PATH")]
+    /// Carries the URL's scheme only (the rest may hold a password).
+    #[error(
+        "unsupported store URL scheme '{0}': use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+    )]
     StoreUrl(String),
     #[error("cannot bind {addr}")]
     Bind {
@@ -217,13 +220,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         &config.data_dir.join("signin.key"),
         config.access_token_lifetime_secs,
     )?);
-    let store: Arc<dyn Store> = match config.store.strip_prefix("sqlite://") {
-        Some(_) => Arc::new(
+    let store: Arc<dyn Store> = match store::Backend::of(&config.store) {
+        Some(store::Backend::Sqlite) => Arc::new(
             SqliteStore::connect(&config.store)
                 .await?
                 .with_billing(config.billing),
         ),
-        None => return Err(StartError::StoreUrl(config.store.clone())),
+        Some(store::Backend::Postgres) => Arc::new(
+            PgStore::connect(&config.store)
+                .await?
+                .with_billing(config.billing),
+        ),
+        None => {
+            let scheme = config.store.split_once("://").map_or("", |(s, _)| s);
+            return Err(StartError::StoreUrl(scheme.to_owned()));
+        }
     };
 
     let auth = Arc::new(Authenticator::new(store.clone()));

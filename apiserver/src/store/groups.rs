@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{OperationRecord, Result};
+use crate::billing::meter::{CapCause, MeterEvent};
 pub use crate::model::reported::EventKind;
 use crate::model::reported::ReportedStatus;
 use crate::model::{GroupSpec, Size};
@@ -225,4 +226,14 @@ pub trait GroupStore: Send + Sync {
     /// Every group with an FQDN and an address published: `(fqdn, addresses)` of the groups that
     /// should run, are placed, and whose node reports them running with an IP (for DNS).
     async fn dns_records(&self) -> Result<Vec<(String, Vec<std::net::IpAddr>)>>;
+}
+
+/// The API stopped or deleted `group` at `now_ms`: its runs end there at the latest.
+pub(super) fn capped(group: &GroupRecord, now_ms: i64, cause: CapCause) -> MeterEvent {
+    MeterEvent::Capped {
+        group_id: group.id.clone(),
+        generation: group.generation,
+        at_ms: now_ms,
+        cause,
+    }
 }

@@ -17,6 +17,7 @@ mod operations;
 mod postgres;
 mod reports;
 mod resource_groups;
+mod rows;
 mod scheduling;
 mod sqlite;
 mod sqlx_error;
@@ -105,6 +106,27 @@ pub enum Conflict {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Which backend a `--store` URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH`: one file, one apiserver.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`: one database, any number of apiserver replicas.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, by its scheme; `None` for any other.
+    pub fn of(url: &str) -> Option<Self> {
+        let (scheme, _) = url.split_once("://")?;
+        match scheme {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+}
+
 /// The whole store: every concern's trait. Any type with all of them is one.
 pub trait Store:
     TokenStore
@@ -134,4 +156,32 @@ impl<T> Store for T where
         + Sync
         + 'static
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(
+            Backend::of("sqlite:///var/lib/berth/berth.db"),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::of("postgres://berth@db:5432/berth"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::of("postgresql://berth@db/berth"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::of("mysql://db/berth"), None);
+        assert_eq!(Backend::of("/var/lib/berth/berth.db"), None);
+        assert_eq!(
+            Backend::of("Postgres://db/berth"),
+            None,
+            "schemes as written"
+        );
+    }
 }

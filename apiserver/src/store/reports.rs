@@ -1,7 +1,7 @@
 //! Node reports: what a node observed of its groups, folded into them.
 
 use super::{ProvisioningState, Result};
-use crate::model::reported::ReportedStatus;
+use crate::model::reported::{ContainerRun, EventKind, GroupPhase, ReportedStatus};
 
 /// A node's report of one group, with the node's sequence number for it.
 #[derive(Debug, Clone)]
@@ -42,4 +42,51 @@ pub trait ReportStore: Send + Sync {
         node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>>;
+}
+
+/// Provisioning state that a node's report implies.
+pub(super) fn provisioning_for(status: &ReportedStatus) -> Option<ProvisioningState> {
+    match status.phase {
+        GroupPhase::Pending => Some(ProvisioningState::Creating),
+        GroupPhase::Running | GroupPhase::Succeeded => Some(ProvisioningState::Succeeded),
+        GroupPhase::Failed => {
+            // A group whose containers ran and then failed was deployed (ACI: Succeeded, state Failed);
+            // one that never started a container failed to deploy.
+            let started =
+                |r: &Option<ContainerRun>| r.as_ref().is_some_and(|r| r.start_time_unix_ms > 0);
+            let ran = status
+                .containers
+                .iter()
+                .any(|c| started(&c.current) || started(&c.previous));
+            Some(if ran {
+                ProvisioningState::Succeeded
+            } else {
+                ProvisioningState::Failed
+            })
+        }
+        GroupPhase::Stopped | GroupPhase::Removed | GroupPhase::Unspecified => None,
+    }
+}
+
+/// ACI's error code and message for a group that failed to deploy: the node's group-level warning
+/// when it names an ACI code (`InaccessibleImage`), else the last warning of any container.
+pub(super) fn failure(status: &ReportedStatus) -> (&'static str, String) {
+    const CODES: [&str; 1] = ["InaccessibleImage"];
+    if let Some((code, event)) = status.events.iter().rev().find_map(|e| {
+        CODES
+            .iter()
+            .find(|code| e.kind == EventKind::Warning && e.name == **code)
+            .map(|code| (*code, e))
+    }) {
+        return (code, event.message.clone());
+    }
+    let message = status
+        .containers
+        .iter()
+        .flat_map(|c| c.events.iter())
+        .chain(status.events.iter())
+        .rfind(|e| e.kind == EventKind::Warning)
+        .map(|e| e.message.clone())
+        .unwrap_or_else(|| "The container group failed to start.".to_owned());
+    ("ContainerGroupDeploymentFailed", message)
 }

@@ -49,3 +49,46 @@ pub trait SchedulingStore: Send + Sync {
         now_ms: i64,
     ) -> Result<()>;
 }
+
+/// Adds `event` to a group's events, or refreshes the one of its name (count, time, message, kind).
+pub(super) fn merge_event(events: &mut Vec<GroupEvent>, event: GroupEvent) {
+    match events.iter_mut().find(|e| e.name == event.name) {
+        Some(existing) => {
+            existing.count += 1;
+            existing.last_ms = event.last_ms;
+            existing.message = event.message;
+            existing.kind = event.kind;
+        }
+        None => events.push(event),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, message: &str, at_ms: i64) -> GroupEvent {
+        GroupEvent {
+            name: name.to_owned(),
+            message: message.to_owned(),
+            kind: crate::model::reported::EventKind::Warning,
+            count: 1,
+            first_ms: at_ms,
+            last_ms: at_ms,
+        }
+    }
+
+    #[test]
+    fn an_event_of_a_known_name_is_counted_and_refreshed_not_added() {
+        let mut events = vec![event("FailedScheduling", "no node", 1)];
+        merge_event(&mut events, event("FailedScheduling", "no node fits", 5));
+        merge_event(&mut events, event("NodeLost", "gone", 6));
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].count, events[0].first_ms, events[0].last_ms),
+            (2, 1, 5)
+        );
+        assert_eq!(events[0].message, "no node fits");
+        assert_eq!((events[1].name.as_str(), events[1].count), ("NodeLost", 1));
+    }
+}

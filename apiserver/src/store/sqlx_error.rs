@@ -45,6 +45,17 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Whether a statement broke a uniqueness rule.
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Whether PostgreSQL gave up a transaction to let another one through (a deadlock broken, a
+/// serialization failure): nothing of it was written, so running it again is safe.
+pub(super) fn is_retryable(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
         StoreError::Backend(BackendError {

@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             reports::dns_records_are_the_running_groups_with_addresses,
             resource_groups::a_create_makes_its_resource_group_which_is_deleted_only_when_empty,
             resource_groups::past_the_resource_group_limit_nothing_is_created_and_quota_is_given_back,
+            resource_groups::a_resource_group_is_never_deleted_under_a_group_created_into_it,
             operations::operations_round_trip_and_stop_cancels_pending_ones,
         );
     };

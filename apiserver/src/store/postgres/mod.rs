@@ -16,6 +16,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use super::*;
 
 mod billing;
+mod creates;
+mod groups;
+mod nodes;
+mod operations;
+mod reports;
+mod resource_groups;
+mod scheduling;
+mod tokens;
 mod usage;
 mod usage_reader;
 
@@ -24,10 +32,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// Connections per apiserver replica.
 const POOL_SIZE: u32 = 16;
 
+/// The class of the two-key advisory locks (`pg_advisory_xact_lock(class, key)`) that serialise
+/// one subscription's new resource groups (the limit is a count); two-key locks never meet sqlx's
+/// migration lock, which is a one-key lock.
+const RESOURCE_GROUP_LOCK: i32 = 1;
+
 /// PostgreSQL, shared by every replica.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Creates go through a few tasks that commit them in batches (see `creates`).
+    creates: tokio::sync::mpsc::Sender<creates::CreateRequest>,
     /// The database's URL, for connections of their own (exports, `LISTEN`).
     url: String,
     /// Whether state changes are metered (`--billing off`: no meter work at all).
@@ -46,6 +61,7 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self {
+            creates: creates::spawn(pool.clone()),
             pool,
             url: url.to_owned(),
             billing: true,
@@ -71,7 +87,10 @@ impl PgStore {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::store::conformance::Subject;
 
     #[allow(dead_code)]
     /// A store on a fresh database of this test binary's own PostgreSQL server.
@@ -79,6 +98,50 @@ pub(crate) mod tests {
         let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
         let url = pg.fresh_database("store").unwrap();
         PgStore::connect(&url).await.unwrap()
+    }
+
+    /// A fresh store for the conformance suite. Billing is off until the PostgreSQL meter
+    /// (`billing.rs`) lands; the meter has its own tests.
+    pub(crate) async fn fresh() -> Subject {
+        let store = fresh_store().await.with_billing(false);
+        Subject {
+            store: Arc::new(store),
+            _keep: Box::new(()),
+        }
+    }
+
+    mod conformance_suite {
+        crate::store::conformance::store_conformance!(super::fresh);
+    }
+
+    /// `--store postgres://…` (or `postgresql://`) starts the apiserver on PostgreSQL; a second
+    /// replica on the same database finds the operator token the first one wrote and writes none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn apiservers_start_on_a_postgres_url_and_share_its_state() {
+        let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
+        let url = pg.fresh_database("start").unwrap();
+        let start = |store: String| async move {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = crate::Config::with_data_dir(dir.path());
+            config.listen = "127.0.0.1:0".parse().unwrap();
+            config.node_listen = "127.0.0.1:0".parse().unwrap();
+            config.dns_listen = None;
+            config.billing = false;
+            config.store = store;
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let running = crate::start(config, shutdown.clone()).await.unwrap();
+            (running, shutdown, dir)
+        };
+        let (a, stop_a, _dir_a) = start(url.clone()).await;
+        let other_scheme = url.replacen("postgres://", "postgresql://", 1);
+        let (b, stop_b, _dir_b) = start(other_scheme).await;
+        assert!(a.initial_operator_token.is_some());
+        assert_eq!(b.initial_operator_token, None, "the first replica wrote it");
+        assert_eq!(b.state.store.count_tokens().await.unwrap(), 1);
+        stop_a.cancel();
+        stop_b.cancel();
+        a.wait().await;
+        b.wait().await;
     }
 
     #[tokio::test]

@@ -5,17 +5,15 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use berth_proto::node;
-use prost::Message as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::rows::*;
+use super::sqlx_error::is_unique_violation;
 use super::*;
 use crate::billing::meter::{CapCause, MeterEvent};
-use crate::model::reported::{ContainerRun, EventKind, GroupPhase, ReportedStatus};
-use crate::model::{GroupSpec, OsType, Size};
+use crate::model::reported::ReportedStatus;
+use crate::model::{GroupSpec, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -37,10 +35,6 @@ pub struct SqliteStore {
     /// Whether state changes are metered (`--billing off`: no meter work at all).
     billing: bool,
 }
-
-const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
-     g.cpu_millis, g.memory_mib, g.gpu, g.fqdn, g.generation, g.desired, g.provisioning_state, g.node_id, g.status, \
-     g.events, g.created_ms, g.updated_ms";
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `path` and runs migrations.
@@ -99,108 +93,6 @@ fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
         .foreign_keys(true)
         .pragma("cache_size", "-65536")
         .pragma("mmap_size", "268435456")
-}
-
-fn corrupt(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}
-
-fn node_from_row(row: &SqliteRow) -> Result<NodeRecord> {
-    let os: String = row.try_get("os_type")?;
-    let status: String = row.try_get("status")?;
-    let labels: String = row.try_get("labels")?;
-    Ok(NodeRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        os_type: OsType::parse(&os).ok_or_else(|| corrupt("nodes.os_type", &os))?,
-        capacity: Size {
-            cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
-            memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
-            gpu: row.try_get::<i64, _>("gpu")? as u32,
-        },
-        used: Size {
-            cpu_millis: row.try_get::<i64, _>("cpu_used")? as u64,
-            memory_mib: row.try_get::<i64, _>("memory_used")? as u64,
-            gpu: row.try_get::<i64, _>("gpu_used")? as u32,
-        },
-        labels: serde_json::from_str(&labels).map_err(|e| corrupt("nodes.labels", e))?,
-        agent_version: row.try_get("agent_version")?,
-        status: NodeStatus::parse(&status).ok_or_else(|| corrupt("nodes.status", &status))?,
-        last_heartbeat_ms: row.try_get("last_heartbeat_ms")?,
-        joined_ms: row.try_get("joined_ms")?,
-    })
-}
-
-fn group_from_row(row: &SqliteRow) -> Result<GroupRecord> {
-    let tags: String = row.try_get("tags")?;
-    let spec: String = row.try_get("spec")?;
-    let events: String = row.try_get("events")?;
-    let desired: String = row.try_get("desired")?;
-    let provisioning: String = row.try_get("provisioning_state")?;
-    let status: Option<Vec<u8>> = row.try_get("status")?;
-    Ok(GroupRecord {
-        id: row.try_get("id")?,
-        seq: row.try_get("seq")?,
-        subscription: row.try_get("subscription")?,
-        resource_group: row.try_get("resource_group_as")?,
-        name: row.try_get("name")?,
-        location: row.try_get("location")?,
-        tags: serde_json::from_str(&tags).map_err(|e| corrupt("groups.tags", e))?,
-        spec: serde_json::from_str::<GroupSpec>(&spec).map_err(|e| corrupt("groups.spec", e))?,
-        requests: Size {
-            cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
-            memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
-            gpu: row.try_get::<i64, _>("gpu")? as u32,
-        },
-        fqdn: row.try_get("fqdn")?,
-        generation: row.try_get("generation")?,
-        desired: Desired::parse(&desired).ok_or_else(|| corrupt("groups.desired", &desired))?,
-        provisioning_state: ProvisioningState::parse(&provisioning)
-            .ok_or_else(|| corrupt("groups.provisioning_state", &provisioning))?,
-        node_id: row.try_get("node_id")?,
-        status: status.as_deref().map(decode_status).transpose()?,
-        events: serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?,
-        created_ms: row.try_get("created_ms")?,
-        updated_ms: row.try_get("updated_ms")?,
-    })
-}
-
-/// Reports are kept in the node protocol's encoding (this backend's private format).
-pub(super) fn encode_status(status: &ReportedStatus) -> Vec<u8> {
-    node::GroupStatus::from(status).encode_to_vec()
-}
-
-fn decode_status(bytes: &[u8]) -> Result<ReportedStatus> {
-    node::GroupStatus::decode(bytes)
-        .map(ReportedStatus::from)
-        .map_err(|e| corrupt("groups.status", e))
-}
-
-fn operation_from_row(row: &SqliteRow) -> Result<OperationRecord> {
-    let kind: String = row.try_get("kind")?;
-    let status: String = row.try_get("status")?;
-    Ok(OperationRecord {
-        id: row.try_get("id")?,
-        subscription: row.try_get("subscription")?,
-        group_id: row.try_get("group_id")?,
-        resource_id: row.try_get("resource_id")?,
-        kind: OperationKind::parse(&kind).ok_or_else(|| corrupt("operations.kind", &kind))?,
-        generation: row.try_get("generation")?,
-        status: OperationStatus::parse(&status)
-            .ok_or_else(|| corrupt("operations.status", &status))?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
-        started_ms: row.try_get("started_ms")?,
-        ended_ms: row.try_get("ended_ms")?,
-    })
-}
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("plain data types always serialise to JSON")
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 async fn insert_operation(conn: &mut sqlx::SqliteConnection, op: &OperationRecord) -> Result<()> {
@@ -339,63 +231,6 @@ async fn release(conn: &mut sqlx::SqliteConnection, node_id: &str, size: &Size) 
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The API stopped or deleted `group` at `now_ms`: its runs end there at the latest.
-fn capped(group: &GroupRecord, now_ms: i64, cause: CapCause) -> MeterEvent {
-    MeterEvent::Capped {
-        group_id: group.id.clone(),
-        generation: group.generation,
-        at_ms: now_ms,
-        cause,
-    }
-}
-
-/// Provisioning state that a node's report implies.
-pub(super) fn provisioning_for(status: &ReportedStatus) -> Option<ProvisioningState> {
-    match status.phase {
-        GroupPhase::Pending => Some(ProvisioningState::Creating),
-        GroupPhase::Running | GroupPhase::Succeeded => Some(ProvisioningState::Succeeded),
-        GroupPhase::Failed => {
-            // A group whose containers ran and then failed was deployed (ACI: Succeeded, state Failed);
-            // one that never started a container failed to deploy.
-            let started =
-                |r: &Option<ContainerRun>| r.as_ref().is_some_and(|r| r.start_time_unix_ms > 0);
-            let ran = status
-                .containers
-                .iter()
-                .any(|c| started(&c.current) || started(&c.previous));
-            Some(if ran {
-                ProvisioningState::Succeeded
-            } else {
-                ProvisioningState::Failed
-            })
-        }
-        GroupPhase::Stopped | GroupPhase::Removed | GroupPhase::Unspecified => None,
-    }
-}
-
-/// ACI's error code and message for a group that failed to deploy: the node's group-level warning
-/// when it names an ACI code (`InaccessibleImage`), else the last warning of any container.
-fn failure(status: &ReportedStatus) -> (&'static str, String) {
-    const CODES: [&str; 1] = ["InaccessibleImage"];
-    if let Some((code, event)) = status.events.iter().rev().find_map(|e| {
-        CODES
-            .iter()
-            .find(|code| e.kind == EventKind::Warning && e.name == **code)
-            .map(|code| (*code, e))
-    }) {
-        return (code, event.message.clone());
-    }
-    let message = status
-        .containers
-        .iter()
-        .flat_map(|c| c.events.iter())
-        .chain(status.events.iter())
-        .rfind(|e| e.kind == EventKind::Warning)
-        .map(|e| e.message.clone())
-        .unwrap_or_else(|| "The container group failed to start.".to_owned());
-    ("ContainerGroupDeploymentFailed", message)
 }
 
 /// Folds one node report into its group and finishes the operations it completes.
@@ -857,17 +692,8 @@ impl GroupStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         let mut records = Vec::new();
-        for row in rows {
-            let fqdn: String = row.try_get("fqdn")?;
-            let status: Vec<u8> = row.try_get("status")?;
-            let status = decode_status(&status)?;
-            if status.phase != GroupPhase::Running {
-                continue;
-            }
-            let addresses = status.addresses();
-            if !addresses.is_empty() {
-                records.push((fqdn, addresses));
-            }
+        for row in &rows {
+            records.extend(dns_record(row)?);
         }
         Ok(records)
     }
@@ -883,29 +709,7 @@ impl SchedulingStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.writer)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let os: String = row.try_get("os_type")?;
-                let events: String = row.try_get("events")?;
-                let events: Vec<GroupEvent> =
-                    serde_json::from_str(&events).map_err(|e| corrupt("groups.events", e))?;
-                Ok(PendingGroup {
-                    id: row.try_get("id")?,
-                    os_type: OsType::parse(&os).ok_or_else(|| corrupt("groups.os_type", &os))?,
-                    requests: Size {
-                        cpu_millis: row.try_get::<i64, _>("cpu_millis")? as u64,
-                        memory_mib: row.try_get::<i64, _>("memory_mib")? as u64,
-                        gpu: row.try_get::<i64, _>("gpu")? as u32,
-                    },
-                    generation: row.try_get("generation")?,
-                    last_reason: events
-                        .iter()
-                        .rev()
-                        .find(|e| e.name == "FailedScheduling")
-                        .map(|e| e.message.clone()),
-                })
-            })
-            .collect()
+        rows.iter().map(pending_from_row).collect()
     }
 
     async fn commit_placements(
@@ -929,15 +733,7 @@ impl SchedulingStore for SqliteStore {
             };
             let mut events: Vec<GroupEvent> =
                 serde_json::from_str(&stored).map_err(|e| corrupt("groups.events", e))?;
-            match events.iter_mut().find(|e| e.name == event.name) {
-                Some(existing) => {
-                    existing.count += 1;
-                    existing.last_ms = event.last_ms;
-                    existing.message = event.message.clone();
-                    existing.kind = event.kind;
-                }
-                None => events.push(event.clone()),
-            }
+            merge_event(&mut events, event.clone());
             let swapped = sqlx::query("UPDATE groups SET events = ? WHERE id = ? AND events = ?")
                 .bind(json(&events))
                 .bind(group_id)
@@ -1063,6 +859,7 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::model::reported::GroupPhase;
     use crate::store::conformance::{self, Subject, fixtures};
 
     /// A fresh store in a temporary directory, for the conformance suite.

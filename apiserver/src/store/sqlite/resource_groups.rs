@@ -3,30 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::SqliteStore;
-use super::{corrupt, json};
+use super::json;
 use crate::store::ResourceGroupStore;
+use crate::store::rows::{RESOURCE_GROUP_COLUMNS as COLUMNS, resource_group_from_row as from_row};
 use crate::store::{
     RESOURCE_GROUPS_PER_SUBSCRIPTION, ResourceGroupCreation, ResourceGroupDeletion,
     ResourceGroupRecord, Result,
 };
-
-const COLUMNS: &str = "subscription, name_as, location, tags, created_ms, updated_ms";
-
-fn from_row(row: &SqliteRow) -> Result<ResourceGroupRecord> {
-    let tags: String = row.try_get("tags")?;
-    Ok(ResourceGroupRecord {
-        subscription: row.try_get("subscription")?,
-        name: row.try_get("name_as")?,
-        location: row.try_get("location")?,
-        tags: serde_json::from_str(&tags).map_err(|e| corrupt("resource_groups.tags", e))?,
-        created_ms: row.try_get("created_ms")?,
-        updated_ms: row.try_get("updated_ms")?,
-    })
-}
 
 pub(super) async fn get(
     reader: &SqlitePool,

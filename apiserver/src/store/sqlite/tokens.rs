@@ -2,35 +2,16 @@
 //!
 //! The SQL is the dialect SQLite and PostgreSQL share (`RETURNING`, a CTE feeding `UPDATE … FROM`).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
 use super::SqliteStore;
-use super::{corrupt, json};
+use super::json;
 use crate::store::TokenStore;
+use crate::store::rows::{TOKEN_COLUMNS as COLUMNS, token_from_row as from_row};
 use crate::store::{Result, Revocation, TokenRecord};
-
-const COLUMNS: &str =
-    "id, hash, prefix, subscriptions, operator, created_ms, expires_ms, revoked_ms, last_used_ms";
 
 /// Rows per multi-row statement (three bound parameters each at most).
 const CHUNK: usize = 256;
-
-fn from_row(row: &SqliteRow) -> Result<TokenRecord> {
-    let subs: String = row.try_get("subscriptions")?;
-    Ok(TokenRecord {
-        id: row.try_get("id")?,
-        hash: row.try_get("hash")?,
-        prefix: row.try_get("prefix")?,
-        subscriptions: serde_json::from_str(&subs)
-            .map_err(|e| corrupt("tokens.subscriptions", e))?,
-        operator: row.try_get("operator")?,
-        created_ms: row.try_get("created_ms")?,
-        expires_ms: row.try_get("expires_ms")?,
-        revoked_ms: row.try_get("revoked_ms")?,
-        last_used_ms: row.try_get("last_used_ms")?,
-    })
-}
 
 pub(super) async fn insert(writer: &SqlitePool, token: &TokenRecord) -> Result<()> {
     sqlx::query(&format!(
