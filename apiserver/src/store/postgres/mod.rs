@@ -92,7 +92,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::store::conformance::Subject;
 
-    #[allow(dead_code)]
     /// A store on a fresh database of this test binary's own PostgreSQL server.
     pub(crate) async fn fresh_store() -> PgStore {
         let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
@@ -100,10 +99,9 @@ pub(crate) mod tests {
         PgStore::connect(&url).await.unwrap()
     }
 
-    /// A fresh store for the conformance suite. Billing is off until the PostgreSQL meter
-    /// (`billing.rs`) lands; the meter has its own tests.
+    /// A fresh store for the conformance suite, metering as in production.
     pub(crate) async fn fresh() -> Subject {
-        let store = fresh_store().await.with_billing(false);
+        let store = fresh_store().await;
         Subject {
             store: Arc::new(store),
             _keep: Box::new(()),
@@ -126,7 +124,6 @@ pub(crate) mod tests {
             config.listen = "127.0.0.1:0".parse().unwrap();
             config.node_listen = "127.0.0.1:0".parse().unwrap();
             config.dns_listen = None;
-            config.billing = false;
             config.store = store;
             let shutdown = tokio_util::sync::CancellationToken::new();
             let running = crate::start(config, shutdown.clone()).await.unwrap();
