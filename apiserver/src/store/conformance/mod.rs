@@ -8,6 +8,7 @@
 
 pub(crate) mod fixtures;
 pub(crate) mod groups;
+pub(crate) mod leases;
 pub(crate) mod nodes;
 pub(crate) mod operations;
 pub(crate) mod reports;
@@ -60,6 +61,9 @@ macro_rules! store_conformance {
             resource_groups::a_create_makes_its_resource_group_which_is_deleted_only_when_empty,
             resource_groups::past_the_resource_group_limit_nothing_is_created_and_quota_is_given_back,
             operations::operations_round_trip_and_stop_cancels_pending_ones,
+            leases::of_racing_holders_one_gets_the_lease_and_renews_it,
+            leases::an_expired_lease_passes_to_the_next_holder,
+            leases::a_released_lease_passes_at_once,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {
