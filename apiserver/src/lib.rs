@@ -29,6 +29,7 @@
 pub mod agents;
 pub mod auth;
 pub mod billing;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod error;

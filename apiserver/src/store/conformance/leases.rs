@@ -17,7 +17,10 @@ where
             let store = store.clone();
             tokio::spawn(async move {
                 let holder = format!("replica-{i}");
-                let won = store.acquire_lease("control", &holder, 60_000).await.unwrap();
+                let won = store
+                    .acquire_lease("control", &holder, 60_000)
+                    .await
+                    .unwrap();
                 won.then_some(holder)
             })
         })
@@ -29,15 +32,24 @@ where
     assert_eq!(winners.len(), 1, "{winners:?}");
     let winner = &winners[0];
     assert!(
-        store.acquire_lease("control", winner, 60_000).await.unwrap(),
+        store
+            .acquire_lease("control", winner, 60_000)
+            .await
+            .unwrap(),
         "the holder renews"
     );
     assert!(
-        !store.acquire_lease("control", "someone-else", 60_000).await.unwrap(),
+        !store
+            .acquire_lease("control", "someone-else", 60_000)
+            .await
+            .unwrap(),
         "a running lease is not taken over"
     );
     assert!(
-        store.acquire_lease("other", "someone-else", 60_000).await.unwrap(),
+        store
+            .acquire_lease("other", "someone-else", 60_000)
+            .await
+            .unwrap(),
         "leases of other names are apart"
     );
 }
