@@ -8,6 +8,25 @@ pub mod lease;
 mod pgbus;
 mod wire;
 
+use std::sync::Arc;
+
 pub use bus::{Bus, Event, Heard, LocalBus, Subscription};
 pub use lease::{Leadership, Lease, Timing};
 pub use pgbus::{BusError, PgBus};
+
+/// This replica among the others: the bus to them and whether it leads.
+#[derive(Clone)]
+pub struct Replica {
+    pub bus: Arc<dyn Bus>,
+    pub leadership: Leadership,
+}
+
+impl Replica {
+    /// The only replica: a bus of its own, always leading (tests, tools).
+    pub fn alone() -> Self {
+        Self {
+            bus: Arc::new(LocalBus::default()),
+            leadership: Leadership::always(),
+        }
+    }
+}
