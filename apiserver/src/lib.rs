@@ -164,13 +164,29 @@ pub enum StartError {
     Bus(#[from] cluster::BusError),
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Where the leader lease is kept: the store itself, but on PostgreSQL through connections of its
+/// own, so a store busy with every pooled connection does not cost the leader its term.
+async fn lease_store(
+    url: &str,
+    store: &Arc<dyn Store>,
+) -> Result<Arc<dyn store::LeaseStore>, StartError> {
+    if is_postgres(url) {
+        return Ok(Arc::new(store::PgStore::connect(url).await?));
+    }
+    Ok(store.clone())
+}
+
 /// The bus between the replicas on the store at `url`: PostgreSQL's `LISTEN`/`NOTIFY` for a
 /// PostgreSQL store, the process's own for SQLite (shared by replicas in this process on one file).
 async fn cluster_bus(
     url: &str,
     shutdown: CancellationToken,
 ) -> Result<Arc<dyn cluster::Bus>, StartError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         return Ok(Arc::new(cluster::PgBus::connect(url, shutdown).await?));
     }
     let path = url
@@ -271,8 +287,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let tasks = TaskTracker::new();
     let bus = cluster_bus(&config.store, shutdown.clone()).await?;
     let holder = uuid::Uuid::new_v4().to_string();
-    let lease_store: Arc<dyn store::LeaseStore> = store.clone();
-    let (lease, leadership) = cluster::Lease::new(lease_store, &holder, cluster::Timing::default());
+    let (lease, leadership) = cluster::Lease::new(
+        lease_store(&config.store, &store).await?,
+        &holder,
+        cluster::Timing::default(),
+    );
     tracing::info!(replica = %holder, "this replica's id for the leader lease");
     tasks.spawn(lease.run(shutdown.clone()));
     let scheduler_handle = SchedulerHandle::linked(bus.clone(), leadership.clone());
