@@ -407,7 +407,9 @@ mod tests {
         let mut seen = SeenMap::new();
         heard(&mut seen, "alive", 9_000, 0);
         heard(&mut seen, "stale", 2_000, 0);
+        heard(&mut seen, "judged", 8_000, 0);
         let nodes = [
+            stored("judged", NodeStatus::NotReady, 8_000),
             stored("alive", NodeStatus::NotReady, 8_000),
             stored("stale", NodeStatus::NotReady, 8_000),
             stored("ready", NodeStatus::Ready, 8_000),
@@ -417,7 +419,11 @@ mod tests {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(back, ["alive"]);
+        assert_eq!(
+            back,
+            ["alive"],
+            "not one lost on exactly what this replica heard"
+        );
         assert!(
             !heard(&mut seen, "stale", 10_000, 0).0,
             "the next message of a node lost on newer news sets it Ready"
