@@ -298,7 +298,7 @@ mod tests {
 
     /// A lease store one can cut a replica off from.
     struct Cuttable {
-        store: Arc<SqliteStore>,
+        store: Arc<dyn LeaseStore>,
         cut: AtomicBool,
     }
 
@@ -339,6 +339,18 @@ mod tests {
     async fn two_replicas_never_lead_at_once_and_hand_over() {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        never_both_and_hand_over(db).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_on_postgresql_never_lead_at_once_and_hand_over() {
+        let db = Arc::new(crate::store::postgres::tests::fresh_store().await);
+        never_both_and_hand_over(db).await;
+    }
+
+    /// Two lease loops on one store `db`: one leads; cut off from the store it stops leading before
+    /// the other takes over; a leader that shuts down hands over at once.
+    async fn never_both_and_hand_over(db: Arc<dyn LeaseStore>) {
         let store = |_: &str| {
             Arc::new(Cuttable {
                 store: db.clone(),

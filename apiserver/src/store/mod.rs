@@ -15,7 +15,7 @@ mod groups;
 mod leases;
 mod nodes;
 mod operations;
-mod postgres;
+pub(crate) mod postgres;
 mod reports;
 mod resource_groups;
 mod scheduling;
