@@ -74,3 +74,85 @@ impl NodeGateway {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::cluster::{Leadership, PgBus, Replica};
+    use crate::handoff::{PlacementSink, SchedulerHandle};
+    use crate::nodes::{Listeners, Liveness};
+    use crate::secrets::SecretBox;
+    use crate::store::conformance::fixtures;
+    use crate::store::{SqliteStore, Store};
+    use crate::tls::ClusterCa;
+
+    /// Two gateways on one store, each with a bus of its own on one PostgreSQL database, as two
+    /// replicas are: what one commits for a node reaches the node's stream on the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_placement_on_one_replica_reaches_a_stream_on_another_over_postgresql() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        fixtures::join(&*store, "n1", 4000).await;
+        let secrets = Arc::new(SecretBox::load_or_create(&dir.path().join("secrets.key")).unwrap());
+        let ca = Arc::new(ClusterCa::load_or_create(dir.path(), None).unwrap());
+        let pg = berth_testkit::postgres::TempPostgres::shared().unwrap();
+        let url = pg.fresh_database("relay").unwrap();
+        let shutdown = CancellationToken::new();
+        let mut replicas = Vec::new();
+        for _ in 0..2 {
+            let bus = PgBus::connect(&url, shutdown.clone()).await.unwrap();
+            let gateway = NodeGateway::new(
+                store.clone(),
+                ca.clone(),
+                secrets.clone(),
+                Liveness {
+                    heartbeat_interval_ms: 5_000,
+                    node_timeout: Duration::from_secs(40),
+                },
+                Listeners {
+                    scheduler: SchedulerHandle::default(),
+                    zone_dirty: crate::dns::ZoneDirty::default(),
+                    replica: Replica {
+                        bus: Arc::new(bus),
+                        leadership: Leadership::always(),
+                    },
+                },
+                shutdown.clone(),
+            )
+            .await
+            .unwrap();
+            replicas.push(gateway);
+        }
+        let (a, b) = (&replicas[0], &replicas[1]);
+        let mut stream = b.inner.sessions.open("n1");
+
+        let mut g = fixtures::new_group("g", 1000);
+        g.sealed_spec = secrets.seal(&serde_json::to_vec(&g.spec).unwrap());
+        fixtures::create_placed(&*store, &g, "n1").await;
+        let sent = Instant::now();
+        a.placed(vec![fixtures::placement(&g, "n1", 1)]).await;
+        let told = tokio::time::timeout(Duration::from_secs(2), stream.rx.recv())
+            .await
+            .expect("the placement reaches the other replica's stream")
+            .unwrap()
+            .unwrap();
+        let took = sent.elapsed();
+        assert!(!told.full);
+        let ids: Vec<&str> = told.groups.iter().map(|a| a.group_id.as_str()).collect();
+        assert_eq!(ids, [g.id.as_str()]);
+        assert!(took < Duration::from_millis(100), "took {took:?}");
+
+        a.remove("n1", &g.id);
+        let told = tokio::time::timeout(Duration::from_secs(2), stream.rx.recv())
+            .await
+            .expect("the removal reaches it too")
+            .unwrap()
+            .unwrap();
+        assert_eq!(told.removed, [g.id.clone()]);
+        shutdown.cancel();
+    }
+}
