@@ -7,11 +7,15 @@
 //! it (a node report was written, a group was created, changed, stopped, started, restarted or
 //! deleted: [`ZoneDirty::poke`]), at most every [`DEBOUNCE`], and every [`RESYNC`] anyway. The zone
 //! itself bumps its serial only when a record really changed.
+//!
+//! Every replica keeps its own zone: a poke [`linked`](ZoneDirty::linked) to the bus reaches every
+//! other replica's publisher too (at most one per [`PEER_POKE_GAP`]: a rebuild reads the store at
+//! least a [`DEBOUNCE`] after the poke that caused it, so a poke dropped within that gap is covered).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use berth_dns::{Record, Snapshot, Zone};
 use berth_proto::node::dns_service_server::DnsService;
@@ -21,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::cluster::{Bus, Event, Heard};
 use crate::store::Store;
 
 /// The shortest time between two rebuilds of the zone.
@@ -28,13 +33,69 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// The zone is rebuilt at least this often, whatever was poked.
 pub const RESYNC: Duration = Duration::from_secs(5);
 
+/// The shortest time between two pokes this replica sends the others.
+pub const PEER_POKE_GAP: Duration = Duration::from_millis(20);
+
 /// "Something the zone is made of may have changed": cheap to clone and to poke.
-#[derive(Debug, Clone, Default)]
-pub struct ZoneDirty(Arc<Notify>);
+#[derive(Clone, Default)]
+pub struct ZoneDirty {
+    notify: Arc<Notify>,
+    peers: Option<Peers>,
+}
+
+#[derive(Clone)]
+struct Peers {
+    bus: Arc<dyn Bus>,
+    /// When this replica last told the others.
+    told: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for ZoneDirty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneDirty").finish_non_exhaustive()
+    }
+}
 
 impl ZoneDirty {
+    /// A poke that also reaches every other replica's publisher over `bus`.
+    pub fn linked(bus: Arc<dyn Bus>) -> Self {
+        Self {
+            notify: Arc::default(),
+            peers: Some(Peers {
+                bus,
+                told: Arc::default(),
+            }),
+        }
+    }
+
     pub fn poke(&self) {
-        self.0.notify_one();
+        self.notify.notify_one();
+        if let Some(peers) = &self.peers {
+            let now = Instant::now();
+            let mut told = peers.told.lock().unwrap_or_else(|p| p.into_inner());
+            if told.is_none_or(|at| now.duration_since(at) >= PEER_POKE_GAP) {
+                *told = Some(now);
+                peers.bus.publish(Event::ZoneDirty);
+            }
+        }
+    }
+
+    /// Forwards other replicas' pokes (and resyncs) to this replica's publisher until `shutdown`.
+    async fn hear_peers(self, shutdown: CancellationToken) {
+        let Some(mut heard) = self.peers.as_ref().map(|peers| peers.bus.subscribe()) else {
+            return;
+        };
+        loop {
+            let next = tokio::select! {
+                () = shutdown.cancelled() => return,
+                next = heard.recv() => next,
+            };
+            match next.as_deref() {
+                None => return,
+                Some(Heard::Event(Event::ZoneDirty) | Heard::Resync) => self.notify.notify_one(),
+                Some(Heard::Event(_)) => {}
+            }
+        }
     }
 }
 
@@ -68,11 +129,12 @@ impl Publisher {
 
     /// Rebuilds on every poke (debounced) and every [`RESYNC`], until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        tokio::spawn(self.dirty.clone().hear_peers(shutdown.clone()));
         loop {
             self.sync().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = self.dirty.0.notified() => {}
+                () = self.dirty.notify.notified() => {}
                 () = tokio::time::sleep(RESYNC) => {}
             }
             tokio::time::sleep(DEBOUNCE).await;
@@ -200,5 +262,48 @@ mod tests {
         upserts.sort_by(|x, y| x.name.cmp(&y.name));
         assert_eq!(upserts, [record("moved.z", &[b]), record("new.z", &[b])]);
         assert_eq!(removals, ["gone.z"]);
+    }
+
+    #[tokio::test]
+    async fn a_poke_reaches_the_other_replicas_but_a_burst_sends_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.db");
+        let here = ZoneDirty::linked(Arc::new(crate::cluster::LocalBus::for_database(Some(
+            &file,
+        ))));
+        let there = ZoneDirty::linked(Arc::new(crate::cluster::LocalBus::for_database(Some(
+            &file,
+        ))));
+        let mut heard = crate::cluster::LocalBus::for_database(Some(&file)).subscribe();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(there.clone().hear_peers(shutdown.clone()));
+        tokio::task::yield_now().await;
+        for _ in 0..10 {
+            here.poke();
+        }
+        let wait = Duration::from_millis(200);
+        tokio::time::timeout(wait, there.notify.notified())
+            .await
+            .expect("the other replica's publisher is poked");
+        assert_eq!(
+            tokio::time::timeout(wait, heard.recv())
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&Heard::Event(Event::ZoneDirty))
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), heard.recv())
+                .await
+                .is_err(),
+            "a burst is one poke"
+        );
+        tokio::time::sleep(PEER_POKE_GAP).await;
+        here.poke();
+        assert!(
+            tokio::time::timeout(wait, heard.recv()).await.is_ok(),
+            "and a later one is sent"
+        );
+        shutdown.cancel();
     }
 }

@@ -19,6 +19,8 @@
 //!   assignments sent down them, the report writer, node liveness.
 //! - [`handoff`]: what the scheduler and the gateway tell each other (the scheduler's wake-up handle,
 //!   the sink for committed placements), so neither imports the other.
+//! - [`cluster`]: what replicas share beyond the store: the leader lease (who runs the scheduler
+//!   and the liveness monitor) and the bus (signals between replicas).
 //! - [`dns`]: the DNS zone kept equal to the store, the embedded DNS server, `DnsService.Watch`.
 //! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
 //!   certificate; [`exec`]: the single-use exec and attach sessions.
@@ -29,6 +31,7 @@
 pub mod agents;
 pub mod auth;
 pub mod billing;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod error;
@@ -122,6 +125,8 @@ pub struct AppState {
     pub prices: billing::prices::Prices,
     /// Signs and verifies the sign-in authority's access tokens.
     pub signin: Arc<signin::AccessTokens>,
+    /// Whether this replica holds the leader lease (runs the scheduler and the liveness monitor).
+    pub leadership: cluster::Leadership,
 }
 
 /// Why the apiserver could not start.
@@ -158,6 +163,41 @@ pub enum StartError {
     Signin(#[from] signin::KeyError),
     #[error("the price sheet was refused")]
     Prices(#[from] billing::prices::PriceError),
+    #[error("the bus between replicas cannot start")]
+    Bus(#[from] cluster::BusError),
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Where the leader lease is kept: the store itself, but on PostgreSQL through connections of its
+/// own, so a store busy with every pooled connection does not cost the leader its term.
+async fn lease_store(
+    url: &str,
+    store: &Arc<dyn Store>,
+) -> Result<Arc<dyn store::LeaseStore>, StartError> {
+    if is_postgres(url) {
+        return Ok(Arc::new(store::PgStore::connect(url).await?));
+    }
+    Ok(store.clone())
+}
+
+/// The bus between the replicas on the store at `url`: PostgreSQL's `LISTEN`/`NOTIFY` for a
+/// PostgreSQL store, the process's own for SQLite (shared by replicas in this process on one file).
+async fn cluster_bus(
+    url: &str,
+    shutdown: CancellationToken,
+) -> Result<Arc<dyn cluster::Bus>, StartError> {
+    if is_postgres(url) {
+        return Ok(Arc::new(cluster::PgBus::connect(url, shutdown).await?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|path| !path.is_empty() && !path.contains(":memory:"))
+        .map(std::path::Path::new);
+    Ok(Arc::new(cluster::LocalBus::for_database(path)))
 }
 
 /// A running apiserver.
@@ -255,19 +295,35 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         None
     };
 
-    let scheduler_handle = SchedulerHandle::default();
+    let tasks = TaskTracker::new();
+    let bus = cluster_bus(&config.store, shutdown.clone()).await?;
+    let holder = uuid::Uuid::new_v4().to_string();
+    let (lease, leadership) = cluster::Lease::new(
+        lease_store(&config.store, &store).await?,
+        &holder,
+        cluster::Timing::default(),
+    );
+    tracing::info!(replica = %holder, "this replica's id for the leader lease");
+    tasks.spawn(lease.run(shutdown.clone()));
+    let scheduler_handle = SchedulerHandle::linked(bus.clone(), leadership.clone());
     let zone = berth_dns::Zone::new(&config.dns_zone);
-    let zone_dirty = dns::ZoneDirty::default();
+    let zone_dirty = dns::ZoneDirty::linked(bus.clone());
     let gateway = NodeGateway::new(
         store.clone(),
         ca.clone(),
         secrets.clone(),
-        scheduler_handle.clone(),
         nodes::Liveness {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             node_timeout: Duration::from_secs(config.node_timeout_secs),
         },
-        zone_dirty.clone(),
+        nodes::Listeners {
+            scheduler: scheduler_handle.clone(),
+            zone_dirty: zone_dirty.clone(),
+            replica: cluster::Replica {
+                bus,
+                leadership: leadership.clone(),
+            },
+        },
         shutdown.clone(),
     )
     .await?;
@@ -338,12 +394,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ca: ca.clone(),
         prices: prices.clone(),
         signin: access_tokens,
+        leadership: leadership.clone(),
     };
 
-    let tasks = TaskTracker::new();
     tasks.spawn(reload_prices_on_sighup(prices, shutdown.clone()));
     tasks.spawn(
         Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy)
+            .with_leadership(leadership)
             .run(shutdown.clone()),
     );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));

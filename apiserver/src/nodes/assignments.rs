@@ -55,6 +55,28 @@ impl Assignments {
         Ok(by_node)
     }
 
+    /// The assignments of groups `ids` that are on `node_id` now, in one read (another replica
+    /// placed or changed them; one that moved or is gone is left out).
+    pub(super) async fn of_node(
+        &self,
+        node_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<GroupAssignment>, StoreError> {
+        let mut groups = Vec::with_capacity(ids.len());
+        for (group, sealed) in self.store.groups_with_sealed(ids).await? {
+            if group.node_id.as_deref() != Some(node_id) {
+                continue;
+            }
+            match self.build(&group, &sealed) {
+                Ok(a) => groups.push(a),
+                Err(err) => {
+                    tracing::error!(error = %err, group = %group.id, "cannot build assignment")
+                }
+            }
+        }
+        Ok(groups)
+    }
+
     /// Everything assigned to `node_id` now (its full state).
     pub(super) async fn on_node(&self, node_id: &str) -> Result<Vec<GroupAssignment>, StoreError> {
         let ids: Vec<String> = self

@@ -2,6 +2,13 @@
 //! and the writer that puts the heartbeats that moved into the store every few seconds (for all nodes
 //! in one statement, never a write per heartbeat). A node turning Ready or NotReady tells the
 //! scheduler that capacity changed.
+//!
+//! With several replicas each hears only the nodes streaming to it. The monitor runs on the leader
+//! only and judges silence from the STORE's heartbeats (every replica's writer puts its own there)
+//! and what this replica heard itself, whichever is later; a new leader gives every Ready node a
+//! full timeout from its takeover. NotReady is guarded in the store (it holds only if nobody wrote a
+//! later heartbeat), and a replica that hears a node the store says is NotReady, later than the
+//! store's last heartbeat of it, sets it Ready again (the writer checks on every pass).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,13 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::lock;
 use super::reports::ReportQueue;
+use crate::cluster::Leadership;
 use crate::handoff::SchedulerHandle;
 use crate::store::{Heartbeat, NodeRecord, NodeStatus, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
-    /// What the liveness monitor counts from: the last message, or this process's start.
-    at_ms: i64,
     /// The node's last message (apiserver clock), or the store's word for it from before this
     /// process started.
     heard_ms: i64,
@@ -40,20 +46,18 @@ pub(super) struct Tracker {
 }
 
 impl Tracker {
-    /// After a restart every node known Ready gets a full timeout (from `now_ms`) to reconnect.
+    /// Starts from what the store knows of the nodes (`known`).
     pub(super) fn new(
         store: Arc<dyn Store>,
         scheduler: SchedulerHandle,
         reports: ReportQueue,
         node_timeout: Duration,
         known: &[NodeRecord],
-        now_ms: i64,
     ) -> Self {
         let seen = known
             .iter()
             .map(|node| {
                 let seen = Seen {
-                    at_ms: now_ms,
                     heard_ms: node.last_heartbeat_ms,
                     ready: node.status == NodeStatus::Ready,
                     node_clock_ms: 0,
@@ -71,28 +75,87 @@ impl Tracker {
         }
     }
 
-    /// Marks nodes NotReady once they have been silent for the timeout. Runs until shutdown.
-    pub(super) async fn monitor(&self, shutdown: CancellationToken) {
+    /// While this replica leads, marks nodes NotReady once they have been silent for the timeout
+    /// (from the store's heartbeats and this replica's own, and from the start of its term at the
+    /// earliest). Runs until shutdown.
+    pub(super) async fn monitor(&self, leadership: Leadership, shutdown: CancellationToken) {
         let period = Duration::from_millis((self.node_timeout_ms / 4).clamp(100, 1000) as u64);
+        let mut term_from_ms: Option<i64> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
             }
-            let silent = take_silent(&mut lock(&self.seen), crate::now_ms(), self.node_timeout_ms);
-            for (id, seen) in silent {
-                tracing::warn!(node = %id, "node missed its heartbeats: NotReady");
-                self.scheduler.capacity_changed();
+            if !leadership.is_leader() {
+                term_from_ms = None;
+                continue;
+            }
+            let now = crate::now_ms();
+            let from_ms = *term_from_ms.get_or_insert(now);
+            let nodes = match self.store.nodes().await {
+                Ok(nodes) => nodes,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read nodes for the liveness monitor");
+                    continue;
+                }
+            };
+            let silent = take_silent(
+                &mut lock(&self.seen),
+                &nodes,
+                from_ms,
+                crate::now_ms(),
+                self.node_timeout_ms,
+            );
+            for lost in silent {
                 match self
                     .store
-                    .set_node_status(&id, NodeStatus::NotReady, seen.heard_ms, seen.node_clock_ms)
+                    .set_node_status(
+                        &lost.id,
+                        NodeStatus::NotReady,
+                        lost.heard_ms,
+                        lost.node_clock_ms,
+                    )
                     .await
                 {
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::error!(error = %err, node = %id, "cannot mark node NotReady");
-                        lock(&self.seen).entry(id).and_modify(|e| e.ready = true);
+                    Ok(true) => {
+                        tracing::warn!(node = %lost.id, "node missed its heartbeats: NotReady");
+                        self.scheduler.capacity_changed();
                     }
+                    // Another replica heard from it since: not lost.
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::error!(error = %err, node = %lost.id, "cannot mark node NotReady");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets Ready again the nodes the store says are NotReady but this replica heard from later than
+    /// the store's last heartbeat of them (another replica judged them lost on older news), and
+    /// notes the NotReady ones so their next message here sets them Ready.
+    async fn readmit(&self) {
+        let nodes = match self.store.nodes().await {
+            Ok(nodes) => nodes,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read nodes to check readiness");
+                return;
+            }
+        };
+        let heard = take_readmitted(&mut lock(&self.seen), &nodes);
+        for (id, seen) in heard {
+            match self
+                .store
+                .set_node_status(&id, NodeStatus::Ready, seen.heard_ms, seen.node_clock_ms)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(node = %id, "node marked NotReady elsewhere is heard here: Ready");
+                    self.scheduler.capacity_changed();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, node = %id, "cannot set node Ready");
+                    lock(&self.seen).entry(id).and_modify(|e| e.ready = false);
                 }
             }
         }
@@ -147,6 +210,7 @@ impl Tracker {
                 () = shutdown.cancelled() => true,
                 () = tokio::time::sleep(every) => false,
             };
+            self.readmit().await;
             self.write_heartbeats().await;
             if stopping {
                 return;
@@ -159,7 +223,6 @@ impl Tracker {
 /// and its latest node clock.
 fn heard(seen: &mut SeenMap, node_id: &str, now_ms: i64, node_clock_ms: i64) -> (bool, i64) {
     let update = |entry: &mut Seen| {
-        entry.at_ms = now_ms;
         entry.heard_ms = entry.heard_ms.max(now_ms);
         entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
         entry.unwritten = true;
@@ -173,7 +236,6 @@ fn heard(seen: &mut SeenMap, node_id: &str, now_ms: i64, node_clock_ms: i64) -> 
         Some(entry) => update(entry),
         None => {
             let mut first = Seen {
-                at_ms: now_ms,
                 heard_ms: now_ms,
                 ready: false,
                 node_clock_ms: 0,
@@ -186,13 +248,64 @@ fn heard(seen: &mut SeenMap, node_id: &str, now_ms: i64, node_clock_ms: i64) -> 
     }
 }
 
-/// The Ready nodes silent for longer than `timeout_ms`, marked not Ready.
-fn take_silent(seen: &mut SeenMap, now_ms: i64, timeout_ms: i64) -> Vec<(String, Seen)> {
-    seen.iter_mut()
-        .filter(|(_, seen)| seen.ready && now_ms - seen.at_ms > timeout_ms)
-        .map(|(id, seen)| {
-            seen.ready = false;
-            (id.clone(), *seen)
+/// A node judged silent: the last message anyone heard from it and its latest node clock known here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lost {
+    id: String,
+    heard_ms: i64,
+    node_clock_ms: i64,
+}
+
+/// The nodes Ready in the store (`nodes`) that nobody has heard from for longer than `timeout_ms`
+/// (the store's last heartbeat or this replica's, whichever is later, and not before `from_ms`, the
+/// start of this leader's term); marked not Ready here, so that a message from one sets it Ready.
+fn take_silent(
+    seen: &mut SeenMap,
+    nodes: &[NodeRecord],
+    from_ms: i64,
+    now_ms: i64,
+    timeout_ms: i64,
+) -> Vec<Lost> {
+    nodes
+        .iter()
+        .filter(|node| node.status == NodeStatus::Ready)
+        .filter_map(|node| {
+            let here = seen.get_mut(&node.id);
+            let heard_ms = node
+                .last_heartbeat_ms
+                .max(here.as_ref().map_or(0, |s| s.heard_ms));
+            if now_ms - heard_ms.max(from_ms) <= timeout_ms {
+                return None;
+            }
+            let node_clock_ms = here.map_or(0, |s| {
+                s.ready = false;
+                s.node_clock_ms
+            });
+            Some(Lost {
+                id: node.id.clone(),
+                heard_ms,
+                node_clock_ms,
+            })
+        })
+        .collect()
+}
+
+/// The nodes NotReady in the store that this replica heard from after the store's last heartbeat
+/// of them (to set Ready again, marked Ready here); every other NotReady node is marked not Ready
+/// here.
+fn take_readmitted(seen: &mut SeenMap, nodes: &[NodeRecord]) -> Vec<(String, Seen)> {
+    nodes
+        .iter()
+        .filter(|node| node.status == NodeStatus::NotReady)
+        .filter_map(|node| {
+            let here = seen.get_mut(&node.id)?;
+            if here.heard_ms > node.last_heartbeat_ms {
+                here.ready = true;
+                Some((node.id.clone(), *here))
+            } else {
+                here.ready = false;
+                None
+            }
         })
         .collect()
 }
@@ -232,25 +345,90 @@ mod tests {
         assert_eq!(seen["n1"].heard_ms, 2_000);
     }
 
+    fn stored(id: &str, status: NodeStatus, last_heartbeat_ms: i64) -> NodeRecord {
+        NodeRecord {
+            status,
+            last_heartbeat_ms,
+            ..crate::store::conformance::fixtures::node(id, 1000)
+        }
+    }
+
+    fn ids(lost: Vec<Lost>) -> Vec<String> {
+        lost.into_iter().map(|l| l.id).collect()
+    }
+
     #[test]
-    fn a_node_is_lost_after_the_timeout_and_reported_once() {
+    fn a_node_is_lost_once_nobody_heard_it_for_the_timeout() {
         let mut seen = SeenMap::new();
-        heard(&mut seen, "n1", 1_000, 0);
-        heard(&mut seen, "n2", 5_000, 0);
+        heard(&mut seen, "here", 1_000, 70);
+        let nodes = [
+            stored("here", NodeStatus::Ready, 500),
+            stored("elsewhere", NodeStatus::Ready, 5_000),
+            stored("gone", NodeStatus::NotReady, 0),
+        ];
         assert!(
-            take_silent(&mut seen, 11_000, 10_000).is_empty(),
+            take_silent(&mut seen, &nodes, 0, 11_000, 10_000).is_empty(),
             "exactly the timeout is not silent"
         );
-        let lost: Vec<String> = take_silent(&mut seen, 11_001, 10_000)
+        let lost = take_silent(&mut seen, &nodes, 0, 11_001, 10_000);
+        assert_eq!(
+            lost,
+            vec![Lost {
+                id: "here".to_owned(),
+                heard_ms: 1_000,
+                node_clock_ms: 70
+            }],
+            "judged on this replica's later news, with its node clock"
+        );
+        assert!(
+            !heard(&mut seen, "here", 12_000, 0).0,
+            "coming back is news"
+        );
+        assert_eq!(
+            ids(take_silent(&mut seen, &nodes, 0, 15_001, 10_000)),
+            ["elsewhere"],
+            "another replica's heartbeats in the store count"
+        );
+    }
+
+    #[test]
+    fn a_new_leader_gives_every_node_a_full_timeout_from_its_takeover() {
+        let mut seen = SeenMap::new();
+        let nodes = [stored("n1", NodeStatus::Ready, 1_000)];
+        assert!(take_silent(&mut seen, &nodes, 50_000, 60_000, 10_000).is_empty());
+        assert_eq!(
+            ids(take_silent(&mut seen, &nodes, 50_000, 60_001, 10_000)),
+            ["n1"]
+        );
+    }
+
+    #[test]
+    fn a_node_heard_after_another_replica_lost_it_is_readmitted() {
+        let mut seen = SeenMap::new();
+        heard(&mut seen, "alive", 9_000, 0);
+        heard(&mut seen, "stale", 2_000, 0);
+        heard(&mut seen, "judged", 8_000, 0);
+        let nodes = [
+            stored("judged", NodeStatus::NotReady, 8_000),
+            stored("alive", NodeStatus::NotReady, 8_000),
+            stored("stale", NodeStatus::NotReady, 8_000),
+            stored("ready", NodeStatus::Ready, 8_000),
+            stored("unknown", NodeStatus::NotReady, 8_000),
+        ];
+        let back: Vec<String> = take_readmitted(&mut seen, &nodes)
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(lost, vec!["n1".to_owned()]);
-        assert!(
-            take_silent(&mut seen, 12_000, 10_000).is_empty(),
-            "NotReady once"
+        assert_eq!(
+            back,
+            ["alive"],
+            "not one lost on exactly what this replica heard"
         );
-        assert!(!heard(&mut seen, "n1", 12_000, 0).0, "coming back is news");
+        assert!(
+            !heard(&mut seen, "stale", 10_000, 0).0,
+            "the next message of a node lost on newer news sets it Ready"
+        );
+        assert!(heard(&mut seen, "alive", 10_000, 0).0);
     }
 
     #[test]

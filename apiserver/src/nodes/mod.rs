@@ -10,7 +10,12 @@
 //!   the heartbeat writer.
 //! - `capacity`: the distinct node sizes per OS ("could any node ever hold this?").
 //! - `endpoints`: where each agent serves `AgentService`.
+//! - `relay`: what other replicas send over the bus for this one's streams (assignments, node
+//!   joins) and the resync after events may have been missed.
 //!
+//! With several replicas a node streams to one of them: the gateway sends every change for a node
+//! both down a stream of its own (if the node streams here) and over the bus as the group ids, and
+//! the replica holding the node's stream builds the assignments from the store and sends them.
 //! [`NodeGateway`] is the handle the rest of the apiserver holds: the HTTP side refreshes and removes
 //! groups through it, and the scheduler hands it committed placements as a
 //! [`PlacementSink`](crate::handoff::PlacementSink). It tells the scheduler of nodes turning Ready or
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Event, Replica};
 use crate::handoff::{PlacementSink, SchedulerHandle};
 use crate::model::{OsType, Size};
 use crate::secrets::SecretBox;
@@ -31,6 +37,7 @@ mod assignments;
 mod capacity;
 mod endpoints;
 mod liveness;
+mod relay;
 mod reports;
 mod service;
 mod sessions;
@@ -52,6 +59,8 @@ struct Inner {
     assignments: Assignments,
     /// Node reports and clocks on their way to the store.
     reports: ReportQueue,
+    /// The other replicas, and whether this one leads (runs the liveness monitor).
+    replica: Replica,
     /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
     shutdown: CancellationToken,
 }
@@ -79,17 +88,29 @@ pub struct Liveness {
     pub node_timeout: Duration,
 }
 
+/// Whom the gateway tells of what it hears: the scheduler (capacity), the DNS publisher (reports)
+/// and the other replicas.
+#[derive(Clone)]
+pub struct Listeners {
+    pub scheduler: SchedulerHandle,
+    pub zone_dirty: crate::dns::ZoneDirty,
+    pub replica: Replica,
+}
+
 impl NodeGateway {
     pub async fn new(
         store: Arc<dyn Store>,
         ca: Arc<ClusterCa>,
         secrets: Arc<SecretBox>,
-        scheduler: SchedulerHandle,
         Liveness {
             heartbeat_interval_ms,
             node_timeout,
         }: Liveness,
-        zone_dirty: crate::dns::ZoneDirty,
+        Listeners {
+            scheduler,
+            zone_dirty,
+            replica,
+        }: Listeners,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let known = store.nodes().await?;
@@ -104,9 +125,9 @@ impl NodeGateway {
             reports.clone(),
             node_timeout,
             &known,
-            crate::now_ms(),
         );
-        Ok(Self {
+        let heard = replica.bus.subscribe();
+        let gateway = Self {
             inner: Arc::new(Inner {
                 assignments: Assignments::new(store.clone(), secrets),
                 store,
@@ -117,9 +138,30 @@ impl NodeGateway {
                 capacities,
                 endpoints: Endpoints::default(),
                 reports,
-                shutdown,
+                replica,
+                shutdown: shutdown.clone(),
             }),
-        })
+        };
+        tokio::spawn(gateway.clone().relay(heard, shutdown));
+        Ok(gateway)
+    }
+
+    /// A node of `size` running `os` joined (through this replica): every replica learns it.
+    fn joined(&self, os: OsType, size: Size) {
+        self.inner.capacities.remember(os, size);
+        self.inner
+            .replica
+            .bus
+            .publish(Event::NodeJoined { os, size });
+    }
+
+    /// Tells the replica holding `node_id`'s stream (maybe another) of groups to send or remove.
+    fn tell_peers(&self, node_id: &str, upserted: Vec<String>, removed: Vec<String>) {
+        self.inner.replica.bus.publish(Event::Assign {
+            node: node_id.to_owned(),
+            upserted,
+            removed,
+        });
     }
 
     /// Whether some joined node (Ready or not) is large enough for `request` at all.
@@ -129,6 +171,10 @@ impl NodeGateway {
 
     /// Re-sends one group's assignment (new generation: restart, update).
     pub async fn refresh(&self, node_id: &str, group_id: &str) {
+        self.tell_peers(node_id, vec![group_id.to_owned()], Vec::new());
+        if !self.inner.sessions.has(node_id) {
+            return;
+        }
         match self.inner.assignments.one(group_id).await {
             Ok(Some(a)) => self.inner.sessions.send(node_id, vec![a], Vec::new()),
             Ok(None) => {}
@@ -138,6 +184,7 @@ impl NodeGateway {
 
     /// Tells a node to tear a group down.
     pub fn remove(&self, node_id: &str, group_id: &str) {
+        self.tell_peers(node_id, Vec::new(), vec![group_id.to_owned()]);
         self.inner
             .sessions
             .send(node_id, Vec::new(), vec![group_id.to_owned()]);
@@ -161,9 +208,11 @@ impl NodeGateway {
         self.inner.liveness.last_heartbeat(node_id)
     }
 
-    /// Marks nodes NotReady once they have been silent for the timeout. Runs until shutdown.
+    /// While this replica leads, marks nodes NotReady once they have been silent for the timeout.
+    /// Runs until shutdown.
     pub async fn monitor(self, shutdown: CancellationToken) {
-        self.inner.liveness.monitor(shutdown).await;
+        let leadership = self.inner.replica.leadership.clone();
+        self.inner.liveness.monitor(leadership, shutdown).await;
     }
 
     /// Writes the heartbeats that moved every `every` until shutdown, and once more then.
@@ -173,8 +222,27 @@ impl NodeGateway {
 }
 
 impl PlacementSink for NodeGateway {
-    /// Sends new placements to their nodes, one delta per node.
+    /// Sends new placements to their nodes, one delta per node: down the streams here, and over the
+    /// bus for every node (its stream may be on another replica).
     async fn placed(&self, placements: Vec<Placement>) {
+        let mut ids_by_node: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for p in &placements {
+            ids_by_node
+                .entry(p.node_id.as_str())
+                .or_default()
+                .push(p.group_id.clone());
+        }
+        for (node_id, ids) in ids_by_node {
+            self.tell_peers(node_id, ids, Vec::new());
+        }
+        let here: Vec<Placement> = placements
+            .into_iter()
+            .filter(|p| self.inner.sessions.has(&p.node_id))
+            .collect();
+        if here.is_empty() {
+            return;
+        }
+        let placements = here;
         let by_node = match self.inner.assignments.placed(&placements).await {
             Ok(by_node) => by_node,
             Err(err) => {

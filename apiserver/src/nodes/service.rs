@@ -185,7 +185,7 @@ impl NodeService for NodeGateway {
                 )));
             }
         }
-        self.inner.capacities.remember(os_type, size);
+        self.joined(os_type, size);
         tracing::info!(node = %req.node_name, id = %node_id, "node joined");
         Ok(Response::new(JoinResponse {
             node_id,

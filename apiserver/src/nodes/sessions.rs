@@ -97,6 +97,20 @@ impl Sessions {
         }
     }
 
+    /// Sends `node_id` its whole desired state again mid-stream (after events may have been
+    /// missed), if it is connected.
+    pub(super) fn send_full(&self, node_id: &str, groups: Vec<GroupAssignment>) {
+        let message = self.full(groups);
+        if let Some(session) = lock(&self.live).get(node_id) {
+            let _ = session.tx.send(Ok(message));
+        }
+    }
+
+    /// Whether `node_id` streams to this replica.
+    pub(super) fn has(&self, node_id: &str) -> bool {
+        lock(&self.live).contains_key(node_id)
+    }
+
     /// Node ids with a live stream.
     pub(super) fn connected(&self) -> Vec<String> {
         lock(&self.live).keys().cloned().collect()

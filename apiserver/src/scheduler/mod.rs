@@ -8,6 +8,11 @@
 //! placements go to a [`PlacementSink`]; news of capacity comes in through the [`SchedulerHandle`]
 //! (both in `crate::handoff`, so the scheduler knows nothing of the node gateway).
 //!
+//! With several replicas only the holder of the leader lease runs rounds
+//! ([`Scheduler::with_leadership`]); the others' wake-ups reach it over the bus (see
+//! [`SchedulerHandle::linked`]), and it polls every [`POLL`] anyway. Two schedulers at once (a lease
+//! handing over mid-round) are safe, only wasteful: the store is the judge.
+//!
 //! Policy: `pack` (default) puts a group on the feasible node with the least capacity left after it
 //! (best fit: fewest nodes in use, big holes kept for big groups); `spread` on the one with the most.
 
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Heard, Leadership};
 pub use crate::handoff::{PlacementSink, SchedulerHandle};
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
 use crate::store::{EventKind, GroupEvent, NodeStatus, PendingGroup, Placement, Store};
@@ -137,8 +143,13 @@ pub struct Scheduler<S> {
     sink: S,
     handle: SchedulerHandle,
     policy: Policy,
+    leadership: Leadership,
     view: Mutex<Option<(Vec<Candidate>, Instant)>>,
 }
+
+/// How often the leader's scheduler looks for waiting groups without being woken: a wake-up lost
+/// on the bus costs at most this.
+pub const POLL: Duration = Duration::from_secs(1);
 
 /// How long the scheduler trusts its node view without news.
 const VIEW_TTL: Duration = Duration::from_secs(1);
@@ -153,12 +164,49 @@ impl<S: PlacementSink> Scheduler<S> {
             sink,
             handle,
             policy,
+            leadership: Leadership::always(),
             view: Mutex::new(None),
         }
     }
 
+    /// The same scheduler, running rounds only while `leadership` says this replica leads.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
     pub async fn run(self, shutdown: CancellationToken) {
+        if let Some(mut peers) = self.handle.subscribe() {
+            let handle = self.handle.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let heard = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        heard = peers.recv() => heard,
+                    };
+                    match heard.as_deref() {
+                        None => return,
+                        Some(Heard::Event(crate::cluster::Event::SchedulerWake {
+                            capacity_changed,
+                        })) => handle.woken_by_peer(*capacity_changed),
+                        Some(Heard::Resync) => handle.woken_by_peer(true),
+                        Some(Heard::Event(_)) => {}
+                    }
+                }
+            });
+        }
+        let mut leadership = self.leadership.clone();
         loop {
+            if !leadership.is_leader() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    () = leadership.acquired() => {}
+                }
+                // A new term: what this replica knew of the nodes is old.
+                *self.view.lock().await = None;
+                tracing::info!("the scheduler runs on this replica");
+            }
             let more = match self.round().await {
                 Ok(more) => more,
                 Err(err) => {
@@ -172,8 +220,9 @@ impl<S: PlacementSink> Scheduler<S> {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 () = self.handle.woken() => {}
-                // A safety net: capacity can free without a wake-up (a node coming back Ready).
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                // A safety net: capacity can free without a wake-up (a node coming back Ready), a
+                // wake-up can be lost on the bus, and leadership can end.
+                _ = tokio::time::sleep(POLL) => {}
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! The traits speak the control plane's types only (no driver, no protobuf): [`TokenStore`],
 //! [`NodeStore`], [`GroupStore`], [`SchedulingStore`], [`ReportStore`], [`UsageStore`],
-//! [`OperationStore`], [`ResourceGroupStore`]. Callers hold an `Arc<dyn Store>`.
+//! [`OperationStore`], [`ResourceGroupStore`], [`LeaseStore`]. Callers hold an `Arc<dyn Store>`.
 //!
 //! Every write that belongs together is one transaction: a group and its operation; a placement and
 //! its capacity reservation; a status report and the operations it finishes. Every read-modify-write
@@ -12,9 +12,10 @@
 //! bug above the store can overcommit a node. `conformance` is the suite any backend must pass.
 
 mod groups;
+mod leases;
 mod nodes;
 mod operations;
-mod postgres;
+pub(crate) mod postgres;
 mod reports;
 mod resource_groups;
 mod rows;
@@ -29,6 +30,7 @@ mod usage_rows;
 pub(crate) mod conformance;
 
 pub use groups::*;
+pub use leases::*;
 pub use nodes::*;
 pub use operations::*;
 pub use postgres::PgStore;
@@ -137,6 +139,7 @@ pub trait Store:
     + UsageStore
     + OperationStore
     + ResourceGroupStore
+    + LeaseStore
     + Send
     + Sync
     + 'static
@@ -152,6 +155,7 @@ impl<T> Store for T where
         + UsageStore
         + OperationStore
         + ResourceGroupStore
+        + LeaseStore
         + Send
         + Sync
         + 'static

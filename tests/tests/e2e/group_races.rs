@@ -38,8 +38,8 @@ fn small_group() -> serde_json::Value {
 }
 
 /// A node speaking the gRPC protocol itself, so the test sees exactly what it is told.
-struct FakeNode {
-    id: String,
+pub(crate) struct FakeNode {
+    pub(crate) id: String,
     desired: tonic::Streaming<DesiredState>,
     /// Kept open: the stream lives while the node does.
     _reports: tokio::sync::mpsc::Sender<berth_proto::node::AgentReport>,
@@ -47,7 +47,7 @@ struct FakeNode {
 
 impl FakeNode {
     /// Joins `name` (1 core, 1 GB) and opens its Sync stream; returns once it is Ready.
-    async fn join(cluster: &Cluster, name: &str) -> FakeNode {
+    pub(crate) async fn join(cluster: &Cluster, name: &str) -> FakeNode {
         let token = cluster.join_token(1).await;
         let (csr_pem, key) = csr();
         let joined =
@@ -83,7 +83,11 @@ impl FakeNode {
 
     /// Reads what the node is told until `seen` says it has what it waited for (then `true`), or
     /// `secs` pass without it (then `false`).
-    async fn told(&mut self, secs: u64, mut seen: impl FnMut(&DesiredState) -> bool) -> bool {
+    pub(crate) async fn told(
+        &mut self,
+        secs: u64,
+        mut seen: impl FnMut(&DesiredState) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             match tokio::time::timeout_at(deadline, self.desired.message()).await {

@@ -79,8 +79,14 @@ impl Cluster {
     /// A second apiserver on this one's data dir (the same SQLite file, CA and keys), as another
     /// replica of the control plane would be: its own ports, caches and tasks. No DNS server.
     pub async fn replica(&self) -> Cluster {
+        self.replica_with(|_| {}).await
+    }
+
+    /// [`replica`](Self::replica) with its config changed by `tweak`.
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut Config)) -> Cluster {
         let mut config = loopback_config(self.dir());
         config.dns_listen = None;
+        tweak(&mut config);
         let shutdown = CancellationToken::new();
         let running = berth_apiserver::start(config.clone(), shutdown.clone())
             .await

@@ -22,6 +22,7 @@ mod metering;
 mod nodes;
 mod real;
 mod refusals;
+mod replicas;
 mod restart;
 mod scheduling;
 mod signin;

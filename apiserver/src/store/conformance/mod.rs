@@ -8,6 +8,7 @@
 
 pub(crate) mod fixtures;
 pub(crate) mod groups;
+pub(crate) mod leases;
 pub(crate) mod nodes;
 pub(crate) mod operations;
 pub(crate) mod reports;
@@ -61,6 +62,9 @@ macro_rules! store_conformance {
             resource_groups::past_the_resource_group_limit_nothing_is_created_and_quota_is_given_back,
             resource_groups::a_resource_group_is_never_deleted_under_a_group_created_into_it,
             operations::operations_round_trip_and_stop_cancels_pending_ones,
+            leases::of_racing_holders_one_gets_the_lease_and_renews_it,
+            leases::an_expired_lease_passes_to_the_next_holder,
+            leases::a_released_lease_passes_at_once,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -18,6 +18,7 @@ use super::*;
 mod billing;
 mod creates;
 mod groups;
+mod leases;
 mod nodes;
 mod operations;
 mod reports;

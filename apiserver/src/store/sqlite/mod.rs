@@ -19,6 +19,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 mod batch;
 mod billing;
+mod leases;
 mod resource_groups;
 mod tokens;
 mod usage_reader;
