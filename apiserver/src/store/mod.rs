@@ -3,7 +3,8 @@
 //!
 //! The traits speak the control plane's types only (no driver, no protobuf): [`TokenStore`],
 //! [`NodeStore`], [`GroupStore`], [`SchedulingStore`], [`ReportStore`], [`UsageStore`],
-//! [`OperationStore`], [`ResourceGroupStore`]. Callers hold an `Arc<dyn Store>`.
+//! [`OperationStore`], [`ResourceGroupStore`], [`ExecSessionStore`], [`AgentEndpointStore`]. Callers
+//! hold an `Arc<dyn Store>`.
 //!
 //! Every write that belongs together is one transaction: a group and its operation; a placement and
 //! its capacity reservation; a status report and the operations it finishes. Every read-modify-write
@@ -11,6 +12,8 @@
 //! writers, not only with SQLite's one. Node capacity is also guarded by `CHECK` constraints, so no
 //! bug above the store can overcommit a node. `conformance` is the suite any backend must pass.
 
+mod agent_endpoints;
+mod exec_sessions;
 mod groups;
 mod nodes;
 mod operations;
@@ -26,6 +29,8 @@ mod usage;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use agent_endpoints::*;
+pub use exec_sessions::*;
 pub use groups::*;
 pub use nodes::*;
 pub use operations::*;
@@ -114,6 +119,8 @@ pub trait Store:
     + UsageStore
     + OperationStore
     + ResourceGroupStore
+    + ExecSessionStore
+    + AgentEndpointStore
     + Send
     + Sync
     + 'static
@@ -129,6 +136,8 @@ impl<T> Store for T where
         + UsageStore
         + OperationStore
         + ResourceGroupStore
+        + ExecSessionStore
+        + AgentEndpointStore
         + Send
         + Sync
         + 'static

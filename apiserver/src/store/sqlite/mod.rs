@@ -19,8 +19,10 @@ use crate::model::{GroupSpec, OsType, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod agent_endpoints;
 mod batch;
 mod billing;
+mod exec_sessions;
 mod resource_groups;
 mod tokens;
 mod usage_reader;
