@@ -314,3 +314,27 @@ async fn an_agent_moves_to_another_replica_when_its_apiserver_stops() {
     let node = replica.node_info("node-a").await;
     assert_eq!(node["status"], "Ready", "{node}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joins_through_the_first_server_that_answers() {
+    let cluster = Cluster::start().await;
+    // The first server it is given is down (nothing listens there).
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let state_dir = cluster.dir().join("agent-node-b");
+    let mut config =
+        berth_node_agent::AgentConfig::new(format!("https://{down}"), state_dir, "node-b");
+    config.servers.push(cluster.node_url());
+    config.join_token = Some(cluster.join_token(1).await);
+    config.capacity = Resources {
+        cpu_millis: 1000,
+        memory_mib: 1024,
+        gpu: 0,
+        gpu_sku: String::new(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop_agent = shutdown.clone().drop_guard();
+    let _agent = tokio::spawn(berth_node_agent::run(config, shutdown));
+    cluster.wait_node("node-b", "Ready").await;
+}
