@@ -4,65 +4,46 @@
 //! `[[EOM]]`. The password is the credential (ACI's protocol carries nothing else; the token that
 //! asked is kept for the log only); it opens the one container of the one group (by key and id, so a
 //! group deleted and created again under the same name does not inherit it) it was issued for, once,
-//! and not after `--exec-ttl-secs`. Only the password's SHA-256 is kept, in memory: sessions do not
-//! outlive the apiserver, as ACI's do not outlive their bridge.
+//! and not after `--exec-ttl-secs`. Sessions live in the store ([`ExecSessionStore`]), so a session
+//! issued by one apiserver replica opens on any; only the password's SHA-256 is stored, and opening
+//! takes the session out of the store before the password is compared (in constant time), so a
+//! password works once and a wrong guess burns it too.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::store::GroupKey;
+use crate::store::{ExecSessionStore, PendingSession, StoreError};
+pub use crate::store::{Session, SessionKind};
 
 /// ACI's passwords end with this, and clients send it back verbatim.
 pub const PASSWORD_SUFFIX: &str = "[[EOM]]";
 
-/// The most sessions waiting to be opened at once; beyond, the oldest are dropped.
+/// The most sessions waiting to be opened at once; beyond, those expiring soonest are dropped.
 const MAX_PENDING: usize = 10_000;
-
-/// What a session opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionKind {
-    /// A new process in the container.
-    Exec {
-        command: Vec<String>,
-        tty: bool,
-        stdin: bool,
-        rows: u32,
-        cols: u32,
-    },
-    /// The container's output from now on.
-    Attach,
-}
-
-/// A session as issued.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub kind: SessionKind,
-    /// The token that asked for it.
-    pub token_id: String,
-    pub group: GroupKey,
-    pub group_id: String,
-    pub container: String,
-}
-
-struct Pending {
-    session: Session,
-    password_hash: [u8; 32],
-    expires: Instant,
-}
 
 /// Why a session could not be opened. Deliberately one answer: a caller learns nothing about which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid or expired password")]
 pub struct Refused;
 
+/// Why [`Sessions::open`] gave no session.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The session is unknown, expired, opened already or the password is wrong.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The store could not be asked.
+    #[error("the store failed")]
+    Store(#[from] StoreError),
+}
+
 /// Sessions issued and not yet opened.
 pub struct Sessions {
     ttl: Duration,
-    pending: Mutex<HashMap<String, Pending>>,
+    store: Arc<dyn ExecSessionStore>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -90,11 +71,8 @@ fn new_password() -> String {
 }
 
 impl Sessions {
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            pending: Mutex::default(),
-        }
+    pub fn new(ttl: Duration, store: Arc<dyn ExecSessionStore>) -> Self {
+        Self { ttl, store }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -102,55 +80,38 @@ impl Sessions {
     }
 
     /// Issues a session: `(id, password)`.
-    pub fn issue(&self, session: Session) -> (String, String) {
+    pub async fn issue(&self, session: Session) -> Result<(String, String), StoreError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let password = new_password();
-        let now = Instant::now();
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.retain(|_, p| p.expires > now);
-        if pending.len() >= MAX_PENDING
-            && let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, p)| p.expires)
-                .map(|(id, _)| id.clone())
-        {
-            pending.remove(&oldest);
-        }
-        pending.insert(
-            id.clone(),
-            Pending {
-                session,
-                password_hash: digest(&password),
-                expires: now + self.ttl,
-            },
-        );
-        (id, password)
+        let now = crate::now_ms();
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let pending = PendingSession {
+            id: id.clone(),
+            session,
+            password_hash: digest(&password),
+            expires_ms: now.saturating_add(ttl_ms),
+        };
+        self.store
+            .insert_exec_session(&pending, now, MAX_PENDING)
+            .await?;
+        Ok((id, password))
     }
 
     /// Opens session `id` with `password`. Whatever the outcome, the session is gone afterwards: a
     /// password works once, and a wrong guess burns it too.
-    pub fn open(&self, id: &str, password: &str) -> Result<Session, Refused> {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-            .ok_or(Refused)?;
+    pub async fn open(&self, id: &str, password: &str) -> Result<Session, OpenError> {
+        let pending = self.store.take_exec_session(id).await?.ok_or(Refused)?;
         let matches = constant_time_eq(&pending.password_hash, &digest(password));
-        if matches && Instant::now() < pending.expires {
+        if matches && crate::now_ms() < pending.expires_ms {
             Ok(pending.session)
         } else {
-            Err(Refused)
+            Err(Refused.into())
         }
     }
 
     /// Whether session `id` exists and has not expired (it is not opened).
-    pub fn is_pending(&self, id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .is_some_and(|p| Instant::now() < p.expires)
+    pub async fn is_pending(&self, id: &str) -> Result<bool, StoreError> {
+        self.store.exec_session_pending(id, crate::now_ms()).await
     }
 }
 
@@ -162,6 +123,18 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::{GroupKey, SqliteStore};
+
+    /// Sessions over a fresh SQLite store (and the directory keeping it).
+    async fn sessions(ttl: Duration) -> (Sessions, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        (Sessions::new(ttl, Arc::new(store)), dir)
+    }
+
+    fn refused(result: Result<Session, OpenError>) -> bool {
+        matches!(result, Err(OpenError::Refused(Refused)))
+    }
 
     fn session() -> Session {
         Session {
@@ -173,32 +146,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_password_opens_its_session_once() {
-        let sessions = Sessions::new(Duration::from_secs(60));
-        let (id, password) = sessions.issue(session());
+    #[tokio::test]
+    async fn a_password_opens_its_session_once() {
+        let (sessions, _dir) = sessions(Duration::from_secs(60)).await;
+        let (id, password) = sessions.issue(session()).await.unwrap();
         assert!(password.ends_with(PASSWORD_SUFFIX));
         assert_eq!(password.len(), 32 + PASSWORD_SUFFIX.len());
-        assert!(sessions.is_pending(&id));
-        assert_eq!(sessions.open(&id, &password).unwrap().container, "c");
-        assert_eq!(sessions.open(&id, &password).unwrap_err(), Refused);
+        assert!(sessions.is_pending(&id).await.unwrap());
+        assert_eq!(sessions.open(&id, &password).await.unwrap(), session());
+        assert!(!sessions.is_pending(&id).await.unwrap());
+        assert!(refused(sessions.open(&id, &password).await));
     }
 
-    #[test]
-    fn a_wrong_password_burns_the_session() {
-        let sessions = Sessions::new(Duration::from_secs(60));
-        let (id, password) = sessions.issue(session());
-        assert_eq!(sessions.open(&id, "guess[[EOM]]").unwrap_err(), Refused);
-        assert_eq!(sessions.open(&id, &password).unwrap_err(), Refused);
-        assert_eq!(sessions.open("no-such-id", &password).unwrap_err(), Refused);
+    #[tokio::test]
+    async fn a_wrong_password_burns_the_session() {
+        let (sessions, _dir) = sessions(Duration::from_secs(60)).await;
+        let (id, password) = sessions.issue(session()).await.unwrap();
+        assert!(refused(sessions.open(&id, "guess[[EOM]]").await));
+        assert!(refused(sessions.open(&id, &password).await));
+        assert!(refused(sessions.open("no-such-id", &password).await));
     }
 
-    #[test]
-    fn an_expired_password_is_refused() {
-        let sessions = Sessions::new(Duration::from_millis(1));
-        let (id, password) = sessions.issue(session());
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(!sessions.is_pending(&id));
-        assert_eq!(sessions.open(&id, &password).unwrap_err(), Refused);
+    #[tokio::test]
+    async fn an_expired_password_is_refused() {
+        let (sessions, _dir) = sessions(Duration::from_millis(1)).await;
+        let (id, password) = sessions.issue(session()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!sessions.is_pending(&id).await.unwrap());
+        assert!(refused(sessions.open(&id, &password).await));
+    }
+
+    #[tokio::test]
+    async fn a_session_issued_by_one_replica_opens_on_another_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = SqliteStore::open(&path).await.unwrap();
+        let b = SqliteStore::open(&path).await.unwrap();
+        let on_a = Sessions::new(Duration::from_secs(60), Arc::new(a));
+        let on_b = Sessions::new(Duration::from_secs(60), Arc::new(b));
+        let (id, password) = on_a.issue(session()).await.unwrap();
+        assert!(on_b.is_pending(&id).await.unwrap());
+        assert_eq!(on_b.open(&id, &password).await.unwrap(), session());
+        assert!(refused(on_a.open(&id, &password).await), "used on B");
     }
 }

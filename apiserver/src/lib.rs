@@ -388,7 +388,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         scheduler: scheduler_handle.clone(),
         gateway: gateway.clone(),
         agents,
-        sessions: Arc::new(exec::Sessions::new(Duration::from_secs(config_ttl))),
+        sessions: Arc::new(exec::Sessions::new(
+            Duration::from_secs(config_ttl),
+            store.clone(),
+        )),
         zone: zone.clone(),
         zone_dirty: zone_dirty.clone(),
         ca: ca.clone(),

@@ -39,9 +39,15 @@ Exit codes:
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// Berth's HTTPS endpoint, e.g. https://127.0.0.1:8443 [env: BERTH_ENDPOINT]
-    #[arg(long, global = true, value_name = "URL")]
-    pub endpoint: Option<String>,
+    /// Berth's HTTPS endpoint, e.g. https://127.0.0.1:8443; repeat it (or separate with commas) for
+    /// apiserver replicas, tried in turn when one cannot be reached [env: BERTH_ENDPOINTS, BERTH_ENDPOINT]
+    #[arg(
+        long = "endpoint",
+        global = true,
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub endpoints: Vec<String>,
     /// Bearer token [env: BERTH_TOKEN]
     #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -66,7 +72,7 @@ impl GlobalArgs {
     /// The flags that override the environment and the config file.
     pub fn overrides(&self) -> Overrides {
         Overrides {
-            endpoint: self.endpoint.clone(),
+            endpoint: (!self.endpoints.is_empty()).then(|| self.endpoints.join(",")),
             token: self.token.clone(),
             ca_file: self.ca_file.clone(),
             subscription: self.subscription.clone(),
@@ -513,7 +519,7 @@ mod tests {
         ])
         .unwrap();
         for cli in [before, after] {
-            assert_eq!(cli.global.endpoint.as_deref(), Some("https://e"));
+            assert_eq!(cli.global.endpoints, ["https://e"]);
             assert_eq!(cli.global.output, OutputFormat::Json);
         }
     }

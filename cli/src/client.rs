@@ -237,13 +237,23 @@ pub struct Client {
     /// The TLS of websockets: the same roots as `http`, HTTP/1.1 only (the upgrade is HTTP/1.1).
     websocket_tls: Arc<rustls::ClientConfig>,
     base: Url,
+    /// Other replicas of the same API, tried in turn when `base` cannot be connected to.
+    fallbacks: Vec<Url>,
     token: String,
 }
 
 impl Client {
     /// A client of `endpoint` (`https://host:port`) that trusts only the certificates in `ca_file`.
+    /// Several comma-separated endpoints are replicas of one API: requests go to the first, and to
+    /// the next when one cannot be connected to (nothing was sent, so any request may go again).
     pub fn new(endpoint: &str, token: &str, ca_file: &Path) -> Result<Self, ClientError> {
-        let base = parse_endpoint(endpoint)?;
+        let mut endpoints = endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(parse_endpoint);
+        let base = endpoints.next().unwrap_or_else(|| parse_endpoint(""))?;
+        let fallbacks = endpoints.collect::<Result<Vec<_>, _>>()?;
         let certs = read_ca(ca_file)?;
         let mut roots = rustls::RootCertStore::empty();
         let mut builder = reqwest::Client::builder()
@@ -276,6 +286,7 @@ impl Client {
             http,
             websocket_tls: Arc::new(websocket_tls),
             base,
+            fallbacks,
             token: token.to_owned(),
         })
     }
@@ -379,16 +390,29 @@ impl Client {
             .header(header::ACCEPT, accept)
             .build()
             .map_err(ClientError::Build)?;
-        let url = request.url().clone();
-        let answer = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|source| ClientError::Transport {
-                method: method.clone(),
-                url: url.clone(),
-                source: source.without_url(),
-            })?;
+        let mut url = request.url().clone();
+        let spare = if self.fallbacks.is_empty() {
+            None
+        } else {
+            request.try_clone()
+        };
+        let mut answer = self.http.execute(request).await;
+        for fallback in &self.fallbacks {
+            if !matches!(&answer, Err(e) if e.is_connect()) {
+                break;
+            }
+            let Some(mut retry) = spare.as_ref().and_then(reqwest::Request::try_clone) else {
+                break;
+            };
+            url = rebase(retry.url(), &self.base, fallback);
+            *retry.url_mut() = url.clone();
+            answer = self.http.execute(retry).await;
+        }
+        let answer = answer.map_err(|source| ClientError::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source: source.without_url(),
+        })?;
         let status = answer.status();
         let streaming = Streaming {
             method,
@@ -527,6 +551,18 @@ fn parse_endpoint(endpoint: &str) -> Result<Url, ClientError> {
     Ok(url)
 }
 
+/// `url` (on endpoint `from`) on endpoint `to`: the same path below the endpoint's, the same query.
+fn rebase(url: &Url, from: &Url, to: &Url) -> Url {
+    let below = url
+        .path()
+        .strip_prefix(from.path().trim_end_matches('/'))
+        .unwrap_or(url.path());
+    let mut moved = to.clone();
+    moved.set_path(&format!("{}{below}", to.path().trim_end_matches('/')));
+    moved.set_query(url.query());
+    moved
+}
+
 /// `base` (the endpoint's path, often `/`) followed by `path`.
 fn join_paths(base: &str, path: &str) -> String {
     format!(
@@ -616,8 +652,29 @@ mod tests {
             http: reqwest::Client::new(),
             websocket_tls: Arc::new(tls),
             base: parse_endpoint(endpoint).unwrap(),
+            fallbacks: Vec::new(),
             token: "t".into(),
         }
+    }
+
+    #[test]
+    fn a_request_moves_to_another_endpoint_below_its_path() {
+        let url = Url::parse("https://a:1/subscriptions/s?api-version=v").unwrap();
+        let from = parse_endpoint("https://a:1").unwrap();
+        assert_eq!(
+            rebase(&url, &from, &parse_endpoint("https://b:2/berth/").unwrap()).as_str(),
+            "https://b:2/berth/subscriptions/s?api-version=v"
+        );
+        let prefixed = Url::parse("https://a:1/berth/x").unwrap();
+        assert_eq!(
+            rebase(
+                &prefixed,
+                &parse_endpoint("https://a:1/berth/").unwrap(),
+                &parse_endpoint("https://b:2").unwrap()
+            )
+            .as_str(),
+            "https://b:2/x"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 pub const ENV_ENDPOINT: &str = "BERTH_ENDPOINT";
+/// Several endpoints (replicas), comma-separated; beats [`ENV_ENDPOINT`].
+pub const ENV_ENDPOINTS: &str = "BERTH_ENDPOINTS";
 pub const ENV_TOKEN: &str = "BERTH_TOKEN";
 pub const ENV_CA_FILE: &str = "BERTH_CA_FILE";
 pub const ENV_SUBSCRIPTION: &str = "BERTH_SUBSCRIPTION";
@@ -152,7 +154,12 @@ pub fn resolve(
         flag.clone().or_else(|| env(var)).or_else(|| file.clone())
     };
     Settings {
-        endpoint: pick(&flags.endpoint, ENV_ENDPOINT, &file.endpoint),
+        endpoint: flags
+            .endpoint
+            .clone()
+            .or_else(|| env(ENV_ENDPOINTS))
+            .or_else(|| env(ENV_ENDPOINT))
+            .or_else(|| file.endpoint.clone()),
         token: pick(&flags.token, ENV_TOKEN, &file.token),
         ca_file: flags
             .ca_file
@@ -212,6 +219,16 @@ location = "file-loc"
         ]);
         let s = resolve(&Overrides::default(), &env, &file);
         assert_eq!(s.endpoint.as_deref(), Some("https://env:8443"));
+        let with_replicas = env_of(&[
+            (ENV_ENDPOINT, "https://env:8443"),
+            (ENV_ENDPOINTS, "https://a:8443,https://b:8543"),
+        ]);
+        let r = resolve(&Overrides::default(), &with_replicas, &file);
+        assert_eq!(
+            r.endpoint.as_deref(),
+            Some("https://a:8443,https://b:8543"),
+            "the list beats one"
+        );
         assert_eq!(s.token.as_deref(), Some("env-token"));
         assert_eq!(s.ca_file, Some(PathBuf::from("/env/ca.crt")));
         assert_eq!(s.subscription.as_deref(), Some("env-sub"));

@@ -14,8 +14,9 @@ use crate::runtime::hollow::HollowConfig;
 /// Everything [`crate::run`] needs. Built by the binary from flags, or directly by tests.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The apiserver's node gateway, e.g. `https://127.0.0.1:8444`.
-    pub server: String,
+    /// The apiserver's node gateway, e.g. `https://127.0.0.1:8444`: one per replica (tried in turn;
+    /// a DNS name counts once per address). At least one.
+    pub servers: Vec<String>,
     /// `<id>.<secret>.<ca-sha256-hex>`; needed only if `state_dir` holds no identity yet.
     pub join_token: Option<String>,
     /// Where the node key, certificate, CA and `node.json` live.
@@ -52,14 +53,14 @@ pub enum RuntimeKind {
 
 impl AgentConfig {
     /// A config with defaults for everything but the server, state dir and node name: Linux, no
-    /// capacity, no labels, one hollow node with default timings.
+    /// capacity, no labels, one hollow node with default timings. More servers: push to `servers`.
     pub fn new(
         server: impl Into<String>,
         state_dir: impl Into<PathBuf>,
         node_name: impl Into<String>,
     ) -> Self {
         Self {
-            server: server.into(),
+            servers: vec![server.into()],
             join_token: None,
             state_dir: state_dir.into(),
             node_name: node_name.into(),
@@ -91,6 +92,9 @@ impl AgentConfig {
 /// Why a config cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// No server to join or sync with.
+    #[error("at least one server is needed")]
+    NoServers,
     /// `hollow_nodes` is 0.
     #[error("hollow_nodes must be at least 1")]
     NoNodes,
@@ -111,6 +115,9 @@ pub enum ConfigError {
 impl AgentConfig {
     /// Checks what can be checked without the network or the disk.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.servers.is_empty() {
+            return Err(ConfigError::NoServers);
+        }
         if self.hollow_nodes == 0 {
             return Err(ConfigError::NoNodes);
         }
@@ -201,5 +208,12 @@ mod tests {
         let mut config = AgentConfig::new("https://x:8444", "/state", "n");
         config.hollow_nodes = 0;
         assert!(matches!(config.validate(), Err(ConfigError::NoNodes)));
+    }
+
+    #[test]
+    fn a_server_is_needed() {
+        let mut config = AgentConfig::new("https://x:8444", "/state", "n");
+        config.servers.clear();
+        assert!(matches!(config.validate(), Err(ConfigError::NoServers)));
     }
 }

@@ -43,6 +43,7 @@ pub use node::NodeError;
 pub use runtime::hollow::HollowConfig;
 
 use crate::connection::dial::ServerAddr;
+use crate::connection::servers::Servers;
 use crate::identity::JoinToken;
 
 /// How many nodes of one process join at the same time.
@@ -52,10 +53,16 @@ const JOIN_CONCURRENCY: usize = 32;
 /// good, e.g. a refused join (then every node stops and the error is returned).
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     config.validate()?;
-    let server: ServerAddr = config
-        .server
-        .parse()
-        .with_context(|| format!("invalid server address {:?}", config.server))?;
+    let servers = config
+        .servers
+        .iter()
+        .map(|server| {
+            server
+                .parse::<ServerAddr>()
+                .with_context(|| format!("invalid server address {server:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let servers = Servers::new(servers)?;
     let token = config
         .join_token
         .as_deref()
@@ -63,7 +70,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .transpose()
         .context("invalid join token")?;
     let shared = Arc::new(node::Shared {
-        server: Arc::new(server),
+        servers,
         token,
         provider: Arc::new(rustls::crypto::ring::default_provider()),
         join_permits: Semaphore::new(JOIN_CONCURRENCY),
@@ -76,7 +83,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     });
 
     let nodes = config.nodes();
-    tracing::info!(server = %shared.server, nodes = nodes.len(), "starting");
+    tracing::info!(servers = %shared.servers, nodes = nodes.len(), "starting");
     let stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
     for (name, state_dir) in nodes {

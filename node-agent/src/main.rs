@@ -23,9 +23,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// The apiserver's node gateway (gRPC + mTLS).
-    #[arg(long, env = "BERTH_SERVER", default_value = "https://127.0.0.1:8444")]
-    server: String,
+    /// The apiserver's node gateway (gRPC + mTLS). Repeat it (or separate with commas) for several
+    /// apiserver replicas: the agent joins through and streams to one at a time, moving to the next
+    /// when one fails; a DNS name resolving to several addresses counts as one server per address.
+    #[arg(
+        long = "server",
+        env = "BERTH_SERVER",
+        value_delimiter = ',',
+        default_value = "https://127.0.0.1:8444"
+    )]
+    servers: Vec<String>,
 
     /// Join token `<id>.<secret>.<ca-sha256>`; only needed until the node has joined.
     #[arg(long, env = "BERTH_JOIN_TOKEN", hide_env_values = true)]
@@ -341,7 +348,7 @@ impl Args {
             }
         };
         Ok(AgentConfig {
-            server: self.server,
+            servers: self.servers,
             join_token: self.join_token,
             state_dir: self.state_dir,
             node_name,
@@ -585,6 +592,19 @@ mod tests {
             Some("https://node1.example:9000")
         );
         assert!(Args::try_parse_from(base.iter().chain(&["--agent-listen", "8445"])).is_err());
+    }
+
+    #[test]
+    fn servers_are_repeated_or_comma_separated() {
+        let base = ["berth-node-agent", "--state-dir", "/tmp/x", "--name", "n1"];
+        let servers = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            Args::try_parse_from(args).unwrap().servers
+        };
+        assert_eq!(servers(&[]), ["https://127.0.0.1:8444"]);
+        let both = ["https://10.0.0.1:8444", "https://10.0.0.2:8544"];
+        assert_eq!(servers(&["--server", both[0], "--server", both[1]]), both);
+        assert_eq!(servers(&["--server", &both.join(",")]), both);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_proto::node::{JoinRequest, OsType, Resources};
+use berth_proto::node::{JoinRequest, JoinResponse, OsType, Resources};
 use rustls::crypto::CryptoProvider;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::agent_service::{self, AgentServiceError};
 use crate::config::RuntimeKind;
 use crate::connection::RECONNECT;
-use crate::connection::dial::ServerAddr;
 use crate::connection::join::{JoinError, join_once};
+use crate::connection::servers::Servers;
 use crate::connection::sync::{
     AGENT_VERSION, NodeFacts, error_chain, should_warn, sync_until_shutdown,
 };
@@ -59,7 +59,8 @@ pub enum NodeError {
 
 /// What every node of the process shares.
 pub(crate) struct Shared {
-    pub server: Arc<ServerAddr>,
+    /// The apiserver replicas, tried in turn.
+    pub servers: Servers,
     pub token: Option<JoinToken>,
     pub provider: Arc<CryptoProvider>,
     /// Bounds concurrent joins (thousands of hollow nodes join in waves).
@@ -121,7 +122,7 @@ pub(crate) async fn run_node(
         Some(listen) => agent_service::start(
             listen,
             shared.agent_advertise.as_deref(),
-            &shared.server,
+            shared.servers.first(),
             identity.agent_tls(),
             Arc::clone(&runtime),
             shutdown.clone(),
@@ -150,7 +151,7 @@ pub(crate) async fn run_node(
         report_epoch,
     };
     sync_until_shutdown(
-        &shared.server,
+        &shared.servers,
         &Arc::new(tls),
         &facts,
         &mut supervisor,
@@ -236,13 +237,7 @@ async fn obtain_identity(
             let Ok(_permit) = shared.join_permits.acquire().await else {
                 return Ok(None);
             };
-            join_once(
-                &shared.server,
-                token,
-                request.clone(),
-                Arc::clone(&shared.provider),
-            )
-            .await
+            join_any(shared, token, &request).await
         };
         match attempt {
             Ok(response) => break response,
@@ -271,6 +266,34 @@ async fn obtain_identity(
     saved.map_err(identity_err)?;
     tracing::info!(node_id = %identity.node_id, "joined");
     Ok(Some(identity))
+}
+
+/// One join round: each server in turn until one answers. A refusal or an untrusted certificate ends
+/// the round (every replica of one cluster would say the same); the last transient error otherwise.
+async fn join_any(
+    shared: &Shared,
+    token: &JoinToken,
+    request: &JoinRequest,
+) -> Result<JoinResponse, JoinError> {
+    let mut last = None;
+    for server in shared.servers.resolve().await {
+        match join_once(
+            &server,
+            token,
+            request.clone(),
+            Arc::clone(&shared.provider),
+        )
+        .await
+        {
+            Ok(response) => return Ok(response),
+            Err(error) if error.is_fatal() => return Err(error),
+            Err(error) => {
+                tracing::debug!(error = %error_chain(&error), %server, "join failed; trying the next server");
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or(JoinError::NoServer))
 }
 
 /// Runs disk work (reads, writes and fsyncs of the state directory) on the blocking pool, so thousands

@@ -154,7 +154,7 @@ impl GroupService {
     /// the insert is tried first).
     pub async fn create(&self, name: &GroupName, valid: ValidGroup) -> Result<Put, GroupError> {
         let requests = valid.spec.requests();
-        self.could_ever_fit(&valid.spec)?;
+        self.could_ever_fit(&valid.spec).await?;
         let (sub, rg) = (&name.subscription, &name.resource_group);
         let new = NewGroup {
             id: uuid::Uuid::new_v4().to_string(),
@@ -320,7 +320,7 @@ impl GroupService {
         if group.desired == Desired::Running {
             return Ok(None);
         }
-        self.could_ever_fit(&group.spec)?;
+        self.could_ever_fit(&group.spec).await?;
         let now = now_ms();
         let op = records::operation(&group, OperationKind::Start, now);
         match self.store.start_group(&group.id, &op, now).await? {
@@ -387,9 +387,9 @@ impl GroupService {
 
     // ---- helpers ----
 
-    fn could_ever_fit(&self, spec: &GroupSpec) -> Result<(), GroupError> {
+    async fn could_ever_fit(&self, spec: &GroupSpec) -> Result<(), GroupError> {
         let requests = spec.requests();
-        if self.gateway.could_ever_fit(spec.os_type, &requests) {
+        if self.gateway.could_ever_fit(spec.os_type, &requests).await? {
             Ok(())
         } else {
             Err(GroupError::NoCapacity {

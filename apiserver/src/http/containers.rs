@@ -35,7 +35,7 @@ use super::groups::{base_url, load};
 use crate::agents::{AgentCallError, ExecCall};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::exec::{Refused, Session, SessionKind};
+use crate::exec::{OpenError, Refused, Session, SessionKind};
 use crate::store::{Desired, GroupKey, GroupRecord};
 use crate::{AppState, now_ms};
 
@@ -86,7 +86,7 @@ async fn load_container(
 
 /// The node a group runs on and its agent's endpoint, or a 409 saying why it runs nowhere. `what`
 /// finishes "… can be used once it runs", e.g. "container logs".
-fn placement(
+async fn placement(
     state: &AppState,
     group: &GroupRecord,
     what: &str,
@@ -110,7 +110,7 @@ fn placement(
             ),
         ));
     };
-    let Some(endpoint) = state.gateway.agent_endpoint(node_id) else {
+    let Some(endpoint) = state.gateway.agent_endpoint(node_id).await? else {
         let code = if what == "container logs" {
             "LogsNotAvailable"
         } else {
@@ -310,7 +310,7 @@ pub(super) async fn logs(
     let group = load_container(&state, &principal, &path, &query).await?;
     let container = &path.3;
     let request = log_request(&group, container, &query)?;
-    let (node_id, endpoint) = placement(&state, &group, "container logs")?;
+    let (node_id, endpoint) = placement(&state, &group, "container logs").await?;
     if request.follow {
         let stream = state
             .agents
@@ -405,20 +405,21 @@ fn socket_base(state: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
-fn issue(
+async fn issue(
     state: &AppState,
     principal: &Principal,
     group: &GroupRecord,
     container: &str,
     kind: SessionKind,
-) -> (String, String) {
-    state.sessions.issue(Session {
+) -> Result<(String, String), ApiError> {
+    let session = Session {
         kind,
         token_id: principal.token_id.clone(),
         group: GroupKey::new(&group.subscription, &group.resource_group, &group.name),
         group_id: group.id.clone(),
         container: container.to_owned(),
-    })
+    };
+    Ok(state.sessions.issue(session).await?)
 }
 
 /// `POST …/containers/{c}/exec`: a session to run `command` in the container.
@@ -432,12 +433,12 @@ pub(super) async fn exec(
 ) -> Result<Response, ApiError> {
     let group = load_container(&state, &principal, &path, &query).await?;
     let kind = exec_kind(request)?;
-    placement(&state, &group, "exec")?;
+    placement(&state, &group, "exec").await?;
     let (rows, cols) = match &kind {
         SessionKind::Exec { rows, cols, .. } => (*rows, *cols),
         SessionKind::Attach => (24, 80),
     };
-    let (id, password) = issue(&state, &principal, &group, &path.3, kind);
+    let (id, password) = issue(&state, &principal, &group, &path.3, kind).await?;
     let uri = format!(
         "{}/exec/{id}?rows={rows}&cols={cols}",
         socket_base(&state, &headers)
@@ -463,8 +464,8 @@ pub(super) async fn attach(
     if !body.iter().all(u8::is_ascii_whitespace) {
         parse::<serde_json::Map<String, serde_json::Value>>(&body)?;
     }
-    placement(&state, &group, "attach")?;
-    let (id, password) = issue(&state, &principal, &group, &path.3, SessionKind::Attach);
+    placement(&state, &group, "attach").await?;
+    let (id, password) = issue(&state, &principal, &group, &path.3, SessionKind::Attach).await?;
     let uri = format!("{}/attach/{id}", socket_base(&state, &headers));
     Ok(Json(arm::ContainerExecResponse {
         web_socket_uri: uri,
@@ -535,8 +536,10 @@ pub(super) async fn exec_socket(
         .find_map(|p| Version::from_protocol(p.to_str().ok()?));
     let Some(version) = version else {
         // ACI's protocol: the password comes as the first frame.
-        if !state.sessions.is_pending(&id) {
-            return refused().into_response();
+        match state.sessions.is_pending(&id).await {
+            Ok(true) => {}
+            Ok(false) => return refused().into_response(),
+            Err(err) => return ApiError::from(err).into_response(),
         }
         return ws.on_upgrade(move |socket| async move {
             let mut socket = socket;
@@ -549,8 +552,9 @@ pub(super) async fn exec_socket(
     let Some(password) = header_password(&headers).or_else(|| protocol_password(&ws)) else {
         return refused().into_response();
     };
-    let session = match state.sessions.open(&id, &password) {
+    let session = match state.sessions.open(&id, &password).await {
         Ok(session) if matches!(session.kind, SessionKind::Exec { .. }) => session,
+        Err(OpenError::Store(err)) => return ApiError::from(err).into_response(),
         _ => return refused().into_response(),
     };
     ws.protocols([version.protocol()])
@@ -568,20 +572,24 @@ pub(super) async fn attach_socket(
         Ok(ws) => ws,
         Err(rejection) => return not_a_websocket(rejection).into_response(),
     };
-    match header_password(&headers) {
-        Some(password) => match state.sessions.open(&id, &password) {
-            Ok(session) if session.kind == SessionKind::Attach => {
-                ws.on_upgrade(move |socket| run_attach(state, session, socket))
-            }
-            _ => refused().into_response(),
-        },
-        None if state.sessions.is_pending(&id) => ws.on_upgrade(move |socket| async move {
-            let mut socket = socket;
-            if let Some(session) = first_frame_password(&state, &id, true, &mut socket).await {
-                run_attach(state, session, socket).await;
-            }
-        }),
-        None => refused().into_response(),
+    let Some(password) = header_password(&headers) else {
+        return match state.sessions.is_pending(&id).await {
+            Ok(true) => ws.on_upgrade(move |socket| async move {
+                let mut socket = socket;
+                if let Some(session) = first_frame_password(&state, &id, true, &mut socket).await {
+                    run_attach(state, session, socket).await;
+                }
+            }),
+            Ok(false) => refused().into_response(),
+            Err(err) => ApiError::from(err).into_response(),
+        };
+    };
+    match state.sessions.open(&id, &password).await {
+        Ok(session) if session.kind == SessionKind::Attach => {
+            ws.on_upgrade(move |socket| run_attach(state, session, socket))
+        }
+        Err(OpenError::Store(err)) => ApiError::from(err).into_response(),
+        _ => refused().into_response(),
     }
 }
 
@@ -609,14 +617,22 @@ async fn first_frame_password(
     .ok()
     .flatten();
     let opened = match frame {
-        Some(password) => state
-            .sessions
-            .open(id, password.trim_end_matches(['\r', '\n'])),
-        None => Err(Refused),
+        Some(password) => {
+            state
+                .sessions
+                .open(id, password.trim_end_matches(['\r', '\n']))
+                .await
+        }
+        None => Err(Refused.into()),
     };
     // An exec session opens only /exec, an attach session only /attach.
     match opened {
         Ok(session) if (session.kind == SessionKind::Attach) == attach => Some(session),
+        Err(OpenError::Store(err)) => {
+            tracing::error!(error = %err, "cannot open an exec session");
+            close(socket, 1011, "the apiserver's store is unavailable; retry").await;
+            None
+        }
         _ => {
             close(socket, 1008, &Refused.to_string()).await;
             None
@@ -655,7 +671,7 @@ async fn session_target(
         SessionKind::Exec { .. } => "exec",
         SessionKind::Attach => "attach",
     };
-    let (node_id, endpoint) = placement(state, &group, what)?;
+    let (node_id, endpoint) = placement(state, &group, what).await?;
     Ok((group, node_id, endpoint))
 }
 

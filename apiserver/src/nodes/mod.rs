@@ -8,8 +8,9 @@
 //! - `reports`: the queue and the writer that folds node reports into the store in batches.
 //! - `liveness`: when each node was last heard from, the monitor marking silent nodes NotReady and
 //!   the heartbeat writer.
-//! - `capacity`: the distinct node sizes per OS ("could any node ever hold this?").
-//! - `endpoints`: where each agent serves `AgentService`.
+//! - `capacity`: the distinct node sizes per OS ("could any node ever hold this?"), re-read from
+//!   the store on a miss.
+//! - `endpoints`: where each agent serves `AgentService` (in the store, for every replica).
 //! - `relay`: what other replicas send over the bus for this one's streams (assignments, node
 //!   joins) and the resync after events may have been missed.
 //!
@@ -114,7 +115,7 @@ impl NodeGateway {
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let known = store.nodes().await?;
-        let capacities = Capacities::default();
+        let capacities = Capacities::new(store.clone());
         for node in &known {
             capacities.remember(node.os_type, node.capacity);
         }
@@ -130,13 +131,13 @@ impl NodeGateway {
         let gateway = Self {
             inner: Arc::new(Inner {
                 assignments: Assignments::new(store.clone(), secrets),
+                endpoints: Endpoints::new(store.clone()),
                 store,
                 ca,
                 heartbeat_interval_ms,
                 sessions: Sessions::default(),
                 liveness,
                 capacities,
-                endpoints: Endpoints::default(),
                 reports,
                 replica,
                 shutdown: shutdown.clone(),
@@ -164,9 +165,10 @@ impl NodeGateway {
         });
     }
 
-    /// Whether some joined node (Ready or not) is large enough for `request` at all.
-    pub fn could_ever_fit(&self, os: OsType, request: &Size) -> bool {
-        self.inner.capacities.could_ever_fit(os, request)
+    /// Whether some joined node (Ready or not, joined through any replica) is large enough for
+    /// `request` at all.
+    pub async fn could_ever_fit(&self, os: OsType, request: &Size) -> Result<bool, StoreError> {
+        self.inner.capacities.could_ever_fit(os, request).await
     }
 
     /// Re-sends one group's assignment (new generation: restart, update).
@@ -190,11 +192,11 @@ impl NodeGateway {
             .send(node_id, Vec::new(), vec![group_id.to_owned()]);
     }
 
-    /// Where node `node_id` serves `AgentService`, as its latest `Hello` said; `None` if it serves
-    /// none or has not said since the apiserver started. Kept after the stream breaks: the agent's
-    /// service may well outlive a Sync stream, and a dead one is answered as unreachable.
-    pub fn agent_endpoint(&self, node_id: &str) -> Option<String> {
-        self.inner.endpoints.get(node_id)
+    /// Where node `node_id` serves `AgentService`, as its latest `Hello` (to any replica) said;
+    /// `None` if it serves none or has not said. Kept after the stream breaks: the agent's service
+    /// may well outlive a Sync stream, and a dead one is answered as unreachable.
+    pub async fn agent_endpoint(&self, node_id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.endpoints.get(node_id).await
     }
 
     /// Node ids with a live Sync stream.

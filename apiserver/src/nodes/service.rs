@@ -75,10 +75,16 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<DesiredState, Status>> + Send
 
 impl NodeGateway {
     /// A `Hello`'s news: where the agent serves, and the groups it runs.
-    fn hello(&self, node_id: &str, seq: u64, hello: &Hello) {
-        self.inner
+    async fn hello(&self, node_id: &str, seq: u64, hello: &Hello) {
+        if let Err(err) = self
+            .inner
             .endpoints
-            .remember(node_id, &hello.agent_endpoint);
+            .remember(node_id, &hello.agent_endpoint)
+            .await
+        {
+            // Logs and exec of the node fail until its next Hello; its groups are not affected.
+            tracing::error!(error = %err, node = %node_id, "cannot record agent endpoint");
+        }
         for status in &hello.groups {
             self.inner.reports.report(node_id, seq, status);
         }
@@ -114,7 +120,9 @@ impl NodeGateway {
                     self.inner.reports.report(&node_id, report.seq, &status)
                 }
                 Some(agent_report::Body::Heartbeat(_)) | None => {}
-                Some(agent_report::Body::Hello(hello)) => self.hello(&node_id, report.seq, &hello),
+                Some(agent_report::Body::Hello(hello)) => {
+                    self.hello(&node_id, report.seq, &hello).await
+                }
             }
         }
         self.inner.sessions.close(&node_id, epoch);
@@ -232,7 +240,7 @@ impl NodeService for NodeGateway {
             .liveness
             .seen(&node_id, hello_clock(&hello), !hello.groups.is_empty())
             .await?;
-        self.hello(&node_id, hello_seq, &hello);
+        self.hello(&node_id, hello_seq, &hello).await;
         let groups = self.inner.assignments.on_node(&node_id).await?;
         let _ = tx.send(Ok(self.inner.sessions.full(groups)));
         tracing::info!(node = %node_id, groups = hello.groups.len(), "node connected");

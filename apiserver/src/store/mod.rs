@@ -3,7 +3,8 @@
 //!
 //! The traits speak the control plane's types only (no driver, no protobuf): [`TokenStore`],
 //! [`NodeStore`], [`GroupStore`], [`SchedulingStore`], [`ReportStore`], [`UsageStore`],
-//! [`OperationStore`], [`ResourceGroupStore`], [`LeaseStore`]. Callers hold an `Arc<dyn Store>`.
+//! [`OperationStore`], [`ResourceGroupStore`], [`LeaseStore`], [`ExecSessionStore`],
+//! [`AgentEndpointStore`]. Callers hold an `Arc<dyn Store>`.
 //!
 //! Every write that belongs together is one transaction: a group and its operation; a placement and
 //! its capacity reservation; a status report and the operations it finishes. Every read-modify-write
@@ -11,6 +12,8 @@
 //! writers, not only with SQLite's one. Node capacity is also guarded by `CHECK` constraints, so no
 //! bug above the store can overcommit a node. `conformance` is the suite any backend must pass.
 
+mod agent_endpoints;
+mod exec_sessions;
 mod groups;
 mod leases;
 mod nodes;
@@ -29,6 +32,8 @@ mod usage_rows;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub use agent_endpoints::*;
+pub use exec_sessions::*;
 pub use groups::*;
 pub use leases::*;
 pub use nodes::*;
@@ -140,6 +145,8 @@ pub trait Store:
     + OperationStore
     + ResourceGroupStore
     + LeaseStore
+    + ExecSessionStore
+    + AgentEndpointStore
     + Send
     + Sync
     + 'static
@@ -156,6 +163,8 @@ impl<T> Store for T where
         + OperationStore
         + ResourceGroupStore
         + LeaseStore
+        + ExecSessionStore
+        + AgentEndpointStore
         + Send
         + Sync
         + 'static

@@ -140,6 +140,8 @@ pub async fn server_address(
             let endpoint = endpoint.context(
                 "no DNS server: pass --server HOST:PORT, or set an endpoint (berth login, --endpoint or BERTH_ENDPOINT) whose host runs it",
             )?;
+            // Of several endpoints (replicas), the first.
+            let endpoint = endpoint.split(',').next().unwrap_or(endpoint).trim();
             let url = reqwest::Url::parse(endpoint)
                 .with_context(|| format!("the endpoint '{endpoint}' is not a URL"))?;
             let host = url

@@ -6,6 +6,7 @@
 //! origin.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -38,11 +39,14 @@ pub enum ServerAddrError {
     Host(String),
 }
 
-/// The apiserver's node gateway, parsed once from `--server`.
-#[derive(Debug, Clone)]
+/// The apiserver's node gateway, parsed once from `--server`; possibly one of the addresses its name
+/// resolves to ([`ServerAddr::at`]), still verified as the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
     host: String,
     port: u16,
+    /// The address to connect to instead of resolving `host`.
+    ip: Option<IpAddr>,
     server_name: ServerName<'static>,
     /// What tonic dials (it must not try TLS itself).
     plain: Uri,
@@ -96,6 +100,7 @@ impl FromStr for ServerAddr {
         Ok(Self {
             host,
             port,
+            ip: None,
             server_name,
             plain,
             origin,
@@ -113,11 +118,29 @@ impl ServerAddr {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// The same server reached at `ip` (one of the addresses its name resolves to): connects there,
+    /// still verifies the certificate for the name.
+    pub fn at(&self, ip: IpAddr) -> Self {
+        Self {
+            ip: Some(ip),
+            ..self.clone()
+        }
+    }
+
+    /// Whether the host is an IP address (nothing to resolve).
+    pub fn is_ip(&self) -> bool {
+        self.host.parse::<IpAddr>().is_ok()
+    }
 }
 
 impl std::fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.origin.fmt(f)
+        self.origin.fmt(f)?;
+        match self.ip {
+            Some(ip) => write!(f, " ({ip})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -177,13 +200,19 @@ impl TlsDialer {
     }
 
     async fn connect(self) -> Result<TokioIo<TlsStream<TcpStream>>, DialError> {
-        let addr = format!("{}:{}", self.server.host, self.server.port);
-        let tcp = TcpStream::connect((self.server.host.as_str(), self.server.port))
-            .await
-            .map_err(|source| DialError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+        let server = &self.server;
+        let addr = match server.ip {
+            Some(ip) => SocketAddr::new(ip, server.port).to_string(),
+            None => format!("{}:{}", server.host, server.port),
+        };
+        let connected = match server.ip {
+            Some(ip) => TcpStream::connect((ip, server.port)).await,
+            None => TcpStream::connect((server.host.as_str(), server.port)).await,
+        };
+        let tcp = connected.map_err(|source| DialError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         // Latency matters more than packet count for small gRPC frames.
         let _ = tcp.set_nodelay(true);
         let tls = TlsConnector::from(self.config)

@@ -29,6 +29,9 @@ pub enum JoinError {
     /// The call failed in a way worth retrying (unavailable, timeout, internal).
     #[error("the join call failed")]
     Call(#[source] tonic::Status),
+    /// No server to try (never with a validated config). Retried.
+    #[error("no apiserver to join")]
+    NoServer,
 }
 
 impl JoinError {

@@ -2,6 +2,7 @@
 
 pub mod dial;
 pub mod join;
+pub mod servers;
 pub mod sync;
 
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! The `Sync` stream: `Hello`, then deltas both ways, heartbeats, and reconnects with back-off.
+//! The `Sync` stream: `Hello`, then deltas both ways, heartbeats, and reconnects: to the next of the
+//! known apiserver replicas at once, with back-off only once each has failed ([`Rotation`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::RECONNECT;
 use super::dial::{ServerAddr, dial};
+use super::servers::{Rotation, Servers};
 use crate::supervisor::Supervisor;
 
 /// The agent's version, reported in `Hello` and `Join`.
@@ -77,10 +79,12 @@ impl Seq {
     }
 }
 
-/// Keeps one `Sync` stream up until `shutdown`, reconnecting with jittered back-off and starting each
-/// stream over with `Hello`. Groups keep running across reconnects.
+/// Keeps one `Sync` stream up until `shutdown`, to one of `servers` at a time, starting each stream
+/// over with `Hello` (the node's whole state: level-triggered, whichever replica hears it). A stream
+/// that breaks or cannot be opened moves on to the next server at once; once every server has failed
+/// in a row, the agent waits a jittered back-off. Groups keep running across reconnects.
 pub async fn sync_until_shutdown(
-    server: &Arc<ServerAddr>,
+    servers: &Servers,
     tls: &Arc<ClientConfig>,
     facts: &NodeFacts,
     supervisor: &mut Supervisor,
@@ -88,9 +92,13 @@ pub async fn sync_until_shutdown(
 ) {
     let mut backoff = RECONNECT.delays();
     let mut seq = Seq(facts.report_epoch << 32);
+    let mut round = servers.resolve().await;
+    let mut rotation = Rotation::new(round.len());
     // Consecutive failed attempts since the last stream that worked.
     let mut failures: u32 = 0;
     loop {
+        let server = Arc::clone(&round[rotation.current() % round.len()]);
+        let server = &server;
         let mut established = false;
         // Shutdown drops the session wherever it is: that closes the stream, and nothing a session
         // leaves half-done matters to a process that is exiting.
@@ -106,16 +114,31 @@ pub async fn sync_until_shutdown(
             failures = 0;
         }
         failures += 1;
+        if !rotation.failed(established) {
+            let next = &round[rotation.current() % round.len()];
+            tracing::info!(error = %error_chain(&error), %server, %next, "sync stream down; trying the next server");
+            // Not at once after a stream that worked: servers that each accept and then drop the
+            // stream would otherwise be dialled in a tight loop.
+            if established {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RECONNECT.initial) => {}
+                }
+            }
+            continue;
+        }
         let delay = backoff.next_delay();
         if should_warn(failures) {
-            tracing::warn!(error = %error_chain(&error), failures, ?delay, "sync stream down; reconnecting");
+            tracing::warn!(error = %error_chain(&error), %server, failures, ?delay, "sync stream down; reconnecting");
         } else {
-            tracing::debug!(error = %error_chain(&error), failures, ?delay, "sync stream down; reconnecting");
+            tracing::debug!(error = %error_chain(&error), %server, failures, ?delay, "sync stream down; reconnecting");
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
+        round = servers.resolve().await;
+        rotation.resize(round.len());
     }
 }
 

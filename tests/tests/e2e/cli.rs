@@ -41,6 +41,7 @@ impl Cli {
             .args(args)
             .env("BERTH_CONFIG", &self.config)
             .env_remove("BERTH_ENDPOINT")
+            .env_remove("BERTH_ENDPOINTS")
             .env_remove("BERTH_TOKEN")
             .env_remove("BERTH_SUBSCRIPTION")
             .env_remove("BERTH_CA_FILE")
@@ -369,4 +370,47 @@ async fn the_cli_lists_and_revokes_tokens() {
         Some(2),
         "a malformed duration is a usage error"
     );
+}
+
+#[tokio::test]
+async fn the_cli_tries_the_next_endpoint_when_one_cannot_be_reached() {
+    let cluster = Cluster::start().await;
+    let tenant = cluster.tenant(&[SUB]).await;
+    let ca = cluster.dir().join("ca.crt");
+    // A port nothing listens on: the first "replica" is down.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let down = format!("https://localhost:{down}");
+    let cli = Cli::new();
+    let args = |endpoints: &[&str]| {
+        let mut args = vec!["container", "list", "--subscription", SUB, "-o", "json"];
+        for endpoint in endpoints {
+            args.extend(["--endpoint", endpoint]);
+        }
+        args.extend([
+            "--token",
+            tenant.token(),
+            "--ca-file",
+            ca.to_str().expect("utf-8"),
+        ]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let alone = args(&[&down]);
+    let alone: Vec<&str> = alone.iter().map(String::as_str).collect();
+    assert!(
+        !cli.run(&alone).await.status.success(),
+        "nothing answers there"
+    );
+    let listed = format!("{down},{}", cluster.base);
+    for endpoints in [
+        vec![down.as_str(), cluster.base.as_str()],
+        vec![listed.as_str()],
+    ] {
+        let both = args(&endpoints);
+        let both: Vec<&str> = both.iter().map(String::as_str).collect();
+        let groups: Value = serde_json::from_str(&cli.ok(&both).await).expect("JSON output");
+        assert!(groups.is_array(), "{endpoints:?}: {groups}");
+    }
 }

@@ -346,6 +346,47 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_posted_on_one_replica_opens_on_another_once() {
+    let (cluster, api, node) = setup("exec-replica", |_| {}).await;
+    running_group(&api, &node, "shell", "Always", &["sleep", "3600"]).await;
+    let replica = cluster.replica().await;
+
+    // POSTed on the first apiserver, opened on the replica (as a load balancer may send it).
+    let (uri, password) = session(
+        &api,
+        "shell",
+        "exec",
+        Some(json!({"command": ["sh", "-c", "echo on the replica"], "tty": false})),
+    )
+    .await;
+    let host = |base: &str| base.trim_start_matches("https://").to_owned();
+    assert!(uri.contains(&host(&cluster.base)), "{uri}");
+    let on_replica = uri.replace(&host(&cluster.base), &host(&replica.base));
+    let mut socket = channel_socket(&replica, &on_replica, &password).await;
+    let mut outcome = Outcome::default();
+    finish(&mut socket, &mut outcome).await;
+    assert_eq!(outcome.stdout, "on the replica\n", "{outcome:?}");
+    assert_eq!(exit_code(&outcome.status), 0, "{outcome:?}");
+
+    // Once: neither apiserver opens it again.
+    for (server, uri) in [(&cluster, &uri), (&replica, &on_replica)] {
+        let again = connect(
+            server,
+            uri,
+            &["v5.channel.k8s.io"],
+            Some(&format!("Bearer {password}")),
+        )
+        .await;
+        match again {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), 401);
+            }
+            other => panic!("a used session opened again: {:?}", other.map(|(_, p)| p)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_socket_kills_the_process() {
     let (cluster, api, node) = setup("exec-close", |_| {}).await;
     running_group(&api, &node, "shell", "Always", &["sleep", "3600"]).await;

@@ -170,6 +170,29 @@ async fn the_apiserver_reaches_the_agent_over_mutual_tls_and_says_when_it_cannot
 }
 
 #[tokio::test]
+async fn a_replica_reaches_the_agent_of_a_node_streaming_to_another() {
+    let cluster = Cluster::start().await;
+    let _node = ServingNode::start(&cluster, "node-a").await;
+    let api = cluster.tenant(&[SUB]).await;
+    let (status, _, _) = api.put_group(SUB, "rg1", "web", &group_body()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.wait_group(SUB, "rg1", "web", 20, running).await;
+
+    // The node's Hello went to the first apiserver only; the replica learns its endpoint from the
+    // store and dials it: the (hollow) agent's own answer, not "serves no logs".
+    let replica = cluster.replica().await;
+    let (status, body) = logs(&replica.api(api.token()), "web", "web", "tail=5&").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "ContainerGroupNotRunning", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("has not started on its node")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn exec_and_attach_validate_and_say_why_a_hollow_node_cannot() {
     let cluster = Cluster::start().await;
     let _node = cluster.add_node("node-a", 4.0, 8.0).await;

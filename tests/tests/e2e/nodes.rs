@@ -282,3 +282,59 @@ async fn last_heartbeat_follows_the_node_and_survives_a_restart() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(last_heartbeat(&cluster, "beating").await > restarted_at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_moves_to_another_replica_when_its_apiserver_stops() {
+    let cluster = Cluster::start().await;
+    let replica = cluster.replica().await;
+    // The agent knows both; it joins through and streams to the first.
+    let state_dir = cluster.dir().join("agent-node-a");
+    let mut config = berth_node_agent::AgentConfig::new(cluster.node_url(), state_dir, "node-a");
+    config.servers.push(replica.node_url());
+    config.join_token = Some(cluster.join_token(1).await);
+    config.capacity = Resources {
+        cpu_millis: 4000,
+        memory_mib: 8192,
+        gpu: 0,
+        gpu_sku: String::new(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop_agent = shutdown.clone().drop_guard();
+    let _agent = tokio::spawn(berth_node_agent::run(config, shutdown));
+    cluster.wait_node("node-a", "Ready").await;
+    let token = cluster.tenant(&[SUB]).await.token().to_owned();
+
+    // The first apiserver goes away; its data (the SQLite file) stays for the replica.
+    let _stopped = cluster.stop().await;
+    replica.wait_node("node-a", "Ready").await;
+    let api = replica.api(&token);
+    let (status, _, answer) = api.put_group(SUB, "rg1", "after", &group_body()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    api.wait_group(SUB, "rg1", "after", 20, running).await;
+    let node = replica.node_info("node-a").await;
+    assert_eq!(node["status"], "Ready", "{node}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_joins_through_the_first_server_that_answers() {
+    let cluster = Cluster::start().await;
+    // The first server it is given is down (nothing listens there).
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let state_dir = cluster.dir().join("agent-node-b");
+    let mut config =
+        berth_node_agent::AgentConfig::new(format!("https://{down}"), state_dir, "node-b");
+    config.servers.push(cluster.node_url());
+    config.join_token = Some(cluster.join_token(1).await);
+    config.capacity = Resources {
+        cpu_millis: 1000,
+        memory_mib: 1024,
+        gpu: 0,
+        gpu_sku: String::new(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop_agent = shutdown.clone().drop_guard();
+    let _agent = tokio::spawn(berth_node_agent::run(config, shutdown));
+    cluster.wait_node("node-b", "Ready").await;
+}

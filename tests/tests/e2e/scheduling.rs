@@ -157,3 +157,22 @@ async fn concurrent_creates_race_for_the_last_capacity_exactly_one_wins() {
     assert_eq!(on_node.len(), 1, "exactly one wins");
     assert_eq!(placed, 1);
 }
+
+#[tokio::test]
+async fn a_replica_that_did_not_see_the_join_accepts_what_fits() {
+    let cluster = Cluster::start().await;
+    let replica = cluster.replica().await;
+    // The node joins through the first apiserver; the replica hears nothing of it.
+    let _node = cluster.add_node("node-a", 2.0, 4.0).await;
+    let tenant = cluster.tenant(&[SUB]).await;
+    let on_replica = replica.api(tenant.token());
+    let (status, _, answer) = on_replica
+        .put_group(SUB, "rg1", "fits", &sized(2.0, 2.0))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "no false 409: {answer}");
+    let (status, _, answer) = on_replica
+        .put_group(SUB, "rg1", "huge", &sized(3.0, 2.0))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "ServiceUnavailable");
+}

@@ -6,6 +6,8 @@
 //! store as `Arc<dyn Store>` and uses nothing but the traits. Concurrency cases run several tasks at
 //! once against one row, so a backend whose read-modify-writes are not guarded fails them.
 
+pub(crate) mod agent_endpoints;
+pub(crate) mod exec_sessions;
 pub(crate) mod fixtures;
 pub(crate) mod groups;
 pub(crate) mod leases;
@@ -65,6 +67,11 @@ macro_rules! store_conformance {
             leases::of_racing_holders_one_gets_the_lease_and_renews_it,
             leases::an_expired_lease_passes_to_the_next_holder,
             leases::a_released_lease_passes_at_once,
+            exec_sessions::a_session_round_trips_and_is_taken_once,
+            exec_sessions::racing_takes_of_one_session_give_it_to_one,
+            exec_sessions::expired_sessions_are_not_pending_and_are_purged_on_insert,
+            exec_sessions::past_the_cap_the_soonest_expiring_make_room,
+            agent_endpoints::the_latest_endpoint_wins_and_none_forgets,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -15,8 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::*;
 
+mod agent_endpoints;
 mod billing;
 mod creates;
+mod exec_sessions;
 mod groups;
 mod leases;
 mod nodes;

@@ -17,8 +17,10 @@ use crate::model::{GroupSpec, Size};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+mod agent_endpoints;
 mod batch;
 mod billing;
+mod exec_sessions;
 mod leases;
 mod resource_groups;
 mod tokens;
