@@ -28,7 +28,6 @@
 //! (`40P01`: unavailable, retried as any).
 
 // Until the PostgreSQL store's writes call these (lane pg-store, issue 15); its tests do.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
