@@ -89,6 +89,16 @@ fn tls(ca_pem: &str) -> Connector {
 
 /// Opens a websocket with these subprotocols and `Authorization` header.
 async fn connect(
+    cluster: &Cluster,
+    uri: &str,
+    protocols: &[&str],
+    authorization: Option<&str>,
+) -> Result<(Socket, Option<String>), tungstenite::Error> {
+    connect_with_ca(&cluster.ca_pem, uri, protocols, authorization).await
+}
+
+/// [`connect`] to a server known by its CA alone (an apiserver process).
+async fn connect_with_ca(
     ca_pem: &str,
     uri: &str,
     protocols: &[&str],
@@ -118,9 +128,13 @@ async fn connect(
     Ok((socket, protocol))
 }
 
+async fn channel_socket(cluster: &Cluster, uri: &str, password: &str) -> Socket {
+    channel_socket_with_ca(&cluster.ca_pem, uri, password).await
+}
+
 /// A websocket of Berth's channel protocol to `uri`, the session's password as bearer.
-pub(crate) async fn channel_socket(ca_pem: &str, uri: &str, password: &str) -> Socket {
-    let (socket, protocol) = connect(
+pub(crate) async fn channel_socket_with_ca(ca_pem: &str, uri: &str, password: &str) -> Socket {
+    let (socket, protocol) = connect_with_ca(
         ca_pem,
         uri,
         &["v5.channel.k8s.io"],
@@ -254,7 +268,7 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         Some(json!({"command": ["sh", "-c", "echo out; echo 'e r r' >&2; exit 3"], "tty": false})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     let mut outcome = Outcome::default();
     finish(&mut socket, &mut outcome).await;
     assert_eq!(outcome.stdout, "out\n", "{outcome:?}");
@@ -270,7 +284,7 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         Some(json!({"command": ["cat"], "tty": false, "stdin": true})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     socket.send(frame(0, b"hello ")).await.expect("send");
     socket.send(frame(0, b"world\n")).await.expect("send");
     socket.send(frame(255, &[0])).await.expect("send");
@@ -287,7 +301,7 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         Some(json!({"command": ["sh"], "terminalSize": {"rows": 30, "cols": 90}})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     let mut outcome = Outcome::default();
     socket.send(frame(0, b"stty size\n")).await.expect("send");
     read_until(&mut socket, &mut outcome, "30 90").await;
@@ -314,7 +328,7 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         Some(json!({"command": ["sh"], "terminalSize": {"rows": 0, "cols": 0}})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     let mut outcome = Outcome::default();
     socket.send(frame(0, b"stty size\n")).await.expect("send");
     read_until(&mut socket, &mut outcome, "24 80").await;
@@ -329,7 +343,7 @@ async fn berth_exec_passes_argv_splits_streams_and_returns_the_exit_code() {
         Some(json!({"command": ["/no/such/binary"], "tty": false})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     let mut outcome = Outcome::default();
     finish(&mut socket, &mut outcome).await;
     assert_eq!(outcome.status["status"], "Failure", "{outcome:?}");
@@ -355,7 +369,7 @@ async fn closing_the_socket_kills_the_process() {
             Some(json!({"command": argv, "tty": tty})),
         )
         .await;
-        let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+        let mut socket = channel_socket(&cluster, &uri, &password).await;
         wait_for("the exec'd process", || !pids_running(&argv).is_empty()).await;
         socket.close(None).await.expect("close");
         drop(socket);
@@ -446,9 +460,7 @@ async fn aci_exec_works_as_az_container_exec_drives_it() {
 
     // A wrong password on a live session: closed with 1008, and the session is burnt.
     let (uri, password) = session(&api, "shell", "exec", Some(body.clone())).await;
-    let (mut socket, _) = connect(&cluster.ca_pem, &uri, &[], None)
-        .await
-        .expect("connects");
+    let (mut socket, _) = connect(&cluster, &uri, &[], None).await.expect("connects");
     socket
         .send(Message::text("not-it[[EOM]]"))
         .await
@@ -472,7 +484,7 @@ async fn aci_exec_works_as_az_container_exec_drives_it() {
         .next()
         .unwrap_or_default()
         .replace("/exec/", "/attach/");
-    let (mut socket, _) = connect(&cluster.ca_pem, &attach_uri, &[], None)
+    let (mut socket, _) = connect(&cluster, &attach_uri, &[], None)
         .await
         .expect("connects");
     socket.send(Message::text(password)).await.expect("send");
@@ -492,13 +504,7 @@ async fn aci_exec_works_as_az_container_exec_drives_it() {
         expired["error"].as_str().is_some_and(|e| e.contains("401")),
         "{expired}"
     );
-    let refused = connect(
-        &cluster.ca_pem,
-        &uri,
-        &["v5.channel.k8s.io"],
-        Some(&password),
-    )
-    .await;
+    let refused = connect(&cluster, &uri, &["v5.channel.k8s.io"], Some(&password)).await;
     assert!(refused.is_err(), "an expired password opened a session");
 }
 
@@ -585,7 +591,7 @@ async fn logs_follow_previous_and_attach() {
     }
     // Attach now: from here on, the output.
     let (attach_uri, attach_password) = session(&api, "logs", "attach", None).await;
-    let (mut attach, _) = connect(&cluster.ca_pem, &attach_uri, &[], Some(&attach_password))
+    let (mut attach, _) = connect(&cluster, &attach_uri, &[], Some(&attach_password))
         .await
         .expect("attach");
     // An exec writes into the container's stdout.
@@ -596,7 +602,7 @@ async fn logs_follow_previous_and_attach() {
         Some(json!({"command": ["sh", "-c", "echo followed-line > /proc/1/fd/1"], "tty": false})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     let mut outcome = Outcome::default();
     finish(&mut socket, &mut outcome).await;
     assert_eq!(exit_code(&outcome.status), 0, "{outcome:?}");
@@ -637,7 +643,7 @@ async fn logs_follow_previous_and_attach() {
         Some(json!({"command": ["touch", "/v/fail-1"], "tty": false})),
     )
     .await;
-    let mut socket = channel_socket(&cluster.ca_pem, &uri, &password).await;
+    let mut socket = channel_socket(&cluster, &uri, &password).await;
     finish(&mut socket, &mut Outcome::default()).await;
     wait(&api, &node, "logs", |b| {
         view(b, "app")["restartCount"].as_i64() >= Some(1) && state_of(b, "app") == "Running"

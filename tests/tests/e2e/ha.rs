@@ -17,11 +17,11 @@ use serde_json::{Value, json};
 use crate::billing::{
     Row, assert_no_double_billing, export_with_estimate, iso, ms_of, usage_query,
 };
-use crate::exec::{Outcome, channel_socket, exit_code, finish};
+use crate::exec::{Outcome, channel_socket_with_ca, exit_code, finish};
 use crate::harness::{Api, SUB, group_path};
+use crate::pg_replicas::{Replicas, node_on, placed, wait_node_status};
 use crate::process::ApiserverProcess;
 use crate::real::{RealNode, RealOptions, SLOW, state_of, view};
-use crate::replicas::{Replicas, node_on, placed, wait_node_status};
 
 const RG: &str = "ha";
 
@@ -89,7 +89,7 @@ async fn exec_echo(
     assert!(uri.contains(authority(&post_on.base)), "{uri}");
     let uri = uri.replace(authority(&post_on.base), authority(&socket_on.base));
     let password = answer["password"].as_str().expect("password");
-    let mut socket = channel_socket(&socket_on.ca_pem, &uri, password).await;
+    let mut socket = channel_socket_with_ca(&socket_on.ca_pem, &uri, password).await;
     let mut outcome = Outcome::default();
     finish(&mut socket, &mut outcome).await;
     (outcome.stdout, exit_code(&outcome.status))

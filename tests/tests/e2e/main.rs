@@ -3,7 +3,7 @@
 //! End-to-end tests: a real apiserver (HTTPS, gRPC with mTLS, SQLite) and real hollow node agents,
 //! in-process on loopback ports chosen by the OS, each cluster in its own temp dir; real nodes
 //! (containerd, CNI) and apiserver processes where a test needs them (`real`, `process`), replicas on
-//! a PostgreSQL of the test binary's own (`replicas`, `ha`).
+//! a PostgreSQL of the test binary's own (`pg_replicas`, `ha`).
 
 mod arm;
 mod arm_reading;
@@ -23,10 +23,10 @@ mod isolation;
 mod logs;
 mod metering;
 mod nodes;
+mod pg_replicas;
 mod process;
 mod real;
 mod refusals;
-mod replicas;
 mod restart;
 mod scheduling;
 mod signin;

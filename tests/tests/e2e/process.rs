@@ -11,7 +11,7 @@ use crate::real::{RealNode, RealOptions, SLOW, bin_dir};
 /// The `berth-apiserver` binary as a child process, so a test can SIGKILL it mid-flight. Its ports are
 /// chosen once, so the process started again binds the same ones and node agents reconnect by
 /// themselves; its data dir (CA, operator token, SQLite) outlives the process and goes on drop.
-/// Replicas of one cluster ([`crate::replicas::Replicas`]) are several of these on one `--store`.
+/// Replicas of one cluster ([`crate::pg_replicas::Replicas`]) are several of these on one `--store`.
 pub struct ApiserverProcess {
     /// `https://localhost:<port>`.
     pub base: String,
