@@ -44,14 +44,14 @@ fn rate_per_ms(group: &str, sku: &str) -> i128 {
     }
 }
 
-fn ms_of(text: &str) -> i64 {
+pub(crate) fn ms_of(text: &str) -> i64 {
     let time = OffsetDateTime::parse(text, &Rfc3339)
         .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"));
     (time.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// `2026-11-22T19:00:00.123Z`: RFC 3339 with milliseconds, as the export writes times.
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
@@ -148,20 +148,20 @@ async fn task_ended(node: &RealNode, id: &str) -> i64 {
 
 /// One row of a usage export.
 #[derive(Debug, Clone)]
-struct Row {
-    group_id: String,
-    name: String,
-    subscription: String,
-    resource_id: String,
-    node_id: String,
-    sku: String,
-    class: String,
-    start: i64,
-    end: i64,
+pub(crate) struct Row {
+    pub(crate) group_id: String,
+    pub(crate) name: String,
+    pub(crate) subscription: String,
+    pub(crate) resource_id: String,
+    pub(crate) node_id: String,
+    pub(crate) sku: String,
+    pub(crate) class: String,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
     /// `ConsumedQuantity` exactly, in units of 10^-13.
-    quantity: i128,
-    accrued: bool,
-    ledger_id: Option<i64>,
+    pub(crate) quantity: i128,
+    pub(crate) accrued: bool,
+    pub(crate) ledger_id: Option<i64>,
 }
 
 /// An exact decimal (`-12.5`, `3`, `0.0000009765625`) in units of 10^-13.
@@ -201,7 +201,7 @@ fn raw_number<'a>(line: &'a str, key: &str) -> &'a str {
     rest[..end].trim()
 }
 
-fn parse_rows(text: &str) -> Vec<Row> {
+pub(crate) fn parse_rows(text: &str) -> Vec<Row> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
@@ -237,7 +237,7 @@ fn parse_rows(text: &str) -> Vec<Row> {
         .collect()
 }
 
-fn usage_query(from: i64, to: i64, granularity: &str, format: &str) -> String {
+pub(crate) fn usage_query(from: i64, to: i64, granularity: &str, format: &str) -> String {
     format!(
         "from={}&to={}&granularity={granularity}&format={format}",
         iso(from),
@@ -250,7 +250,7 @@ async fn export(api: &Api, path: &str, query: &str) -> Vec<Row> {
 }
 
 /// The rows and the `x-berth-row-estimate` header (ledger rows in the window).
-async fn export_with_estimate(api: &Api, path: &str, query: &str) -> (Vec<Row>, usize) {
+pub(crate) async fn export_with_estimate(api: &Api, path: &str, query: &str) -> (Vec<Row>, usize) {
     let (status, headers, text) = api.text(&format!("{path}?{query}")).await;
     assert_eq!(status, StatusCode::OK, "{path}?{query}: {text}");
     assert_eq!(headers["content-type"], "application/x-ndjson", "{query}");
@@ -333,7 +333,7 @@ fn billed_runs(rows: &[&Row], runs: &[&RealRun]) -> Vec<BilledRun> {
 
 /// At no instant is a group's meter billed twice (or negatively): the signed rows covering any
 /// instant sum to 0 or 1 run. Positive rows of one group and meter never overlap.
-fn assert_no_double_billing(rows: &[Row]) {
+pub(crate) fn assert_no_double_billing(rows: &[Row]) {
     let mut by_key: BTreeMap<(&str, &str), Vec<&Row>> = BTreeMap::new();
     for row in rows {
         by_key

@@ -24,7 +24,7 @@ use crate::real::{RealNode, RealOptions, SLOW, real_group, state_of, view};
 
 const RG: &str = "rg";
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn setup(
     name: &str,
@@ -94,6 +94,16 @@ async fn connect(
     protocols: &[&str],
     authorization: Option<&str>,
 ) -> Result<(Socket, Option<String>), tungstenite::Error> {
+    connect_with_ca(&cluster.ca_pem, uri, protocols, authorization).await
+}
+
+/// [`connect`] to a server known by its CA alone (an apiserver process).
+async fn connect_with_ca(
+    ca_pem: &str,
+    uri: &str,
+    protocols: &[&str],
+    authorization: Option<&str>,
+) -> Result<(Socket, Option<String>), tungstenite::Error> {
     let mut request = uri.into_client_request()?;
     if !protocols.is_empty() {
         request.headers_mut().insert(
@@ -107,13 +117,9 @@ async fn connect(
             HeaderValue::from_str(value).expect("header"),
         );
     }
-    let (socket, response) = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        None,
-        false,
-        Some(tls(&cluster.ca_pem)),
-    )
-    .await?;
+    let (socket, response) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls(ca_pem)))
+            .await?;
     let protocol = response
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -123,8 +129,13 @@ async fn connect(
 }
 
 async fn channel_socket(cluster: &Cluster, uri: &str, password: &str) -> Socket {
-    let (socket, protocol) = connect(
-        cluster,
+    channel_socket_with_ca(&cluster.ca_pem, uri, password).await
+}
+
+/// A websocket of Berth's channel protocol to `uri`, the session's password as bearer.
+pub(crate) async fn channel_socket_with_ca(ca_pem: &str, uri: &str, password: &str) -> Socket {
+    let (socket, protocol) = connect_with_ca(
+        ca_pem,
         uri,
         &["v5.channel.k8s.io"],
         Some(&format!("Bearer {password}")),
@@ -143,15 +154,15 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 
 /// What a channel session printed: stdout, stderr and the final status.
 #[derive(Debug, Default)]
-struct Outcome {
-    stdout: String,
-    stderr: String,
-    status: Value,
-    closed: bool,
+pub(crate) struct Outcome {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) status: Value,
+    pub(crate) closed: bool,
 }
 
 /// Reads a channel session to its end (bounded by [`SLOW`]).
-async fn finish(socket: &mut Socket, outcome: &mut Outcome) {
+pub(crate) async fn finish(socket: &mut Socket, outcome: &mut Outcome) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
     loop {
         let message = tokio::time::timeout_at(deadline, socket.next())
@@ -202,7 +213,7 @@ async fn read_until(socket: &mut Socket, outcome: &mut Outcome, needle: &str) {
     }
 }
 
-fn exit_code(status: &Value) -> i64 {
+pub(crate) fn exit_code(status: &Value) -> i64 {
     if status["status"] == "Success" {
         return 0;
     }

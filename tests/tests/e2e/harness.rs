@@ -225,6 +225,18 @@ impl Api {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.try_raw(method, path, body)
+            .await
+            .expect("request reaches the server")
+    }
+
+    /// [`Api::raw`] that says when no answer came (the server is down, the connection broke).
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, Value), reqwest::Error> {
         let url = if path.starts_with("https://") {
             path.to_owned()
         } else {
@@ -234,17 +246,17 @@ impl Api {
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req.send().await.expect("request reaches the server");
+        let resp = req.send().await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
+        let bytes = resp.bytes().await?;
         let value = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        (status, headers, value)
+        Ok((status, headers, value))
     }
 
     /// A GET whose body is text (CSV, JSON lines), returned as is.

@@ -1,7 +1,9 @@
 #![allow(unreachable_pub, dead_code)]
 
 //! End-to-end tests: a real apiserver (HTTPS, gRPC with mTLS, SQLite) and real hollow node agents,
-//! in-process on loopback ports chosen by the OS, each cluster in its own temp dir.
+//! in-process on loopback ports chosen by the OS, each cluster in its own temp dir; real nodes
+//! (containerd, CNI) and apiserver processes where a test needs them (`real`, `process`), replicas on
+//! a PostgreSQL of the test binary's own (`pg_replicas`, `ha`).
 
 mod arm;
 mod arm_reading;
@@ -14,12 +16,15 @@ mod errors;
 mod exec;
 mod group_races;
 mod groups;
+mod ha;
 mod harness;
 mod hostile;
 mod isolation;
 mod logs;
 mod metering;
 mod nodes;
+mod pg_replicas;
+mod process;
 mod real;
 mod refusals;
 mod replicas;

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tonic::Request;
 
 use crate::harness::Cluster;
+pub use crate::process::ApiserverProcess;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -34,6 +35,8 @@ pub struct RealOptions {
     pub registry_auth: Option<(String, String)>,
     /// Extra environment of the agent process.
     pub agent_env: Vec<(String, String)>,
+    /// What the node offers, cores and GiB [default: 2 and 4].
+    pub capacity: Option<(f64, f64)>,
 }
 
 pub struct RealNode {
@@ -82,6 +85,17 @@ impl RealNode {
     /// Like [`RealNode::start`], for an apiserver known only by its node URL and a join token (one
     /// running as a process of its own); does not wait for the node to be Ready.
     pub async fn join(node_url: &str, token: &str, name: &str, options: RealOptions) -> Self {
+        Self::join_servers(&[node_url], token, name, options).await
+    }
+
+    /// Like [`RealNode::join`], for an agent given several servers (`--server` each, in this
+    /// order): the replicas of one control plane.
+    pub async fn join_servers(
+        servers: &[&str],
+        token: &str,
+        name: &str,
+        options: RealOptions,
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("bt")
             .tempdir_in("/tmp")
@@ -112,45 +126,49 @@ impl RealNode {
         );
         let namespace = format!("berth-{n}");
         let cgroup_parent = format!("berth-test-{pid}-{n}");
-        let args: Vec<String> = [
-            "--server",
-            node_url,
-            "--state-dir",
-            &state_dir.to_string_lossy(),
-            "--name",
-            name,
-            "--cpu",
-            "2",
-            "--memory",
-            "4",
-            "--runtime",
-            "containerd",
-            "--containerd",
-            &containerd.socket.to_string_lossy(),
-            "--containerd-namespace",
-            &namespace,
-            "--bridge",
-            &bridge,
-            "--subnet",
-            &subnet,
-            "--cgroup-parent",
-            &cgroup_parent,
-            "--share-root",
-            &share_root.to_string_lossy(),
-            "--logger",
-            &bin_dir().join("berth-logger").to_string_lossy(),
-            "--agent-listen",
-            "127.0.0.1:0",
-            "--stop-grace-secs",
-            "2",
-            "--restart-backoff-ms",
-            "300",
-            "--join-token",
-            token,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let (cpu, memory) = options.capacity.unwrap_or((2.0, 4.0));
+        let mut args: Vec<String> = servers
+            .iter()
+            .flat_map(|server| ["--server".to_owned(), (*server).to_owned()])
+            .collect();
+        args.extend(
+            [
+                "--state-dir",
+                &state_dir.to_string_lossy(),
+                "--name",
+                name,
+                "--cpu",
+                &cpu.to_string(),
+                "--memory",
+                &memory.to_string(),
+                "--runtime",
+                "containerd",
+                "--containerd",
+                &containerd.socket.to_string_lossy(),
+                "--containerd-namespace",
+                &namespace,
+                "--bridge",
+                &bridge,
+                "--subnet",
+                &subnet,
+                "--cgroup-parent",
+                &cgroup_parent,
+                "--share-root",
+                &share_root.to_string_lossy(),
+                "--logger",
+                &bin_dir().join("berth-logger").to_string_lossy(),
+                "--agent-listen",
+                "127.0.0.1:0",
+                "--stop-grace-secs",
+                "2",
+                "--restart-backoff-ms",
+                "300",
+                "--join-token",
+                token,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         let mut node = Self {
             name: name.to_owned(),
             containerd,
@@ -402,209 +420,5 @@ pub async fn wait_group_in(
             node.agent_log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The `berth-apiserver` binary as a child process, so a test can SIGKILL it mid-flight. Its ports are
-/// chosen once, so the process started again binds the same ones and node agents reconnect by
-/// themselves; its data dir (CA, operator token, SQLite) outlives the process and goes on drop.
-pub struct ApiserverProcess {
-    /// `https://localhost:<port>`.
-    pub base: String,
-    /// Where node agents dial: `https://127.0.0.1:<port>`.
-    pub node_url: String,
-    pub ca_pem: String,
-    pub operator: String,
-    args: Vec<String>,
-    child: Option<tokio::process::Child>,
-    // Last: removed once the process is gone.
-    dir: tempfile::TempDir,
-}
-
-impl Drop for ApiserverProcess {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-    }
-}
-
-/// Two distinct free loopback TCP ports (held together while chosen, so they differ).
-fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    (
-        a.local_addr().expect("addr").port(),
-        b.local_addr().expect("addr").port(),
-    )
-}
-
-impl ApiserverProcess {
-    /// Starts `berth-apiserver` (no DNS server) with `extra` flags and waits until it answers.
-    pub async fn start(extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (https, node) = free_ports();
-        let mut args: Vec<String> = [
-            "--data-dir",
-            &dir.path().to_string_lossy(),
-            "--listen",
-            &format!("127.0.0.1:{https}"),
-            "--node-listen",
-            &format!("127.0.0.1:{node}"),
-            "--no-dns",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut server = Self {
-            base: format!("https://localhost:{https}"),
-            node_url: format!("https://127.0.0.1:{node}"),
-            ca_pem: String::new(),
-            operator: String::new(),
-            args,
-            child: None,
-            dir,
-        };
-        server.spawn().await;
-        server
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Kills the process with SIGKILL (no shutdown of any kind) and waits until it is gone.
-    pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().expect("SIGKILL the apiserver");
-            let _ = child.wait().await;
-        }
-    }
-
-    /// Starts the process again on the same data dir and ports and waits until it answers.
-    pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "kill it first");
-        self.spawn().await;
-    }
-
-    /// The process's log so far (for assertion messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
-    }
-
-    async fn spawn(&mut self) {
-        let binary = bin_dir().join("berth-apiserver");
-        assert!(
-            binary.exists(),
-            "{} is missing: cargo build --workspace --bins",
-            binary.display()
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("apiserver.log"))
-            .expect("apiserver log");
-        let child = tokio::process::Command::new(binary)
-            .args(&self.args)
-            .env("RUST_LOG", "info,sqlx=warn,h2=warn")
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("berth-apiserver runs");
-        self.child = Some(child);
-        // The listeners are bound after the CA and the operator token are written.
-        let port = self.base.rsplit(':').next().expect("port").to_owned();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
-        while tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
-            .await
-            .is_err()
-        {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("the apiserver exited: {status}\n{}", self.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the apiserver never listened\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        self.ca_pem =
-            std::fs::read_to_string(self.dir.path().join("ca.crt")).expect("the cluster CA");
-        self.operator = std::fs::read_to_string(self.dir.path().join("operator.token"))
-            .expect("the operator token")
-            .trim()
-            .to_owned();
-        let (status, body) = self
-            .operator_api()
-            .call(reqwest::Method::GET, "/admin/v1/nodes", None)
-            .await;
-        assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    }
-
-    pub fn api(&self, token: &str) -> crate::harness::Api {
-        crate::harness::Api::new(&self.base, &self.ca_pem, token)
-    }
-
-    pub fn operator_api(&self) -> crate::harness::Api {
-        self.api(&self.operator)
-    }
-
-    /// A tenant token for `subs`.
-    pub async fn tenant(&self, subs: &[&str]) -> crate::harness::Api {
-        let (status, body) = self
-            .operator_api()
-            .call(
-                reqwest::Method::POST,
-                "/admin/v1/tokens",
-                Some(json!({"subscriptions": subs})),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-        self.api(body["token"].as_str().expect("token in answer"))
-    }
-
-    pub async fn join_token(&self) -> String {
-        let (status, body) = self
-            .operator_api()
-            .call(
-                reqwest::Method::POST,
-                "/admin/v1/join-tokens",
-                Some(json!({"uses": 1})),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
-        body["token"].as_str().expect("token").to_owned()
-    }
-
-    /// Starts a [`RealNode`] joined to this apiserver and waits until it is Ready.
-    pub async fn real_node(&self, name: &str, options: RealOptions) -> RealNode {
-        let token = self.join_token().await;
-        let node = RealNode::join(&self.node_url, &token, name, options).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
-        loop {
-            let (_, body) = self
-                .operator_api()
-                .call(reqwest::Method::GET, "/admin/v1/nodes", None)
-                .await;
-            let ready = body["value"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|n| n["name"] == name && n["status"] == "Ready");
-            if ready {
-                return node;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node {name} never became Ready: {body}\n--- agent log ---\n{}",
-                node.agent_log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }

@@ -11,6 +11,9 @@
 //!   and keystroke round trips through a TTY (a byte in, its echo out) over Berth's channel protocol.
 //! - `--mode pull` (hidden): times one cold pull through the node agent's own image code
 //!   (`ImageService::ensure`) into a containerd namespace, and prints `<ms> <blobs fetched>`.
+//! - `--mode failover` (`scripts/bench failover`): a steady stream of creates to replicas of one
+//!   control plane while one of them (`--kill-pid`) is SIGKILLed; reports the gap in placements,
+//!   acknowledged creates lost and how long the nodes took to reach the survivor (`failover.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+
+mod failover;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,6 +40,8 @@ enum Mode {
     /// One cold image pull through the agent's `ImageService` (needs `--containerd`).
     #[value(hide = true)]
     Pull,
+    /// Creates at a steady rate while the replica `--kill-pid` is SIGKILLed.
+    Failover,
 }
 
 /// Load generator for Berth benchmarks.
@@ -46,6 +53,10 @@ struct Args {
     /// HTTPS endpoint of the apiserver.
     #[arg(long)]
     endpoint: Option<String>,
+    /// HTTPS endpoints of several replicas, comma-separated: placement spreads its requests over
+    /// them; failover starts worker `i` on endpoint `i % n` and moves it on when one stops answering.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
     /// CA certificate (PEM).
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -58,9 +69,10 @@ struct Args {
     /// Subscription of the tenant token.
     #[arg(long)]
     subscription: Option<String>,
-    /// The apiserver's process id, to print its CPU time per placement (from /proc/<pid>/stat).
+    /// The apiserver's process id, to print its CPU time per placement (from /proc/<pid>/stat);
+    /// repeated for replicas (their CPU time is added up).
     #[arg(long)]
-    apiserver_pid: Option<u32>,
+    apiserver_pid: Vec<u32>,
     /// Groups to create.
     #[arg(long, default_value_t = 20_000)]
     groups: usize,
@@ -96,6 +108,17 @@ struct Args {
     /// containerd namespace to pull into; should be new and empty (pull).
     #[arg(long, hide = true)]
     namespace: Option<String>,
+    /// The replica to SIGKILL (failover): its process id, and its place in `--endpoints`.
+    #[arg(long)]
+    kill_pid: Option<u32>,
+    #[arg(long, default_value_t = 0)]
+    kill_index: usize,
+    /// Seconds of creates before the kill (failover).
+    #[arg(long, default_value_t = 5.0)]
+    kill_after_secs: f64,
+    /// Creates a second, all workers together (failover).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
 }
 
 /// What the HTTP modes need.
@@ -181,16 +204,21 @@ async fn placement(args: &Args) -> anyhow::Result<()> {
         }
     }))?);
 
+    let endpoints = if args.endpoints.is_empty() {
+        vec![api.endpoint.clone()]
+    } else {
+        args.endpoints.clone()
+    };
     let base = placed(&client, &api.endpoint, operator).await?;
-    let cpu_before = args.apiserver_pid.map(cpu_ticks).transpose()?;
+    let cpu_before = cpu_ticks_of(&args.apiserver_pid)?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
+    for worker in 0..args.concurrency {
         let (client, next, body) = (client.clone(), next.clone(), body.clone());
         let prefix = args.prefix.clone();
         let (endpoint, token, sub, total) = (
-            api.endpoint.clone(),
+            endpoints[worker % endpoints.len()].clone(),
             api.token.clone(),
             api.subscription.clone(),
             args.groups,
@@ -240,14 +268,16 @@ async fn placement(args: &Args) -> anyhow::Result<()> {
     let all_placed = started.elapsed();
     // The apiserver's work for these placements goes on after the last is placed (the nodes report
     // them running): count it until the apiserver is idle again.
-    let cpu = match (args.apiserver_pid, cpu_before) {
-        (Some(pid), Some(before)) => Some(settled_cpu_ticks(pid).await? - before),
-        _ => None,
+    let cpu = match cpu_before {
+        Some(before) => Some(settled_cpu_ticks(&args.apiserver_pid).await? - before),
+        None => None,
     };
     latencies.sort();
     println!(
-        "-- {} groups, {} requests in flight",
-        args.groups, args.concurrency
+        "-- {} groups, {} requests in flight to {} endpoint(s)",
+        args.groups,
+        args.concurrency,
+        endpoints.len()
     );
     println!(
         "creates acknowledged in: {:.2} s ({:.0} creates/s)",
@@ -269,8 +299,13 @@ async fn placement(args: &Args) -> anyhow::Result<()> {
     );
     if let Some(ticks) = cpu {
         println!(
-            "apiserver CPU/placement: {:.0} µs (user+system, until idle)",
-            ticks as f64 * 1e6 / CLOCK_TICKS_PER_SECOND / args.groups as f64
+            "apiserver CPU/placement: {:.0} µs (user+system, until idle{})",
+            ticks as f64 * 1e6 / CLOCK_TICKS_PER_SECOND / args.groups as f64,
+            if args.apiserver_pid.len() > 1 {
+                ", all replicas"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -298,14 +333,26 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
-/// The process's CPU ticks once it has used under 10% of a core over half a second (the hollow
-/// nodes' heartbeats keep it a little busy), or after 10 s.
-async fn settled_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+/// The CPU ticks of all of `pids` together; `None` for no pids.
+fn cpu_ticks_of(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut sum = 0;
+    for pid in pids {
+        sum += cpu_ticks(*pid)?;
+    }
+    Ok(Some(sum))
+}
+
+/// The processes' CPU ticks once they have used under 10% of a core over half a second (the hollow
+/// nodes' heartbeats keep them a little busy), or after 10 s.
+async fn settled_cpu_ticks(pids: &[u32]) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = cpu_ticks(pid)?;
+    let mut last = cpu_ticks_of(pids)?.unwrap_or(0);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_ticks(pid)?;
+        let now = cpu_ticks_of(pids)?.unwrap_or(0);
         if now - last <= 5 || Instant::now() > deadline {
             return Ok(now);
         }
@@ -322,6 +369,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Delete => delete(&Api::new(&args)?, &args).await,
         Mode::Pull => pull(&args).await,
         Mode::Exec => exec(&args).await,
+        Mode::Failover => failover::run(&args).await,
     }
 }
 
