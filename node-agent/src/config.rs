@@ -38,7 +38,7 @@ pub struct AgentConfig {
     /// serves none (the apiserver then answers that the node has no logs).
     pub agent_listen: Option<SocketAddr>,
     /// The URL the apiserver dials for `AgentService`, sent in `Hello`. Default:
-    /// `https://<the local address used to reach the server>:<the bound port>`.
+    /// `https://<the local address used to reach the first server>:<the bound port>`.
     pub agent_advertise: Option<String>,
 }
 

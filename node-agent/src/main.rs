@@ -160,7 +160,7 @@ struct Args {
     agent_listen: Option<AgentListen>,
 
     /// The URL the apiserver dials for the node's logs [default: https://<the local address that
-    /// reaches --server>:<the --agent-listen port>].
+    /// reaches the first --server>:<the --agent-listen port>].
     #[arg(long)]
     agent_advertise: Option<String>,
 

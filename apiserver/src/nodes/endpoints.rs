@@ -22,10 +22,14 @@ impl Endpoints {
         self.store.agent_endpoint(node_id).await
     }
 
-    /// What the node's `Hello` said; empty: it serves none.
+    /// What the node's `Hello` said; empty: it serves none. Written only if the store says otherwise
+    /// (a reconnect storm of nodes whose endpoint did not change costs reads, not writes).
     pub(super) async fn remember(&self, node_id: &str, endpoint: &str) -> Result<(), StoreError> {
         let endpoint = (!endpoint.is_empty()).then_some(endpoint);
-        tracing::debug!(node = %node_id, ?endpoint, "agent endpoint");
+        if self.store.agent_endpoint(node_id).await?.as_deref() == endpoint {
+            return Ok(());
+        }
+        tracing::info!(node = %node_id, ?endpoint, "agent endpoint");
         self.store.set_agent_endpoint(node_id, endpoint).await
     }
 }
