@@ -158,7 +158,7 @@ impl NodeStore for PgStore {
         let at: Vec<i64> = beats.iter().map(|b| b.at_ms).collect();
         let node_ms: Vec<i64> = beats.iter().map(|b| b.node_clock_ms).collect();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT 1 FROM nodes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        sqlx::query("SELECT 1 FROM nodes WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&ids)
             .execute(&mut *tx)
             .await?;

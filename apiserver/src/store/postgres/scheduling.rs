@@ -60,7 +60,7 @@ impl SchedulingStore for PgStore {
             )
             .execute(&mut *tx)
             .await?;
-        sqlx::query("SELECT 1 FROM nodes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        sqlx::query("SELECT 1 FROM nodes WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&nodes)
             .execute(&mut *tx)
             .await?;

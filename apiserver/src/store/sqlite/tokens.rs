@@ -57,9 +57,9 @@ pub(super) async fn all(reader: &SqlitePool) -> Result<Vec<TokenRecord>> {
 }
 
 /// One statement decides: a token already revoked keeps its first revocation; an operator token is
-/// only revoked while another live operator token exists. (On PostgreSQL this needs the
-/// transaction to be SERIALIZABLE, or two revokes of the last two operator tokens could both pass;
-/// SQLite's single writer serialises them.)
+/// only revoked while another live operator token exists. (SQLite's single writer serialises two
+/// revokes of the last two operator tokens; PostgreSQL locks the live operator tokens first, see
+/// `postgres/tokens.rs`.)
 pub(super) async fn revoke(writer: &SqlitePool, id: &str, now_ms: i64) -> Result<Revocation> {
     let mut tx = writer.begin().await?;
     let row = sqlx::query(&format!(
