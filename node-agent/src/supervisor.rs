@@ -246,6 +246,7 @@ mod tests {
 
     fn assignment(id: &str, generation: u64, phase: DesiredPhase, image: &str) -> GroupAssignment {
         GroupAssignment {
+            placement: 1,
             group_id: id.into(),
             generation,
             phase: phase as i32,

@@ -193,6 +193,7 @@ async fn group_status(conn: &mut Conn) -> GroupStatus {
 
 fn group(id: &str, generation: u64) -> GroupAssignment {
     GroupAssignment {
+        placement: 1,
         group_id: id.into(),
         generation,
         phase: DesiredPhase::Running as i32,

@@ -107,6 +107,10 @@ pub struct Node {
     pub agent_version: Option<String>,
     pub allocated: NodeResources,
     pub capacity: NodeResources,
+    /// No new placement on it (`berth admin node cordon`, or a drain).
+    pub cordoned: bool,
+    /// A drain was asked for (until uncordoned): its groups were moved off.
+    pub draining: bool,
     /// How many groups are placed on it.
     pub groups: u64,
     pub id: String,
@@ -115,8 +119,21 @@ pub struct Node {
     pub last_heartbeat: Option<String>,
     pub name: String,
     pub os_type: String,
-    /// `Ready` or `NotReady`.
+    /// `Ready`, `NotReady` or `Lost` (silent past `--node-lost-after`: its groups were moved off).
     pub status: String,
+}
+
+/// The answer of `POST /admin/v1/nodes/{name}/drain` and `DELETE /admin/v1/nodes/{name}?force=true`:
+/// the groups taken off the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeEvacuation {
+    /// The node, as in `GET /admin/v1/nodes`, after the change.
+    pub node: Node,
+    /// Ids of the groups waiting for a node again (the scheduler places them).
+    pub moved: Vec<String>,
+    /// Ids of the finished groups their restart policy does not run again (taken off, kept as they are).
+    pub settled: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -224,6 +241,8 @@ mod tests {
                 gpu: 0,
                 memory_in_gb: 15.5,
             },
+            cordoned: false,
+            draining: false,
             groups: 2,
             id: "n1".into(),
             labels: [("zone".to_owned(), "a".to_owned())].into(),
@@ -234,7 +253,7 @@ mod tests {
         };
         assert_eq!(
             json(&node),
-            r#"{"agentVersion":"0.1.0","allocated":{"cpu":0.0,"gpu":0,"memoryInGB":0.0},"capacity":{"cpu":4.0,"gpu":0,"memoryInGB":15.5},"groups":2,"id":"n1","labels":{"zone":"a"},"lastHeartbeat":"2026-01-01T00:00:00Z","name":"node-1","osType":"Linux","status":"Ready"}"#
+            r#"{"agentVersion":"0.1.0","allocated":{"cpu":0.0,"gpu":0,"memoryInGB":0.0},"capacity":{"cpu":4.0,"gpu":0,"memoryInGB":15.5},"cordoned":false,"draining":false,"groups":2,"id":"n1","labels":{"zone":"a"},"lastHeartbeat":"2026-01-01T00:00:00Z","name":"node-1","osType":"Linux","status":"Ready"}"#
         );
         let certificate = DnsCertificate {
             ca: "CA".into(),

@@ -68,6 +68,7 @@ pub(crate) fn created(new: &NewGroup, resource_group: &str) -> GroupRecord {
         generation: 1,
         desired: Desired::Running,
         provisioning_state: ProvisioningState::Pending,
+        placement: 0,
         node_id: None,
         status: None,
         events: Vec::new(),

@@ -85,6 +85,8 @@ pub(super) async fn list_nodes(
             agent_version: Some(n.agent_version.clone()),
             allocated: resources(&n.used),
             capacity: resources(&n.capacity),
+            cordoned: n.cordoned,
+            draining: n.draining,
             groups: counts.get(&n.id).copied().unwrap_or(0),
             id: n.id.clone(),
             labels: n.labels.clone(),

@@ -99,6 +99,8 @@ pub struct ReportedStatus {
     pub run_started_unix_ms: i64,
     /// Node clock when the whole group stopped (billing ends here); 0 while anything runs.
     pub run_finished_unix_ms: i64,
+    /// The placement epoch of the copy reported (`GroupRecord::placement` when it was accepted).
+    pub placement: u64,
 }
 
 impl ReportedStatus {
@@ -242,6 +244,7 @@ impl From<&node::GroupStatus> for ReportedStatus {
             observed_unix_ms: s.observed_unix_ms,
             run_started_unix_ms: s.run_started_unix_ms,
             run_finished_unix_ms: s.run_finished_unix_ms,
+            placement: s.placement,
         }
     }
 }
@@ -268,6 +271,7 @@ impl From<&ReportedStatus> for node::GroupStatus {
             observed_unix_ms: s.observed_unix_ms,
             run_started_unix_ms: s.run_started_unix_ms,
             run_finished_unix_ms: s.run_finished_unix_ms,
+            placement: s.placement,
         }
     }
 }
@@ -294,6 +298,7 @@ mod tests {
             last_timestamp_unix_ms: 4,
         };
         let status = ReportedStatus {
+            placement: 0,
             group_id: "g".to_owned(),
             generation: 7,
             phase: GroupPhase::Failed,

@@ -113,6 +113,7 @@ fn assignment(group: &GroupRecord, plain: &[u8]) -> Result<GroupAssignment, Stor
         group_id: group.id.clone(),
         generation: group.generation as u64,
         phase: DesiredPhase::Running as i32,
+        placement: group.placement as u64,
         spec: Some(spec.to_proto(
             &group.name,
             &group.subscription,

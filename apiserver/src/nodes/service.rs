@@ -173,6 +173,8 @@ impl NodeService for NodeGateway {
             status: NodeStatus::NotReady,
             last_heartbeat_ms: now,
             joined_ms: now,
+            cordoned: false,
+            draining: false,
         };
         match self
             .inner

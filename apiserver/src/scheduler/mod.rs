@@ -316,6 +316,7 @@ mod tests {
 
     fn group(id: &str, os: OsType, cpu: u64, mem: u64) -> PendingGroup {
         PendingGroup {
+            pending_since_ms: 0,
             id: id.to_owned(),
             os_type: os,
             requests: Size {

@@ -122,6 +122,9 @@ pub struct GroupRecord {
     pub desired: Desired,
     pub provisioning_state: ProvisioningState,
     pub node_id: Option<String>,
+    /// The placement epoch: bumped by every placement (`GroupAssignment.placement`); a report with
+    /// another one is about a copy left behind and is ignored.
+    pub placement: i64,
     /// The node's last report, if any.
     pub status: Option<ReportedStatus>,
     pub events: Vec<GroupEvent>,

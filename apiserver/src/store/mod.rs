@@ -16,6 +16,7 @@ mod agent_endpoints;
 mod exec_sessions;
 mod groups;
 mod leases;
+mod node_lifecycle;
 mod nodes;
 mod operations;
 pub(crate) mod postgres;
@@ -36,6 +37,7 @@ pub use agent_endpoints::*;
 pub use exec_sessions::*;
 pub use groups::*;
 pub use leases::*;
+pub use node_lifecycle::*;
 pub use nodes::*;
 pub use operations::*;
 pub use postgres::PgStore;
@@ -138,6 +140,7 @@ impl Backend {
 pub trait Store:
     TokenStore
     + NodeStore
+    + NodeLifecycleStore
     + GroupStore
     + SchedulingStore
     + ReportStore
@@ -156,6 +159,8 @@ pub trait Store:
 impl<T> Store for T where
     T: TokenStore
         + NodeStore
+        + NodeLifecycleStore
+        + NodeLifecycleStore
         + GroupStore
         + SchedulingStore
         + ReportStore

@@ -19,6 +19,9 @@ pub struct Heartbeat {
 pub enum NodeStatus {
     Ready,
     NotReady,
+    /// Silent past `--node-lost-after`: its groups were taken off it (moved or settled). Ready again
+    /// when it is heard from; it then runs none of them.
+    Lost,
 }
 
 impl NodeStatus {
@@ -26,6 +29,7 @@ impl NodeStatus {
         match self {
             NodeStatus::Ready => "Ready",
             NodeStatus::NotReady => "NotReady",
+            NodeStatus::Lost => "Lost",
         }
     }
 
@@ -33,6 +37,7 @@ impl NodeStatus {
         match s {
             "Ready" => Some(NodeStatus::Ready),
             "NotReady" => Some(NodeStatus::NotReady),
+            "Lost" => Some(NodeStatus::Lost),
             _ => None,
         }
     }
@@ -50,6 +55,10 @@ pub struct NodeRecord {
     pub status: NodeStatus,
     pub last_heartbeat_ms: i64,
     pub joined_ms: i64,
+    /// No new placement on it (`berth admin node cordon`, or a drain).
+    pub cordoned: bool,
+    /// A drain was asked for (until uncordoned); its groups were taken off it.
+    pub draining: bool,
 }
 
 impl NodeRecord {

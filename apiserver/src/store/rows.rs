@@ -120,6 +120,9 @@ pub(super) fn node_from_row(row: &impl Columns) -> Result<NodeRecord> {
         status: parsed("nodes.status", row.text("status")?, NodeStatus::parse)?,
         last_heartbeat_ms: row.int("last_heartbeat_ms")?,
         joined_ms: row.int("joined_ms")?,
+        // TODO(lane store): from the `cordoned` and `draining` columns.
+        cordoned: false,
+        draining: false,
     })
 }
 
@@ -140,6 +143,8 @@ pub(super) fn group_from_row(row: &impl Columns) -> Result<GroupRecord> {
         desired: parsed("groups.desired", row.text("desired")?, Desired::parse)?,
         provisioning_state: provisioning(row)?,
         node_id: row.text_opt("node_id")?,
+        // TODO(lane store): from the `placement` column.
+        placement: 0,
         status: row
             .bytes_opt("status")?
             .as_deref()
@@ -178,6 +183,8 @@ pub(super) fn pending_from_row(row: &impl Columns) -> Result<PendingGroup> {
             .rev()
             .find(|e| e.name == "FailedScheduling")
             .map(|e| e.message.clone()),
+        // TODO(lane store): from the `pending_since_ms` column.
+        pending_since_ms: 0,
     })
 }
 

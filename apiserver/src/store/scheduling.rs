@@ -12,6 +12,9 @@ pub struct PendingGroup {
     pub generation: i64,
     /// The last scheduling event's message, so an unchanged reason is not rewritten every round.
     pub last_reason: Option<String>,
+    /// Since when it has waited for a node (its create, start, or its node being lost or drained):
+    /// past `--pending-timeout` the scheduler fails it.
+    pub pending_since_ms: i64,
 }
 
 /// A decision of the scheduler, to be committed with its capacity reservation.

@@ -673,6 +673,7 @@ mod tests {
 
     fn assignment(id: &str, generation: u64, policy: &str, images: &[&str]) -> GroupAssignment {
         GroupAssignment {
+            placement: 1,
             group_id: id.into(),
             generation,
             phase: DesiredPhase::Running as i32,

@@ -61,6 +61,8 @@ pub(crate) fn new_group(name: &str, cpu_millis: u64) -> NewGroup {
 
 pub(crate) fn node(id: &str, cpu_millis: u64) -> NodeRecord {
     NodeRecord {
+        cordoned: false,
+        draining: false,
         id: id.to_owned(),
         name: id.to_owned(),
         os_type: OsType::Linux,

@@ -22,6 +22,7 @@ mod batch;
 mod billing;
 mod exec_sessions;
 mod leases;
+mod node_lifecycle;
 mod resource_groups;
 mod tokens;
 mod usage_reader;

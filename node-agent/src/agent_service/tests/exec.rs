@@ -88,6 +88,7 @@ impl Node {
             .await
             .unwrap();
         let assignment = GroupAssignment {
+            placement: 1,
             group_id: GROUP.into(),
             generation: 1,
             phase: DesiredPhase::Running as i32,

@@ -139,6 +139,7 @@ impl TestNode {
     pub(super) async fn run_to_end(&self, spec: GroupSpec) -> GroupStatus {
         let group_id = spec.name.clone();
         let assignment = GroupAssignment {
+            placement: 1,
             group_id: group_id.clone(),
             generation: 1,
             phase: DesiredPhase::Running as i32,

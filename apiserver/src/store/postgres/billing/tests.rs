@@ -226,6 +226,7 @@ async fn a_live_group_is_billed_and_remembered_as_its_spec_says() {
     let mut tags = BTreeMap::new();
     tags.insert("team".to_owned(), "b".to_owned());
     let group = GroupRecord {
+        placement: 0,
         id: "g-live".to_owned(),
         seq: 1,
         subscription: "sub".to_owned(),
