@@ -82,6 +82,7 @@ macro_rules! store_conformance {
             node_lifecycle::a_settled_group_waits_until_restarted_or_started,
             node_lifecycle::a_created_group_waits_since_its_creation,
             node_lifecycle::across_a_loss_and_a_new_placement_each_second_is_billed_once,
+            node_lifecycle::placements_racing_a_drain_or_a_forced_loss_leave_nothing_behind,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

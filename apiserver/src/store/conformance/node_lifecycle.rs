@@ -626,3 +626,62 @@ pub(crate) async fn across_a_loss_and_a_new_placement_each_second_is_billed_once
     assert_eq!(bill.get("b"), Some(&(10_000, false)), "from B's first pull");
     assert_eq!(bill.len(), 2);
 }
+
+/// Placements racing a drain or a forced loss of their node: whichever commits first, no group is
+/// left on the node afterwards and its capacity is all free.
+pub(crate) async fn placements_racing_a_drain_or_a_forced_loss_leave_nothing_behind(
+    store: Arc<dyn Store>,
+) {
+    for (round, forced) in [(0, false), (1, true)] {
+        let node = format!("n{round}");
+        join(&*store, &node, 64_000).await;
+        let groups: Vec<_> = (0..24)
+            .map(|i| new_group(&format!("r{round}-{i}"), 1000))
+            .collect();
+        for g in &groups {
+            store.create_group(g).await.unwrap();
+        }
+        let placer = {
+            let store = store.clone();
+            let node = node.clone();
+            let groups = groups.clone();
+            tokio::spawn(async move {
+                for g in &groups {
+                    store
+                        .commit_placements(&[placement(g, &node, 1)], 10)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let taker = {
+            let store = store.clone();
+            let node = node.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                if forced {
+                    store.lose_node(&node, 0, 20, true).await.unwrap().unwrap()
+                } else {
+                    store.drain_node(&node, 20).await.unwrap().unwrap()
+                }
+            })
+        };
+        placer.await.unwrap();
+        let unassigned = taker.await.unwrap();
+        assert!(
+            store.groups_on_node(&node).await.unwrap().is_empty(),
+            "round {round}: nothing placed on {node} after it was cordoned"
+        );
+        assert_eq!(used_cpu(&*store, &node).await, 0, "round {round}");
+        let pending = store.pending_groups(100).await.unwrap();
+        assert_eq!(
+            pending.len(),
+            groups.len(),
+            "round {round}: every group waits for a node ({} were taken off)",
+            unassigned.moved.len()
+        );
+        for g in &groups {
+            let _ = store.delete_group(&g.id, 30).await.unwrap();
+        }
+    }
+}
