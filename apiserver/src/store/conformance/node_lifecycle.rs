@@ -625,6 +625,14 @@ pub(crate) async fn across_a_loss_and_a_new_placement_each_second_is_billed_once
     );
     assert_eq!(bill.get("b"), Some(&(10_000, false)), "from B's first pull");
     assert_eq!(bill.len(), 2);
+    // Once the group is deleted nothing in its row tells the copies apart: still not billed.
+    store.delete_group(&g.id, 70_000).await.unwrap().unwrap();
+    let late = run_report(&g.id, 1, (1_000, 80_000, 80_000));
+    assert_eq!(
+        fold(&*store, "a", late, 80_000).await,
+        StatusOutcome::Ignored
+    );
+    assert_eq!(billed(&store, &g.id, 1000, 100_000).await, bill);
 }
 
 /// Placements racing a drain or a forced loss of their node: whichever commits first, no group is
