@@ -302,6 +302,15 @@ pub(crate) async fn reports_of_a_copy_left_behind_are_ignored(store: Arc<dyn Sto
     );
 
     // A lost node places nothing; another does, with a new epoch.
+    let waited = crate::store::GroupEvent {
+        name: "FailedScheduling".to_owned(),
+        message: "no node".to_owned(),
+        kind: EventKind::Warning,
+        count: 1,
+        first_ms: 25,
+        last_ms: 25,
+    };
+    store.record_event(&g.id, waited).await.unwrap();
     let again = placement(&g, "n1", 1);
     assert!(
         store
@@ -315,8 +324,19 @@ pub(crate) async fn reports_of_a_copy_left_behind_are_ignored(store: Arc<dyn Sto
         .await
         .unwrap();
     assert_eq!(placed.len(), 1);
-    let epoch = group(&*store, &g.id).await.placement;
+    let placed_again = group(&*store, &g.id).await;
+    let epoch = placed_again.placement;
     assert_eq!(epoch, 3);
+    assert!(
+        placed_again.events.iter().any(|e| e.name == "NodeLost"),
+        "its events still say why it moved"
+    );
+    assert!(
+        !placed_again
+            .events
+            .iter()
+            .any(|e| e.name == "FailedScheduling")
+    );
     // From the right node but an old copy: ignored.
     assert_eq!(
         store.apply_status("n2", &first, 31).await.unwrap(),

@@ -84,11 +84,17 @@ impl SchedulingStore for PgStore {
             .filter(|p| reserved.contains(&p.node_id))
             .collect();
         let mut assigned: HashSet<String> = HashSet::new();
+        // A placement's events: why it waited (`FailedScheduling`) is over; why it was moved
+        // (`NodeLost`, `NodeDrained`) stays in its story.
         if !candidates.is_empty() {
             let ids: Vec<&str> = candidates.iter().map(|p| p.group_id.as_str()).collect();
             let rows = sqlx::query(
                 "UPDATE groups SET node_id = p.node_id, placement = groups.placement + 1, \
-                 provisioning_state = 'Creating', events = '[]', updated_ms = $4 \
+                 provisioning_state = 'Creating', updated_ms = $4, \
+                 events = CASE WHEN groups.events = '[]' THEN '[]' ELSE \
+                 (SELECT COALESCE(jsonb_agg(e.value ORDER BY e.i), '[]'::jsonb)::text \
+                  FROM jsonb_array_elements(groups.events::jsonb) WITH ORDINALITY AS e(value, i) \
+                  WHERE e.value->>'name' <> 'FailedScheduling') END \
                  FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(id, node_id, generation) \
                  WHERE groups.id = p.id AND groups.node_id IS NULL AND groups.desired = 'Running' \
                  AND groups.settled_ms IS NULL AND groups.generation = p.generation RETURNING groups.id",

@@ -265,6 +265,11 @@ async fn usage(conn: &mut SqliteConnection, sub: &str) -> Result<(i64, u64)> {
     })
 }
 
+/// A placement's events: why it waited (`FailedScheduling`) is over; why it was moved (`NodeLost`,
+/// `NodeDrained`) stays in its story.
+const KEPT_EVENTS: &str = "CASE WHEN events = '[]' THEN '[]' ELSE (SELECT json_group_array(json(e.value)) \
+     FROM json_each(groups.events) AS e WHERE json_extract(e.value, '$.name') != 'FailedScheduling') END";
+
 /// Commits a scheduling round: reserve capacity per node (one conditional statement each), assign
 /// groups in chunks, and give back the reservation of any group that changed meanwhile.
 pub(super) async fn commit_placements(
@@ -305,7 +310,7 @@ pub(super) async fn commit_placements(
         let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
         let sql = format!(
             "UPDATE groups SET node_id = CASE id {cases} END, placement = placement + 1, \
-             provisioning_state = 'Creating', events = '[]', updated_ms = ? \
+             provisioning_state = 'Creating', events = {KEPT_EVENTS}, updated_ms = ? \
              WHERE id IN ({}) AND node_id IS NULL AND desired = 'Running' AND settled_ms IS NULL \
              AND generation = CASE id {cases} END RETURNING id",
             vec!["?"; chunk.len()].join(", ")
