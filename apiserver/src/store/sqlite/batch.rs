@@ -473,9 +473,20 @@ pub(super) async fn apply_statuses(
     // The whole batch is one fold of the meter: a constant number of statements.
     // A copy left behind (another placement epoch) is not metered: its run ended when its node was
     // lost or drained, and stays ended.
+    // A group whose last report was applied is at that report's epoch; only the others (few: copies
+    // left behind, groups gone) cost a read.
     if billing {
-        let ids: Vec<&str> = last.keys().copied().collect();
-        let epochs = placements(&mut tx, &ids).await?;
+        let mut epochs = HashMap::with_capacity(last.len());
+        let mut unknown = Vec::new();
+        for (id, i) in &last {
+            match outcome_of.get(i) {
+                Some(StatusOutcome::Applied { .. }) => {
+                    epochs.insert((*id).to_owned(), reports[*i].status.placement as i64);
+                }
+                _ => unknown.push(*id),
+            }
+        }
+        epochs.extend(placements(&mut tx, &unknown).await?);
         super::billing::record(&mut tx, &metered(reports, &epochs)).await?;
     }
     super::billing::nodes_seen(&mut tx, node_clocks).await?;
