@@ -90,7 +90,8 @@ fn coalesce(events: Vec<Event>) -> Vec<Event> {
                     joined.push(event)
                 }
             }
-            Event::Assign { .. } => assigns.push(event),
+            // In order with the assignments: a deleted node's removals go before its close.
+            Event::Assign { .. } | Event::NodeDeleted { .. } => assigns.push(event),
         }
     }
     let mut out: Vec<Event> = wake
