@@ -216,6 +216,30 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_node_is_closed_after_its_removals_whatever_else_is_coalesced() {
+        let events = vec![
+            assign("n1", &[], &ids("g", 2)),
+            Event::ZoneDirty,
+            Event::NodeDeleted {
+                node: "n1".to_owned(),
+            },
+            assign("n2", &ids("h", 1), &[]),
+        ];
+        let (_, heard) = unpack(&pack("me", events)[0]).unwrap();
+        assert_eq!(
+            heard,
+            vec![
+                Event::ZoneDirty,
+                assign("n1", &[], &ids("g", 2)),
+                Event::NodeDeleted {
+                    node: "n1".to_owned()
+                },
+                assign("n2", &ids("h", 1), &[]),
+            ]
+        );
+    }
+
+    #[test]
     fn a_garbled_payload_is_refused() {
         assert!(unpack("{\"o\":\"x\",\"e\":[{\"k\":\"nope\"}]}").is_err());
         assert!(unpack("not json").is_err());
