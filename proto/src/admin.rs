@@ -130,9 +130,11 @@ pub struct Node {
 pub struct NodeEvacuation {
     /// The node, as in `GET /admin/v1/nodes`, after the change (a deleted node: as it was last).
     pub node: Node,
-    /// Ids of the groups waiting for a node again (the scheduler places them).
+    /// ARM ids (`/subscriptions/…/containerGroups/NAME`) of the groups waiting for a node again (the
+    /// scheduler places them).
     pub moved: Vec<String>,
-    /// Ids of the finished groups their restart policy does not run again (taken off, kept as they are).
+    /// ARM ids of the finished groups their restart policy does not run again (taken off, kept as
+    /// they are).
     pub settled: Vec<String>,
 }
 

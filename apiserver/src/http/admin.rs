@@ -21,7 +21,7 @@ use super::ArmJson;
 use crate::auth::{Operator, random_lower};
 use crate::error::ApiError;
 use crate::model::{Size, cpu_cores, memory_gb};
-use crate::render::timestamp;
+use crate::render::{resource_id, timestamp};
 use crate::store::{NodeDeleteRefusal, NodeRecord, Unassigned};
 use crate::validate::code;
 use crate::{AppState, now_ms};
@@ -196,12 +196,28 @@ pub(super) async fn uncordon_node(
     set_cordoned(&state, &key, false).await
 }
 
-fn evacuation(node: Node, unassigned: Unassigned) -> NodeEvacuation {
-    NodeEvacuation {
-        node,
-        moved: unassigned.moved,
-        settled: unassigned.settled,
+/// The ARM ids of groups by their store ids (a group deleted meanwhile is left out).
+async fn arm_ids(state: &AppState, ids: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(g) = state.store.group_by_id(&id).await? {
+            out.push(resource_id(&g.subscription, &g.resource_group, &g.name));
+        }
     }
+    Ok(out)
+}
+
+/// The answer naming the groups taken off as a client names them (their ARM ids).
+async fn evacuation(
+    state: &AppState,
+    node: Node,
+    unassigned: Unassigned,
+) -> Result<NodeEvacuation, ApiError> {
+    Ok(NodeEvacuation {
+        node,
+        moved: arm_ids(state, unassigned.moved).await?,
+        settled: arm_ids(state, unassigned.settled).await?,
+    })
 }
 
 /// `POST /admin/v1/nodes/{node}/drain`: cordons the node and takes every group off it; the node
@@ -218,7 +234,7 @@ pub(super) async fn drain_node(
     tracing::info!(node = %node.name, moved = unassigned.moved.len(), settled = unassigned.settled.len(), "node drained");
     state.gateway.evacuated(&node.id, &unassigned);
     let view = current_view(&state, &node.id).await?;
-    Ok(Json(evacuation(view, unassigned)).into_response())
+    Ok(Json(evacuation(&state, view, unassigned).await?).into_response())
 }
 
 /// `DELETE /admin/v1/nodes/{node}[?force=true]`: deletes a node with no group on it (409
@@ -272,7 +288,7 @@ pub(super) async fn delete_node(
     }
     tracing::warn!(node = %node.name, id = %node.id, force, "node deleted");
     state.gateway.deleted(&node.id);
-    Ok(Json(evacuation(view, unassigned)).into_response())
+    Ok(Json(evacuation(&state, view, unassigned).await?).into_response())
 }
 
 /// `POST /admin/v1/dns-certificates`: a client certificate for a standalone `berth-dns`, which it

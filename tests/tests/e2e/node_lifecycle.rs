@@ -129,7 +129,7 @@ async fn lost_node_groups_move(a_side: &Cluster, b_side: &Cluster, state_root: &
                 running(g) && placed_on(g, "node-b")
             })
             .await;
-        let lost = event(&moved, "NodeLost").expect("a NodeLost event");
+        let lost = event(&moved, "NodeLost").unwrap_or_else(|| panic!("a NodeLost event: {moved}"));
         assert_eq!(lost["type"], "Warning", "{lost}");
         assert!(
             lost["message"]
@@ -324,7 +324,7 @@ async fn a_drain_moves_every_group_off_and_the_node_shows_draining() {
         let (_, g) = api.get_group(SUB, "rg1", name).await;
         ids.push(g["id"].as_str().expect("id").to_owned());
     }
-    assert_eq!(moved.len(), 2, "{answer}");
+    assert_eq!(moved, ids, "moved, by their ARM ids: {answer}");
     assert_eq!(answer["settled"], json!([]), "{answer}");
     assert_eq!(
         (
@@ -341,7 +341,8 @@ async fn a_drain_moves_every_group_off_and_the_node_shows_draining() {
                 running(g) && placed_on(g, "node-b")
             })
             .await;
-        let drained = event(&g, "NodeDrained").expect("a NodeDrained event");
+        let drained =
+            event(&g, "NodeDrained").unwrap_or_else(|| panic!("a NodeDrained event: {g}"));
         assert_eq!(drained["type"], "Normal", "{drained}");
     }
     let node = listed(&cluster, "node-a").await;
