@@ -99,6 +99,10 @@ impl NodeGateway {
                 report = reports.next() => report,
             };
             let Some(report) = report else { break };
+            if !self.inner.sessions.has(&node_id) {
+                // The node was deleted (its stream ended): nothing it says counts any more.
+                break;
+            }
             let report = match report {
                 Ok(report) => report,
                 Err(status) => {

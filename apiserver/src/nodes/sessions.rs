@@ -69,6 +69,19 @@ impl Sessions {
         }
     }
 
+    /// Ends `node_id`'s stream with `status` (its node was deleted) and forgets it; returns whether
+    /// it streamed here.
+    pub(super) fn end(&self, node_id: &str, status: Status) -> bool {
+        match lock(&self.live).remove(node_id) {
+            Some(session) => {
+                // Dropping the only sender after the error ends the response stream.
+                let _ = session.tx.send(Err(status));
+                true
+            }
+            None => false,
+        }
+    }
+
     fn seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -147,6 +160,28 @@ mod tests {
         assert_eq!((g1, g2), (vec!["g1".to_owned()], vec!["g2".to_owned()]));
         assert!(second > first);
         assert!(sessions.full(Vec::new()).seq > second);
+    }
+
+    #[test]
+    fn an_ended_stream_gets_the_error_then_closes() {
+        let sessions = Sessions::default();
+        let mut opened = sessions.open("n1");
+        drop(opened.tx);
+        assert!(sessions.end("n1", Status::permission_denied("deleted")));
+        assert!(!sessions.has("n1"));
+        assert!(!sessions.end("n1", Status::permission_denied("deleted")));
+        match opened.rx.try_recv() {
+            Ok(Err(status)) => assert_eq!(status.code(), tonic::Code::PermissionDenied),
+            other => panic!("expected the error, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                opened.rx.try_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected)
+            ),
+            "and the stream ends"
+        );
+        sessions.send("n1", Vec::new(), vec!["g".to_owned()]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod hostile;
 mod isolation;
 mod logs;
 mod metering;
+mod node_lifecycle;
 mod nodes;
 mod pg_replicas;
 mod process;
