@@ -80,6 +80,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         runtime: config.runtime.clone(),
         agent_listen: config.agent_listen,
         agent_advertise: config.agent_advertise.clone(),
+        fence_after: config.fence_after,
     });
 
     let nodes = config.nodes();
