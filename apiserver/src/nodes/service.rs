@@ -123,7 +123,8 @@ impl NodeGateway {
                 Some(agent_report::Body::Group(status)) => {
                     self.inner.reports.report(&node_id, report.seq, &status)
                 }
-                Some(agent_report::Body::Heartbeat(_)) | None => {}
+                Some(agent_report::Body::Heartbeat(_)) => self.inner.sessions.ack(&node_id, epoch),
+                None => {}
                 Some(agent_report::Body::Hello(hello)) => {
                     self.hello(&node_id, report.seq, &hello).await
                 }

@@ -110,6 +110,21 @@ impl Sessions {
         }
     }
 
+    /// Answers a heartbeat on the stream of `epoch` with an empty delta, so the agent knows a replica
+    /// hears it (one that hears nothing for `--fence-after` fences itself). A replaced stream gets
+    /// nothing: its agent is gone.
+    pub(super) fn ack(&self, node_id: &str, epoch: u64) {
+        let message = DesiredState {
+            seq: self.seq(),
+            full: false,
+            groups: Vec::new(),
+            removed: Vec::new(),
+        };
+        if let Some(session) = lock(&self.live).get(node_id).filter(|s| s.epoch == epoch) {
+            let _ = session.tx.send(Ok(message));
+        }
+    }
+
     /// Sends `node_id` its whole desired state again mid-stream (after events may have been
     /// missed), if it is connected.
     pub(super) fn send_full(&self, node_id: &str, groups: Vec<GroupAssignment>) {
@@ -182,6 +197,27 @@ mod tests {
             "and the stream ends"
         );
         sessions.send("n1", Vec::new(), vec!["g".to_owned()]);
+    }
+
+    #[test]
+    fn a_heartbeat_is_answered_with_an_empty_delta_on_its_own_stream_only() {
+        let sessions = Sessions::default();
+        let mut old = sessions.open("n1");
+        let mut new = sessions.open("n1");
+        sessions.ack("n1", new.epoch);
+        let ack = new.rx.try_recv().expect("an answer").expect("not an error");
+        assert!(!ack.full);
+        assert!(ack.groups.is_empty() && ack.removed.is_empty());
+        assert!(ack.seq > 0);
+        sessions.ack("n1", old.epoch);
+        assert!(
+            old.rx.try_recv().is_err(),
+            "the replaced stream hears nothing"
+        );
+        assert!(
+            new.rx.try_recv().is_err(),
+            "nor is its heartbeat answered on the new one"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod containers;
 mod dns;
 mod errors;
 mod exec;
+mod fencing;
 mod group_races;
 mod groups;
 mod ha;
