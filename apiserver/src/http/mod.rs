@@ -4,6 +4,7 @@
 //! bodies, unknown routes and wrong methods included.
 
 mod admin;
+mod admin_groups;
 mod billing;
 mod containers;
 mod extract;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/join-tokens", post(admin::create_join_token))
         .route("/admin/v1/nodes", get(admin::list_nodes))
         .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))
+        .route("/admin/v1/groups/{id}", get(admin_groups::get_group))
         .route("/admin/billing/usage", get(billing::admin_usage))
         .route("/admin/billing/prices", get(billing::prices))
         .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))
