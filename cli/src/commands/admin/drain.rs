@@ -1,6 +1,6 @@
 //! `berth admin node drain NAME`: the apiserver takes every group off the node at once (cordoned,
 //! each group stopped there with its grace) and the scheduler places them elsewhere; this follows
-//! the moved groups (`GET /admin/v1/groups/{id}`) until each runs elsewhere, saying so as each does.
+//! the moved groups (`GET /admin/v1/groups/{id}`, by the ARM ids the answer names) until each runs elsewhere, saying so as each does.
 //! [`Watch`] is the pure part: what an observation of a group means and what to print.
 
 use std::time::Duration;
@@ -126,7 +126,7 @@ impl Watch {
             .iter()
             .map(|id| {
                 let waiting = Standing::Waiting {
-                    name: id.clone(),
+                    name: display_name(id),
                     reason: None,
                 };
                 (id.clone(), waiting)
@@ -169,7 +169,7 @@ impl Watch {
             Standing::Failed { name, reason } => Some(format!("{name}: not placed: {reason}")),
             Standing::Ended => Some(format!(
                 "{}: deleted or stopped meanwhile, nothing to move.",
-                short_id(id)
+                display_name(id)
             )),
             Standing::Waiting { .. } => None,
         }
@@ -279,11 +279,6 @@ fn display_name(resource_id: &str) -> String {
         (Some(rg), Some(name)) => format!("{rg}/{name}"),
         _ => resource_id.to_owned(),
     }
-}
-
-/// A group id for a line when nothing else names it.
-fn short_id(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
 }
 
 #[cfg(test)]
