@@ -28,9 +28,8 @@ const FENCE_AFTER_SECS: &str = "3";
 
 /// busybox `httpd` on port 80 serving [`PAGE`], with a public IP and DNS name label `label`.
 fn web(image: &str, label: &str) -> Value {
-    let script = format!(
-        "mkdir -p /www && echo {PAGE} > /www/index.html && exec httpd -f -p 80 -h /www"
-    );
+    let script =
+        format!("mkdir -p /www && echo {PAGE} > /www/index.html && exec httpd -f -p 80 -h /www");
     let mut body = real_group(image, "Always", &[("app", &["sh", "-c", &script])]);
     body["properties"]["containers"][0]["properties"]["ports"] = json!([{"port": 80}]);
     body["properties"]["ipAddress"] =
@@ -143,7 +142,9 @@ async fn a_dead_machines_group_moves_to_the_other_node_and_never_runs_twice() {
 
     // The group runs on A (the only node yet), serving its page at its IP and DNS name.
     let mut a = RealNode::start(&cluster, "loss-a", options.clone()).await;
-    let (status, _, answer) = api.put_group(SUB, RG, "web", &web(&a.image, "moving1")).await;
+    let (status, _, answer) = api
+        .put_group(SUB, RG, "web", &web(&a.image, "moving1"))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     let fqdn = answer["properties"]["ipAddress"]["fqdn"]
         .as_str()
@@ -181,9 +182,7 @@ async fn a_dead_machines_group_moves_to_the_other_node_and_never_runs_twice() {
     let deadline = tokio::time::Instant::now() + bound;
     let body = loop {
         let (status, body) = api.get_group(SUB, RG, "web").await;
-        if status == StatusCode::OK
-            && state_of(&body, "app") == "Running"
-            && on(&b, &ip_of(&body))
+        if status == StatusCode::OK && state_of(&body, "app") == "Running" && on(&b, &ip_of(&body))
         {
             break body;
         }
@@ -203,7 +202,10 @@ async fn a_dead_machines_group_moves_to_the_other_node_and_never_runs_twice() {
         .flatten()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    assert!(events.contains(&"NodeLost"), "the events say why: {events:?}");
+    assert!(
+        events.contains(&"NodeLost"),
+        "the events say why: {events:?}"
+    );
     assert_eq!(node_view(&operator, "loss-a").await["status"], "Lost");
     let (status, placed) = operator
         .call(Method::GET, &format!("/admin/v1/groups/{gid}"), None)
@@ -273,7 +275,8 @@ async fn a_dead_machines_group_moves_to_the_other_node_and_never_runs_twice() {
             "billed twice: {pair:#?}"
         );
     }
-    let on_node = |id: &str| -> Vec<&Value> { rows.iter().filter(|r| r["x_NodeId"] == id).collect() };
+    let on_node =
+        |id: &str| -> Vec<&Value> { rows.iter().filter(|r| r["x_NodeId"] == id).collect() };
     let (rows_a, rows_b) = (on_node(&id_a), on_node(&id_b));
     assert_eq!(
         rows_a.len() + rows_b.len(),

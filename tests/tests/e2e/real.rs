@@ -221,9 +221,9 @@ impl RealNode {
     }
 
     /// Kills the node as a machine dies: the agent, containerd, every shim it started and every
-    /// process of their containers, all with SIGKILL at once, nothing told. What is on disk stays
-    /// (containerd's root and state, the agent's state dir, the group's netns files), as on a
-    /// machine's disk; [`RealNode::boot`] starts it again on it. The registry is not the machine's:
+    /// process of their containers, all with SIGKILL at once, nothing told, and its mounts go (as at
+    /// a reboot). What is on disk stays (containerd's root and state, the agent's state dir, the
+    /// group's netns files), as on a machine's disk; [`RealNode::boot`] starts it again on it. The registry is not the machine's:
     /// it stays up, so other nodes still pull [`RealNode::image`] from it.
     pub async fn kill_machine(&mut self) {
         let containerd_config = self.dir.path().join("cd").join("config.toml");
@@ -261,6 +261,22 @@ impl RealNode {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while doomed.iter().copied().any(alive) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A machine that dies loses its mounts (netns bind mounts, container root filesystems);
+        // files stay.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(&root))
+            .map(str::to_owned)
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &point])
+                .status();
         }
     }
 
