@@ -390,8 +390,51 @@ pub struct JoinTokenCreateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// List the nodes with their capacity and what is allocated on them
+    /// List the nodes: status (Ready, NotReady, Lost), scheduling (Cordoned, Draining), capacity
+    /// and what is allocated on them
     List,
+    /// Place no new group on a node; the groups on it keep running
+    Cordon(NodeArgs),
+    /// Place groups on a node again (ends a drain too)
+    Uncordon(NodeArgs),
+    /// Move every group off a node: cordons it, stops each group there with the normal grace and
+    /// places it on another node; waits until each runs elsewhere, showing them as they do
+    ///
+    /// Exits 0 once every moved group runs (or has finished) on another node; 1 when --timeout
+    /// passes first, naming the groups still waiting and why.
+    Drain(NodeDrainArgs),
+    /// Remove a node from the cluster; refused while groups are on it unless --force
+    Delete(NodeDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's name (or id), as `berth admin node list` shows it
+    #[arg(value_name = "NAME")]
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeDrainArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Return once the groups are taken off the node, without waiting for them to run elsewhere
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (the groups are still placed when nodes can take
+    /// them)
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeDeleteArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Delete it even with groups on it: they are taken off as from a lost node (those their
+    /// restart policy runs again are placed elsewhere)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

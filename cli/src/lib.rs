@@ -127,9 +127,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 AdminCommand::JoinToken {
                     command: JoinTokenCommand::Create(args),
                 } => commands::admin::join_token::create(&ctx, &args).await,
-                AdminCommand::Node {
-                    command: NodeCommand::List,
-                } => commands::admin::node::list(&ctx).await,
+                AdminCommand::Node { command } => match command {
+                    NodeCommand::List => commands::admin::node::list(&ctx).await,
+                    NodeCommand::Cordon(args) => {
+                        commands::admin::node::cordon(&ctx, &args.node, true).await
+                    }
+                    NodeCommand::Uncordon(args) => {
+                        commands::admin::node::cordon(&ctx, &args.node, false).await
+                    }
+                    NodeCommand::Drain(args) => commands::admin::drain::drain(&ctx, &args).await,
+                    NodeCommand::Delete(args) => commands::admin::node::delete(&ctx, &args).await,
+                },
                 AdminCommand::DnsCertificate {
                     command: DnsCertificateCommand::Create(args),
                 } => commands::admin::dns_certificate::create(&ctx, &args).await,

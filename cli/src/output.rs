@@ -172,6 +172,7 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
     let mut table = new_table(&[
         "NAME",
         "STATUS",
+        "SCHEDULING",
         "OS",
         "CPU",
         "MEMORY GB",
@@ -182,6 +183,7 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
         table.add_row(vec![
             n.name.clone(),
             n.status.clone(),
+            scheduling(n).to_owned(),
             n.os_type.clone(),
             format!("{}/{}", number(n.allocated.cpu), number(n.capacity.cpu)),
             format!(
@@ -194,6 +196,15 @@ pub fn nodes_table(nodes: &[Node]) -> Option<String> {
         ]);
     }
     Some(trim_lines(&table.to_string()))
+}
+
+/// The SCHEDULING column: whether new groups may go on the node.
+fn scheduling(node: &Node) -> &'static str {
+    match (node.draining, node.cordoned) {
+        (true, _) => "Draining",
+        (false, true) => "Cordoned",
+        (false, false) => "-",
+    }
 }
 
 /// The table of `admin token list`: a token per line, never its secret; `None` for no tokens.
@@ -451,11 +462,42 @@ mod tests {
             [
                 "n1",
                 "Ready",
+                "-",
                 "Linux",
                 "1.5/4",
                 "2.25/16",
                 "2",
                 "2025-01-01T00:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_table_shows_lost_cordoned_and_draining() {
+        let node = |name: &str, status: &str, cordoned: bool, draining: bool| Node {
+            name: name.into(),
+            status: status.into(),
+            cordoned,
+            draining,
+            ..Default::default()
+        };
+        let table = nodes_table(&[
+            node("a", "Lost", false, false),
+            node("b", "Ready", true, false),
+            node("c", "NotReady", true, true),
+        ])
+        .unwrap();
+        let columns: Vec<Vec<&str>> = table
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().take(3).collect())
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ["a", "Lost", "-"],
+                ["b", "Ready", "Cordoned"],
+                ["c", "NotReady", "Draining"]
             ]
         );
     }

@@ -32,6 +32,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 mod billing;
 #[path = "cli/dns.rs"]
 mod dns;
+#[path = "cli/nodes.rs"]
+mod nodes;
 
 const SUB: &str = "dev";
 const GROUP_PATH: &str = "/subscriptions/dev/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web";
@@ -1169,6 +1171,7 @@ async fn admin_commands() {
         [
             "node-1",
             "Ready",
+            "-",
             "Linux",
             "1.5/4",
             "3/16",

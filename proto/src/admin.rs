@@ -148,6 +148,37 @@ pub struct NodeResources {
     pub memory_in_gb: f64,
 }
 
+/// `GET /admin/v1/groups/{id}` answers a [`GroupPlacement`]: a group by its Berth id (the ids a
+/// [`NodeEvacuation`] names), for operators, whose token need not see the group's subscription.
+/// `berth admin node drain` follows the moved groups with it.
+pub const GROUPS_PATH: &str = "/admin/v1/groups";
+
+/// Where a container group is placed and how it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GroupPlacement {
+    pub id: String,
+    /// The group's most recent event of the control plane (`NodeLost`, `Scheduled`,
+    /// `FailedScheduling`, …), if it has any.
+    pub last_event: Option<GroupPlacementEvent>,
+    /// The name of the node it is placed on; `None` while it waits for one.
+    pub node: Option<String>,
+    /// `Pending`, `Succeeded`, `Failed`, … as ARM shows it.
+    pub provisioning_state: String,
+    /// The ARM id: `/subscriptions/…/containerGroups/{name}`.
+    pub resource_id: String,
+    /// `instanceView.state`: `Pending`, `Running`, `Succeeded`, `Failed` or `Stopped`.
+    pub state: String,
+}
+
+/// One event of a [`GroupPlacement`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GroupPlacementEvent {
+    pub message: String,
+    pub name: String,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

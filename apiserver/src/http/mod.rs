@@ -4,6 +4,7 @@
 //! bodies, unknown routes and wrong methods included.
 
 mod admin;
+mod admin_groups;
 mod billing;
 mod containers;
 mod extract;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/nodes/{node}/uncordon", post(admin::uncordon_node))
         .route("/admin/v1/nodes/{node}/drain", post(admin::drain_node))
         .route("/admin/v1/dns-certificates", post(admin::create_dns_certificate))
+        .route("/admin/v1/groups/{id}", get(admin_groups::get_group))
         .route("/admin/billing/usage", get(billing::admin_usage))
         .route("/admin/billing/prices", get(billing::prices))
         .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))

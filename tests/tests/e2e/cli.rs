@@ -5,7 +5,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{Cluster, SUB};
+use crate::harness::{Cluster, SUB, group_body, running};
 
 pub fn berth_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -413,4 +413,134 @@ async fn the_cli_tries_the_next_endpoint_when_one_cannot_be_reached() {
         let groups: Value = serde_json::from_str(&cli.ok(&both).await).expect("JSON output");
         assert!(groups.is_array(), "{endpoints:?}: {groups}");
     }
+}
+
+/// `berth admin node cordon|uncordon|drain|delete` against the real apiserver and two hollow nodes:
+/// cordon keeps new groups off a node, drain moves them and waits until they run on the other one,
+/// delete refuses a node with groups and removes an empty one.
+#[tokio::test]
+async fn the_cli_cordons_drains_and_deletes_nodes() {
+    let cluster = Cluster::start().await;
+    let _a = cluster.add_node("node-a", 4.0, 8.0).await;
+    let _b = cluster.add_node("node-b", 4.0, 8.0).await;
+    let tenant = cluster.tenant(&[SUB]).await;
+    let ca = cluster.dir().join("ca.crt");
+    let ca = ca.to_str().expect("utf-8");
+    let cli = Cli::new();
+    let op = cluster.operator.clone();
+    let admin = |args: &[&str]| -> Vec<String> {
+        [
+            "--endpoint",
+            &cluster.base,
+            "--ca-file",
+            ca,
+            "--token",
+            &op,
+            "admin",
+            "node",
+        ]
+        .iter()
+        .chain(args)
+        .map(|a| (*a).to_owned())
+        .collect()
+    };
+    let run = |args: Vec<String>| {
+        let cli = &cli;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = cli.run(&args).await;
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    // NAME STATUS SCHEDULING … GROUPS: (status, scheduling, groups) of `name`.
+    let row = |table: &str, name: &str| -> Option<(String, String, String)> {
+        let line = table.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        Some((
+            cells[1].to_owned(),
+            cells[2].to_owned(),
+            cells[6].to_owned(),
+        ))
+    };
+
+    // Cordoned, node-b takes no group: both go to node-a.
+    let (code, out, err) = run(admin(&["cordon", "node-b"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        row(&out, "node-b").map(|r| r.1),
+        Some("Cordoned".to_owned()),
+        "{out}"
+    );
+    for name in ["g1", "g2"] {
+        let (status, _, body) = tenant.put_group(SUB, "rg", name, &group_body()).await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        tenant.wait_group(SUB, "rg", name, 20, running).await;
+    }
+    let (_, out, _) = run(admin(&["list"])).await;
+    assert_eq!(
+        row(&out, "node-a"),
+        Some(("Ready".into(), "-".into(), "2".into())),
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "node-b"),
+        Some(("Ready".into(), "Cordoned".into(), "0".into())),
+        "{out}"
+    );
+
+    // Drained, node-a's groups run on node-b (uncordoned) and the command says so as they do.
+    let (code, _, err) = run(admin(&["uncordon", "node-b"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(admin(&["drain", "node-a", "--timeout", "60"])).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("Draining node node-a: 2 groups to place on other nodes."),
+        "{out}"
+    );
+    for name in ["g1", "g2"] {
+        assert!(
+            out.contains(&format!("rg/{name}: Running on node node-b (")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("Node node-a drained: 2 of 2 moved."), "{out}");
+    for name in ["g1", "g2"] {
+        tenant.wait_group(SUB, "rg", name, 20, running).await;
+    }
+    let (_, out, _) = run(admin(&["list"])).await;
+    assert_eq!(
+        row(&out, "node-a"),
+        Some(("Ready".into(), "Draining".into(), "0".into())),
+        "{out}"
+    );
+    assert_eq!(
+        row(&out, "node-b").map(|r| r.2),
+        Some("2".to_owned()),
+        "{out}"
+    );
+
+    // Delete: refused with groups on the node, done when it is empty.
+    let (code, _, err) = run(admin(&["delete", "node-b"])).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("NodeNotEmpty"), "{err}");
+    let (code, _, err) = run(admin(&["delete", "node-a"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(err.trim(), "Deleted node node-a.");
+    let (_, out, _) = run(admin(&["list"])).await;
+    assert_eq!(row(&out, "node-a"), None, "{out}");
+
+    // No node left to take them: the drain gives up after its timeout, naming both.
+    let (code, out, err) = run(admin(&["drain", "node-b", "--timeout", "3"])).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("gave up after 3 s: 0 of 2 groups moved off node node-b; still waiting: rg/g"),
+        "{err}"
+    );
+    assert!(err.contains("rg/g1") && err.contains("rg/g2"), "{err}");
+    let (code, _, err) = run(admin(&["delete", "nosuchnode"])).await;
+    assert_eq!(code, Some(3), "an unknown node exits as not found: {err}");
 }

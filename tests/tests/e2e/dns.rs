@@ -43,7 +43,7 @@ fn resolver(server: SocketAddr, tcp: bool) -> hickory_resolver::TokioResolver {
 }
 
 /// The A records of `name` as hickory resolves them, or the response code of a negative answer.
-async fn resolve(server: SocketAddr, name: &str, tcp: bool) -> Result<Vec<String>, String> {
+pub async fn resolve(server: SocketAddr, name: &str, tcp: bool) -> Result<Vec<String>, String> {
     use hickory_resolver::net::{DnsError, NetError};
     use hickory_resolver::proto::rr::{RData, RecordType};
     match resolver(server, tcp).lookup(name, RecordType::A).await {

@@ -220,6 +220,124 @@ impl RealNode {
         }
     }
 
+    /// Kills the node as a machine dies: the agent, containerd, every shim it started and every
+    /// process of their containers, all with SIGKILL at once, nothing told, and its mounts go (as at
+    /// a reboot). What is on disk stays (containerd's root and state, the agent's state dir, the
+    /// group's netns files), as on a machine's disk; [`RealNode::boot`] starts it again on it. The registry is not the machine's:
+    /// it stays up, so other nodes still pull [`RealNode::image`] from it.
+    pub async fn kill_machine(&mut self) {
+        let containerd_config = self.dir.path().join("cd").join("config.toml");
+        let config = containerd_config.to_string_lossy().into_owned();
+        let socket = self.containerd.socket.to_string_lossy().into_owned();
+        let table = processes();
+        let mut doomed: Vec<u32> = table
+            .iter()
+            .filter(|p| {
+                (p.cmdline.contains("containerd-shim") && p.cmdline.contains(&socket))
+                    || (p.cmdline.starts_with("containerd") && p.cmdline.contains(&config))
+            })
+            .map(|p| p.pid)
+            .collect();
+        // The containers' processes are the shims' children (and theirs).
+        let mut i = 0;
+        while i < doomed.len() {
+            let parent = doomed[i];
+            doomed.extend(
+                table
+                    .iter()
+                    .filter(|p| p.ppid == parent && !doomed.contains(&p.pid))
+                    .map(|p| p.pid)
+                    .collect::<Vec<_>>(),
+            );
+            i += 1;
+        }
+        self.kill_agent().await;
+        if !doomed.is_empty() {
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .args(doomed.iter().map(u32::to_string))
+                .status();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while doomed.iter().copied().any(alive) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A machine that dies loses its mounts (netns bind mounts, container root filesystems);
+        // files stay.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut points: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|point| point.starts_with(&root))
+            .map(str::to_owned)
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = std::process::Command::new("umount")
+                .args(["-l", &point])
+                .status();
+        }
+    }
+
+    /// Starts a killed machine again ([`RealNode::kill_machine`]): containerd on the same root and
+    /// state (it cleans up the tasks whose shims died), then the agent on its state dir.
+    pub async fn boot(&mut self) {
+        self.containerd
+            .restart()
+            .await
+            .expect("containerd starts again on its state");
+        self.start_agent();
+    }
+
+    /// What is left on this node of the group with agent id `gid` (whose IP was `ip`): its
+    /// containers and tasks in containerd, its runtime state, mounts, netns files and saved CNI
+    /// results, its IPAM lease, cgroups and logs. Empty once the agent removed it all.
+    pub async fn leftovers(&self, gid: &str, ip: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        for (id, name) in self.containers().await {
+            if id.contains(gid) {
+                left.push(format!("container {id} ({name})"));
+            }
+        }
+        for (id, pid) in self.tasks().await {
+            if id.contains(gid) {
+                left.push(format!("task {id} (pid {pid})"));
+            }
+        }
+        if self.group_ids().iter().any(|g| g == gid) {
+            left.push(format!("runtime state {gid}"));
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        left.extend(
+            mountinfo
+                .lines()
+                .filter(|l| l.contains(gid))
+                .map(|l| format!("mount {l}")),
+        );
+        for path in walk(&self.state_dir.join("runtime/network")) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if path.to_string_lossy().contains(gid) {
+                left.push(format!("network state {}", path.display()));
+            } else if !ip.is_empty() && name.as_deref() == Some(ip) {
+                left.push(format!("IPAM lease {}", path.display()));
+            }
+        }
+        for controller in ["memory", "cpu", "pids"] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(&self.cgroup_parent)
+                .join(gid);
+            if dir.exists() {
+                left.push(format!("cgroup {}", dir.display()));
+            }
+        }
+        if self.state_dir.join("runtime/logs").join(gid).exists() {
+            left.push(format!("logs of {gid}"));
+        }
+        left
+    }
+
     /// The agent's log so far (for assertion messages).
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
@@ -421,4 +539,82 @@ pub async fn wait_group_in(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `GET /` over HTTP/1.0 from the host: the whole answer, or `None` if nothing answered within a
+/// few seconds.
+pub async fn http_get(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let get = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        Some(answer)
+    };
+    tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Every file and directory under `dir`, deepest first.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// One process of the host, from `/proc`.
+struct Process {
+    pid: u32,
+    ppid: u32,
+    /// Its arguments joined by spaces.
+    cmdline: String,
+}
+
+fn processes() -> Vec<Process> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .filter(|a| !a.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push(Process { pid, ppid, cmdline });
+    }
+    out
+}
+
+/// Whether process `pid` still runs: its `/proc` entry is there with a command line (a zombie's
+/// has none).
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| !cmdline.is_empty())
 }
