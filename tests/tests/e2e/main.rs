@@ -24,6 +24,7 @@ mod isolation;
 mod logs;
 mod metering;
 mod node_lifecycle;
+mod node_loss;
 mod nodes;
 mod pg_replicas;
 mod process;
