@@ -28,6 +28,7 @@ mod process;
 mod real;
 mod refusals;
 mod replicas;
+mod rescheduling;
 mod restart;
 mod scheduling;
 mod signin;
