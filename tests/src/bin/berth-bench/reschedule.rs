@@ -168,6 +168,8 @@ struct Moved {
     /// Its lost node's last heartbeat (the apiserver's last message from it).
     heard: i64,
     lost: i64,
+    /// Whether the group's events still show `NodeLost` (else `lost` is when the node was seen Lost).
+    lost_event: bool,
     /// Placed again (its `Scheduled` event after `NodeLost`, if the apiserver records one).
     scheduled: Option<i64>,
     /// The new node accepted it (`Pulling`).
@@ -176,29 +178,43 @@ struct Moved {
     started: i64,
 }
 
-/// A moved group's timeline once it runs again; `heard` is each dead node's last heartbeat by name
-/// (`fallback` if the `NodeLost` message names none of them).
-fn timeline(group: &Value, heard: &HashMap<String, i64>, fallback: i64) -> Option<Moved> {
+/// What the sampler saw of a dead node: its last heartbeat (the apiserver's last message from it)
+/// and when a node list first showed it `Lost` (unix ms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Death {
+    heard: i64,
+    seen_lost: i64,
+}
+
+/// A moved group's timeline once its new run runs (`Started` after `died_ms`). The time it was
+/// taken off its node is its `NodeLost` event if the group still shows one, else when the node was
+/// first seen `Lost`.
+fn timeline(group: &Value, death: Death, died_ms: i64) -> Option<Moved> {
     if !running(group) {
         return None;
     }
-    let (lost, message) = group_event(group, "NodeLost")?;
+    let started = container_event(group, "Started").filter(|at| *at > died_ms)?;
     let pulling = container_event(group, "Pulling")?;
-    let started = container_event(group, "Started")?;
-    let heard = heard
-        .iter()
-        .find(|(name, _)| message.contains(&format!("Node {name} ")))
-        .map_or(fallback, |(_, at)| *at);
+    let lost_event = group_event(group, "NodeLost").map(|(at, _)| at);
+    let lost = lost_event.unwrap_or(death.seen_lost);
     let scheduled = group_event(group, "Scheduled")
         .map(|(at, _)| at)
-        .filter(|at| *at >= lost);
+        .filter(|at| *at > died_ms);
     Some(Moved {
-        heard,
+        heard: death.heard,
         lost,
+        lost_event: lost_event.is_some(),
         scheduled,
         pulling,
         started,
     })
+}
+
+/// The node a group's last `Scheduled` event names ("Placed on node N.").
+fn placed_on(group: &Value) -> Option<String> {
+    let (_, message) = group_event(group, "Scheduled")?;
+    let name = message.strip_prefix("Placed on node ")?.strip_suffix('.')?;
+    Some(name.to_owned())
 }
 
 /// `p50 / p99 / max` of `values`, in seconds.
@@ -334,7 +350,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         }
     })
     .await?;
-    let all = until("every group Running", || {
+    let all = until("every group Running, its node known", || {
         let bench = bench.clone();
         async move {
             let gets = bench.clone();
@@ -343,13 +359,23 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
                 async move { bench.get(i).await }
             })
             .await?;
-            Ok(groups.iter().all(running).then_some(groups))
+            // Their `Scheduled` events (written after the placement) name their nodes.
+            let known = groups.iter().all(|g| running(g) && placed_on(g).is_some());
+            Ok(known.then_some(groups))
         }
     })
     .await?;
+    let on_doomed: BTreeMap<usize, String> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| {
+            let node = placed_on(g)?;
+            doomed_names.contains(&node).then_some((i, node))
+        })
+        .collect();
     drop(all);
     let nodes = bench.nodes().await?;
-    let on_doomed: u64 = nodes
+    let counted: u64 = nodes
         .iter()
         .filter(|n| {
             n["name"]
@@ -358,8 +384,14 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         })
         .map(|n| n["groups"].as_u64().unwrap_or(0))
         .sum();
+    if counted != on_doomed.len() as u64 {
+        bail!(
+            "the nodes to lose hold {counted} groups, but {} name them in their Scheduled event",
+            on_doomed.len()
+        );
+    }
     println!(
-        "groups Running:          {} in {:.1} s ({on_doomed} on the nodes to lose)",
+        "groups Running:          {} in {:.1} s ({counted} on the nodes to lose)",
         args.groups,
         t0.elapsed().as_secs_f64()
     );
@@ -368,71 +400,71 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     doomed.die().await?;
     println!("-- {} nodes died at once", args.lost);
 
-    // Lost, emptied, and every group placed again.
-    until("the dead nodes Lost and every group placed again", || {
-        let bench = bench.clone();
-        let doomed_names = doomed_names.clone();
-        async move {
-            let nodes = bench.nodes().await?;
-            let dead_done = nodes
-                .iter()
-                .filter(|n| {
-                    n["name"]
-                        .as_str()
-                        .is_some_and(|name| doomed_names.iter().any(|d| d == name))
-                })
-                .all(|n| n["status"] == "Lost" && n["groups"] == 0);
-            Ok((dead_done && placed_count(&nodes) >= args.groups as u64).then_some(()))
-        }
-    })
-    .await?;
-    let nodes = bench.nodes().await?;
-    let heard: HashMap<String, i64> = nodes
-        .iter()
-        .filter_map(|n| {
-            let name = n["name"].as_str()?;
-            doomed_names.iter().any(|d| d == name).then_some(())?;
-            Some((name.to_owned(), rfc3339_ms(n["lastHeartbeat"].as_str()?)?))
-        })
-        .collect();
-    // Every group read once more; the moved ones (a `NodeLost` event) until they run.
-    let gets = bench.clone();
-    let groups = each(args.groups, 64, move |i| {
-        let bench = gets.clone();
-        async move { bench.get(i).await }
-    })
-    .await?;
-    let mut moved_idx: Vec<usize> = groups
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| group_event(g, "NodeLost").is_some())
-        .map(|(i, _)| i)
-        .collect();
-    moved_idx.sort_unstable();
-    let mut moved: BTreeMap<usize, Moved> = BTreeMap::new();
-    let latest_heard = heard.values().copied().max().unwrap_or(died_ms);
+    // Every 100 ms: when each dead node is first seen Lost; done once all are, emptied, and every
+    // group is placed again.
+    let mut deaths: HashMap<String, Death> = HashMap::new();
     let deadline = Instant::now() + PATIENCE;
-    while moved.len() < moved_idx.len() {
-        for &i in &moved_idx {
+    loop {
+        let nodes = bench.nodes().await?;
+        let seen_ms = unix_ms();
+        let mut done = true;
+        for node in &nodes {
+            let Some(name) = node["name"].as_str() else {
+                continue;
+            };
+            if !doomed_names.iter().any(|d| d == name) {
+                continue;
+            }
+            if node["status"] == "Lost" {
+                let death = deaths.entry(name.to_owned()).or_insert(Death {
+                    heard: 0,
+                    seen_lost: seen_ms,
+                });
+                death.heard = node["lastHeartbeat"]
+                    .as_str()
+                    .and_then(rfc3339_ms)
+                    .unwrap_or(died_ms);
+            }
+            done &= node["status"] == "Lost" && node["groups"] == 0;
+        }
+        if done && placed_count(&nodes) >= args.groups as u64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the dead nodes not all Lost, or their groups not placed again, after {PATIENCE:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The moved groups, until their new runs run.
+    let mut moved: BTreeMap<usize, Moved> = BTreeMap::new();
+    let deadline = Instant::now() + PATIENCE;
+    while moved.len() < on_doomed.len() {
+        for (&i, node) in &on_doomed {
             if moved.contains_key(&i) {
                 continue;
             }
             let group = bench.get(i).await?;
-            if let Some(timeline) = timeline(&group, &heard, latest_heard) {
+            let death = deaths.get(node).copied().unwrap_or_default();
+            if let Some(timeline) = timeline(&group, death, died_ms) {
                 moved.insert(i, timeline);
             }
         }
-        if moved.len() < moved_idx.len() {
+        if moved.len() < on_doomed.len() {
             if Instant::now() > deadline {
                 bail!(
                     "{} of {} moved groups not Running after {PATIENCE:?}",
-                    moved_idx.len() - moved.len(),
-                    moved_idx.len()
+                    on_doomed.len() - moved.len(),
+                    on_doomed.len()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    let heard: HashMap<&String, i64> = deaths.iter().map(|(n, d)| (n, d.heard)).collect();
+    let latest_heard = heard.values().copied().max().unwrap_or(died_ms);
+    let lost_seen: Vec<i64> = deaths.values().map(|d| d.seen_lost).collect();
 
     let moved: Vec<Moved> = moved.into_values().collect();
     let lost_after_ms = (args.node_lost_after_secs * 1000.0) as i64;
@@ -441,9 +473,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     let first_lost = moved.iter().map(|m| m.lost).min().unwrap_or(died_ms);
     let last_lost = moved.iter().map(|m| m.lost).max().unwrap_or(died_ms);
     println!(
-        "moved:                   {} groups (NodeLost), {} were on the dead nodes",
+        "moved:                   {} groups, all that were on the dead nodes, Running again ({} still show their NodeLost event)",
         moved.len(),
-        on_doomed
+        moved.iter().filter(|m| m.lost_event).count()
     );
     println!(
         "last heartbeat → Running again, per group (its node's last heartbeat → its new run Started): {}  (target ≤ node-lost-after + 5 s = {:.1} s: {})",
@@ -464,14 +496,16 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
     );
     println!("where the time goes (per group):");
     println!(
-        "  judgement   last heartbeat → NodeLost:           {}  (node-lost-after {:.0} s, + the monitor's period, + queueing behind other nodes' lose transactions)",
+        "  judgement   last heartbeat → taken off:          {}  (NodeLost, or the node first seen Lost; node-lost-after {:.0} s, + the monitor's period, + queueing behind other nodes' lose transactions)",
         spread(moved.iter().map(|m| m.lost - m.heard).collect()),
         args.node_lost_after_secs
     );
     println!(
-        "  lose        first NodeLost → last NodeLost:      {:.2} s over {} nodes",
+        "  lose        first → last node taken off:         {:.2} s over {} nodes (first seen Lost {:.2} s, last {:.2} s after the kill)",
         (last_lost - first_lost) as f64 / 1000.0,
-        heard.len()
+        heard.len(),
+        (lost_seen.iter().copied().min().unwrap_or(died_ms) - died_ms) as f64 / 1000.0,
+        (lost_seen.iter().copied().max().unwrap_or(died_ms) - died_ms) as f64 / 1000.0
     );
     let with_scheduled: Vec<&Moved> = moved.iter().filter(|m| m.scheduled.is_some()).collect();
     if with_scheduled.is_empty() {
@@ -505,11 +539,5 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         spread(moved.iter().map(|m| m.started - m.pulling).collect())
     );
     live.stop().await?;
-    if moved.len() as u64 != on_doomed {
-        bail!(
-            "{} groups moved, but {on_doomed} were on the dead nodes",
-            moved.len()
-        );
-    }
     Ok(())
 }
