@@ -59,9 +59,18 @@ pub struct Flags {
     /// PEM file of the operator-provided server key.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Seconds without a message from a node before it is NotReady [default: 40].
+    /// Seconds without a message from a node before it is NotReady [default: 15].
     #[arg(long)]
     pub node_timeout_secs: Option<u64>,
+    /// Seconds without a message from a node before it is lost: its groups are placed on other
+    /// nodes. Must be more than --node-timeout-secs, and more than the agents' --fence-after
+    /// (file key: node_lost_after_secs) [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub node_lost_after: Option<u64>,
+    /// Seconds a group may wait for a node before it fails, as ACI's provisioning limit (file key:
+    /// pending_timeout_secs) [default: 1800].
+    #[arg(long, value_name = "SECS")]
+    pub pending_timeout: Option<u64>,
     /// How often nodes send heartbeats, in milliseconds [default: 5000].
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u32>,
@@ -149,6 +158,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub node_timeout_secs: Option<u64>,
+    pub node_lost_after_secs: Option<u64>,
+    pub pending_timeout_secs: Option<u64>,
     pub heartbeat_interval_ms: Option<u32>,
     pub heartbeat_store_interval_ms: Option<u64>,
     pub placement: Option<Policy>,
@@ -176,6 +187,17 @@ impl FileConfig {
     }
 }
 
+/// A configuration that resolves but cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A node would be lost (its groups moved) before it is even NotReady.
+    #[error(
+        "--node-lost-after ({lost_after} s) must be more than --node-timeout-secs ({timeout} s): a node is \
+         NotReady first, then lost"
+    )]
+    LostBeforeNotReady { lost_after: u64, timeout: u64 },
+}
+
 /// The resolved configuration the library runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -189,6 +211,10 @@ pub struct Config {
     pub ca: Option<(PathBuf, PathBuf)>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub node_timeout_secs: u64,
+    /// Silence after which a node is lost and its groups move (more than `node_timeout_secs`).
+    pub node_lost_after_secs: u64,
+    /// How long a group may wait for a node before it fails.
+    pub pending_timeout_secs: u64,
     pub heartbeat_interval_ms: u32,
     pub heartbeat_store_interval_ms: u64,
     pub placement: Policy,
@@ -214,6 +240,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether the settings make sense together (the library refuses to start otherwise).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.node_lost_after_secs <= self.node_timeout_secs {
+            return Err(ConfigError::LostBeforeNotReady {
+                lost_after: self.node_lost_after_secs,
+                timeout: self.node_timeout_secs,
+            });
+        }
+        Ok(())
+    }
+
     /// Defaults for everything, with data under `data_dir`.
     pub fn with_data_dir(data_dir: &Path) -> Self {
         Self::resolve(
@@ -269,7 +306,16 @@ impl Config {
             node_timeout_secs: flags
                 .node_timeout_secs
                 .or(file.node_timeout_secs)
-                .unwrap_or(40),
+                .unwrap_or(15),
+            node_lost_after_secs: flags
+                .node_lost_after
+                .or(file.node_lost_after_secs)
+                .unwrap_or(30),
+            pending_timeout_secs: flags
+                .pending_timeout
+                .or(file.pending_timeout_secs)
+                .unwrap_or(1800)
+                .max(1),
             heartbeat_interval_ms: flags
                 .heartbeat_interval_ms
                 .or(file.heartbeat_interval_ms)
@@ -346,6 +392,52 @@ mod tests {
         assert_eq!(config.heartbeat_interval_ms, 5000);
         assert_eq!(config.heartbeat_store_interval_ms, 5000);
         assert_eq!(config.store, "sqlite:///tmp/x/berth.db");
+    }
+
+    #[test]
+    fn node_loss_timers_default_and_come_from_flags_or_file() {
+        let config = Config::with_data_dir(Path::new("/tmp/x"));
+        assert_eq!(
+            (
+                config.node_timeout_secs,
+                config.node_lost_after_secs,
+                config.pending_timeout_secs
+            ),
+            (15, 30, 1800)
+        );
+        assert_eq!(config.check(), Ok(()));
+        let file =
+            FileConfig::parse("node_lost_after_secs = 50\npending_timeout_secs = 60\n").unwrap();
+        let flags = Flags::parse_from(["berth-apiserver", "--pending-timeout", "7"]);
+        let config = Config::resolve(flags, file);
+        assert_eq!(
+            (config.node_lost_after_secs, config.pending_timeout_secs),
+            (50, 7)
+        );
+    }
+
+    #[test]
+    fn a_node_is_never_lost_before_it_is_not_ready() {
+        let flags = Flags::parse_from([
+            "berth-apiserver",
+            "--node-timeout-secs",
+            "30",
+            "--node-lost-after",
+            "30",
+        ]);
+        let config = Config::resolve(flags, FileConfig::default());
+        let refused = config.check().unwrap_err();
+        assert_eq!(
+            refused,
+            ConfigError::LostBeforeNotReady {
+                lost_after: 30,
+                timeout: 30
+            }
+        );
+        assert!(
+            refused.to_string().contains("--node-lost-after"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -132,6 +132,8 @@ pub struct AppState {
 /// Why the apiserver could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("the configuration is refused")]
+    Config(#[from] config::ConfigError),
     #[error("cannot create data directory {path}")]
     DataDir {
         path: PathBuf,
@@ -224,6 +226,7 @@ impl Running {
 /// Opens the store, loads or makes the CA and keys, binds both listeners and starts serving.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    config.check()?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -315,6 +318,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         nodes::Liveness {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             node_timeout: Duration::from_secs(config.node_timeout_secs),
+            node_lost_after: Duration::from_secs(config.node_lost_after_secs),
         },
         nodes::Listeners {
             scheduler: scheduler_handle.clone(),
@@ -363,6 +367,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         cpu_millis: config.quota_cpu_millis,
     };
     let policy = config.placement;
+    let pending_timeout = Duration::from_secs(config.pending_timeout_secs);
     let heartbeat_store_interval = Duration::from_millis(config.heartbeat_store_interval_ms);
     let config_ttl = config.exec_ttl_secs;
     let groups = groups::GroupService::new(
@@ -404,6 +409,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tasks.spawn(
         Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy)
             .with_leadership(leadership)
+            .with_pending_timeout(pending_timeout)
             .run(shutdown.clone()),
     );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));

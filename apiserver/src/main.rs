@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let validate_only = flags.validate;
     let config = Config::resolve(flags, file);
+    config.check().context("the configuration is refused")?;
     if validate_only {
         println!("configuration is valid: {config:#?}");
         return Ok(());

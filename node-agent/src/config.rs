@@ -40,7 +40,15 @@ pub struct AgentConfig {
     /// The URL the apiserver dials for `AgentService`, sent in `Hello`. Default:
     /// `https://<the local address used to reach the first server>:<the bound port>`.
     pub agent_advertise: Option<String>,
+    /// After this long without a `DesiredState` from any apiserver the node fences itself: it stops
+    /// every group (the control plane may be running them elsewhere by now). Must stay below the
+    /// apiserver's `--node-lost-after`. `None`: never. Default [`DEFAULT_FENCE_AFTER`].
+    pub fence_after: Option<Duration>,
 }
+
+/// The default of [`AgentConfig::fence_after`]: below the apiserver's default `--node-lost-after`
+/// (30 s), above its NotReady timeout (15 s).
+pub const DEFAULT_FENCE_AFTER: Duration = Duration::from_secs(20);
 
 /// Which runtime converges the node's groups.
 #[derive(Debug, Clone)]
@@ -71,6 +79,7 @@ impl AgentConfig {
             hollow_nodes: 1,
             agent_listen: None,
             agent_advertise: None,
+            fence_after: Some(DEFAULT_FENCE_AFTER),
         }
     }
 

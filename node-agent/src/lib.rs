@@ -9,8 +9,10 @@
 //! - [`config`]: [`AgentConfig`], what a process is told to be.
 //! - [`identity`]: the state directory (key, certificate, CA, `node.json`), join tokens, the pinned-CA
 //!   verifier used before the node has a CA.
-//! - [`connection`]: dialling with our own rustls connector, `Join`, the `Sync` stream with reconnect.
-//! - [`supervisor`]: the reconcile loop from desired state to runtime actions and status reports.
+//! - [`connection`]: dialling with our own rustls connector, `Join`, the `Sync` stream with reconnect,
+//!   the watch over how long no apiserver was heard.
+//! - [`supervisor`]: the reconcile loop from desired state to runtime actions and status reports, and
+//!   fencing (no apiserver heard for `--fence-after`: every group stopped).
 //! - [`agent_service`]: the node's own mTLS gRPC service for the apiserver (`Logs`, `Exec`).
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations ([`runtime::containerd`]: real
 //!   containers; [`runtime::hollow`]: simulated ones for scale work).
@@ -80,6 +82,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         runtime: config.runtime.clone(),
         agent_listen: config.agent_listen,
         agent_advertise: config.agent_advertise.clone(),
+        fence_after: config.fence_after,
     });
 
     let nodes = config.nodes();

@@ -164,6 +164,11 @@ struct Args {
     #[arg(long)]
     agent_advertise: Option<String>,
 
+    /// Seconds without a word from any apiserver after which the node stops all its groups (they may
+    /// be running elsewhere by then); keep it below the apiserver's --node-lost-after. 0: never.
+    #[arg(long, env = "BERTH_FENCE_AFTER", default_value_t = 20)]
+    fence_after: u64,
+
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
     hollow_nodes: u32,
@@ -367,6 +372,7 @@ impl Args {
             hollow_nodes: self.hollow_nodes,
             agent_listen,
             agent_advertise: self.agent_advertise,
+            fence_after: (self.fence_after > 0).then(|| Duration::from_secs(self.fence_after)),
         })
     }
 }
@@ -565,6 +571,22 @@ mod tests {
             config.agent_listen, None,
             "hollow nodes serve no logs by default"
         );
+    }
+
+    #[test]
+    fn fencing_is_after_20_seconds_unless_told_and_0_turns_it_off() {
+        let base = ["berth-node-agent", "--state-dir", "/tmp/x", "--name", "n1"];
+        let sized = ["--cpu", "1", "--memory", "1"];
+        let parse = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(&sized).chain(extra).copied().collect();
+            Args::try_parse_from(args).unwrap().into_config().unwrap()
+        };
+        assert_eq!(parse(&[]).fence_after, Some(Duration::from_secs(20)));
+        assert_eq!(
+            parse(&["--fence-after", "3"]).fence_after,
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(parse(&["--fence-after", "0"]).fence_after, None);
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     /// Where the node serves `AgentService`, if it does, and the URL it advertises for it.
     pub agent_listen: Option<std::net::SocketAddr>,
     pub agent_advertise: Option<String>,
+    /// Fence after this long without news from any apiserver; `None`: never.
+    pub fence_after: Option<std::time::Duration>,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.
@@ -149,6 +151,7 @@ pub(crate) async fn run_node(
         heartbeat: identity.heartbeat_interval,
         agent_endpoint,
         report_epoch,
+        fence_after: shared.fence_after,
     };
     sync_until_shutdown(
         &shared.servers,

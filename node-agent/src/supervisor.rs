@@ -5,6 +5,8 @@
 //! observes, asks the runtime for one [`Action`], and reports the group's whole status if it differs
 //! from the last one reported. A group that disappears from the runtime is reported once more, as
 //! `REMOVED`, then forgotten. A runtime error requeues the group with back-off.
+//!
+//! [`fencing`]: while no apiserver is heard, the node stops its groups and starts none.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,6 +16,10 @@ use berth_proto::clock::now_ms;
 use berth_proto::node::{DesiredPhase, DesiredState, GroupAssignment, GroupPhase, GroupStatus};
 
 use crate::runtime::{Changes, Runtime};
+
+mod fencing;
+
+use self::fencing::FencedRun;
 
 /// What the runtime must do for one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +34,9 @@ pub enum Action {
     Remove,
 }
 
-/// The one decision of the reconcile loop, pure so it can be tested on its own.
+/// The one decision of the reconcile loop, pure so it can be tested on its own. A copy running with
+/// another placement epoch than the assignment's is a copy of another placement (the group left the
+/// node and came back): like an older generation, it is re-created.
 pub fn decide(desired: Option<&GroupAssignment>, observed: Option<&GroupStatus>) -> Action {
     let Some(desired) = desired else {
         return match observed {
@@ -44,7 +52,8 @@ pub fn decide(desired: Option<&GroupAssignment>, observed: Option<&GroupStatus>)
             Action::Start
         };
     };
-    let same_generation = observed.generation == desired.generation;
+    let same_generation =
+        observed.generation == desired.generation && observed.placement == desired.placement;
     let phase = observed.phase;
     if stopped_wanted {
         let may_run = phase == GroupPhase::Pending as i32 || phase == GroupPhase::Running as i32;
@@ -73,6 +82,12 @@ pub struct Supervisor {
     reported: HashMap<String, GroupStatus>,
     /// Consecutive runtime errors per group, for the retry back-off.
     failures: HashMap<String, u32>,
+    /// No apiserver heard for `--fence-after` and no full desired state since: nothing is started.
+    cut_off: bool,
+    /// The runs stopped by fencing, per group; reported `STOPPED` until a new run begins.
+    fenced: HashMap<String, FencedRun>,
+    /// How long no apiserver had been heard when the node fenced (for the `Fenced` event).
+    silent: Duration,
 }
 
 fn comparable(status: &GroupStatus) -> GroupStatus {
@@ -82,10 +97,11 @@ fn comparable(status: &GroupStatus) -> GroupStatus {
     }
 }
 
-fn removed(group_id: &str, generation: u64) -> GroupStatus {
+fn removed(group_id: &str, generation: u64, placement: u64) -> GroupStatus {
     GroupStatus {
         group_id: group_id.to_string(),
         generation,
+        placement,
         phase: GroupPhase::Removed as i32,
         observed_unix_ms: now_ms(),
         ..Default::default()
@@ -101,6 +117,9 @@ impl Supervisor {
             desired: HashMap::new(),
             reported: HashMap::new(),
             failures: HashMap::new(),
+            cut_off: false,
+            fenced: HashMap::new(),
+            silent: Duration::ZERO,
         }
     }
 
@@ -115,7 +134,12 @@ impl Supervisor {
     pub fn hello_groups(&mut self) -> Vec<GroupStatus> {
         // A Hello is a fresh observation of every group: billing reads "still running at this time".
         let now = now_ms();
-        let mut groups = self.runtime.groups();
+        let mut groups: Vec<GroupStatus> = self
+            .runtime
+            .groups()
+            .into_iter()
+            .map(|group| self.present(group))
+            .collect();
         for group in &mut groups {
             group.observed_unix_ms = now;
         }
@@ -131,6 +155,7 @@ impl Supervisor {
         let mut out = Vec::new();
         let mut touched = BTreeSet::new();
         if desired.full {
+            self.reconnected();
             let mut next: HashMap<String, GroupAssignment> = HashMap::new();
             for assignment in desired.groups {
                 let newer = next
@@ -166,8 +191,9 @@ impl Supervisor {
                     touched.insert(group_id);
                 } else {
                     // Never had it (or already gone): confirm the removal once.
-                    let generation = previous.map_or(0, |p| p.generation);
-                    out.push(removed(&group_id, generation));
+                    let (generation, placement) =
+                        previous.map_or((0, 0), |p| (p.generation, p.placement));
+                    out.push(removed(&group_id, generation, placement));
                 }
             }
         }
@@ -190,15 +216,27 @@ impl Supervisor {
     async fn reconcile(&mut self, group_id: &str) -> Option<GroupStatus> {
         let desired = self.desired.get(group_id);
         let observed = self.runtime.status(group_id);
-        let action = decide(desired, observed.as_ref());
-        let result = match (action, desired) {
-            (Action::Start, Some(assignment)) => self.runtime.start(assignment).await,
-            (Action::Stop, Some(assignment)) => self.runtime.stop(assignment).await,
-            (Action::Remove, _) => self.runtime.remove(group_id).await,
+        let mut action = decide(desired, observed.as_ref());
+        let mut fence_stop = None;
+        if self.cut_off {
+            action = self.while_cut_off(action, observed.as_ref());
+            if action == Action::Stop {
+                fence_stop = observed.as_ref().map(fencing::stop_of);
+            }
+        }
+        let desired = self.desired.get(group_id);
+        let result = match (action, desired, &fence_stop) {
+            (Action::Stop, _, Some(stop)) => self.runtime.stop(stop).await,
+            (Action::Start, Some(assignment), _) => self.runtime.start(assignment).await,
+            (Action::Stop, Some(assignment), None) => self.runtime.stop(assignment).await,
+            (Action::Remove, _, _) => self.runtime.remove(group_id).await,
             _ => Ok(()),
         };
         match result {
             Ok(()) => {
+                if fence_stop.is_some() {
+                    self.fence_stop_sent(group_id);
+                }
                 if action != Action::Nothing {
                     tracing::debug!(group = group_id, ?action, "reconciled");
                     self.failures.remove(group_id);
@@ -221,6 +259,7 @@ impl Supervisor {
     fn report(&mut self, group_id: &str) -> Option<GroupStatus> {
         match self.runtime.status(group_id) {
             Some(status) => {
+                let status = self.present(status);
                 let key = comparable(&status);
                 if self.reported.get(group_id) == Some(&key) {
                     return None;
@@ -229,9 +268,10 @@ impl Supervisor {
                 Some(status)
             }
             None => {
+                self.fenced.remove(group_id);
                 let last = self.reported.remove(group_id)?;
                 self.failures.remove(group_id);
-                Some(removed(group_id, last.generation))
+                Some(removed(group_id, last.generation, last.placement))
             }
         }
     }
@@ -239,287 +279,4 @@ impl Supervisor {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::runtime::hollow::{HollowConfig, HollowRuntime};
-    use berth_proto::node::{Container, ContainerState, GroupSpec};
-
-    fn assignment(id: &str, generation: u64, phase: DesiredPhase, image: &str) -> GroupAssignment {
-        GroupAssignment {
-            placement: 1,
-            group_id: id.into(),
-            generation,
-            phase: phase as i32,
-            spec: Some(GroupSpec {
-                name: id.into(),
-                restart_policy: "Always".into(),
-                containers: vec![Container {
-                    name: "app".into(),
-                    image: image.into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-        }
-    }
-
-    fn running(id: &str, generation: u64) -> GroupAssignment {
-        assignment(id, generation, DesiredPhase::Running, "nginx")
-    }
-
-    fn full(groups: Vec<GroupAssignment>) -> DesiredState {
-        DesiredState {
-            full: true,
-            groups,
-            ..Default::default()
-        }
-    }
-
-    fn delta(groups: Vec<GroupAssignment>, removed: &[&str]) -> DesiredState {
-        DesiredState {
-            full: false,
-            groups,
-            removed: removed.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    fn supervisor() -> Supervisor {
-        let changes = Changes::default();
-        let runtime = HollowRuntime::new(HollowConfig::default(), "node-a", changes.clone());
-        Supervisor::new(Arc::new(runtime), changes)
-    }
-
-    /// Lets the runtime's timers fire and feeds the changes to the supervisor until it is quiet.
-    async fn settle(sup: &mut Supervisor) -> Vec<GroupStatus> {
-        let mut out = Vec::new();
-        let changes = sup.changes().clone();
-        while let Ok(ids) = tokio::time::timeout(Duration::from_secs(1), changes.next()).await {
-            out.extend(sup.on_changes(ids).await);
-        }
-        out
-    }
-
-    fn phase(s: &GroupStatus) -> GroupPhase {
-        GroupPhase::try_from(s.phase).unwrap()
-    }
-
-    #[test]
-    fn decide_covers_the_table() {
-        let run1 = running("g", 1);
-        let stop2 = assignment("g", 2, DesiredPhase::Stopped, "nginx");
-        let obs = |generation, phase: GroupPhase| GroupStatus {
-            group_id: "g".into(),
-            generation,
-            phase: phase as i32,
-            ..Default::default()
-        };
-        assert_eq!(decide(None, None), Action::Nothing);
-        assert_eq!(
-            decide(None, Some(&obs(1, GroupPhase::Running))),
-            Action::Remove
-        );
-        assert_eq!(decide(Some(&run1), None), Action::Start);
-        assert_eq!(
-            decide(Some(&run1), Some(&obs(1, GroupPhase::Running))),
-            Action::Nothing
-        );
-        assert_eq!(
-            decide(Some(&run1), Some(&obs(1, GroupPhase::Failed))),
-            Action::Nothing
-        );
-        assert_eq!(
-            decide(Some(&run1), Some(&obs(1, GroupPhase::Stopped))),
-            Action::Start
-        );
-        assert_eq!(
-            decide(Some(&run1), Some(&obs(0, GroupPhase::Running))),
-            Action::Start
-        );
-        assert_eq!(decide(Some(&stop2), None), Action::Stop);
-        assert_eq!(
-            decide(Some(&stop2), Some(&obs(1, GroupPhase::Running))),
-            Action::Stop
-        );
-        assert_eq!(
-            decide(Some(&stop2), Some(&obs(2, GroupPhase::Running))),
-            Action::Stop
-        );
-        assert_eq!(
-            decide(Some(&stop2), Some(&obs(2, GroupPhase::Stopped))),
-            Action::Nothing
-        );
-        assert_eq!(
-            decide(Some(&stop2), Some(&obs(1, GroupPhase::Stopped))),
-            Action::Stop
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn full_state_starts_what_is_desired_and_removes_everything_else() {
-        let mut sup = supervisor();
-        let out = sup
-            .apply(full(vec![running("a", 1), running("b", 1)]))
-            .await;
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|s| phase(s) == GroupPhase::Pending));
-        let out = settle(&mut sup).await;
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|s| phase(s) == GroupPhase::Running));
-
-        // A new full state without "a": "a" is torn down and reported REMOVED exactly once.
-        let mut out = sup.apply(full(vec![running("b", 1)])).await;
-        out.extend(settle(&mut sup).await);
-        let about_a: Vec<_> = out.iter().filter(|s| s.group_id == "a").collect();
-        let removals: Vec<_> = about_a
-            .iter()
-            .filter(|s| phase(s) == GroupPhase::Removed)
-            .collect();
-        assert_eq!(removals.len(), 1, "{out:#?}");
-        assert_eq!(removals[0].generation, 1);
-        assert!(
-            out.iter().all(|s| s.group_id != "b"),
-            "b did not change: {out:#?}"
-        );
-        assert!(sup.runtime.status("a").is_none());
-
-        // Nothing more is said about "a", however often the same state is applied.
-        let mut again = sup.apply(full(vec![running("b", 1)])).await;
-        again.extend(settle(&mut sup).await);
-        assert!(again.is_empty(), "{again:#?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn full_state_removes_groups_the_runtime_has_but_nobody_asked_for() {
-        let mut sup = supervisor();
-        // The runtime already runs "stray" (e.g. from before a reconnect), reported in Hello.
-        sup.runtime.start(&running("stray", 3)).await.unwrap();
-        let hello = sup.hello_groups();
-        assert_eq!(hello.len(), 1);
-        let mut out = sup.apply(full(vec![])).await;
-        out.extend(settle(&mut sup).await);
-        let last = out.last().unwrap();
-        assert_eq!(last.group_id, "stray");
-        assert_eq!(phase(last), GroupPhase::Removed);
-        assert_eq!(last.generation, 3);
-        assert_eq!(
-            out.iter()
-                .filter(|s| phase(s) == GroupPhase::Removed)
-                .count(),
-            1
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn delta_with_a_newer_generation_restarts_and_an_older_one_is_ignored() {
-        let mut sup = supervisor();
-        sup.apply(full(vec![running("a", 1)])).await;
-        settle(&mut sup).await;
-        let first = sup.runtime.status("a").unwrap();
-        let first_start = first.containers[0]
-            .current
-            .as_ref()
-            .unwrap()
-            .start_time_unix_ms;
-
-        tokio::time::advance(Duration::from_secs(5)).await;
-        let out = sup.apply(delta(vec![running("a", 2)], &[])).await;
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].generation, 2);
-        assert_eq!(phase(&out[0]), GroupPhase::Pending);
-        let out = settle(&mut sup).await;
-        let restarted = out.last().unwrap();
-        assert_eq!(phase(restarted), GroupPhase::Running);
-        let container = &restarted.containers[0];
-        let current = container.current.as_ref().unwrap();
-        assert_eq!(current.state, ContainerState::Running as i32);
-        assert!(current.start_time_unix_ms >= first_start + 5000);
-        assert_eq!(
-            container.previous.as_ref().unwrap().start_time_unix_ms,
-            first_start
-        );
-
-        // An older generation arriving late changes nothing.
-        let out = sup.apply(delta(vec![running("a", 1)], &[])).await;
-        assert!(out.is_empty(), "{out:#?}");
-        assert!(settle(&mut sup).await.is_empty());
-        assert_eq!(sup.runtime.status("a").unwrap().generation, 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn statuses_are_whole_and_never_repeated() {
-        let mut sup = supervisor();
-        let mut out = sup.apply(full(vec![running("a", 1)])).await;
-        out.extend(settle(&mut sup).await);
-        for status in &out {
-            assert_eq!(status.group_id, "a");
-            assert_eq!(status.containers.len(), 1, "whole status: {status:#?}");
-            assert!(!status.ip.is_empty());
-            assert!(status.observed_unix_ms > 0);
-        }
-        // The same desired state twice is a no-op.
-        assert!(sup.apply(full(vec![running("a", 1)])).await.is_empty());
-        assert!(
-            sup.apply(delta(vec![running("a", 1)], &[]))
-                .await
-                .is_empty()
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn stop_then_start_again() {
-        let mut sup = supervisor();
-        sup.apply(full(vec![running("a", 1)])).await;
-        settle(&mut sup).await;
-        let stop = assignment("a", 2, DesiredPhase::Stopped, "nginx");
-        let mut out = sup.apply(delta(vec![stop], &[])).await;
-        out.extend(settle(&mut sup).await);
-        let stopped = out.last().unwrap();
-        assert_eq!(phase(stopped), GroupPhase::Stopped);
-        assert_eq!(stopped.generation, 2);
-        assert!(stopped.run_finished_unix_ms > 0);
-        assert_eq!(
-            stopped.containers[0].current.as_ref().unwrap().state,
-            ContainerState::Terminated as i32
-        );
-
-        let mut out = sup.apply(delta(vec![running("a", 3)], &[])).await;
-        out.extend(settle(&mut sup).await);
-        let started = out.last().unwrap();
-        assert_eq!(phase(started), GroupPhase::Running);
-        assert_eq!(started.generation, 3);
-        assert_eq!(started.run_finished_unix_ms, 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn removing_an_unknown_group_is_confirmed_once() {
-        let mut sup = supervisor();
-        let out = sup.apply(delta(vec![], &["ghost"])).await;
-        assert_eq!(out.len(), 1);
-        assert_eq!(phase(&out[0]), GroupPhase::Removed);
-        assert!(settle(&mut sup).await.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn delta_removal_tears_down_and_reports_removed_once() {
-        let mut sup = supervisor();
-        sup.apply(full(vec![running("a", 1), running("b", 1)]))
-            .await;
-        settle(&mut sup).await;
-        let mut out = sup.apply(delta(vec![], &["a"])).await;
-        out.extend(settle(&mut sup).await);
-        let removals: Vec<_> = out
-            .iter()
-            .filter(|s| phase(s) == GroupPhase::Removed)
-            .collect();
-        assert_eq!(removals.len(), 1);
-        assert_eq!(removals[0].group_id, "a");
-        assert!(sup.runtime.status("b").is_some());
-        // The teardown is over: later changes say nothing more about "a".
-        assert!(sup.on_changes(vec!["a".into()]).await.is_empty());
-        // A removal asked for again is answered again (a status applied twice changes nothing).
-        let again = sup.apply(delta(vec![], &["a"])).await;
-        assert_eq!(again.len(), 1);
-        assert_eq!(phase(&again[0]), GroupPhase::Removed);
-    }
-}
+mod tests;

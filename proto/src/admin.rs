@@ -123,16 +123,18 @@ pub struct Node {
     pub status: String,
 }
 
-/// The answer of `POST /admin/v1/nodes/{name}/drain` and `DELETE /admin/v1/nodes/{name}?force=true`:
-/// the groups taken off the node.
+/// The answer of `POST /admin/v1/nodes/{name}/drain` and of `DELETE /admin/v1/nodes/{name}` (200
+/// whether forced or not; without `force=true` nothing was on it): the groups taken off the node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct NodeEvacuation {
-    /// The node, as in `GET /admin/v1/nodes`, after the change.
+    /// The node, as in `GET /admin/v1/nodes`, after the change (a deleted node: as it was last).
     pub node: Node,
-    /// Ids of the groups waiting for a node again (the scheduler places them).
+    /// ARM ids (`/subscriptions/…/containerGroups/NAME`) of the groups waiting for a node again (the
+    /// scheduler places them).
     pub moved: Vec<String>,
-    /// Ids of the finished groups their restart policy does not run again (taken off, kept as they are).
+    /// ARM ids of the finished groups their restart policy does not run again (taken off, kept as
+    /// they are).
     pub settled: Vec<String>,
 }
 

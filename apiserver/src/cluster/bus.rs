@@ -33,6 +33,8 @@ pub enum Event {
     ZoneDirty,
     /// A node of this OS and size joined: every replica's "could it ever fit" view learns it.
     NodeJoined { os: OsType, size: Size },
+    /// A node was deleted: the replica holding its stream closes it.
+    NodeDeleted { node: String },
 }
 
 /// What a subscriber hears.

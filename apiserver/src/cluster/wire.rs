@@ -90,7 +90,8 @@ fn coalesce(events: Vec<Event>) -> Vec<Event> {
                     joined.push(event)
                 }
             }
-            Event::Assign { .. } => assigns.push(event),
+            // In order with the assignments: a deleted node's removals go before its close.
+            Event::Assign { .. } | Event::NodeDeleted { .. } => assigns.push(event),
         }
     }
     let mut out: Vec<Event> = wake
@@ -210,6 +211,30 @@ mod tests {
                 },
                 Event::ZoneDirty,
                 assign("n1", &ids("g", 1), &[]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_node_is_closed_after_its_removals_whatever_else_is_coalesced() {
+        let events = vec![
+            assign("n1", &[], &ids("g", 2)),
+            Event::ZoneDirty,
+            Event::NodeDeleted {
+                node: "n1".to_owned(),
+            },
+            assign("n2", &ids("h", 1), &[]),
+        ];
+        let (_, heard) = unpack(&pack("me", events)[0]).unwrap();
+        assert_eq!(
+            heard,
+            vec![
+                Event::ZoneDirty,
+                assign("n1", &[], &ids("g", 2)),
+                Event::NodeDeleted {
+                    node: "n1".to_owned()
+                },
+                assign("n2", &ids("h", 1), &[]),
             ]
         );
     }

@@ -8,7 +8,8 @@
 //! and what this replica heard itself, whichever is later; a new leader gives every Ready node a
 //! full timeout from its takeover. NotReady is guarded in the store (it holds only if nobody wrote a
 //! later heartbeat), and a replica that hears a node the store says is NotReady, later than the
-//! store's last heartbeat of it, sets it Ready again (the writer checks on every pass).
+//! store's last heartbeat of it, sets it Ready again (the writer checks on every pass). A NotReady
+//! node silent past the second timeout is lost (`lost`: the same judgement, then its groups move).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::NodeGateway;
 use super::lock;
 use super::reports::ReportQueue;
 use crate::cluster::Leadership;
@@ -23,26 +25,34 @@ use crate::handoff::SchedulerHandle;
 use crate::store::{Heartbeat, NodeRecord, NodeStatus, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
+pub(super) struct Seen {
     /// The node's last message (apiserver clock), or the store's word for it from before this
     /// process started.
-    heard_ms: i64,
-    ready: bool,
-    node_clock_ms: i64,
+    pub(super) heard_ms: i64,
+    pub(super) ready: bool,
+    pub(super) node_clock_ms: i64,
     /// Heard from since the last heartbeat write.
     unwritten: bool,
 }
 
 /// Node id -> when its last message came, whether it is Ready as far as the store knows, and the
 /// latest node clock it sent (its last heartbeat for billing, should it go silent).
-type SeenMap = HashMap<String, Seen>;
+pub(super) type SeenMap = HashMap<String, Seen>;
+
+/// How long a node may be silent before it is NotReady, and before it is lost.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    pub(super) not_ready: Duration,
+    pub(super) lost: Duration,
+}
 
 pub(super) struct Tracker {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     scheduler: SchedulerHandle,
     reports: ReportQueue,
     node_timeout_ms: i64,
-    seen: Mutex<SeenMap>,
+    pub(super) node_lost_after_ms: i64,
+    pub(super) seen: Mutex<SeenMap>,
 }
 
 impl Tracker {
@@ -51,7 +61,7 @@ impl Tracker {
         store: Arc<dyn Store>,
         scheduler: SchedulerHandle,
         reports: ReportQueue,
-        node_timeout: Duration,
+        timeouts: Timeouts,
         known: &[NodeRecord],
     ) -> Self {
         let seen = known
@@ -70,15 +80,22 @@ impl Tracker {
             store,
             scheduler,
             reports,
-            node_timeout_ms: node_timeout.as_millis() as i64,
+            node_timeout_ms: timeouts.not_ready.as_millis() as i64,
+            node_lost_after_ms: timeouts.lost.as_millis() as i64,
             seen: Mutex::new(seen),
         }
     }
 
     /// While this replica leads, marks nodes NotReady once they have been silent for the timeout
     /// (from the store's heartbeats and this replica's own, and from the start of its term at the
-    /// earliest). Runs until shutdown.
-    pub(super) async fn monitor(&self, leadership: Leadership, shutdown: CancellationToken) {
+    /// earliest), and has `gateway` lose the NotReady ones silent past the second timeout. Runs
+    /// until shutdown.
+    pub(super) async fn monitor(
+        &self,
+        leadership: Leadership,
+        gateway: &NodeGateway,
+        shutdown: CancellationToken,
+    ) {
         let period = Duration::from_millis((self.node_timeout_ms / 4).clamp(100, 1000) as u64);
         let mut term_from_ms: Option<i64> = None;
         loop {
@@ -128,7 +145,13 @@ impl Tracker {
                     }
                 }
             }
+            gateway.lose_silent(&nodes, from_ms).await;
         }
+    }
+
+    /// Forgets a deleted node (its heartbeats are no longer written).
+    pub(super) fn forget(&self, node_id: &str) {
+        lock(&self.seen).remove(node_id);
     }
 
     /// Sets Ready again the nodes the store says are NotReady but this replica heard from later than
@@ -221,7 +244,12 @@ impl Tracker {
 
 /// Notes a message from `node_id` at `now_ms`: returns whether the node was Ready before (it is now)
 /// and its latest node clock.
-fn heard(seen: &mut SeenMap, node_id: &str, now_ms: i64, node_clock_ms: i64) -> (bool, i64) {
+pub(super) fn heard(
+    seen: &mut SeenMap,
+    node_id: &str,
+    now_ms: i64,
+    node_clock_ms: i64,
+) -> (bool, i64) {
     let update = |entry: &mut Seen| {
         entry.heard_ms = entry.heard_ms.max(now_ms);
         entry.node_clock_ms = entry.node_clock_ms.max(node_clock_ms);
@@ -250,10 +278,10 @@ fn heard(seen: &mut SeenMap, node_id: &str, now_ms: i64, node_clock_ms: i64) -> 
 
 /// A node judged silent: the last message anyone heard from it and its latest node clock known here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Lost {
-    id: String,
-    heard_ms: i64,
-    node_clock_ms: i64,
+pub(super) struct Lost {
+    pub(super) id: String,
+    pub(super) heard_ms: i64,
+    pub(super) node_clock_ms: i64,
 }
 
 /// The nodes Ready in the store (`nodes`) that nobody has heard from for longer than `timeout_ms`
@@ -290,13 +318,13 @@ fn take_silent(
         .collect()
 }
 
-/// The nodes NotReady in the store that this replica heard from after the store's last heartbeat
-/// of them (to set Ready again, marked Ready here); every other NotReady node is marked not Ready
-/// here.
+/// The nodes NotReady (or lost) in the store that this replica heard from after the store's last
+/// heartbeat of them (to set Ready again, marked Ready here); every other NotReady or lost node is
+/// marked not Ready here.
 fn take_readmitted(seen: &mut SeenMap, nodes: &[NodeRecord]) -> Vec<(String, Seen)> {
     nodes
         .iter()
-        .filter(|node| node.status == NodeStatus::NotReady)
+        .filter(|node| matches!(node.status, NodeStatus::NotReady | NodeStatus::Lost))
         .filter_map(|node| {
             let here = seen.get_mut(&node.id)?;
             if here.heard_ms > node.last_heartbeat_ms {
@@ -414,6 +442,7 @@ mod tests {
             stored("stale", NodeStatus::NotReady, 8_000),
             stored("ready", NodeStatus::Ready, 8_000),
             stored("unknown", NodeStatus::NotReady, 8_000),
+            stored("back", NodeStatus::Lost, 1_000),
         ];
         let back: Vec<String> = take_readmitted(&mut seen, &nodes)
             .into_iter()
@@ -423,6 +452,15 @@ mod tests {
             back,
             ["alive"],
             "not one lost on exactly what this replica heard"
+        );
+        heard(&mut seen, "back", 3_000, 0);
+        let back: Vec<String> = take_readmitted(&mut seen, &nodes)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            back.contains(&"back".to_owned()),
+            "a lost node heard here after its loss is Ready again: {back:?}"
         );
         assert!(
             !heard(&mut seen, "stale", 10_000, 0).0,

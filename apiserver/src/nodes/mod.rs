@@ -8,6 +8,10 @@
 //! - `reports`: the queue and the writer that folds node reports into the store in batches.
 //! - `liveness`: when each node was last heard from, the monitor marking silent nodes NotReady and
 //!   the heartbeat writer.
+//! - `lost`: the monitor's second judgement: nodes silent past `--node-lost-after` are lost, their
+//!   groups taken off them and placed elsewhere.
+//! - `evacuation`: what follows groups being taken off a node (lost, drained, deleted): the node
+//!   told to remove them, the scheduler and the DNS zone told; a deleted node's stream closed.
 //! - `capacity`: the distinct node sizes per OS ("could any node ever hold this?"), re-read from
 //!   the store on a miss.
 //! - `endpoints`: where each agent serves `AgentService` (in the store, for every replica).
@@ -37,7 +41,9 @@ use crate::tls::ClusterCa;
 mod assignments;
 mod capacity;
 mod endpoints;
+mod evacuation;
 mod liveness;
+mod lost;
 mod relay;
 mod reports;
 mod service;
@@ -62,6 +68,10 @@ struct Inner {
     reports: ReportQueue,
     /// The other replicas, and whether this one leads (runs the liveness monitor).
     replica: Replica,
+    /// Told when nodes change (Ready, NotReady, lost, drained): capacity to re-read, groups to place.
+    scheduler: SchedulerHandle,
+    /// Poked when groups leave a node (their addresses leave the zone).
+    zone_dirty: crate::dns::ZoneDirty,
     /// Ends every Sync stream when the apiserver stops, so graceful shutdown does not wait on them.
     shutdown: CancellationToken,
 }
@@ -82,11 +92,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How often nodes beat, and how long the gateway waits for a beat before a node is lost.
+/// How often nodes beat, how long the gateway waits for a beat before a node is NotReady, and how
+/// long before it is lost (its groups placed elsewhere; more than `node_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct Liveness {
     pub heartbeat_interval_ms: u32,
     pub node_timeout: Duration,
+    pub node_lost_after: Duration,
 }
 
 /// Whom the gateway tells of what it hears: the scheduler (capacity), the DNS publisher (reports)
@@ -106,6 +118,7 @@ impl NodeGateway {
         Liveness {
             heartbeat_interval_ms,
             node_timeout,
+            node_lost_after,
         }: Liveness,
         Listeners {
             scheduler,
@@ -119,12 +132,15 @@ impl NodeGateway {
         for node in &known {
             capacities.remember(node.os_type, node.capacity);
         }
-        let reports = ReportQueue::start(store.clone(), zone_dirty, shutdown.clone());
+        let reports = ReportQueue::start(store.clone(), zone_dirty.clone(), shutdown.clone());
         let liveness = liveness::Tracker::new(
             store.clone(),
-            scheduler,
+            scheduler.clone(),
             reports.clone(),
-            node_timeout,
+            liveness::Timeouts {
+                not_ready: node_timeout,
+                lost: node_lost_after,
+            },
             &known,
         );
         let heard = replica.bus.subscribe();
@@ -140,6 +156,8 @@ impl NodeGateway {
                 capacities,
                 reports,
                 replica,
+                scheduler,
+                zone_dirty,
                 shutdown: shutdown.clone(),
             }),
         };
@@ -210,11 +228,15 @@ impl NodeGateway {
         self.inner.liveness.last_heartbeat(node_id)
     }
 
-    /// While this replica leads, marks nodes NotReady once they have been silent for the timeout.
-    /// Runs until shutdown.
+    /// While this replica leads, marks nodes NotReady once they have been silent for the timeout,
+    /// and loses them (their groups placed elsewhere) once silent for `node_lost_after`. Runs until
+    /// shutdown.
     pub async fn monitor(self, shutdown: CancellationToken) {
         let leadership = self.inner.replica.leadership.clone();
-        self.inner.liveness.monitor(leadership, shutdown).await;
+        self.inner
+            .liveness
+            .monitor(leadership, &self, shutdown)
+            .await;
     }
 
     /// Writes the heartbeats that moved every `every` until shutdown, and once more then.

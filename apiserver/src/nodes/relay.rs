@@ -30,6 +30,10 @@ impl NodeGateway {
                     self.inner.capacities.remember(*os, *size);
                     Ok(())
                 }
+                Heard::Event(Event::NodeDeleted { node }) => {
+                    self.disconnect(node);
+                    Ok(())
+                }
                 Heard::Event(Event::SchedulerWake { .. } | Event::ZoneDirty) => Ok(()),
                 Heard::Resync => self.resync().await,
             };
@@ -112,6 +116,7 @@ mod tests {
                 Liveness {
                     heartbeat_interval_ms: 5_000,
                     node_timeout: Duration::from_secs(40),
+                    node_lost_after: Duration::from_secs(80),
                 },
                 Listeners {
                     scheduler: SchedulerHandle::default(),

@@ -99,6 +99,10 @@ impl NodeGateway {
                 report = reports.next() => report,
             };
             let Some(report) = report else { break };
+            if !self.inner.sessions.has(&node_id) {
+                // The node was deleted (its stream ended): nothing it says counts any more.
+                break;
+            }
             let report = match report {
                 Ok(report) => report,
                 Err(status) => {
@@ -119,7 +123,8 @@ impl NodeGateway {
                 Some(agent_report::Body::Group(status)) => {
                     self.inner.reports.report(&node_id, report.seq, &status)
                 }
-                Some(agent_report::Body::Heartbeat(_)) | None => {}
+                Some(agent_report::Body::Heartbeat(_)) => self.inner.sessions.ack(&node_id, epoch),
+                None => {}
                 Some(agent_report::Body::Hello(hello)) => {
                     self.hello(&node_id, report.seq, &hello).await
                 }

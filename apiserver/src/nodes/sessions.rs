@@ -69,6 +69,19 @@ impl Sessions {
         }
     }
 
+    /// Ends `node_id`'s stream with `status` (its node was deleted) and forgets it; returns whether
+    /// it streamed here.
+    pub(super) fn end(&self, node_id: &str, status: Status) -> bool {
+        match lock(&self.live).remove(node_id) {
+            Some(session) => {
+                // Dropping the only sender after the error ends the response stream.
+                let _ = session.tx.send(Err(status));
+                true
+            }
+            None => false,
+        }
+    }
+
     fn seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -93,6 +106,21 @@ impl Sessions {
         };
         if let Some(session) = lock(&self.live).get(node_id) {
             // A closed channel means the stream is ending; the node gets full state when it reconnects.
+            let _ = session.tx.send(Ok(message));
+        }
+    }
+
+    /// Answers a heartbeat on the stream of `epoch` with an empty delta, so the agent knows a replica
+    /// hears it (one that hears nothing for `--fence-after` fences itself). A replaced stream gets
+    /// nothing: its agent is gone.
+    pub(super) fn ack(&self, node_id: &str, epoch: u64) {
+        let message = DesiredState {
+            seq: self.seq(),
+            full: false,
+            groups: Vec::new(),
+            removed: Vec::new(),
+        };
+        if let Some(session) = lock(&self.live).get(node_id).filter(|s| s.epoch == epoch) {
             let _ = session.tx.send(Ok(message));
         }
     }
@@ -147,6 +175,49 @@ mod tests {
         assert_eq!((g1, g2), (vec!["g1".to_owned()], vec!["g2".to_owned()]));
         assert!(second > first);
         assert!(sessions.full(Vec::new()).seq > second);
+    }
+
+    #[test]
+    fn an_ended_stream_gets_the_error_then_closes() {
+        let sessions = Sessions::default();
+        let mut opened = sessions.open("n1");
+        drop(opened.tx);
+        assert!(sessions.end("n1", Status::permission_denied("deleted")));
+        assert!(!sessions.has("n1"));
+        assert!(!sessions.end("n1", Status::permission_denied("deleted")));
+        match opened.rx.try_recv() {
+            Ok(Err(status)) => assert_eq!(status.code(), tonic::Code::PermissionDenied),
+            other => panic!("expected the error, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                opened.rx.try_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected)
+            ),
+            "and the stream ends"
+        );
+        sessions.send("n1", Vec::new(), vec!["g".to_owned()]);
+    }
+
+    #[test]
+    fn a_heartbeat_is_answered_with_an_empty_delta_on_its_own_stream_only() {
+        let sessions = Sessions::default();
+        let mut old = sessions.open("n1");
+        let mut new = sessions.open("n1");
+        sessions.ack("n1", new.epoch);
+        let ack = new.rx.try_recv().expect("an answer").expect("not an error");
+        assert!(!ack.full);
+        assert!(ack.groups.is_empty() && ack.removed.is_empty());
+        assert!(ack.seq > 0);
+        sessions.ack("n1", old.epoch);
+        assert!(
+            old.rx.try_recv().is_err(),
+            "the replaced stream hears nothing"
+        );
+        assert!(
+            new.rx.try_recv().is_err(),
+            "nor is its heartbeat answered on the new one"
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!
 //! Policy: `pack` (default) puts a group on the feasible node with the least capacity left after it
 //! (best fit: fewest nodes in use, big holes kept for big groups); `spread` on the one with the most.
+//! Cordoned nodes are no candidates (and the store's commit refuses them too). Each placement adds
+//! a `Scheduled` event naming the node; a group that has waited longer than `--pending-timeout`
+//! fails instead ([`timed_out`]), as ACI's provisioning timeout fails it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +45,8 @@ pub enum Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub id: String,
+    /// The node's name, for the group's `Scheduled` event.
+    pub name: String,
     pub os_type: OsType,
     pub capacity: Size,
     pub free: Size,
@@ -56,6 +61,44 @@ pub enum Decision {
         group_id: String,
         reason: String,
     },
+}
+
+/// The error code of a group that found no node within the provisioning timeout (ACI documents
+/// none for it; this names what happened in ACI's style).
+pub const PROVISIONING_TIMEOUT: &str = "ContainerGroupProvisioningTimeout";
+
+/// Whether `group` has waited for a node longer than `timeout_ms` at `now_ms`.
+pub fn timed_out(group: &PendingGroup, now_ms: i64, timeout_ms: i64) -> bool {
+    now_ms.saturating_sub(group.pending_since_ms) > timeout_ms
+}
+
+/// Why a group that waited past the provisioning timeout failed: the wait and the last reason it
+/// could not be placed.
+pub fn timeout_message(group: &PendingGroup, now_ms: i64, timeout_ms: i64) -> String {
+    let waited = now_ms.saturating_sub(group.pending_since_ms) / 1000;
+    let limit = timeout_ms / 1000;
+    match &group.last_reason {
+        Some(reason) => format!(
+            "The container group waited {waited} s for a node, longer than the provisioning timeout of \
+             {limit} s, and failed. The last reason it could not be placed: {reason}"
+        ),
+        None => format!(
+            "The container group waited {waited} s for a node, longer than the provisioning timeout of \
+             {limit} s, and failed."
+        ),
+    }
+}
+
+/// The group's event for a placement.
+fn scheduled_event(node_name: &str, now_ms: i64) -> GroupEvent {
+    GroupEvent {
+        name: "Scheduled".to_owned(),
+        message: format!("Placed on node {node_name}."),
+        kind: EventKind::Normal,
+        count: 1,
+        first_ms: now_ms,
+        last_ms: now_ms,
+    }
 }
 
 /// Score of the capacity left on a node: the larger of its CPU and memory shares.
@@ -144,8 +187,12 @@ pub struct Scheduler<S> {
     handle: SchedulerHandle,
     policy: Policy,
     leadership: Leadership,
+    pending_timeout_ms: i64,
     view: Mutex<Option<(Vec<Candidate>, Instant)>>,
 }
+
+/// ACI's provisioning limit: the default `--pending-timeout`.
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// How often the leader's scheduler looks for waiting groups without being woken: a wake-up lost
 /// on the bus costs at most this.
@@ -165,8 +212,15 @@ impl<S: PlacementSink> Scheduler<S> {
             handle,
             policy,
             leadership: Leadership::always(),
+            pending_timeout_ms: PENDING_TIMEOUT.as_millis() as i64,
             view: Mutex::new(None),
         }
+    }
+
+    /// The same scheduler, failing groups that have waited for a node longer than `timeout`.
+    pub fn with_pending_timeout(mut self, timeout: Duration) -> Self {
+        self.pending_timeout_ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+        self
     }
 
     /// The same scheduler, running rounds only while `leadership` says this replica leads.
@@ -233,6 +287,14 @@ impl<S: PlacementSink> Scheduler<S> {
         if pending.is_empty() {
             return Ok(false);
         }
+        let taken = pending.len();
+        let now = crate::now_ms();
+        let (expired, pending): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|g| timed_out(g, now, self.pending_timeout_ms));
+        for group in &expired {
+            self.fail_timed_out(group, now).await?;
+        }
         let mut view = self.view.lock().await;
         let stale = self.handle.take_capacity_changed();
         if stale || view.as_ref().is_none_or(|(_, at)| at.elapsed() > VIEW_TTL) {
@@ -241,10 +303,11 @@ impl<S: PlacementSink> Scheduler<S> {
                 .nodes()
                 .await?
                 .into_iter()
-                .filter(|n| n.status == NodeStatus::Ready)
+                .filter(|n| n.status == NodeStatus::Ready && !n.cordoned)
                 .map(|n| Candidate {
                     free: n.free(),
                     id: n.id,
+                    name: n.name,
                     os_type: n.os_type,
                     capacity: n.capacity,
                 })
@@ -255,7 +318,10 @@ impl<S: PlacementSink> Scheduler<S> {
             return Ok(false);
         };
         let decisions = place(&pending, nodes, self.policy);
-        let now = crate::now_ms();
+        let names: std::collections::HashMap<&str, &str> = nodes
+            .iter()
+            .map(|n| (n.id.as_str(), n.name.as_str()))
+            .collect();
         let mut placements = Vec::new();
         for (decision, group) in decisions.into_iter().zip(&pending) {
             match decision {
@@ -280,15 +346,57 @@ impl<S: PlacementSink> Scheduler<S> {
         } else {
             let committed = self.store.commit_placements(&placements, now).await?;
             let placed = committed.len();
+            let events: Vec<(String, GroupEvent)> = committed
+                .iter()
+                .map(|p| {
+                    let name = names.get(p.node_id.as_str()).copied().unwrap_or(&p.node_id);
+                    (p.group_id.clone(), scheduled_event(name, now))
+                })
+                .collect();
             if placed < placements.len() {
                 // The view promised more than the store held: read it again next round.
                 *view = None;
             }
             self.sink.placed(committed).await;
+            // After the nodes heard: the events are for people reading the group, not on the way
+            // to its start.
+            tokio::spawn(record_events(self.store.clone(), events));
             placed
         };
         // Another round at once if this one was full and made progress.
-        Ok(pending.len() as i64 == BATCH && placed > 0)
+        Ok(taken as i64 == BATCH && (placed > 0 || !expired.is_empty()))
+    }
+
+    /// Fails a group that waited past the provisioning timeout, with the reason in its events and
+    /// its pending operations.
+    async fn fail_timed_out(
+        &self,
+        group: &PendingGroup,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let message = timeout_message(group, now, self.pending_timeout_ms);
+        tracing::warn!(group = %group.id, "no node within the provisioning timeout: failed");
+        self.store
+            .fail_group(&group.id, PROVISIONING_TIMEOUT, &message, now)
+            .await?;
+        let event = GroupEvent {
+            name: "ProvisioningTimeout".to_owned(),
+            message,
+            kind: EventKind::Warning,
+            count: 1,
+            first_ms: now,
+            last_ms: now,
+        };
+        self.store.record_event(&group.id, event).await
+    }
+}
+
+/// Adds each group's event, one after another (a failure is logged: the event is only news).
+async fn record_events(store: Arc<dyn Store>, events: Vec<(String, GroupEvent)>) {
+    for (group_id, event) in events {
+        if let Err(err) = store.record_event(&group_id, event).await {
+            tracing::warn!(error = %err, group = %group_id, "cannot record the Scheduled event");
+        }
     }
 }
 
@@ -308,6 +416,7 @@ mod tests {
         };
         Candidate {
             id: id.to_owned(),
+            name: format!("name-{id}"),
             os_type: os,
             capacity: size,
             free: size,
@@ -400,6 +509,26 @@ mod tests {
             Decision::Wait { reason, .. } => assert!(reason.contains("2 CPU"), "{reason}"),
             other => panic!("expected to wait, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_group_times_out_after_waiting_longer_than_the_limit() {
+        let mut g = group("g", OsType::Linux, 1000, 1024);
+        g.pending_since_ms = 10_000;
+        assert!(!timed_out(&g, 1_810_000, 1_800_000), "exactly the limit");
+        assert!(timed_out(&g, 1_810_001, 1_800_000));
+        let message = timeout_message(&g, 1_811_000, 1_800_000);
+        assert_eq!(
+            message,
+            "The container group waited 1801 s for a node, longer than the provisioning timeout of \
+             1800 s, and failed."
+        );
+        g.last_reason = Some("No Ready Linux node has 1 CPU free now.".to_owned());
+        let message = timeout_message(&g, 1_811_000, 1_800_000);
+        assert!(
+            message.ends_with("could not be placed: No Ready Linux node has 1 CPU free now."),
+            "{message}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Nodes leaving: lost (silent past `--node-lost-after`), cordoned, drained, deleted. The rule for
 //! which groups run again elsewhere ([`runs_again_elsewhere`]) is pure and shared by both backends.
 
-use super::Result;
-use crate::model::reported::GroupPhase;
+use super::rows::json;
+use super::{GroupEvent, GroupRecord, ProvisioningState, Result, merge_event, provisioning_for};
+use crate::model::reported::{EventKind, GroupPhase};
 
 /// What taking every group off a node did (a lost node, a drain, a forced delete).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,8 +34,102 @@ pub enum NodeDeleteRefusal {
 /// it succeeded; `Never` only if it had not finished. `phase` is the node's last report of it
 /// (`None`: never reported).
 pub fn runs_again_elsewhere(restart_policy: &str, phase: Option<GroupPhase>) -> bool {
-    let _ = (restart_policy, phase);
-    todo!("lane store")
+    match restart_policy {
+        "OnFailure" => phase != Some(GroupPhase::Succeeded),
+        "Never" => !matches!(phase, Some(GroupPhase::Succeeded | GroupPhase::Failed)),
+        // Always, and (never stored) anything else: ACI's default runs it again.
+        _ => true,
+    }
+}
+
+/// Why every group was taken off a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Eviction {
+    /// Silent since `last_heard_ms` (apiserver clock), past `--node-lost-after`, or deleted by force.
+    Lost { last_heard_ms: i64 },
+    /// An operator drained it.
+    Drained,
+}
+
+/// What becomes of one group taken off its node (both backends write exactly this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TakenOff {
+    pub id: String,
+    /// Pending again (status cleared, waiting since now); else settled (status kept).
+    pub moved: bool,
+    /// Pending if moved; a settled group's is what its last report says (no longer `Unhealthy`).
+    pub provisioning_state: ProvisioningState,
+    /// Its events with the eviction's event merged in, as stored (JSON).
+    pub events: String,
+}
+
+/// Decides, for one group on a node being lost or drained, whether it moves or settles, and adds
+/// the event saying so (`NodeLost` Warning, `NodeDrained` Normal).
+pub(super) fn take_off(
+    group: &GroupRecord,
+    node_name: &str,
+    why: Eviction,
+    now_ms: i64,
+) -> TakenOff {
+    let moved = runs_again_elsewhere(
+        group.spec.restart_policy.as_str(),
+        group.status.as_ref().map(|s| s.phase),
+    );
+    let outcome = if moved {
+        "placing the group on another node."
+    } else {
+        "the group had finished and its restart policy does not run it again."
+    };
+    let (name, kind, message) = match why {
+        Eviction::Lost { last_heard_ms } => (
+            "NodeLost",
+            EventKind::Warning,
+            format!(
+                "Node {node_name} stopped reporting at {}; {outcome}",
+                crate::render::timestamp(last_heard_ms)
+            ),
+        ),
+        Eviction::Drained => (
+            "NodeDrained",
+            EventKind::Normal,
+            format!("Node {node_name} is being drained; {outcome}"),
+        ),
+    };
+    let mut events = group.events.clone();
+    merge_event(
+        &mut events,
+        GroupEvent {
+            name: name.to_owned(),
+            message,
+            kind,
+            count: 1,
+            first_ms: now_ms,
+            last_ms: now_ms,
+        },
+    );
+    let provisioning_state = match &group.status {
+        _ if moved => ProvisioningState::Pending,
+        Some(status) => provisioning_for(status).unwrap_or(group.provisioning_state),
+        None => group.provisioning_state,
+    };
+    TakenOff {
+        id: group.id.clone(),
+        moved,
+        provisioning_state,
+        events: json(&events),
+    }
+}
+
+impl Unassigned {
+    /// The answer for these groups, in their order.
+    pub(super) fn of(taken: &[TakenOff]) -> Unassigned {
+        let (moved, settled): (Vec<&TakenOff>, Vec<&TakenOff>) =
+            taken.iter().partition(|t| t.moved);
+        Unassigned {
+            moved: moved.into_iter().map(|t| t.id.clone()).collect(),
+            settled: settled.into_iter().map(|t| t.id.clone()).collect(),
+        }
+    }
 }
 
 /// Lost, cordoned, drained and deleted nodes.
@@ -42,11 +137,13 @@ pub fn runs_again_elsewhere(restart_policy: &str, phase: Option<GroupPhase>) -> 
 pub trait NodeLifecycleStore: Send + Sync {
     /// Judges a node lost, in one transaction: only if it is `NotReady` and its stored
     /// `last_heartbeat_ms` is not after `not_heard_since_ms` (no replica heard from it since; with
-    /// `force`, whatever its status). Sets it `Lost`; takes every group off it (capacity released,
-    /// `used` back to zero); each group [`runs_again_elsewhere`] goes back to Pending (status cleared,
-    /// `pending_since_ms = now_ms`, event `NodeLost`), the others are settled (event `NodeLost` too).
-    /// Billing of its runs ended at its last heartbeat already (NotReady) and never reopens: the
-    /// node's later reports about them carry an old epoch. `None`: the guard did not hold.
+    /// `force`, whatever its status, and it is cordoned too: it is being deleted). Sets it `Lost`;
+    /// takes every group off it (capacity released, `used` back to zero, a new placement epoch);
+    /// each group [`runs_again_elsewhere`] goes back to Pending (status cleared, `pending_since_ms =
+    /// now_ms`, event `NodeLost`), the others are settled (event `NodeLost` too). Billing of its runs
+    /// ended at its last heartbeat already (NotReady; a forced loss ends them there) and never
+    /// reopens: the node's later reports about them carry an old epoch, and are neither applied nor
+    /// metered. `None`: no such node, or the guard did not hold.
     async fn lose_node(
         &self,
         id: &str,
@@ -66,4 +163,70 @@ pub trait NodeLifecycleStore: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PHASES: [Option<GroupPhase>; 8] = [
+        None,
+        Some(GroupPhase::Unspecified),
+        Some(GroupPhase::Pending),
+        Some(GroupPhase::Running),
+        Some(GroupPhase::Succeeded),
+        Some(GroupPhase::Failed),
+        Some(GroupPhase::Stopped),
+        Some(GroupPhase::Removed),
+    ];
+
+    #[test]
+    fn the_restart_policy_decides_who_runs_again() {
+        use GroupPhase::*;
+        let table = [
+            ("Always", Some(Succeeded), true),
+            ("Always", Some(Failed), true),
+            ("Always", None, true),
+            ("OnFailure", Some(Succeeded), false),
+            ("OnFailure", Some(Failed), true),
+            ("OnFailure", Some(Running), true),
+            ("OnFailure", None, true),
+            ("Never", Some(Succeeded), false),
+            ("Never", Some(Failed), false),
+            ("Never", Some(Running), true),
+            ("Never", Some(Pending), true),
+            ("Never", Some(Stopped), true),
+            ("Never", None, true),
+        ];
+        for (policy, phase, expected) in table {
+            assert_eq!(
+                runs_again_elsewhere(policy, phase),
+                expected,
+                "{policy} {phase:?}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever the phase: Always runs again; a group that has not finished runs again under
+        /// every policy; the stricter the policy, the fewer run again (Never ⊆ OnFailure ⊆ Always).
+        #[test]
+        fn stricter_policies_run_no_more_groups_again(i in 0..PHASES.len()) {
+            let phase = PHASES[i];
+            let always = runs_again_elsewhere("Always", phase);
+            let on_failure = runs_again_elsewhere("OnFailure", phase);
+            let never = runs_again_elsewhere("Never", phase);
+            prop_assert!(always);
+            prop_assert!(!never || on_failure);
+            let finished = matches!(phase, Some(GroupPhase::Succeeded | GroupPhase::Failed));
+            prop_assert_eq!(never, !finished);
+            prop_assert_eq!(on_failure, phase != Some(GroupPhase::Succeeded));
+        }
+
+        /// A policy the store never writes is treated as ACI's default, Always.
+        #[test]
+        fn an_unknown_policy_runs_again(policy in "\\PC*", i in 0..PHASES.len()) {
+            prop_assume!(policy != "OnFailure" && policy != "Never");
+            prop_assert!(runs_again_elsewhere(&policy, PHASES[i]));
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Node reports: what a node observed of its groups, folded into them.
 
+use std::collections::HashMap;
+
 use super::{ProvisioningState, Result};
+use crate::billing::meter::{MeterEvent, observation};
 use crate::model::reported::{ContainerRun, EventKind, GroupPhase, ReportedStatus};
 
 /// A node's report of one group, with the node's sequence number for it.
@@ -42,6 +45,23 @@ pub trait ReportStore: Send + Sync {
         node_clocks: &[(String, i64)],
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>>;
+}
+
+/// What the meter hears of a batch of reports: every report, in order, except those about a copy
+/// left behind, whose placement epoch is not its group's (`epochs`: group id to current epoch, for
+/// the groups that exist). Such a copy's run ended when its node was lost or drained, and a later
+/// report of it must not reopen or extend it (the group runs elsewhere, billed there). A report of
+/// a deleted group is metered as before (its delete capped its runs).
+pub(super) fn metered(reports: &[NodeReport], epochs: &HashMap<String, i64>) -> Vec<MeterEvent> {
+    reports
+        .iter()
+        .filter(|r| {
+            epochs
+                .get(&r.status.group_id)
+                .is_none_or(|epoch| *epoch == r.status.placement as i64)
+        })
+        .map(|r| observation(&r.node_id, r.seq, &r.status))
+        .collect()
 }
 
 /// Provisioning state that a node's report implies.

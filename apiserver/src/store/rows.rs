@@ -11,8 +11,19 @@ use crate::model::{GroupSpec, OsType, Size};
 
 /// The group columns every read of a group selects (`g` is the `groups` table).
 pub(super) const GROUP_COLUMNS: &str = "g.id, g.seq, g.subscription, g.resource_group_as, g.name, g.location, g.tags, g.spec, \
-     g.cpu_millis, g.memory_mib, g.gpu, g.fqdn, g.generation, g.desired, g.provisioning_state, g.node_id, g.status, \
-     g.events, g.created_ms, g.updated_ms";
+     g.cpu_millis, g.memory_mib, g.gpu, g.fqdn, g.generation, g.desired, g.provisioning_state, g.node_id, g.placement, \
+     g.status, g.events, g.created_ms, g.updated_ms";
+
+/// What a restart sets besides the generation (`now`: the placeholder of the time): a placed group
+/// is redeployed where it is; an unplaced one waits anew from now; a settled one (taken off a lost
+/// or drained node after it had finished) is placed again, its old status cleared.
+pub(super) fn restart_columns(now: &str) -> String {
+    format!(
+        "provisioning_state = CASE WHEN node_id IS NOT NULL OR settled_ms IS NOT NULL THEN 'Pending' \
+         ELSE provisioning_state END, status = CASE WHEN settled_ms IS NULL THEN status END, \
+         pending_since_ms = CASE WHEN node_id IS NULL THEN {now} ELSE pending_since_ms END, settled_ms = NULL"
+    )
+}
 
 /// The token columns, in the order inserts bind them.
 pub(super) const TOKEN_COLUMNS: &str =
@@ -120,9 +131,8 @@ pub(super) fn node_from_row(row: &impl Columns) -> Result<NodeRecord> {
         status: parsed("nodes.status", row.text("status")?, NodeStatus::parse)?,
         last_heartbeat_ms: row.int("last_heartbeat_ms")?,
         joined_ms: row.int("joined_ms")?,
-        // TODO(lane store): from the `cordoned` and `draining` columns.
-        cordoned: false,
-        draining: false,
+        cordoned: row.int("cordoned")? != 0,
+        draining: row.int("draining")? != 0,
     })
 }
 
@@ -143,8 +153,7 @@ pub(super) fn group_from_row(row: &impl Columns) -> Result<GroupRecord> {
         desired: parsed("groups.desired", row.text("desired")?, Desired::parse)?,
         provisioning_state: provisioning(row)?,
         node_id: row.text_opt("node_id")?,
-        // TODO(lane store): from the `placement` column.
-        placement: 0,
+        placement: row.int("placement")?,
         status: row
             .bytes_opt("status")?
             .as_deref()
@@ -170,7 +179,11 @@ pub(super) fn events(row: &impl Columns) -> Result<Vec<GroupEvent>> {
     from_json("groups.events", &row.text("events")?)
 }
 
-/// A group waiting for a node, from `id, os_type, cpu_millis, memory_mib, gpu, generation, events`.
+/// The columns of a group waiting for a node, as [`pending_from_row`] reads them.
+pub(super) const PENDING_COLUMNS: &str = "id, os_type, cpu_millis, memory_mib, gpu, generation, events, \
+     COALESCE(pending_since_ms, created_ms) AS pending_since_ms";
+
+/// A group waiting for a node, from [`PENDING_COLUMNS`].
 pub(super) fn pending_from_row(row: &impl Columns) -> Result<PendingGroup> {
     let events = events(row)?;
     Ok(PendingGroup {
@@ -183,8 +196,7 @@ pub(super) fn pending_from_row(row: &impl Columns) -> Result<PendingGroup> {
             .rev()
             .find(|e| e.name == "FailedScheduling")
             .map(|e| e.message.clone()),
-        // TODO(lane store): from the `pending_since_ms` column.
-        pending_since_ms: 0,
+        pending_since_ms: row.int("pending_since_ms")?,
     })
 }
 

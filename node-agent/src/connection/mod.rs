@@ -1,8 +1,10 @@
-//! Talking to the apiserver: dialling with our own rustls connector, `Join`, and the `Sync` stream.
+//! Talking to the apiserver: dialling with our own rustls connector, `Join`, the `Sync` stream, and the
+//! watch over how long no apiserver was heard (for fencing).
 
 pub mod dial;
 pub mod join;
 pub mod servers;
+pub mod silence;
 pub mod sync;
 
 use std::time::Duration;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::RECONNECT;
 use super::dial::{ServerAddr, dial};
 use super::servers::{Rotation, Servers};
+use super::silence::Silence;
 use crate::supervisor::Supervisor;
 
 /// The agent's version, reported in `Hello` and `Join`.
@@ -47,6 +48,9 @@ pub enum SyncError {
     /// The outgoing half of the stream is gone.
     #[error("the Sync stream no longer accepts reports")]
     Outbox,
+    /// No apiserver was heard for `--fence-after`: the node fenced itself.
+    #[error("no apiserver heard for {} s", .0.as_secs())]
+    Silent(Duration),
 }
 
 /// What a node says about itself on every stream.
@@ -63,6 +67,26 @@ pub struct NodeFacts {
     /// This start's number ([`crate::identity::next_report_epoch`]): reports are numbered from
     /// `epoch << 32`, so numbers never repeat across restarts.
     pub report_epoch: u64,
+    /// Stop every group after this long without a `DesiredState` from any apiserver; `None`: never.
+    pub fence_after: Option<Duration>,
+}
+
+/// How many heartbeat intervals fencing waits at least: the answers to three heartbeats in a row must
+/// be missing, however short `--fence-after` is.
+const FENCE_MIN_HEARTBEATS: u32 = 3;
+
+/// The silence after which the node fences: `--fence-after`, but never under three heartbeats.
+fn fence_after(facts: &NodeFacts) -> Option<Duration> {
+    let after = facts.fence_after?;
+    let floor = facts.heartbeat.saturating_mul(FENCE_MIN_HEARTBEATS);
+    if after < floor {
+        tracing::warn!(
+            ?after,
+            heartbeat = ?facts.heartbeat,
+            "--fence-after is under three heartbeats; fencing after {floor:?} instead"
+        );
+    }
+    Some(after.max(floor))
 }
 
 /// Numbers a node's reports, increasing across reconnects and, through the report epoch, restarts.
@@ -82,7 +106,9 @@ impl Seq {
 /// Keeps one `Sync` stream up until `shutdown`, to one of `servers` at a time, starting each stream
 /// over with `Hello` (the node's whole state: level-triggered, whichever replica hears it). A stream
 /// that breaks or cannot be opened moves on to the next server at once; once every server has failed
-/// in a row, the agent waits a jittered back-off. Groups keep running across reconnects.
+/// in a row, the agent waits a jittered back-off. Groups keep running across reconnects, unless no
+/// apiserver is heard for `--fence-after`: then the node fences itself (stops its groups) and, if a
+/// stream is up but silent, drops it.
 pub async fn sync_until_shutdown(
     servers: &Servers,
     tls: &Arc<ClientConfig>,
@@ -96,19 +122,25 @@ pub async fn sync_until_shutdown(
     let mut rotation = Rotation::new(round.len());
     // Consecutive failed attempts since the last stream that worked.
     let mut failures: u32 = 0;
+    let silence = Silence::new(fence_after(facts));
     loop {
         let server = Arc::clone(&round[rotation.current() % round.len()]);
         let server = &server;
         let mut established = false;
         // Shutdown drops the session wherever it is: that closes the stream, and nothing a session
-        // leaves half-done matters to a process that is exiting.
+        // leaves half-done matters to a process that is exiting. So does a silence past
+        // `--fence-after`: the stream, if any, carries nothing.
         let error = tokio::select! {
             () = shutdown.cancelled() => return,
-            result = run_stream(server, tls, facts, supervisor, &mut seq, &mut established) => match result {
+            silent = silence.expired() => SyncError::Silent(silent),
+            result = run_stream(server, tls, facts, supervisor, &mut seq, &mut established, &silence) => match result {
                 Ok(never) => match never {},
                 Err(error) => error,
             },
         };
+        if let SyncError::Silent(silent) = error {
+            supervisor.fence(silent).await;
+        }
         if established {
             backoff.reset();
             failures = 0;
@@ -123,6 +155,7 @@ pub async fn sync_until_shutdown(
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(RECONNECT.initial) => {}
+                    silent = silence.expired() => supervisor.fence(silent).await,
                 }
             }
             continue;
@@ -136,6 +169,7 @@ pub async fn sync_until_shutdown(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
+            silent = silence.expired() => supervisor.fence(silent).await,
         }
         round = servers.resolve().await;
         rotation.resize(round.len());
@@ -175,6 +209,7 @@ async fn run_stream(
     supervisor: &mut Supervisor,
     seq: &mut Seq,
     established: &mut bool,
+    silence: &Silence,
 ) -> Result<std::convert::Infallible, SyncError> {
     let channel = dial(server, Arc::clone(tls))
         .await
@@ -209,6 +244,7 @@ async fn run_stream(
             message = inbound.message() => match message.map_err(SyncError::Stream)? {
                 Some(desired) => {
                     *established = true;
+                    silence.heard();
                     tracing::debug!(
                         seq = desired.seq,
                         full = desired.full,

@@ -245,6 +245,7 @@ impl Inner {
             status: GroupStatus {
                 group_id: assignment.group_id.clone(),
                 generation: assignment.generation,
+                placement: assignment.placement,
                 phase: GroupPhase::Pending as i32,
                 ip: self.ip(slot),
                 containers,
@@ -273,12 +274,14 @@ impl Inner {
         group.timer = Some(task.abort_handle());
     }
 
-    /// Starts a new run of `group` at `generation`: everything back to waiting, pulling begins.
-    fn begin_run(self: &Arc<Self>, group: &mut Group, generation: u64) {
+    /// Starts a new run of `group` as `assignment` (its generation and placement): everything back to
+    /// waiting, pulling begins.
+    fn begin_run(self: &Arc<Self>, group: &mut Group, assignment: &GroupAssignment) {
         let now = self.clock.now_ms();
         group.cancel_timer();
         let status = &mut group.status;
-        status.generation = generation;
+        status.generation = assignment.generation;
+        status.placement = assignment.placement;
         if group.spec.is_none() {
             status.phase = GroupPhase::Failed as i32;
             status.run_started_unix_ms = 0;
@@ -545,7 +548,7 @@ impl Inner {
         let Some(group) = state.groups.get_mut(id) else {
             let slot = state.alloc_slot();
             let mut group = self.fresh(assignment, slot);
-            self.begin_run(&mut group, assignment.generation);
+            self.begin_run(&mut group, assignment);
             state.groups.insert(id.to_string(), group);
             return;
         };
@@ -556,16 +559,18 @@ impl Inner {
             let epoch = group.epoch;
             *group = self.fresh(assignment, slot);
             group.epoch = epoch;
-            self.begin_run(group, assignment.generation);
+            self.begin_run(group, assignment);
             return;
         }
         let phase = group.status.phase;
         let settled = phase != GroupPhase::Stopped as i32
             && !matches!(group.pending, Pending::Stopping | Pending::Removing);
-        if group.status.generation == assignment.generation && settled {
+        let same = group.status.generation == assignment.generation
+            && group.status.placement == assignment.placement;
+        if same && settled {
             return;
         }
-        self.begin_run(group, assignment.generation);
+        self.begin_run(group, assignment);
     }
 
     fn stop(self: &Arc<Self>, assignment: &GroupAssignment) {
@@ -579,6 +584,7 @@ impl Inner {
             return;
         };
         group.status.generation = assignment.generation;
+        group.status.placement = assignment.placement;
         let stopped =
             group.status.phase == GroupPhase::Stopped as i32 && group.pending == Pending::Nothing;
         if stopped || group.pending == Pending::Stopping {
@@ -598,6 +604,18 @@ impl Inner {
         }
         self.killing(group);
         self.schedule(group, Pending::Removing, self.config.stop_delay);
+    }
+
+    fn record_event(&self, group_id: &str, kind: &str, name: &str, message: String) {
+        let now = self.clock.now_ms();
+        {
+            let mut state = self.lock();
+            let Some(group) = state.groups.get_mut(group_id) else {
+                return;
+            };
+            record(&mut group.status.events, now, kind, name, message);
+        }
+        self.changes.mark(group_id);
     }
 
     fn status(&self, group_id: &str) -> Option<GroupStatus> {
@@ -651,6 +669,10 @@ impl Runtime for HollowRuntime {
 
     fn groups(&self) -> Vec<GroupStatus> {
         self.inner.groups()
+    }
+
+    fn record_event(&self, group_id: &str, kind: &str, name: &str, message: String) {
+        self.inner.record_event(group_id, kind, name, message);
     }
 }
 

@@ -62,6 +62,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// The status of every group the runtime has (for `Hello`).
     fn groups(&self) -> Vec<GroupStatus>;
 
+    /// Adds a group event (`kind` `Normal` or `Warning`) to the status of `group_id`, kept like the
+    /// runtime's own events (across runs and, where the runtime persists statuses, agent restarts),
+    /// and announces the change. An unknown group: nothing.
+    fn record_event(&self, group_id: &str, kind: &str, name: &str, message: String) {
+        let _ = (group_id, kind, name, message);
+    }
+
     /// Where the log files of `container` in `group_id` are (see [`containerd::logs`]), or `None` if
     /// the runtime has no such group or container, or keeps no logs (hollow).
     fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {

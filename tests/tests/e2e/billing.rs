@@ -392,6 +392,8 @@ async fn usage_matches_real_run_times_across_stop_restart_delete_and_an_apiserve
         // crash of the apiserver, not of the node.
         "--node-timeout-secs",
         "60",
+        "--node-lost-after",
+        "120",
     ])
     .await;
     let node = server

@@ -96,6 +96,13 @@ impl<'a> Folder<'a> {
         let cause = ("report", o.seq as i64);
         let key = (o.group_id.clone(), o.node_id.clone(), started);
         if let Some(&i) = self.by_key.get(&key) {
+            if placed_on(self.state, &o.group_id, o.generation).is_some_and(|n| n != o.node_id) {
+                // The group was placed on another node at this generation since (its node was
+                // lost or drained): this run ended there, and a copy left behind never extends it.
+                tracing::debug!(node = %o.node_id, group = %o.group_id,
+                    "a report of a run its group was moved off; not billed");
+                return;
+            }
             let run = &mut self.state.runs[i];
             let before = run.facts.clone();
             if run.facts.finished_ms.is_none() {

@@ -137,13 +137,42 @@ pub(crate) fn operation(group: &GroupRecord, kind: OperationKind, now_ms: i64) -
     }
 }
 
-/// A report of `group_id` at `generation` in `phase`.
+/// A report of `group_id` at `generation` in `phase`, from the copy of its first placement.
 pub(crate) fn report(group_id: &str, generation: i64, phase: GroupPhase) -> ReportedStatus {
     ReportedStatus {
         group_id: group_id.to_owned(),
         generation: generation as u64,
         phase,
+        placement: 1,
         ..Default::default()
+    }
+}
+
+/// A group `name` asking for `cpu_millis` under `policy`.
+pub(crate) fn new_group_with(name: &str, cpu_millis: u64, policy: RestartPolicy) -> NewGroup {
+    let mut g = new_group(name, cpu_millis);
+    g.spec.restart_policy = policy;
+    g
+}
+
+/// A report of a running copy of placement `placement`: started at `started_ms` and seen at
+/// `observed_ms` (node clock), finished at `finished_ms` if not 0.
+pub(crate) fn run_report(
+    group_id: &str,
+    placement: i64,
+    (started_ms, observed_ms, finished_ms): (i64, i64, i64),
+) -> ReportedStatus {
+    let phase = if finished_ms > 0 {
+        GroupPhase::Stopped
+    } else {
+        GroupPhase::Running
+    };
+    ReportedStatus {
+        placement: placement as u64,
+        run_started_unix_ms: started_ms,
+        observed_unix_ms: observed_ms,
+        run_finished_unix_ms: finished_ms,
+        ..report(group_id, 1, phase)
     }
 }
 

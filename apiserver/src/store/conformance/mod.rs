@@ -11,6 +11,7 @@ pub(crate) mod exec_sessions;
 pub(crate) mod fixtures;
 pub(crate) mod groups;
 pub(crate) mod leases;
+pub(crate) mod node_lifecycle;
 pub(crate) mod nodes;
 pub(crate) mod operations;
 pub(crate) mod reports;
@@ -72,6 +73,16 @@ macro_rules! store_conformance {
             exec_sessions::expired_sessions_are_not_pending_and_are_purged_on_insert,
             exec_sessions::past_the_cap_the_soonest_expiring_make_room,
             agent_endpoints::the_latest_endpoint_wins_and_none_forgets,
+            node_lifecycle::a_loss_needs_not_ready_and_yields_to_a_later_heartbeat,
+            node_lifecycle::a_lost_node_gives_up_its_groups_by_restart_policy,
+            node_lifecycle::reports_of_a_copy_left_behind_are_ignored,
+            node_lifecycle::a_cordoned_node_gets_no_placement,
+            node_lifecycle::a_drain_moves_everything_and_ends_billing_now,
+            node_lifecycle::a_node_is_deleted_only_when_empty,
+            node_lifecycle::a_settled_group_waits_until_restarted_or_started,
+            node_lifecycle::a_created_group_waits_since_its_creation,
+            node_lifecycle::across_a_loss_and_a_new_placement_each_second_is_billed_once,
+            node_lifecycle::placements_racing_a_drain_or_a_forced_loss_leave_nothing_behind,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

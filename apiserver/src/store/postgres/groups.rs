@@ -12,7 +12,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 use super::{PgStore, billing, operations};
 use crate::billing::meter::CapCause;
 use crate::model::{GroupSpec, Size};
-use crate::store::rows::{GROUP_COLUMNS, dns_record, group_from_row, json};
+use crate::store::rows::{GROUP_COLUMNS, dns_record, group_from_row, json, restart_columns};
 use crate::store::{
     Change, GroupKey, GroupRecord, GroupStore, NewGroup, OperationRecord, Result, StoreError,
     capped,
@@ -159,7 +159,8 @@ impl GroupStore for PgStore {
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE groups SET spec = $1, sealed_spec = $2, tags = $3, generation = generation + 1, \
              provisioning_state = CASE WHEN desired = 'Running' THEN 'Updating' ELSE provisioning_state END, \
-             updated_ms = $4 WHERE id = $5 AND generation = $6 RETURNING generation",
+             pending_since_ms = CASE WHEN settled_ms IS NULL THEN pending_since_ms ELSE $4 END, \
+             settled_ms = NULL, updated_ms = $4 WHERE id = $5 AND generation = $6 RETURNING generation",
         )
         .bind(json(&spec.redacted()))
         .bind(sealed)
@@ -244,8 +245,8 @@ impl GroupStore for PgStore {
         // Only a stopped group (which holds no node and no capacity) starts.
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE groups SET desired = 'Running', node_id = NULL, status = NULL, generation = generation + 1, \
-             provisioning_state = 'Pending', events = '[]', updated_ms = $1 \
-             WHERE id = $2 AND desired = 'Stopped' RETURNING generation",
+             provisioning_state = 'Pending', events = '[]', updated_ms = $1, pending_since_ms = $1, \
+             settled_ms = NULL WHERE id = $2 AND desired = 'Stopped' RETURNING generation",
         )
         .bind(now_ms)
         .bind(id)
@@ -266,15 +267,16 @@ impl GroupStore for PgStore {
         now_ms: i64,
     ) -> Result<Option<String>> {
         let mut tx = self.pool.begin().await?;
-        let (generation, node_id): (i64, Option<String>) = sqlx::query_as(
-            "UPDATE groups SET generation = generation + 1, \
-             provisioning_state = CASE WHEN node_id IS NULL THEN provisioning_state ELSE 'Pending' END, \
-             updated_ms = $1 WHERE id = $2 RETURNING generation, node_id",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let sql = format!(
+            "UPDATE groups SET generation = generation + 1, {}, updated_ms = $1 \
+             WHERE id = $2 RETURNING generation, node_id",
+            restart_columns("$1")
+        );
+        let (generation, node_id): (i64, Option<String>) = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         record_operation(tx, generation, operation).await?;
         Ok(node_id)
     }

@@ -12,16 +12,15 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, billing, operations};
-use crate::billing::meter::{MeterEvent, observation};
 use crate::model::reported::ReportedStatus;
 use crate::store::rows::{encode_status, provisioning};
 use crate::store::{
     NodeReport, OperationStatus, ProvisioningState, ReportStore, Result, StatusOutcome, failure,
-    provisioning_for,
+    metered, provisioning_for,
 };
 
 /// Folds one node report into its group and finishes the operations it completes. One statement:
-/// the guard (assigned to this node, not an older generation) is in the `WHERE`.
+/// the guard (assigned to this node in this placement, not an older generation) is in the `WHERE`.
 async fn apply_one(
     tx: &mut PgConnection,
     node_id: &str,
@@ -30,7 +29,7 @@ async fn apply_one(
 ) -> Result<StatusOutcome> {
     let row = sqlx::query(
         "UPDATE groups SET status = $1, provisioning_state = COALESCE($2, provisioning_state), \
-         updated_ms = $3 WHERE id = $4 AND node_id = $5 AND generation <= $6 \
+         updated_ms = $3 WHERE id = $4 AND node_id = $5 AND generation <= $6 AND placement = $7 \
          RETURNING generation, provisioning_state",
     )
     .bind(encode_status(status))
@@ -39,6 +38,7 @@ async fn apply_one(
     .bind(&status.group_id)
     .bind(node_id)
     .bind(status.generation as i64)
+    .bind(status.placement as i64)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -77,13 +77,16 @@ async fn apply_one(
     })
 }
 
-/// Locks the groups in id order.
-async fn lock_groups(tx: &mut PgConnection, ids: &[&str]) -> Result<()> {
-    sqlx::query("SELECT 1 FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(ids)
-        .execute(tx)
-        .await?;
-    Ok(())
+/// Locks the groups in id order; returns the placement epoch of each that exists.
+async fn lock_groups(tx: &mut PgConnection, ids: &[&str]) -> Result<HashMap<String, i64>> {
+    let rows =
+        sqlx::query("SELECT id, placement FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(ids)
+            .fetch_all(tx)
+            .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("placement")?)))
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -95,10 +98,15 @@ impl ReportStore for PgStore {
         now_ms: i64,
     ) -> Result<StatusOutcome> {
         let mut tx = self.pool.begin().await?;
-        lock_groups(&mut tx, &[status.group_id.as_str()]).await?;
+        let epochs = lock_groups(&mut tx, &[status.group_id.as_str()]).await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
         if self.billing {
-            billing::record(&mut tx, &[observation(node_id, 0, status)]).await?;
+            let report = NodeReport {
+                node_id: node_id.to_owned(),
+                seq: 0,
+                status: status.clone(),
+            };
+            billing::record(&mut tx, &metered(std::slice::from_ref(&report), &epochs)).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -123,10 +131,12 @@ impl ReportStore for PgStore {
         });
         let mut outcome_of: HashMap<usize, StatusOutcome> = HashMap::new();
         let mut tx = self.pool.begin().await?;
-        if !last.is_empty() {
+        let epochs = if last.is_empty() {
+            HashMap::new()
+        } else {
             let ids: Vec<&str> = last.keys().copied().collect();
-            lock_groups(&mut tx, &ids).await?;
-        }
+            lock_groups(&mut tx, &ids).await?
+        };
         for i in single {
             let NodeReport {
                 node_id, status, ..
@@ -138,10 +148,10 @@ impl ReportStore for PgStore {
             let rows = sqlx::query(
                 "UPDATE groups SET status = r.status, \
                  provisioning_state = COALESCE(r.provisioning_state, groups.provisioning_state), updated_ms = $6 \
-                 FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bigint[]) \
-                      AS r(id, status, provisioning_state, node_id, generation) \
+                 FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::bigint[], $7::bigint[]) \
+                      AS r(id, status, provisioning_state, node_id, generation, placement) \
                  WHERE groups.id = r.id AND groups.node_id = r.node_id AND groups.generation <= r.generation \
-                 RETURNING groups.id, groups.provisioning_state",
+                 AND groups.placement = r.placement RETURNING groups.id, groups.provisioning_state",
             )
             .bind(multi.iter().map(|i| status(i).group_id.as_str()).collect::<Vec<_>>())
             .bind(multi.iter().map(|i| encode_status(status(i))).collect::<Vec<_>>())
@@ -154,6 +164,7 @@ impl ReportStore for PgStore {
             .bind(multi.iter().map(|i| reports[*i].node_id.as_str()).collect::<Vec<_>>())
             .bind(multi.iter().map(|i| status(i).generation as i64).collect::<Vec<_>>())
             .bind(now_ms)
+            .bind(multi.iter().map(|i| status(i).placement as i64).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await?;
             let mut applied: HashMap<String, ProvisioningState> = HashMap::new();
@@ -187,13 +198,10 @@ impl ReportStore for PgStore {
         // The nodes before the meter's runs: the order deletes, stops and a node judged lost take
         // them in (the meter does not read what `nodes_seen` writes).
         billing::nodes_seen(&mut tx, node_clocks).await?;
-        // The whole batch is one fold of the meter: a run's end may be in an earlier report.
+        // The whole batch is one fold of the meter: a run's end may be in an earlier report. A copy
+        // left behind (another placement epoch) is not metered: its run stays ended.
         if self.billing {
-            let events: Vec<MeterEvent> = reports
-                .iter()
-                .map(|r| observation(&r.node_id, r.seq, &r.status))
-                .collect();
-            billing::record(&mut tx, &events).await?;
+            billing::record(&mut tx, &metered(reports, &epochs)).await?;
         }
         tx.commit().await?;
         Ok(reports

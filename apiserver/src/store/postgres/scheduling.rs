@@ -16,7 +16,7 @@ use super::PgStore;
 use super::groups::release;
 use super::operations;
 use crate::model::Size;
-use crate::store::rows::{events, json, pending_from_row};
+use crate::store::rows::{PENDING_COLUMNS, events, json, pending_from_row};
 use crate::store::{
     GroupEvent, OperationStatus, PendingGroup, Placement, Result, SchedulingStore, merge_event,
 };
@@ -24,11 +24,10 @@ use crate::store::{
 #[async_trait::async_trait]
 impl SchedulingStore for PgStore {
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>> {
-        let rows = sqlx::query(
-            "SELECT id, os_type, cpu_millis, memory_mib, gpu, generation, events FROM groups \
-             WHERE node_id IS NULL AND desired = 'Running' AND provisioning_state != 'Failed' \
-             ORDER BY seq LIMIT $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM groups WHERE node_id IS NULL AND desired = 'Running' \
+             AND settled_ms IS NULL AND provisioning_state != 'Failed' ORDER BY seq LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -68,7 +67,7 @@ impl SchedulingStore for PgStore {
             "UPDATE nodes SET cpu_used = nodes.cpu_used + r.cpu, memory_used = nodes.memory_used + r.memory, \
              gpu_used = nodes.gpu_used + r.gpu \
              FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS r(id, cpu, memory, gpu) \
-             WHERE nodes.id = r.id AND nodes.status = 'Ready' AND nodes.cpu_used + r.cpu <= nodes.cpu_millis \
+             WHERE nodes.id = r.id AND nodes.status = 'Ready' AND nodes.cordoned = 0 AND nodes.cpu_used + r.cpu <= nodes.cpu_millis \
              AND nodes.memory_used + r.memory <= nodes.memory_mib AND nodes.gpu_used + r.gpu <= nodes.gpu \
              RETURNING nodes.id",
         )
@@ -85,13 +84,20 @@ impl SchedulingStore for PgStore {
             .filter(|p| reserved.contains(&p.node_id))
             .collect();
         let mut assigned: HashSet<String> = HashSet::new();
+        // A placement's events: why it waited (`FailedScheduling`) is over; why it was moved
+        // (`NodeLost`, `NodeDrained`) stays in its story.
         if !candidates.is_empty() {
             let ids: Vec<&str> = candidates.iter().map(|p| p.group_id.as_str()).collect();
             let rows = sqlx::query(
-                "UPDATE groups SET node_id = p.node_id, provisioning_state = 'Creating', events = '[]', \
-                 updated_ms = $4 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(id, node_id, generation) \
+                "UPDATE groups SET node_id = p.node_id, placement = groups.placement + 1, \
+                 provisioning_state = 'Creating', updated_ms = $4, \
+                 events = CASE WHEN groups.events = '[]' THEN '[]' ELSE \
+                 (SELECT COALESCE(jsonb_agg(e.value ORDER BY e.i), '[]'::jsonb)::text \
+                  FROM jsonb_array_elements(groups.events::jsonb) WITH ORDINALITY AS e(value, i) \
+                  WHERE e.value->>'name' <> 'FailedScheduling') END \
+                 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(id, node_id, generation) \
                  WHERE groups.id = p.id AND groups.node_id IS NULL AND groups.desired = 'Running' \
-                 AND groups.generation = p.generation RETURNING groups.id",
+                 AND groups.settled_ms IS NULL AND groups.generation = p.generation RETURNING groups.id",
             )
             .bind(&ids)
             .bind(candidates.iter().map(|p| p.node_id.as_str()).collect::<Vec<_>>())
@@ -118,11 +124,14 @@ impl SchedulingStore for PgStore {
             .into_iter()
             .filter(|p| assigned.contains(&p.group_id))
             .collect();
-        // Billing opens runs only for groups a node was given: keep who was given what.
+        // Billing opens runs only for groups a node was given: keep who was given what (a group
+        // placed again after its node was lost or drained keeps its generation: the new node is
+        // who has it).
         if self.billing && !placed.is_empty() {
             sqlx::query(
                 "INSERT INTO usage_assignments (group_id, generation, node_id) \
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) ON CONFLICT DO NOTHING",
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) \
+                 ON CONFLICT (group_id, generation) DO UPDATE SET node_id = excluded.node_id",
             )
             .bind(
                 placed

@@ -12,11 +12,10 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{apply_one, corrupt, encode_status, json, provisioning_for, release, resource_groups};
-use crate::billing::meter::MeterEvent;
 use crate::model::Size;
 use crate::store::{
     Conflict, Heartbeat, NewGroup, NodeReport, Placement, ProvisioningState, ResourceGroupCreation,
-    ResourceGroupRecord, Result, StatusOutcome, StoreError,
+    ResourceGroupRecord, Result, StatusOutcome, StoreError, metered,
 };
 
 /// Creates gathered into one transaction at most.
@@ -266,6 +265,11 @@ async fn usage(conn: &mut SqliteConnection, sub: &str) -> Result<(i64, u64)> {
     })
 }
 
+/// A placement's events: why it waited (`FailedScheduling`) is over; why it was moved (`NodeLost`,
+/// `NodeDrained`) stays in its story.
+const KEPT_EVENTS: &str = "CASE WHEN events = '[]' THEN '[]' ELSE (SELECT json_group_array(json(e.value)) \
+     FROM json_each(groups.events) AS e WHERE json_extract(e.value, '$.name') != 'FailedScheduling') END";
+
 /// Commits a scheduling round: reserve capacity per node (one conditional statement each), assign
 /// groups in chunks, and give back the reservation of any group that changed meanwhile.
 pub(super) async fn commit_placements(
@@ -284,7 +288,7 @@ pub(super) async fn commit_placements(
     for (node, size) in &per_node {
         let done = sqlx::query(
             "UPDATE nodes SET cpu_used = cpu_used + ?1, memory_used = memory_used + ?2, gpu_used = gpu_used + ?3 \
-             WHERE id = ?4 AND status = 'Ready' AND cpu_used + ?1 <= cpu_millis AND memory_used + ?2 <= memory_mib \
+             WHERE id = ?4 AND status = 'Ready' AND cordoned = 0 AND cpu_used + ?1 <= cpu_millis AND memory_used + ?2 <= memory_mib \
              AND gpu_used + ?3 <= gpu",
         )
         .bind(size.cpu_millis as i64)
@@ -305,8 +309,9 @@ pub(super) async fn commit_placements(
     for chunk in candidates.chunks(CHUNK) {
         let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
         let sql = format!(
-            "UPDATE groups SET node_id = CASE id {cases} END, provisioning_state = 'Creating', events = '[]', \
-             updated_ms = ? WHERE id IN ({}) AND node_id IS NULL AND desired = 'Running' \
+            "UPDATE groups SET node_id = CASE id {cases} END, placement = placement + 1, \
+             provisioning_state = 'Creating', events = {KEPT_EVENTS}, updated_ms = ? \
+             WHERE id IN ({}) AND node_id IS NULL AND desired = 'Running' AND settled_ms IS NULL \
              AND generation = CASE id {cases} END RETURNING id",
             vec!["?"; chunk.len()].join(", ")
         );
@@ -336,7 +341,8 @@ pub(super) async fn commit_placements(
     for (node, size) in give_back {
         release(&mut tx, node, &size).await?;
     }
-    // Billing opens runs only for groups a node was given: keep who was given what.
+    // Billing opens runs only for groups a node was given: keep who was given what (a group placed
+    // again after its node was lost or drained keeps its generation: the new node is who has it).
     let placed: Vec<&Placement> = candidates
         .iter()
         .copied()
@@ -344,7 +350,8 @@ pub(super) async fn commit_placements(
         .collect();
     for chunk in placed.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO usage_assignments (group_id, generation, node_id) VALUES {} \
+             ON CONFLICT (group_id, generation) DO UPDATE SET node_id = excluded.node_id",
             vec!["(?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -399,7 +406,7 @@ pub(super) async fn apply_statuses(
             "UPDATE groups SET status = CASE id {cases} END, \
              provisioning_state = COALESCE(CASE id {cases} END, provisioning_state), updated_ms = ? \
              WHERE id IN ({}) AND node_id = CASE id {cases} END AND generation <= CASE id {cases} END \
-             RETURNING id, provisioning_state",
+             AND placement = CASE id {cases} END RETURNING id, provisioning_state",
             vec!["?"; chunk.len()].join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -425,6 +432,10 @@ pub(super) async fn apply_statuses(
         for i in chunk {
             let status = &reports[*i].status;
             query = query.bind(&status.group_id).bind(status.generation as i64);
+        }
+        for i in chunk {
+            let status = &reports[*i].status;
+            query = query.bind(&status.group_id).bind(status.placement as i64);
         }
         let mut applied: HashMap<String, ProvisioningState> = HashMap::new();
         for row in query.fetch_all(&mut *tx).await? {
@@ -460,12 +471,23 @@ pub(super) async fn apply_statuses(
     }
     // Billing sees every report, not only the last per group: a run's end may be in an earlier one.
     // The whole batch is one fold of the meter: a constant number of statements.
+    // A copy left behind (another placement epoch) is not metered: its run ended when its node was
+    // lost or drained, and stays ended.
+    // A group whose last report was applied is at that report's epoch; only the others (few: copies
+    // left behind, groups gone) cost a read.
     if billing {
-        let events: Vec<MeterEvent> = reports
-            .iter()
-            .map(|r| crate::billing::meter::observation(&r.node_id, r.seq, &r.status))
-            .collect();
-        super::billing::record(&mut tx, &events).await?;
+        let mut epochs = HashMap::with_capacity(last.len());
+        let mut unknown = Vec::new();
+        for (id, i) in &last {
+            match outcome_of.get(i) {
+                Some(StatusOutcome::Applied { .. }) => {
+                    epochs.insert((*id).to_owned(), reports[*i].status.placement as i64);
+                }
+                _ => unknown.push(*id),
+            }
+        }
+        epochs.extend(placements(&mut tx, &unknown).await?);
+        super::billing::record(&mut tx, &metered(reports, &epochs)).await?;
     }
     super::billing::nodes_seen(&mut tx, node_clocks).await?;
     tx.commit().await?;
@@ -478,6 +500,28 @@ pub(super) async fn apply_statuses(
                 .unwrap_or(StatusOutcome::Ignored)
         })
         .collect())
+}
+
+/// The placement epoch of each of these groups that exists.
+pub(super) async fn placements(
+    conn: &mut SqliteConnection,
+    ids: &[&str],
+) -> Result<HashMap<String, i64>> {
+    let mut epochs = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT id, placement FROM groups WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            epochs.insert(row.try_get("id")?, row.try_get("placement")?);
+        }
+    }
+    Ok(epochs)
 }
 
 /// Writes the nodes' last messages, one statement per chunk, in one transaction. Either time only

@@ -244,10 +244,11 @@ pub(super) async fn apply_one(
     status: &ReportedStatus,
     now_ms: i64,
 ) -> Result<StatusOutcome> {
-    // One statement: the guard (assigned to this node, not an older generation) is in the WHERE.
+    // One statement: the guard (assigned to this node in this placement, not an older generation)
+    // is in the WHERE.
     let row = sqlx::query(
         "UPDATE groups SET status = ?1, provisioning_state = COALESCE(?2, provisioning_state), \
-         updated_ms = ?3 WHERE id = ?4 AND node_id = ?5 AND generation <= ?6 \
+         updated_ms = ?3 WHERE id = ?4 AND node_id = ?5 AND generation <= ?6 AND placement = ?7 \
          RETURNING generation, provisioning_state",
     )
     .bind(encode_status(status))
@@ -256,6 +257,7 @@ pub(super) async fn apply_one(
     .bind(&status.group_id)
     .bind(node_id)
     .bind(status.generation as i64)
+    .bind(status.placement as i64)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
@@ -517,9 +519,10 @@ impl GroupStore for SqliteStore {
     ) -> Result<Change> {
         let mut tx = self.writer.begin().await?;
         let generation: Option<i64> = sqlx::query_scalar(
-            "UPDATE groups SET spec = ?, sealed_spec = ?, tags = ?, generation = generation + 1, \
+            "UPDATE groups SET spec = ?1, sealed_spec = ?2, tags = ?3, generation = generation + 1, \
              provisioning_state = CASE WHEN desired = 'Running' THEN 'Updating' ELSE provisioning_state END, \
-             updated_ms = ? WHERE id = ? AND generation = ? RETURNING generation",
+             pending_since_ms = CASE WHEN settled_ms IS NULL THEN pending_since_ms ELSE ?4 END, \
+             settled_ms = NULL, updated_ms = ?4 WHERE id = ?5 AND generation = ?6 RETURNING generation",
         )
         .bind(json(&spec.redacted()))
         .bind(sealed)
@@ -604,8 +607,8 @@ impl GroupStore for SqliteStore {
         // Only a stopped group (which holds no node and no capacity) starts.
         let generation: Option<i64> = sqlx::query_scalar(
             "UPDATE groups SET desired = 'Running', node_id = NULL, status = NULL, generation = generation + 1, \
-             provisioning_state = 'Pending', events = '[]', updated_ms = ? \
-             WHERE id = ? AND desired = 'Stopped' RETURNING generation",
+             provisioning_state = 'Pending', events = '[]', updated_ms = ?1, pending_since_ms = ?1, \
+             settled_ms = NULL WHERE id = ?2 AND desired = 'Stopped' RETURNING generation",
         )
         .bind(now_ms)
         .bind(id)
@@ -626,15 +629,16 @@ impl GroupStore for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<String>> {
         let mut tx = self.writer.begin().await?;
-        let (generation, node_id): (i64, Option<String>) = sqlx::query_as(
-            "UPDATE groups SET generation = generation + 1, \
-             provisioning_state = CASE WHEN node_id IS NULL THEN provisioning_state ELSE 'Pending' END, \
-             updated_ms = ? WHERE id = ? RETURNING generation, node_id",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let sql = format!(
+            "UPDATE groups SET generation = generation + 1, {}, updated_ms = ?1 \
+             WHERE id = ?2 RETURNING generation, node_id",
+            restart_columns("?1")
+        );
+        let (generation, node_id): (i64, Option<String>) = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
         record_operation(tx, generation, operation).await?;
         Ok(node_id)
     }
@@ -706,13 +710,14 @@ impl GroupStore for SqliteStore {
 #[async_trait::async_trait]
 impl SchedulingStore for SqliteStore {
     async fn pending_groups(&self, limit: i64) -> Result<Vec<PendingGroup>> {
-        let rows = sqlx::query(
-            "SELECT id, os_type, cpu_millis, memory_mib, gpu, generation, events FROM groups \
-             WHERE node_id IS NULL AND desired = 'Running' AND provisioning_state != 'Failed' ORDER BY seq LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
+        let sql = format!(
+            "SELECT {PENDING_COLUMNS} FROM groups WHERE node_id IS NULL AND desired = 'Running' \
+             AND settled_ms IS NULL AND provisioning_state != 'Failed' ORDER BY seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?;
         rows.iter().map(pending_from_row).collect()
     }
 
@@ -794,11 +799,13 @@ impl ReportStore for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let outcome = apply_one(&mut tx, node_id, status, now_ms).await?;
         if self.billing {
-            billing::record(
-                &mut tx,
-                &[crate::billing::meter::observation(node_id, 0, status)],
-            )
-            .await?;
+            let report = NodeReport {
+                node_id: node_id.to_owned(),
+                seq: 0,
+                status: status.clone(),
+            };
+            let epochs = batch::placements(&mut tx, &[status.group_id.as_str()]).await?;
+            billing::record(&mut tx, &metered(std::slice::from_ref(&report), &epochs)).await?;
         }
         tx.commit().await?;
         Ok(outcome)

@@ -95,7 +95,7 @@ impl StatusHandle {
         self.inner.changes.mark(&self.group_id);
     }
 
-    fn event(&self, container: Option<usize>, kind: &str, name: &str, message: String) {
+    pub(super) fn event(&self, container: Option<usize>, kind: &str, name: &str, message: String) {
         let now = now_ms();
         self.update(|s| {
             let events = match container {
@@ -371,9 +371,10 @@ impl Worker {
             .iter()
             .map(|s| (s.spec.name.clone(), s.init))
             .collect();
-        let generation = assignment.generation;
+        let (generation, placement) = (assignment.generation, assignment.placement);
         self.handle.update(|s| {
             s.generation = generation;
+            s.placement = placement;
             s.phase = GroupPhase::Pending as i32;
             s.run_started_unix_ms = now;
             s.run_finished_unix_ms = 0;
@@ -738,11 +739,12 @@ impl Worker {
 
     async fn stop(&mut self, assignment: Option<GroupAssignment>) {
         self.halt().await;
-        let generation = assignment.map(|a| a.generation);
+        let epochs = assignment.map(|a| (a.generation, a.placement));
         let now = now_ms();
         self.handle.update(|s| {
-            if let Some(generation) = generation {
+            if let Some((generation, placement)) = epochs {
                 s.generation = generation;
+                s.placement = placement;
             }
             s.phase = GroupPhase::Stopped as i32;
             if s.run_finished_unix_ms == 0 {
@@ -1109,15 +1111,18 @@ async fn bring_up(
         });
     }
 
+    let placement = assignment.placement.to_string();
     let create = |planned: Planned| {
         let inner = Arc::clone(&inner);
         let handle = handle.clone();
         let group_id = group_id.clone();
+        let placement = placement.clone();
         async move {
             let labels = HashMap::from([
                 (super::LABEL_GROUP.to_string(), group_id.clone()),
                 (super::LABEL_CONTAINER.to_string(), planned.name.clone()),
                 (super::LABEL_INIT.to_string(), planned.init.to_string()),
+                (super::LABEL_PLACEMENT.to_string(), placement),
             ]);
             inner
                 .cd

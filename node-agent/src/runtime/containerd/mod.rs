@@ -52,6 +52,8 @@ use super::{BoxFuture, Changes, ExecError, ExecProcess, Runtime, RuntimeError};
 pub const LABEL_GROUP: &str = "berth.group";
 pub const LABEL_CONTAINER: &str = "berth.container";
 pub const LABEL_INIT: &str = "berth.init";
+/// The placement epoch of the assignment the container was made for (`GroupAssignment.placement`).
+pub const LABEL_PLACEMENT: &str = "berth.placement";
 
 /// How the containerd runtime runs groups.
 #[derive(Debug, Clone)]
@@ -412,6 +414,7 @@ impl Runtime for ContainerdRuntime {
                 let status = GroupStatus {
                     group_id: assignment.group_id.clone(),
                     generation: assignment.generation,
+                    placement: assignment.placement,
                     phase: berth_proto::node::GroupPhase::Pending as i32,
                     ..Default::default()
                 };
@@ -431,6 +434,7 @@ impl Runtime for ContainerdRuntime {
                 let status = GroupStatus {
                     group_id: assignment.group_id.clone(),
                     generation: assignment.generation,
+                    placement: assignment.placement,
                     ..Default::default()
                 };
                 let tx = self.spawn_worker(status, None);
@@ -453,6 +457,13 @@ impl Runtime for ContainerdRuntime {
 
     fn groups(&self) -> Vec<GroupStatus> {
         self.inner.lock().values().map(|h| h.status.get()).collect()
+    }
+
+    fn record_event(&self, group_id: &str, kind: &str, name: &str, message: String) {
+        let handle = self.inner.lock().get(group_id).map(|h| h.status.clone());
+        if let Some(handle) = handle {
+            handle.event(None, kind, name, message);
+        }
     }
 
     fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {

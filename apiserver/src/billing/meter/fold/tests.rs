@@ -222,6 +222,48 @@ async fn a_replayed_report_adds_nothing_and_a_stranger_opens_no_run() {
     assert_eq!(sum(&store, "linux/vcpu_seconds"), 1000 * 5_000);
 }
 
+/// A group moved off a lost node keeps its generation and is placed on another: the lost node's
+/// later reports of its old run (it came back, the copy still ran) never extend that run, even once
+/// the group is gone and nothing else tells them apart.
+#[tokio::test]
+async fn a_run_its_group_was_moved_off_is_never_extended() {
+    let mut store = Memory::with_group(GROUP, 1000, 1024);
+    store.assign(GROUP, 1, "a");
+    store
+        .apply(&[observed(GROUP, "a", 1, BASE, BASE + 4_000, None)])
+        .await;
+    store
+        .apply(&[MeterEvent::NodeLost {
+            node_id: "a".to_owned(),
+            at_ms: BASE + 4_000,
+        }])
+        .await;
+    store.assign(GROUP, 1, "b");
+    store
+        .apply(&[observed(
+            GROUP,
+            "b",
+            1,
+            BASE + 9_000,
+            BASE + 19_000,
+            Some(BASE + 19_000),
+        )])
+        .await;
+    store
+        .apply(&[observed(
+            GROUP,
+            "a",
+            2,
+            BASE,
+            BASE + 30_000,
+            Some(BASE + 30_000),
+        )])
+        .await;
+    let a = store.runs.iter().find(|r| r.node_id == "a").unwrap();
+    assert_eq!((a.billed_until_ms, a.open), (BASE + 4_000, false));
+    assert_eq!(sum(&store, "linux/vcpu_seconds"), 1000 * (4_000 + 10_000));
+}
+
 #[tokio::test]
 async fn a_late_stop_corrects_what_was_billed_with_a_negative_row() {
     let mut store = Memory::with_group(GROUP, 1000, 1024);
