@@ -133,7 +133,8 @@ where
     }
 }
 
-/// The group-level event `name` last begun (`firstTimestamp`, unix ms), if any.
+/// The group-level event `name` last seen (`lastTimestamp`, unix ms: events of one name merge), if
+/// any.
 fn group_event(group: &Value, name: &str) -> Option<(i64, String)> {
     group["properties"]["instanceView"]["events"]
         .as_array()?
@@ -141,7 +142,7 @@ fn group_event(group: &Value, name: &str) -> Option<(i64, String)> {
         .filter(|e| e["name"] == name)
         .filter_map(|e| {
             Some((
-                rfc3339_ms(e["firstTimestamp"].as_str()?)?,
+                rfc3339_ms(e["lastTimestamp"].as_str()?)?,
                 e["message"].as_str().unwrap_or_default().to_owned(),
             ))
         })
@@ -499,6 +500,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<()> {
         "  judgement   last heartbeat → taken off:          {}  (NodeLost, or the node first seen Lost; node-lost-after {:.0} s, + the monitor's period, + queueing behind other nodes' lose transactions)",
         spread(moved.iter().map(|m| m.lost - m.heard).collect()),
         args.node_lost_after_secs
+    );
+    println!(
+        "              beyond node-lost-after:             {}",
+        spread(
+            moved
+                .iter()
+                .map(|m| m.lost - m.heard - lost_after_ms)
+                .collect()
+        )
     );
     println!(
         "  lose        first → last node taken off:         {:.2} s over {} nodes (first seen Lost {:.2} s, last {:.2} s after the kill)",
