@@ -1,5 +1,6 @@
 //! Real-process fixtures for tests: a containerd with its own root, a local registry, and the
-//! project's busybox test image. Compiled without `cfg(test)` because the end-to-end test crate uses
+//! project's busybox test image; and hollow nodes that die like machines ([`hollow`], behind a
+//! [`relay`] that can go silent). Compiled without `cfg(test)` because the end-to-end test crate uses
 //! it too; nothing in production calls it.
 //!
 //! Needs root, `containerd`, `runc`, `docker-registry`, `skopeo`, `busybox-static` and, for
@@ -10,7 +11,9 @@
 //! paths must stay under 108 bytes, so keep the directory short: `tempfile::Builder::new()
 //! .prefix("b").tempdir_in("/tmp")` is fine, a deep `target/` path is not.
 
+pub mod hollow;
 pub mod outside;
+pub mod relay;
 
 use std::collections::HashSet;
 use std::fs;

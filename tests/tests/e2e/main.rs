@@ -31,6 +31,7 @@ mod process;
 mod real;
 mod refusals;
 mod replicas;
+mod rescheduling;
 mod restart;
 mod scheduling;
 mod signin;

@@ -14,6 +14,9 @@
 //! - `--mode failover` (`scripts/bench failover`): a steady stream of creates to replicas of one
 //!   control plane while one of them (`--kill-pid`) is SIGKILLed; reports the gap in placements,
 //!   acknowledged creates lost and how long the nodes took to reach the survivor (`failover.rs`).
+//! - `--mode reschedule` (`scripts/bench reschedule`): runs hollow nodes itself, fills them, kills
+//!   `--lost` of them at once like dead machines, and reports the time from their last heartbeat to
+//!   their groups Running again elsewhere, and where it goes (`reschedule.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
 mod failover;
+mod reschedule;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,6 +46,8 @@ enum Mode {
     Pull,
     /// Creates at a steady rate while the replica `--kill-pid` is SIGKILLed.
     Failover,
+    /// Runs hollow nodes, kills `--lost` of them at once, times their groups' move.
+    Reschedule,
 }
 
 /// Load generator for Berth benchmarks.
@@ -119,6 +125,26 @@ struct Args {
     /// Creates a second, all workers together (failover).
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
+    /// The apiservers' node gateways the hollow nodes reach, comma-separated (reschedule).
+    #[arg(long, value_delimiter = ',')]
+    node_servers: Vec<String>,
+    /// A join token with a use for every node (reschedule).
+    #[arg(long)]
+    join_token: Option<String>,
+    /// Hollow nodes to run, and how many of them die (reschedule).
+    #[arg(long, default_value_t = 500)]
+    nodes: u32,
+    #[arg(long, default_value_t = 50)]
+    lost: u32,
+    /// The apiserver's `--node-lost-after` (reschedule: the target is this + 5 s).
+    #[arg(long, default_value_t = 30.0)]
+    node_lost_after_secs: f64,
+    /// The hollow runtime's time from accepting a group to running it (reschedule).
+    #[arg(long, default_value_t = 100)]
+    hollow_start_delay_ms: u64,
+    /// Where the hollow nodes keep their identities (reschedule).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 /// What the HTTP modes need.
@@ -370,6 +396,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Pull => pull(&args).await,
         Mode::Exec => exec(&args).await,
         Mode::Failover => failover::run(&args).await,
+        Mode::Reschedule => reschedule::run(&args).await,
     }
 }
 
