@@ -132,6 +132,9 @@ fn has_fenced_event(body: &Value) -> bool {
 async fn a_partitioned_node_stops_its_groups_and_runs_them_again_once_healed() {
     let cluster = Cluster::start_with(|config| {
         config.heartbeat_interval_ms = HEARTBEAT.as_millis() as u32;
+        // Well past the agent's 3 s fence: the node is cut off, not lost, while the test looks.
+        config.node_timeout_secs = 15;
+        config.node_lost_after_secs = 60;
     })
     .await;
     let api = cluster.tenant(&[SUB]).await;
