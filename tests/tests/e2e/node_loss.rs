@@ -247,6 +247,12 @@ async fn a_dead_machines_group_moves_to_the_other_node_and_never_runs_twice() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The same group id runs on B, whose mounts (namespace, root filesystem) are B's, not A's.
+    let on_b = b.leftovers(&gid, &ip_b).await;
+    assert!(
+        on_b.iter().any(|l| l.starts_with("mount ")),
+        "B runs the group: {on_b:#?}"
+    );
     // B still runs it, at the same IP and name: A's return changed nothing of it.
     let (_, body) = api.get_group(SUB, RG, "web").await;
     assert_eq!(

@@ -310,9 +310,8 @@ impl RealNode {
         }
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         left.extend(
-            mountinfo
-                .lines()
-                .filter(|l| l.contains(gid))
+            node_mounts(&mountinfo, self.dir.path(), gid)
+                .into_iter()
                 .map(|l| format!("mount {l}")),
         );
         for path in walk(&self.state_dir.join("runtime/network")) {
@@ -617,4 +616,33 @@ fn processes() -> Vec<Process> {
 /// has none).
 fn alive(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| !cmdline.is_empty())
+}
+
+/// The lines of `mountinfo` mounted under `root` (one node's dir) whose mount point names group
+/// `gid`. The mount table is the host's: another node running the same group (same id) has mounts
+/// of it too, and they are not this node's.
+fn node_mounts<'a>(mountinfo: &'a str, root: &Path, gid: &str) -> Vec<&'a str> {
+    mountinfo
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|point| Path::new(point).starts_with(root) && point.contains(gid))
+        })
+        .collect()
+}
+
+#[test]
+fn a_nodes_mounts_are_those_under_its_own_dir() {
+    let gid = "64d7789c-bd2c-4b2e-9796-3fc4ef2ea23c";
+    let mountinfo = format!(
+        "57 27 254:0 /tmp/btB/agent/runtime/network/netns /tmp/btB/agent/runtime/network/netns rw shared:7 - ext4 /dev/vda rw\n\
+         68 57 0:4 net:[4026532465] /tmp/btB/agent/runtime/network/netns/{gid} rw shared:9 - nsfs nsfs rw\n\
+         71 27 0:53 / /tmp/btB/cd/state/io.containerd.runtime.v2.task/berth-1/{gid}-c0/rootfs rw - overlay overlay rw\n\
+         72 27 0:54 / /tmp/btA/cd/state/io.containerd.runtime.v2.task/berth-0/{gid}-c0/rootfs rw - overlay overlay rw\n"
+    );
+    assert!(node_mounts(&mountinfo, Path::new("/tmp/btA/agent"), gid).is_empty());
+    assert_eq!(node_mounts(&mountinfo, Path::new("/tmp/btA"), gid).len(), 1);
+    assert_eq!(node_mounts(&mountinfo, Path::new("/tmp/btB"), gid).len(), 2);
+    assert!(node_mounts(&mountinfo, Path::new("/tmp/bt"), gid).is_empty());
 }
