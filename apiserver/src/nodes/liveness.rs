@@ -284,6 +284,20 @@ pub(super) struct Lost {
     pub(super) node_clock_ms: i64,
 }
 
+/// When `node` was last heard from (the store's heartbeat or this replica's, `here`, whichever is
+/// later), if that was more than `limit_ms` before `now_ms`, counting from `from_ms` (the start of
+/// this leader's term) at the earliest; `None` while it is not that silent.
+pub(super) fn silent_since(
+    node: &NodeRecord,
+    here: Option<&Seen>,
+    from_ms: i64,
+    now_ms: i64,
+    limit_ms: i64,
+) -> Option<i64> {
+    let heard_ms = node.last_heartbeat_ms.max(here.map_or(0, |s| s.heard_ms));
+    (now_ms - heard_ms.max(from_ms) > limit_ms).then_some(heard_ms)
+}
+
 /// The nodes Ready in the store (`nodes`) that nobody has heard from for longer than `timeout_ms`
 /// (the store's last heartbeat or this replica's, whichever is later, and not before `from_ms`, the
 /// start of this leader's term); marked not Ready here, so that a message from one sets it Ready.
@@ -299,12 +313,7 @@ fn take_silent(
         .filter(|node| node.status == NodeStatus::Ready)
         .filter_map(|node| {
             let here = seen.get_mut(&node.id);
-            let heard_ms = node
-                .last_heartbeat_ms
-                .max(here.as_ref().map_or(0, |s| s.heard_ms));
-            if now_ms - heard_ms.max(from_ms) <= timeout_ms {
-                return None;
-            }
+            let heard_ms = silent_since(node, here.as_deref(), from_ms, now_ms, timeout_ms)?;
             let node_clock_ms = here.map_or(0, |s| {
                 s.ready = false;
                 s.node_clock_ms

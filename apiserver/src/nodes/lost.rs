@@ -7,7 +7,7 @@
 //! a node is NotReady after `--node-timeout-secs` and lost `--node-lost-after` after it went silent.
 
 use super::NodeGateway;
-use super::liveness::{Lost, SeenMap};
+use super::liveness::{Lost, SeenMap, silent_since};
 use crate::store::{NodeRecord, NodeStatus};
 
 /// The nodes NotReady in the store (`nodes`) that nobody has heard from for longer than
@@ -25,10 +25,7 @@ pub(super) fn take_lost(
         .filter(|node| node.status == NodeStatus::NotReady)
         .filter_map(|node| {
             let here = seen.get(&node.id);
-            let heard_ms = node.last_heartbeat_ms.max(here.map_or(0, |s| s.heard_ms));
-            if now_ms - heard_ms.max(from_ms) <= lost_after_ms {
-                return None;
-            }
+            let heard_ms = silent_since(node, here, from_ms, now_ms, lost_after_ms)?;
             Some(Lost {
                 id: node.id.clone(),
                 heard_ms,
