@@ -8,10 +8,11 @@
 //! [`crate::tcp`]. Both answer through the same [`Responder`], so both answer alike.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
 
 use hickory_proto::ProtoError;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -152,6 +153,51 @@ impl Running {
     }
 }
 
+/// How many fresh UDP ports [`bind`] tries when both ports are left to the kernel and the TCP
+/// twin of the one it got is taken.
+const PAIR_ATTEMPTS: usize = 16;
+
+/// Binds the UDP sockets and the TCP listener of `config`.
+///
+/// When both ask for port 0 on one IP, the two share a port, as port 53 does, so `dig -p` reaches
+/// either: a UDP port whose TCP twin is taken (by another process, or a test next door) is let go
+/// and another one tried. After [`PAIR_ATTEMPTS`], TCP takes any port.
+fn bind(config: &ServerConfig) -> Result<(Vec<UdpSocket>, SocketAddr, TcpListener), ServerError> {
+    let udp_error = |source| ServerError::BindUdp {
+        addr: config.udp,
+        source,
+    };
+    let pair =
+        config.udp.port() == 0 && config.tcp.port() == 0 && config.udp.ip() == config.tcp.ip();
+    let mut attempt = 1;
+    loop {
+        let sockets = udp::bind(config.udp, config.workers).map_err(udp_error)?;
+        let udp_addr = match sockets.first() {
+            Some(socket) => socket.local_addr().map_err(udp_error)?,
+            None => config.udp,
+        };
+        let tcp_addr = if pair { udp_addr } else { config.tcp };
+        let listener = match tcp::listen(tcp_addr) {
+            Ok(listener) => listener,
+            Err(_) if pair && attempt < PAIR_ATTEMPTS => {
+                attempt += 1;
+                continue;
+            }
+            Err(_) if pair => tcp::listen(config.tcp).map_err(|source| ServerError::BindTcp {
+                addr: config.tcp,
+                source,
+            })?,
+            Err(source) => {
+                return Err(ServerError::BindTcp {
+                    addr: config.tcp,
+                    source,
+                });
+            }
+        };
+        return Ok((sockets, udp_addr, listener));
+    }
+}
+
 /// Serves `zone` on the addresses of `config` until `shutdown` is cancelled.
 ///
 /// Returns once the sockets are bound and answering. Must be called within a tokio runtime, which
@@ -166,23 +212,7 @@ pub async fn serve(
     }
     let origin = zone.origin().to_owned();
     let responder = Responder::new(&config, zone)?;
-    let sockets = udp::bind(config.udp, config.workers).map_err(|source| ServerError::BindUdp {
-        addr: config.udp,
-        source,
-    })?;
-    let udp_addr = sockets
-        .first()
-        .map(|socket| socket.local_addr())
-        .transpose()
-        .map_err(|source| ServerError::BindUdp {
-            addr: config.udp,
-            source,
-        })?
-        .unwrap_or(config.udp);
-    let listener = tcp::bind(config.tcp, udp_addr).map_err(|source| ServerError::BindTcp {
-        addr: config.tcp,
-        source,
-    })?;
+    let (sockets, udp_addr, listener) = bind(&config)?;
     let tcp_addr = listener
         .local_addr()
         .map_err(|source| ServerError::BindTcp {

@@ -33,18 +33,8 @@ pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many TCP connections may be open at once.
 pub const TCP_MAX_CONNECTIONS: usize = 256;
 
-/// Binds the listener at `addr`; port 0 tries the UDP port first when on the same IP.
-pub(crate) fn bind(addr: SocketAddr, udp: SocketAddr) -> io::Result<TcpListener> {
-    if addr.port() == 0
-        && addr.ip() == udp.ip()
-        && let Ok(listener) = listen(udp)
-    {
-        return Ok(listener);
-    }
-    listen(addr)
-}
-
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Listens at `addr`, which a restarted server may bind again at once.
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // A restarted server binds again at once, even with connections of the last one in TIME_WAIT.
     socket.set_reuse_address(true)?;
