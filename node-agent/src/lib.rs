@@ -25,6 +25,7 @@ pub mod connection;
 pub mod identity;
 mod node;
 pub mod runtime;
+pub mod sampling;
 pub mod supervisor;
 #[doc(hidden)]
 pub mod testing;
@@ -83,6 +84,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         agent_listen: config.agent_listen,
         agent_advertise: config.agent_advertise.clone(),
         fence_after: config.fence_after,
+        samples: sampling::Board::default(),
     });
 
     let nodes = config.nodes();

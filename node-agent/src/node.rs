@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     pub agent_advertise: Option<String>,
     /// Fence after this long without news from any apiserver; `None`: never.
     pub fence_after: Option<std::time::Duration>,
+    /// Where each node publishes its newest samples, for the agent's `/metrics`.
+    #[allow(dead_code)] // TODO(samples lane): published by each node's sampling loop.
+    pub samples: crate::sampling::Board,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.

@@ -245,6 +245,7 @@ async fn joins_syncs_converges_reconnects_and_shuts_down() {
             full: true,
             groups: vec![group("g1", 1)],
             removed: vec![],
+            dns_server: String::new(),
         }))
         .await
         .unwrap();
@@ -279,6 +280,7 @@ async fn joins_syncs_converges_reconnects_and_shuts_down() {
             full: true,
             groups: vec![],
             removed: vec![],
+            dns_server: String::new(),
         }))
         .await
         .unwrap();

@@ -80,6 +80,8 @@ pub struct ContainerReport {
     pub current: Option<ContainerRun>,
     pub previous: Option<ContainerRun>,
     pub events: Vec<ReportedEvent>,
+    /// Running, and passing its readiness probe if it has one.
+    pub ready: bool,
 }
 
 /// The observed state of one group on its node, always whole (never a patch).
@@ -101,6 +103,8 @@ pub struct ReportedStatus {
     pub run_finished_unix_ms: i64,
     /// The placement epoch of the copy reported (`GroupRecord::placement` when it was accepted).
     pub placement: u64,
+    /// Some app container with a readiness probe is not ready: no DNS record is published.
+    pub not_ready: bool,
 }
 
 impl ReportedStatus {
@@ -215,6 +219,7 @@ impl From<&node::ContainerStatus> for ContainerReport {
             current: c.current.as_ref().map(ContainerRun::from),
             previous: c.previous.as_ref().map(ContainerRun::from),
             events: c.events.iter().map(ReportedEvent::from).collect(),
+            ready: c.ready,
         }
     }
 }
@@ -228,6 +233,7 @@ impl From<&ContainerReport> for node::ContainerStatus {
             current: c.current.as_ref().map(node::ContainerRun::from),
             previous: c.previous.as_ref().map(node::ContainerRun::from),
             events: c.events.iter().map(node::Event::from).collect(),
+            ready: c.ready,
         }
     }
 }
@@ -245,6 +251,7 @@ impl From<&node::GroupStatus> for ReportedStatus {
             run_started_unix_ms: s.run_started_unix_ms,
             run_finished_unix_ms: s.run_finished_unix_ms,
             placement: s.placement,
+            not_ready: s.not_ready,
         }
     }
 }
@@ -272,6 +279,7 @@ impl From<&ReportedStatus> for node::GroupStatus {
             run_started_unix_ms: s.run_started_unix_ms,
             run_finished_unix_ms: s.run_finished_unix_ms,
             placement: s.placement,
+            not_ready: s.not_ready,
         }
     }
 }
@@ -313,8 +321,10 @@ mod tests {
                     ..run
                 }),
                 events: vec![event.clone()],
+                ready: true,
             }],
             events: vec![event],
+            not_ready: true,
             observed_unix_ms: 10,
             run_started_unix_ms: 2,
             run_finished_unix_ms: 9,

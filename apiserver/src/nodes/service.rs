@@ -66,6 +66,15 @@ fn clock_of(body: Option<&agent_report::Body>) -> (i64, bool) {
     match body {
         Some(agent_report::Body::Group(status)) => (status.observed_unix_ms, true),
         Some(agent_report::Body::Heartbeat(beat)) => (beat.node_time_unix_ms, false),
+        Some(agent_report::Body::Metrics(metrics)) => (
+            metrics
+                .groups
+                .iter()
+                .map(|g| g.observed_unix_ms)
+                .max()
+                .unwrap_or(0),
+            false,
+        ),
         Some(agent_report::Body::Hello(hello)) => (hello_clock(hello), !hello.groups.is_empty()),
         None => (0, false),
     }
@@ -124,6 +133,8 @@ impl NodeGateway {
                     self.inner.reports.report(&node_id, report.seq, &status)
                 }
                 Some(agent_report::Body::Heartbeat(_)) => self.inner.sessions.ack(&node_id, epoch),
+                // TODO(samples lane): queue for the store (`MetricStore::record_samples`).
+                Some(agent_report::Body::Metrics(_)) => {}
                 None => {}
                 Some(agent_report::Body::Hello(hello)) => {
                     self.hello(&node_id, report.seq, &hello).await

@@ -93,6 +93,8 @@ impl Sessions {
             full: true,
             groups,
             removed: Vec::new(),
+            // TODO(dns lane): `--dns-advertise`.
+            dns_server: String::new(),
         }
     }
 
@@ -103,6 +105,7 @@ impl Sessions {
             full: false,
             groups,
             removed,
+            dns_server: String::new(),
         };
         if let Some(session) = lock(&self.live).get(node_id) {
             // A closed channel means the stream is ending; the node gets full state when it reconnects.
@@ -119,6 +122,7 @@ impl Sessions {
             full: false,
             groups: Vec::new(),
             removed: Vec::new(),
+            dns_server: String::new(),
         };
         if let Some(session) = lock(&self.live).get(node_id).filter(|s| s.epoch == epoch) {
             let _ = session.tx.send(Ok(message));

@@ -16,6 +16,7 @@ mod agent_endpoints;
 mod exec_sessions;
 mod groups;
 mod leases;
+mod metrics;
 mod node_lifecycle;
 mod nodes;
 mod operations;
@@ -37,6 +38,7 @@ pub use agent_endpoints::*;
 pub use exec_sessions::*;
 pub use groups::*;
 pub use leases::*;
+pub use metrics::*;
 pub use node_lifecycle::*;
 pub use nodes::*;
 pub use operations::*;
@@ -150,6 +152,7 @@ pub trait Store:
     + LeaseStore
     + ExecSessionStore
     + AgentEndpointStore
+    + MetricStore
     + Send
     + Sync
     + 'static
@@ -160,7 +163,6 @@ impl<T> Store for T where
     T: TokenStore
         + NodeStore
         + NodeLifecycleStore
-        + NodeLifecycleStore
         + GroupStore
         + SchedulingStore
         + ReportStore
@@ -170,6 +172,7 @@ impl<T> Store for T where
         + LeaseStore
         + ExecSessionStore
         + AgentEndpointStore
+        + MetricStore
         + Send
         + Sync
         + 'static

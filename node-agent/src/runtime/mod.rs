@@ -83,6 +83,14 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = start;
         Box::pin(std::future::ready(Err(ExecError::Unsupported)))
     }
+
+    /// Measures every group with something running (see `GroupSample`): cumulative counters as
+    /// read, rates over the interval since this runtime's previous call. Runtimes that measure
+    /// nothing answer empty (the default).
+    // TODO(samples lane): containerd (cgroup v2 cpu.stat/memory, the netns's interface counters).
+    fn sample(&self) -> BoxFuture<'_, Vec<berth_proto::node::GroupSample>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
 }
 
 /// A process [`Runtime::exec`] started: its pid, a way in and a way out.

@@ -21,6 +21,7 @@ mod creates;
 mod exec_sessions;
 mod groups;
 mod leases;
+mod metrics;
 mod node_lifecycle;
 mod nodes;
 mod operations;

@@ -22,6 +22,7 @@ mod batch;
 mod billing;
 mod exec_sessions;
 mod leases;
+mod metrics;
 mod node_lifecycle;
 mod resource_groups;
 mod tokens;

@@ -54,6 +54,16 @@ pub(super) enum Command {
         exit_status: u32,
         at_ms: i64,
     },
+    /// A prober of container `id`'s task `pid` reports a change (see [`super::probe`]).
+    // TODO(restart lane): act on it: ready bits and `not_ready`, `Unhealthy`/`Killing`, kill and
+    // restart by the policy.
+    #[allow(dead_code)]
+    Probed {
+        id: String,
+        pid: u32,
+        kind: super::probe::ProbeKind,
+        verdict: super::probe::Verdict,
+    },
 }
 
 /// The group's observed status, shared with [`super::ContainerdRuntime::status`]; every change is
@@ -321,6 +331,7 @@ impl Worker {
                     exit_status,
                     at_ms,
                 })) => self.exited(&id, pid, exit_status, at_ms).await,
+                Wake::Command(Some(Command::Probed { .. })) => {}
                 Wake::Command(Some(Command::Remove) | None) => {
                     self.remove().await;
                     return;

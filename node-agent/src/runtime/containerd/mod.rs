@@ -26,6 +26,7 @@ mod group;
 pub mod image;
 pub mod logs;
 pub mod network;
+mod probe;
 pub mod spec;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

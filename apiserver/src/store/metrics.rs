@@ -1,0 +1,57 @@
+//! Containers' measurements, as nodes sample them (every `--metrics-interval` on the agent): what
+//! ACI's metrics route (`…/providers/Microsoft.Insights/metrics`) and the cluster-wide `/metrics`
+//! read. Kept for at least 24 h (`prune_samples` drops older ones), whichever replica received them.
+
+use super::Result;
+
+/// One measurement of one container of a group, or of the group itself (its network namespace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    pub group_id: String,
+    /// A container's name; `""` for the group's own row (network counters, shared by its containers).
+    pub container: String,
+    /// Node clock when it was taken, Unix ms (the clock billing reads too).
+    pub at_ms: i64,
+    /// Container rows: CPU time since the container's current run started, ns.
+    pub cpu_usage_ns: u64,
+    /// Container rows: average CPU use since the previous sample, millicores.
+    pub cpu_millicores: f64,
+    /// Container rows: memory working set, bytes.
+    pub memory_bytes: u64,
+    /// Group rows: bytes received and sent since the network namespace was made.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Group rows: bytes per second since the previous sample.
+    pub rx_bytes_per_second: f64,
+    pub tx_bytes_per_second: f64,
+}
+
+/// A sample with the ARM names of its group (for labels), as the cluster-wide `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabeledSample {
+    pub subscription: String,
+    pub resource_group: String,
+    /// The container group's name.
+    pub group_name: String,
+    pub sample: MetricSample,
+}
+
+/// Measurements of containers and groups.
+#[async_trait::async_trait]
+pub trait MetricStore: Send + Sync {
+    /// Stores `samples` of groups assigned to `node_id` now; samples of any other group (a node
+    /// reporting what is not, or no longer, its own) are dropped. Returns how many were stored.
+    async fn record_samples(&self, node_id: &str, samples: &[MetricSample]) -> Result<u64>;
+    /// Group `group_id`'s samples with `from_ms <= at_ms < to_ms`, oldest first.
+    async fn group_samples(
+        &self,
+        group_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<MetricSample>>;
+    /// The newest sample of every container and group row taken at or after `since_ms`, of groups
+    /// that exist, with their ARM names.
+    async fn latest_samples(&self, since_ms: i64) -> Result<Vec<LabeledSample>>;
+    /// Deletes samples taken before `before_ms`; returns how many.
+    async fn prune_samples(&self, before_ms: i64) -> Result<u64>;
+}
