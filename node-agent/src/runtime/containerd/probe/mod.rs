@@ -45,6 +45,9 @@ pub(super) struct Target {
     pub pid: u32,
     /// The group's network namespace (httpGet probes connect from inside it).
     pub netns: PathBuf,
+    /// The group's address, which httpGet probes connect to (as kubelet connects to the pod IP);
+    /// `None` when the group has none (then loopback, inside the namespace).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Starts probing `target` with `probe`; `report` is called with every [`Verdict`]. Aborting the
