@@ -44,6 +44,9 @@ pub struct AgentConfig {
     /// every group (the control plane may be running them elsewhere by now). Must stay below the
     /// apiserver's `--node-lost-after`. `None`: never. Default [`DEFAULT_FENCE_AFTER`].
     pub fence_after: Option<Duration>,
+    /// Where `/metrics` is served over plain HTTP without auth (every node of the process on one
+    /// listener); `None`: nowhere (the default).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default of [`AgentConfig::fence_after`]: below the apiserver's default `--node-lost-after`
@@ -80,6 +83,7 @@ impl AgentConfig {
             agent_listen: None,
             agent_advertise: None,
             fence_after: Some(DEFAULT_FENCE_AFTER),
+            metrics_listen: None,
         }
     }
 

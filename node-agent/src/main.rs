@@ -169,6 +169,11 @@ struct Args {
     #[arg(long, env = "BERTH_FENCE_AFTER", default_value_t = 20)]
     fence_after: u64,
 
+    /// Serve the agent's Prometheus `/metrics` here, over plain HTTP and without auth (it shows the
+    /// names of the node's groups: bind it where only scrapers reach) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
     hollow_nodes: u32,
@@ -373,6 +378,7 @@ impl Args {
             agent_listen,
             agent_advertise: self.agent_advertise,
             fence_after: (self.fence_after > 0).then(|| Duration::from_secs(self.fence_after)),
+            metrics_listen: self.metrics_listen,
         })
     }
 }

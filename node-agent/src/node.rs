@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     /// Where each node publishes its newest samples, for the agent's `/metrics`.
     #[allow(dead_code)] // TODO(samples lane): published by each node's sampling loop.
     pub samples: crate::sampling::Board,
+    /// The process's `/metrics` families.
+    pub metrics: crate::prometheus::AgentMetrics,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.
@@ -139,6 +141,9 @@ pub(crate) async fn run_node(
         })?,
         None => String::new(),
     };
+    shared
+        .metrics
+        .watch_runtime(&identity.node_name, Arc::clone(&runtime));
     let mut supervisor = Supervisor::new(runtime, changes);
     let report_epoch = {
         let dir = state_dir.clone();
@@ -155,6 +160,7 @@ pub(crate) async fn run_node(
         agent_endpoint,
         report_epoch,
         fence_after: shared.fence_after,
+        reconnects: shared.metrics.reconnects(&identity.node_name),
     };
     sync_until_shutdown(
         &shared.servers,
