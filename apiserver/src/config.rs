@@ -131,6 +131,11 @@ pub struct Flags {
     /// Meter runs into the usage ledger: on, or off (no meter work; nothing is billed) [default: on].
     #[arg(long, value_enum)]
     pub billing: Option<Switch>,
+    /// Also serve `GET /metrics` here, over plain HTTP and without auth, for Prometheus scrapers
+    /// (it shows every group's names: bind it where only they reach) [default: off; the HTTPS
+    /// listener's `/metrics` takes an operator token either way].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A feature turned on or off.
@@ -179,6 +184,7 @@ pub struct FileConfig {
     pub price_sheet: Option<PathBuf>,
     pub access_token_lifetime_secs: Option<u64>,
     pub billing: Option<Switch>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl FileConfig {
@@ -237,6 +243,8 @@ pub struct Config {
     pub access_token_lifetime_secs: u64,
     /// Whether runs are metered into the usage ledger.
     pub billing: bool,
+    /// Where `/metrics` is also served over plain HTTP without auth; `None`: not.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -359,6 +367,7 @@ impl Config {
             dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
             price_sheet: flags.price_sheet.or(file.price_sheet),
             billing: flags.billing.or(file.billing).unwrap_or(Switch::On) == Switch::On,
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             access_token_lifetime_secs: flags
                 .access_token_lifetime_secs
                 .or(file.access_token_lifetime_secs)
@@ -437,6 +446,26 @@ mod tests {
         assert!(
             refused.to_string().contains("--node-lost-after"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_listener_is_off_unless_a_flag_or_the_file_names_it() {
+        assert_eq!(
+            Config::with_data_dir(Path::new("/tmp/x")).metrics_listen,
+            None
+        );
+        let file = FileConfig::parse("metrics_listen = \"127.0.0.1:9100\"\n").unwrap();
+        let config = Config::resolve(Flags::parse_from(["berth-apiserver"]), file);
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        let file = FileConfig::parse("metrics_listen = \"127.0.0.1:9100\"\n").unwrap();
+        let flags = Flags::parse_from(["berth-apiserver", "--metrics-listen", "0.0.0.0:9200"]);
+        assert_eq!(
+            Config::resolve(flags, file).metrics_listen,
+            Some("0.0.0.0:9200".parse().unwrap())
         );
     }
 

@@ -25,6 +25,8 @@
 //! - [`agents`]: dialling node agents' `AgentService` (logs, exec) with the apiserver's client
 //!   certificate; [`exec`]: the single-use exec and attach sessions.
 //! - [`signin`]: the ADFS-style sign-in authority (client credentials in, JWT access tokens out).
+//! - [`prometheus`]: `GET /metrics` (operator token) and the `--metrics-listen` listener: request
+//!   durations, the scheduler, the store's census, DNS queries, every container's newest sample.
 //! - [`tls`]: the cluster CA and certificates; [`secrets`]: encryption at rest.
 //! - [`error`]: `ApiError`, ACI's error shape.
 
@@ -41,6 +43,7 @@ pub mod handoff;
 pub mod http;
 pub mod model;
 pub mod nodes;
+pub mod prometheus;
 pub mod render;
 pub mod scheduler;
 pub mod secrets;
@@ -127,6 +130,8 @@ pub struct AppState {
     pub signin: Arc<signin::AccessTokens>,
     /// Whether this replica holds the leader lease (runs the scheduler and the liveness monitor).
     pub leadership: cluster::Leadership,
+    /// What `/metrics` shows of this process.
+    pub metrics: prometheus::Metrics,
 }
 
 /// Why the apiserver could not start.
@@ -210,6 +215,8 @@ pub struct Running {
     pub initial_operator_token: Option<String>,
     /// Where the embedded DNS server answers (UDP, TCP), if it runs.
     pub dns_addrs: Option<(SocketAddr, SocketAddr)>,
+    /// Where `--metrics-listen` serves `/metrics` over plain HTTP, if it does.
+    pub metrics_addr: Option<SocketAddr>,
     pub ca_pem: String,
     pub ca_hash: String,
     pub state: AppState,
@@ -352,6 +359,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         addr: config.node_listen,
         source,
     })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            let bind_error = |source| StartError::Bind { addr, source };
+            let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let bound = listener.local_addr().map_err(bind_error)?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
 
     let limits = validate::Limits {
         max_group: Size {
@@ -403,6 +419,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         prices: prices.clone(),
         signin: access_tokens,
         leadership: leadership.clone(),
+        metrics: prometheus::Metrics::new(),
     };
 
     tasks.spawn(reload_prices_on_sighup(prices, shutdown.clone()));
@@ -410,6 +427,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Scheduler::new(store.clone(), gateway.clone(), scheduler_handle, policy)
             .with_leadership(leadership)
             .with_pending_timeout(pending_timeout)
+            .with_metrics(state.metrics.scheduler())
             .run(shutdown.clone()),
     );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));
@@ -482,6 +500,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             dns_config.workers = state.config.dns_workers;
             let running = berth_dns::serve(dns_config, zone.clone(), shutdown.clone()).await?;
             let addrs = (running.udp, running.tcp);
+            state.metrics.watch_dns(running.counts.clone());
             tracing::info!(udp = %addrs.0, tcp = %addrs.1, zone = %zone.origin(), "DNS server answering");
             tasks.spawn(running.wait());
             Some(addrs)
@@ -495,6 +514,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         http::service(state.clone()),
         shutdown.clone(),
     ));
+    let metrics_addr = metrics_listener.map(|(listener, addr)| {
+        tracing::info!(%addr, "serving /metrics over plain HTTP");
+        tasks.spawn(prometheus::serve_plain(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+        ));
+        addr
+    });
     tasks.close();
     tracing::info!(%https_addr, %node_addr, ca = %ca.hash_hex(), "berth-apiserver started");
     Ok(Running {
@@ -502,6 +530,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         node_addr,
         initial_operator_token,
         dns_addrs,
+        metrics_addr,
         ca_pem: ca.cert_pem().to_owned(),
         ca_hash: ca.hash_hex(),
         state,

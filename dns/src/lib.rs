@@ -7,11 +7,13 @@
 //!   [`Soa`], [`Running`], [`ServerError`]).
 //! - `responder`: [`Responder`], the request path shared by UDP and TCP: a fast path of our own for
 //!   positive A/AAAA answers, hickory-proto for everything else, byte for byte alike.
+//! - `counts`: [`QueryCounts`], answered queries by transport and response code (one atomic add each).
 //! - `udp`: the UDP worker threads (blocking sockets, `recvmmsg`/`sendmmsg` batches).
 //! - `tcp`: DNS over TCP on tokio with hickory's framing, an idle timeout and a connection bound.
 //! - [`follow`]: the standalone `berth-dns`: follows the apiserver's `DnsService.Watch` over mutual
 //!   TLS into a zone, keeps answering from the last state (saved to a file) while the apiserver is away.
 
+mod counts;
 pub mod follow;
 mod responder;
 mod server;
@@ -19,6 +21,7 @@ mod tcp;
 mod udp;
 mod zone;
 
+pub use counts::{QueryCount, QueryCounts};
 pub use responder::{MAX_UDP_PAYLOAD, Responder, Transport};
 pub use server::{
     Running, ServerConfig, ServerError, Soa, TCP_IDLE_TIMEOUT, TCP_MAX_CONNECTIONS, serve,

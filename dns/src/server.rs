@@ -131,6 +131,8 @@ pub struct Running {
     pub udp: SocketAddr,
     /// The bound TCP address.
     pub tcp: SocketAddr,
+    /// What it answered, by transport and response code.
+    pub counts: crate::QueryCounts,
     tasks: TaskTracker,
     threads: Vec<JoinHandle<()>>,
 }
@@ -212,6 +214,7 @@ pub async fn serve(
     }
     let origin = zone.origin().to_owned();
     let responder = Responder::new(&config, zone)?;
+    let counts = responder.counts();
     let (sockets, udp_addr, listener) = bind(&config)?;
     let tcp_addr = listener
         .local_addr()
@@ -243,6 +246,7 @@ pub async fn serve(
     Ok(Running {
         udp: udp_addr,
         tcp: tcp_addr,
+        counts,
         tasks,
         threads,
     })

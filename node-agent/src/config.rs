@@ -47,6 +47,9 @@ pub struct AgentConfig {
     /// How often each node samples its running groups (CPU, memory, network) and sends the samples
     /// to the apiserver. `None`: never. Default [`DEFAULT_METRICS_INTERVAL`].
     pub metrics_interval: Option<Duration>,
+    /// Where `/metrics` is served over plain HTTP without auth (every node of the process on one
+    /// listener); `None`: nowhere (the default).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default of [`AgentConfig::metrics_interval`]: ACI's metrics have a one-minute grain, so six
@@ -88,6 +91,7 @@ impl AgentConfig {
             agent_advertise: None,
             fence_after: Some(DEFAULT_FENCE_AFTER),
             metrics_interval: Some(DEFAULT_METRICS_INTERVAL),
+            metrics_listen: None,
         }
     }
 

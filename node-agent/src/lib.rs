@@ -18,6 +18,8 @@
 //!   the `Sync` stream, and the board of every node's newest samples.
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations ([`runtime::containerd`]: real
 //!   containers; [`runtime::hollow`]: simulated ones for scale work).
+//! - [`prometheus`]: the agent's `/metrics` (`--metrics-listen`): containers' newest samples, groups
+//!   by phase, Sync reconnects, per node.
 //! - `testing`: real-process fixtures (containerd, registry, the busybox image) for tests and benches.
 //! - `node`: one node's life, from identity to stream.
 
@@ -26,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod identity;
 mod node;
+pub mod prometheus;
 pub mod runtime;
 pub mod sampling;
 pub mod supervisor;
@@ -88,11 +91,28 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         fence_after: config.fence_after,
         samples: sampling::Board::default(),
         metrics_interval: config.metrics_interval,
+        metrics: prometheus::AgentMetrics::default(),
     });
 
     let nodes = config.nodes();
     tracing::info!(servers = %shared.servers, nodes = nodes.len(), "starting");
     let stop = shutdown.child_token();
+    let exporter = match config.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind the metrics listener {addr}"))?;
+            let bound = listener.local_addr().context("the metrics listener")?;
+            tracing::info!(addr = %bound, "serving /metrics over plain HTTP");
+            Some(tokio::spawn(prometheus::serve(
+                listener,
+                shared.metrics.clone(),
+                shared.samples.clone(),
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let mut tasks = JoinSet::new();
     for (name, state_dir) in nodes {
         let span = tracing::info_span!("node", name = %name);
@@ -113,6 +133,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             stop.cancel();
             failure = Some(error);
         }
+    }
+    stop.cancel();
+    if let Some(exporter) = exporter {
+        let _ = exporter.await;
     }
     match failure {
         Some(error) => Err(error),

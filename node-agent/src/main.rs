@@ -173,6 +173,10 @@ struct Args {
     /// apiserver (ACI's metrics) and shown by the agent's /metrics. 0: never sample.
     #[arg(long, env = "BERTH_METRICS_INTERVAL", default_value_t = 10)]
     metrics_interval: u64,
+    /// Serve the agent's Prometheus `/metrics` here, over plain HTTP and without auth (it shows the
+    /// names of the node's groups: bind it where only scrapers reach) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
@@ -380,6 +384,7 @@ impl Args {
             fence_after: (self.fence_after > 0).then(|| Duration::from_secs(self.fence_after)),
             metrics_interval: (self.metrics_interval > 0)
                 .then(|| Duration::from_secs(self.metrics_interval)),
+            metrics_listen: self.metrics_listen,
         })
     }
 }

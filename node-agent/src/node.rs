@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub samples: crate::sampling::Board,
     /// How often each node samples its running groups; `None`: never.
     pub metrics_interval: Option<std::time::Duration>,
+    /// The process's `/metrics` families.
+    pub metrics: crate::prometheus::AgentMetrics,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.
@@ -141,6 +143,9 @@ pub(crate) async fn run_node(
         })?,
         None => String::new(),
     };
+    shared
+        .metrics
+        .watch_runtime(&identity.node_name, Arc::clone(&runtime));
     let mut supervisor = Supervisor::new(Arc::clone(&runtime), changes);
     let mut metrics = match shared.metrics_interval {
         Some(interval) => Sampling {
@@ -168,6 +173,7 @@ pub(crate) async fn run_node(
         agent_endpoint,
         report_epoch,
         fence_after: shared.fence_after,
+        reconnects: shared.metrics.reconnects(&identity.node_name),
     };
     sync_until_shutdown(
         &shared.servers,

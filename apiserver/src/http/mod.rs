@@ -16,6 +16,7 @@ mod metadata;
 mod path;
 mod provider;
 mod resource_groups;
+mod scrape;
 mod signin;
 mod subscriptions;
 mod tokens;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/billing/usage", get(billing::admin_usage))
         .route("/admin/billing/prices", get(billing::prices))
         .route(&format!("{PROVIDER}/usage"), get(billing::tenant_usage))
+        .route("/metrics", get(scrape::metrics))
         .route("/metadata/endpoints", get(metadata::endpoints))
         .route("//metadata/endpoints", get(metadata::endpoints))
         .route("/adfs/.well-known/openid-configuration", get(signin::openid_configuration))
@@ -104,6 +106,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(request_id))
         // Bodies are limited by `RawBody`, which answers in ACI's shape.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Outermost: what the others answer is timed too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::prometheus::requests::observe,
+        ))
         .with_state(state)
 }
 

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::{Heard, Leadership};
 pub use crate::handoff::{PlacementSink, SchedulerHandle};
 use crate::model::{OsType, Size, cpu_cores, memory_gb};
+use crate::prometheus::{Attempt, SchedulerMetrics};
 use crate::store::{EventKind, GroupEvent, NodeStatus, PendingGroup, Placement, Store};
 
 /// Where groups go when several nodes fit.
@@ -189,6 +190,7 @@ pub struct Scheduler<S> {
     leadership: Leadership,
     pending_timeout_ms: i64,
     view: Mutex<Option<(Vec<Candidate>, Instant)>>,
+    metrics: SchedulerMetrics,
 }
 
 /// ACI's provisioning limit: the default `--pending-timeout`.
@@ -214,12 +216,19 @@ impl<S: PlacementSink> Scheduler<S> {
             leadership: Leadership::always(),
             pending_timeout_ms: PENDING_TIMEOUT.as_millis() as i64,
             view: Mutex::new(None),
+            metrics: SchedulerMetrics::default(),
         }
     }
 
     /// The same scheduler, failing groups that have waited for a node longer than `timeout`.
     pub fn with_pending_timeout(mut self, timeout: Duration) -> Self {
         self.pending_timeout_ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+        self
+    }
+
+    /// The same scheduler, counting its attempts and timing its rounds into `metrics`.
+    pub fn with_metrics(mut self, metrics: SchedulerMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -265,6 +274,7 @@ impl<S: PlacementSink> Scheduler<S> {
                 Ok(more) => more,
                 Err(err) => {
                     tracing::error!(error = %err, "scheduling round failed");
+                    self.metrics.attempted(Attempt::Error, 1);
                     false
                 }
             };
@@ -288,6 +298,7 @@ impl<S: PlacementSink> Scheduler<S> {
             return Ok(false);
         }
         let taken = pending.len();
+        let started = Instant::now();
         let now = crate::now_ms();
         let (expired, pending): (Vec<_>, Vec<_>) = pending
             .into_iter()
@@ -327,6 +338,7 @@ impl<S: PlacementSink> Scheduler<S> {
             match decision {
                 Decision::Place(p) => placements.push(p),
                 Decision::Wait { group_id, reason } => {
+                    self.metrics.attempted(Attempt::Unschedulable, 1);
                     if group.last_reason.as_deref() != Some(reason.as_str()) {
                         let event = GroupEvent {
                             name: "FailedScheduling".to_owned(),
@@ -346,6 +358,11 @@ impl<S: PlacementSink> Scheduler<S> {
         } else {
             let committed = self.store.commit_placements(&placements, now).await?;
             let placed = committed.len();
+            self.metrics.attempted(Attempt::Scheduled, placed as u64);
+            self.metrics.attempted(
+                Attempt::Conflict,
+                placements.len().saturating_sub(placed) as u64,
+            );
             let events: Vec<(String, GroupEvent)> = committed
                 .iter()
                 .map(|p| {
@@ -363,6 +380,9 @@ impl<S: PlacementSink> Scheduler<S> {
             tokio::spawn(record_events(self.store.clone(), events));
             placed
         };
+        if !pending.is_empty() {
+            self.metrics.round_took(started.elapsed());
+        }
         // Another round at once if this one was full and made progress.
         Ok(taken as i64 == BATCH && (placed > 0 || !expired.is_empty()))
     }

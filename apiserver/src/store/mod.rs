@@ -4,7 +4,7 @@
 //! The traits speak the control plane's types only (no driver, no protobuf): [`TokenStore`],
 //! [`NodeStore`], [`GroupStore`], [`SchedulingStore`], [`ReportStore`], [`UsageStore`],
 //! [`OperationStore`], [`ResourceGroupStore`], [`LeaseStore`], [`ExecSessionStore`],
-//! [`AgentEndpointStore`]. Callers hold an `Arc<dyn Store>`.
+//! [`AgentEndpointStore`], [`MetricStore`], [`CensusStore`]. Callers hold an `Arc<dyn Store>`.
 //!
 //! Every write that belongs together is one transaction: a group and its operation; a placement and
 //! its capacity reservation; a status report and the operations it finishes. Every read-modify-write
@@ -13,6 +13,7 @@
 //! bug above the store can overcommit a node. `conformance` is the suite any backend must pass.
 
 mod agent_endpoints;
+mod census;
 mod exec_sessions;
 mod groups;
 mod leases;
@@ -35,6 +36,7 @@ mod usage_rows;
 pub(crate) mod conformance;
 
 pub use agent_endpoints::*;
+pub use census::{Census, CensusStore, GroupCount};
 pub use exec_sessions::*;
 pub use groups::*;
 pub use leases::*;
@@ -153,6 +155,7 @@ pub trait Store:
     + ExecSessionStore
     + AgentEndpointStore
     + MetricStore
+    + CensusStore
     + Send
     + Sync
     + 'static
@@ -173,6 +176,7 @@ impl<T> Store for T where
         + ExecSessionStore
         + AgentEndpointStore
         + MetricStore
+        + CensusStore
         + Send
         + Sync
         + 'static

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 
+use crate::counts::QueryCounts;
 use crate::server::{ServerConfig, ServerError, Soa};
 use crate::zone::{Published, Zone};
 
@@ -49,6 +50,8 @@ pub struct Responder {
     settings: Arc<Settings>,
     zone: Zone,
     current: Arc<Published>,
+    /// What [`Responder::answer`] answered, shared by every clone.
+    counts: QueryCounts,
 }
 
 /// What does not change while a server runs.
@@ -130,15 +133,26 @@ impl Responder {
             settings: Arc::new(settings),
             current: zone.published(),
             zone,
+            counts: QueryCounts::default(),
         })
     }
 
     /// The response to `query` in `out`: `true` if there is one to send, `false` to send nothing
     /// (shorter than a header, or itself a response). Never panics, whatever the bytes.
+    /// Each response is counted in [`Responder::counts`].
     pub fn answer(&mut self, query: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
         self.refresh();
-        fast::answer(&self.settings, &self.current, query, transport, out)
-            || general::answer(&self.settings, &self.current, query, transport, out)
+        let answered = fast::answer(&self.settings, &self.current, query, transport, out)
+            || general::answer(&self.settings, &self.current, query, transport, out);
+        if answered {
+            self.counts.record(transport, out);
+        }
+        answered
+    }
+
+    /// The counts of what this responder and its clones answered.
+    pub fn counts(&self) -> QueryCounts {
+        self.counts.clone()
     }
 
     /// The fast path alone: `true` if it answered into `out`, `false` if it declined (then `out`

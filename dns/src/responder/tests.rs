@@ -689,3 +689,49 @@ proptest! {
         check(&mut responder(zone()), &mutate(query, &mutations));
     }
 }
+
+/// What [`Responder::answer`] answers is counted by transport and code, the fast path's answers and
+/// BADVERS (an extended code, in the OPT record) included; what it drops is not counted.
+#[test]
+fn answers_are_counted_by_transport_and_response_code() {
+    let mut responder = responder(zone());
+    let counts = responder.counts();
+    let mut out = Vec::new();
+    let positive = Query::new("web.local.berth.internal", 1).bytes();
+    assert!(
+        responder.answer_fast(&positive, Transport::Udp, &mut out),
+        "the fast path's case"
+    );
+    assert!(responder.answer(&positive, Transport::Udp, &mut out));
+    assert!(responder.answer(&positive, Transport::Tcp, &mut out));
+    let missing = Query::new("nothing.local.berth.internal", 1).bytes();
+    assert!(responder.answer(&missing, Transport::Udp, &mut out));
+    let badvers = Query::new("web.local.berth.internal", 1)
+        .edns(1232, 1, false)
+        .bytes();
+    assert!(responder.answer(&badvers, Transport::Udp, &mut out));
+    let outside = Query::new("example.com", 1).bytes();
+    assert!(
+        responder.clone().answer(&outside, Transport::Tcp, &mut out),
+        "a clone counts too"
+    );
+    assert!(
+        !responder.answer(&positive[..5], Transport::Udp, &mut out),
+        "too short: dropped"
+    );
+    let seen: Vec<(&str, &str, u64)> = counts
+        .snapshot()
+        .iter()
+        .map(|c| (c.transport.as_str(), c.rcode, c.count))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("udp", "NOERROR", 1),
+            ("udp", "NXDOMAIN", 1),
+            ("udp", "BADVERS", 1),
+            ("tcp", "NOERROR", 1),
+            ("tcp", "REFUSED", 1),
+        ]
+    );
+}

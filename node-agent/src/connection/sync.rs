@@ -70,6 +70,8 @@ pub struct NodeFacts {
     pub report_epoch: u64,
     /// Stop every group after this long without a `DesiredState` from any apiserver; `None`: never.
     pub fence_after: Option<Duration>,
+    /// Counts each time the stream is dialled again (`berth_agent_sync_reconnects_total`).
+    pub reconnects: prometheus_client::metrics::counter::Counter,
 }
 
 /// How many heartbeat intervals fencing waits at least: the answers to three heartbeats in a row must
@@ -144,6 +146,7 @@ pub async fn sync_until_shutdown(
         if let SyncError::Silent(silent) = error {
             supervisor.fence(silent).await;
         }
+        facts.reconnects.inc();
         if established {
             backoff.reset();
             failures = 0;

@@ -133,6 +133,11 @@ impl Cluster {
         &self.running.as_ref().expect("running").state
     }
 
+    /// Where `--metrics-listen` serves `/metrics` over plain HTTP, if it was asked to.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_addr)
+    }
+
     pub fn dir(&self) -> &std::path::Path {
         self.dir.as_ref().expect("dir kept until drop").path()
     }

@@ -7,6 +7,7 @@
 //! once against one row, so a backend whose read-modify-writes are not guarded fails them.
 
 pub(crate) mod agent_endpoints;
+pub(crate) mod census;
 pub(crate) mod exec_sessions;
 pub(crate) mod fixtures;
 pub(crate) mod groups;
@@ -73,6 +74,7 @@ macro_rules! store_conformance {
             exec_sessions::expired_sessions_are_not_pending_and_are_purged_on_insert,
             exec_sessions::past_the_cap_the_soonest_expiring_make_room,
             agent_endpoints::the_latest_endpoint_wins_and_none_forgets,
+            census::the_census_counts_nodes_groups_waiting_groups_and_ledger_rows,
             node_lifecycle::a_loss_needs_not_ready_and_yields_to_a_later_heartbeat,
             node_lifecycle::a_lost_node_gives_up_its_groups_by_restart_policy,
             node_lifecycle::reports_of_a_copy_left_behind_are_ignored,

@@ -17,6 +17,7 @@ use super::*;
 
 mod agent_endpoints;
 mod billing;
+mod census;
 mod creates;
 mod exec_sessions;
 mod groups;

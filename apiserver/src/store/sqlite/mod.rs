@@ -20,6 +20,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 mod agent_endpoints;
 mod batch;
 mod billing;
+mod census;
 mod exec_sessions;
 mod leases;
 mod metrics;
