@@ -6,6 +6,7 @@
 
 mod git;
 mod halt;
+mod probed;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
