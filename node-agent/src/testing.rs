@@ -54,6 +54,8 @@ pub struct Containerd {
     pub state: PathBuf,
     dir: PathBuf,
     config: PathBuf,
+    /// Directories searched before containerd's own `PATH` (by it and its shims, e.g. for `runc`).
+    path_first: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -61,6 +63,15 @@ impl Containerd {
     /// Writes a config under `dir` (which must exist and be short, see the module doc) and starts
     /// containerd with it; returns once it answers `Version`. Its log is `dir/containerd.log`.
     pub async fn start(dir: &Path) -> anyhow::Result<Containerd> {
+        Self::start_with_path(dir, None).await
+    }
+
+    /// As [`Containerd::start`], with `path_first` searched first for programs (by containerd and
+    /// the shims it starts: a `runc` there is the one tasks run with).
+    pub async fn start_with_path(
+        dir: &Path,
+        path_first: Option<&Path>,
+    ) -> anyhow::Result<Containerd> {
         let socket = dir.join("containerd.sock");
         let ttrpc = dir.join("containerd.sock.ttrpc");
         if ttrpc.as_os_str().len() > MAX_SOCKET_PATH {
@@ -102,6 +113,7 @@ impl Containerd {
             state,
             dir: dir.to_path_buf(),
             config,
+            path_first: path_first.map(Path::to_path_buf),
             child: None,
         };
         containerd.spawn().await?;
@@ -131,7 +143,13 @@ impl Containerd {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = Command::new("containerd")
+        let mut command = Command::new("containerd");
+        if let Some(first) = &self.path_first {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let paths = std::iter::once(first.clone()).chain(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths)?);
+        }
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())

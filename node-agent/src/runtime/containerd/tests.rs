@@ -6,6 +6,8 @@
 
 mod git;
 mod sample;
+mod halt;
+mod probed;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -51,6 +53,15 @@ pub(super) struct TestNode {
 impl TestNode {
     /// A runtime with the test defaults, changed by `adjust`.
     pub(super) async fn start(adjust: impl FnOnce(&mut ContainerdConfig)) -> TestNode {
+        Self::start_with_path(None, adjust).await
+    }
+
+    /// As [`TestNode::start`], with containerd (and its shims) finding programs in `path_first`
+    /// first, e.g. a `runc` that wraps the real one.
+    pub(super) async fn start_with_path(
+        path_first: Option<&Path>,
+        adjust: impl FnOnce(&mut ContainerdConfig),
+    ) -> TestNode {
         let logger = bin_dir().join("berth-logger");
         assert!(
             logger.is_file(),
@@ -63,7 +74,7 @@ impl TestNode {
             .expect("temp dir");
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let containerd = Containerd::start(&dir.path().join("c"))
+        let containerd = Containerd::start_with_path(&dir.path().join("c"), path_first)
             .await
             .expect("containerd starts");
         let registry = Registry::start(&dir.path().join("r"), None)

@@ -48,7 +48,7 @@ impl Network {
         self.config.state_dir.join("sandboxes")
     }
 
-    pub(super) fn netns_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.netns_dir().join(id)
     }
 
