@@ -95,6 +95,7 @@ impl Bounded {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

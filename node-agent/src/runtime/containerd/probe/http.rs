@@ -282,6 +282,7 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::HashMap;
 

@@ -19,6 +19,9 @@
 
 mod exec;
 mod http;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod real;
 mod state;
 
 use std::future::Future;
@@ -143,6 +146,7 @@ async fn probe_loop<F, Fut>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
