@@ -2,8 +2,9 @@
 //!
 //! After `start_delay` a group's init containers have completed and its containers run; a container
 //! whose image contains `fail_image` exits 1 at once (the group fails under restart policy `Never`, or
-//! the container crash-loops with back-off under `Always`/`OnFailure`). Stopping and removing take
-//! `stop_delay`. Timestamps come from the node clock; IPs are fake addresses from 10.244.0.0/16,
+//! the container crash-loops with the shared back-off, [`super::restart`], under
+//! `Always`/`OnFailure`). Stopping and removing take `stop_delay`. Probes pass: a container is ready
+//! while it runs. Timestamps come from the node clock; IPs are fake addresses from 10.244.0.0/16,
 //! unique per group within the node. Each group costs a few hundred bytes and, while a transition is
 //! due, one sleeping tokio task: many groups per node and thousands of nodes per process are fine.
 
@@ -19,7 +20,8 @@ use berth_proto::node::{
 };
 use tokio::task::AbortHandle;
 
-use super::{BoxFuture, Changes, RestartPolicy, Runtime, RuntimeError, record};
+use super::restart::{BackOff, Schedule};
+use super::{BoxFuture, Changes, RestartPolicy, RunEnd, Runtime, RuntimeError, record};
 
 /// How the hollow runtime pretends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +90,8 @@ enum Pending {
 struct Meta {
     image: String,
     fails: bool,
-    crashing: bool,
+    /// Its crash loop: a restart is pending while it crashes.
+    backoff: BackOff,
 }
 
 #[derive(Debug)]
@@ -184,6 +187,14 @@ fn is_state(run: Option<&ContainerRun>, state: ContainerState) -> bool {
     run.is_some_and(|r| r.state == state as i32)
 }
 
+/// Hollow probes always pass: a container is ready while it runs, and no group is held back.
+fn mark_ready(status: &mut GroupStatus) {
+    for container in &mut status.containers {
+        container.ready = is_state(container.current.as_ref(), ContainerState::Running);
+    }
+    status.not_ready = false;
+}
+
 impl HollowRuntime {
     /// A hollow runtime for the node `node_name`, announcing changes on `changes`.
     pub fn new(config: HollowConfig, node_name: &str, changes: Changes) -> Self {
@@ -234,7 +245,7 @@ impl Inner {
                 meta.push(Meta {
                     image: container.image.clone(),
                     fails: self.fails(&container.image),
-                    crashing: false,
+                    backoff: BackOff::default(),
                 });
             }
         }
@@ -300,7 +311,7 @@ impl Inner {
         status.run_started_unix_ms = now;
         status.run_finished_unix_ms = 0;
         for (container, meta) in status.containers.iter_mut().zip(&mut group.meta) {
-            meta.crashing = false;
+            meta.backoff.cancel();
             // What ran before becomes `previous` (a run still going ends now).
             if let Some(mut current) = container.current.take()
                 && current.state != ContainerState::Waiting as i32
@@ -324,15 +335,28 @@ impl Inner {
         self.schedule(group, Pending::Starting, self.config.start_delay);
     }
 
-    /// The back-off before the next restart of a container that restarted `restarts` times.
-    fn backoff(&self, restarts: u32) -> Duration {
-        let base = (self.config.start_delay * 10).max(MIN_BACKOFF);
-        base.saturating_mul(1 << restarts.min(16)).min(MAX_BACKOFF)
+    /// How crash loops wait: ten start delays at least a second, doubling, at most 5 min.
+    fn backoff_schedule(&self) -> Schedule {
+        Schedule {
+            first: (self.config.start_delay * 10).max(MIN_BACKOFF),
+            max: MAX_BACKOFF,
+        }
     }
 
-    /// Container `i` exits 1 now; under a restarting policy it enters back-off.
+    /// Container `i` (running since it started) exits 1 now; under a restarting policy it enters
+    /// back-off.
     fn fail_container(&self, group: &mut Group, i: usize, now: i64) {
-        let restart = group.policy != RestartPolicy::Never;
+        let meta = &mut group.meta[i];
+        meta.backoff.started(tokio::time::Instant::now());
+        let restart = meta
+            .backoff
+            .ended(
+                tokio::time::Instant::now(),
+                group.policy,
+                RunEnd::Exited(1),
+                self.backoff_schedule(),
+            )
+            .is_some();
         let container = &mut group.status.containers[i];
         let started = container.current.as_ref().map_or(now, |r| {
             if r.start_time_unix_ms == 0 {
@@ -359,7 +383,6 @@ impl Inner {
                 "BackOff",
                 format!("Back-off restarting failed container {}", container.name),
             );
-            group.meta[i].crashing = true;
         } else {
             container.current = Some(failed);
         }
@@ -431,11 +454,12 @@ impl Inner {
         self.settle(group, now);
     }
 
-    /// A crash back-off has passed: every crash-looping container restarts and fails again.
+    /// A crash back-off has passed: every crash-looping container due restarts and fails again.
     fn on_crash_restart(self: &Arc<Self>, group: &mut Group, now: i64) {
         group.pending = Pending::Nothing;
+        let due = tokio::time::Instant::now();
         for i in 0..group.status.containers.len() {
-            if !group.meta[i].crashing {
+            if !group.meta[i].backoff.take_due(due) {
                 continue;
             }
             let image = group.meta[i].image.clone();
@@ -451,16 +475,13 @@ impl Inner {
     /// After a transition: schedule the next crash restart if any container crash-loops, and set
     /// `run_finished` once nothing runs or will run again.
     fn settle(self: &Arc<Self>, group: &mut Group, now: i64) {
-        let restarts = group
-            .status
-            .containers
+        let next = group
+            .meta
             .iter()
-            .zip(&group.meta)
-            .filter(|(_, m)| m.crashing)
-            .map(|(c, _)| c.restart_count)
-            .max();
-        if let Some(restarts) = restarts {
-            let delay = self.backoff(restarts);
+            .filter_map(|m| m.backoff.restart_at())
+            .min();
+        if let Some(next) = next {
+            let delay = next.saturating_duration_since(tokio::time::Instant::now());
             self.schedule(group, Pending::CrashBackOff, delay);
         }
         let phase = group.status.phase;
@@ -481,7 +502,7 @@ impl Inner {
     fn on_stopped(&self, group: &mut Group, now: i64) {
         group.pending = Pending::Nothing;
         for (container, meta) in group.status.containers.iter_mut().zip(&mut group.meta) {
-            meta.crashing = false;
+            meta.backoff.cancel();
             match container.current.as_mut() {
                 Some(current) if current.state == ContainerState::Running as i32 => {
                     current.state = ContainerState::Terminated as i32;
@@ -622,6 +643,7 @@ impl Inner {
         let state = self.lock();
         let mut status = state.groups.get(group_id)?.status.clone();
         status.observed_unix_ms = self.clock.now_ms();
+        mark_ready(&mut status);
         Some(status)
     }
 
@@ -631,9 +653,13 @@ impl Inner {
         let mut all: Vec<GroupStatus> = state
             .groups
             .values()
-            .map(|g| GroupStatus {
-                observed_unix_ms: now,
-                ..g.status.clone()
+            .map(|g| {
+                let mut status = GroupStatus {
+                    observed_unix_ms: now,
+                    ..g.status.clone()
+                };
+                mark_ready(&mut status);
+                status
             })
             .collect();
         all.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -761,6 +787,9 @@ mod tests {
         );
         let app = current(&running, 1);
         assert_eq!(app.state, ContainerState::Running as i32);
+        assert!(running.containers[1].ready, "a running container is ready");
+        assert!(!running.containers[0].ready, "a completed one is not");
+        assert!(!pending.containers[1].ready && !running.not_ready);
         assert_eq!(
             app.start_time_unix_ms - running.run_started_unix_ms,
             START.as_millis() as i64

@@ -10,6 +10,7 @@
 
 pub mod containerd;
 pub mod hollow;
+mod restart;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 use berth_proto::node::{Event, ExecStart, GroupAssignment, GroupStatus};
 use tokio::sync::{Notify, mpsc};
+
+pub(crate) use self::restart::{RestartPolicy, RunEnd};
 
 /// A boxed, sendable future: what [`Runtime`] methods return, so the trait works as `dyn Runtime`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -190,36 +193,6 @@ impl From<ExecError> for tonic::Status {
             _ => error.to_string(),
         };
         tonic::Status::new(code, message)
-    }
-}
-
-/// ACI's restart policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-impl RestartPolicy {
-    /// ACI's values, case-insensitively; ACI's default (`Always`) when empty or unknown.
-    pub(crate) fn parse(s: &str) -> Self {
-        if s.eq_ignore_ascii_case("never") {
-            Self::Never
-        } else if s.eq_ignore_ascii_case("onfailure") {
-            Self::OnFailure
-        } else {
-            Self::Always
-        }
-    }
-
-    /// Whether a container that exited with `exit_code` runs again.
-    pub(crate) fn restarts(self, exit_code: i32) -> bool {
-        match self {
-            Self::Always => true,
-            Self::OnFailure => exit_code != 0,
-            Self::Never => false,
-        }
     }
 }
 

@@ -173,13 +173,6 @@ impl Inner {
         )
     }
 
-    fn backoff(&self, step: u32) -> Duration {
-        self.config
-            .restart_backoff
-            .saturating_mul(1 << step.min(16))
-            .min(self.config.restart_backoff_max)
-    }
-
     /// Removes everything of a group from the node but its shares: containers, tasks, snapshots,
     /// network namespace and IP lease, volume mounts, cgroups, logs and state.
     async fn teardown(&self, group_id: &str) {

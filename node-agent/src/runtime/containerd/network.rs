@@ -639,7 +639,7 @@ impl Network {
         self.config.state_dir.join("sandboxes")
     }
 
-    fn netns_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn netns_path(&self, id: &str) -> PathBuf {
         self.netns_dir().join(id)
     }
 
