@@ -26,8 +26,6 @@ pub const MAX_THRESHOLD: u32 = 1000;
 pub enum ProbeError {
     #[error("a probe has exactly one of 'exec' or 'httpGet'")]
     Action,
-    #[error("an exec probe's command has at least one argument")]
-    EmptyCommand,
     #[error(
         "an exec probe's command has at most {MAX_COMMAND_ARGS} arguments and {MAX_COMMAND_BYTES} bytes"
     )]
@@ -61,10 +59,10 @@ pub enum ProbeError {
     LivenessSuccess,
 }
 
-/// An `exec` probe's command: at least one argument, none with a NUL, bounded.
+/// An `exec` probe's command: at least one argument (none is no action), none with a NUL, bounded.
 pub fn command(args: &[String]) -> Result<(), ProbeError> {
     if args.is_empty() {
-        return Err(ProbeError::EmptyCommand);
+        return Err(ProbeError::Action);
     }
     let bytes: usize = args.iter().map(String::len).sum();
     if args.len() > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES {
@@ -175,7 +173,7 @@ mod tests {
     #[test]
     fn commands_are_non_empty_bounded_and_nul_free() {
         assert!(command(&["cat".into(), "/tmp/healthy".into()]).is_ok());
-        assert_eq!(command(&[]), Err(ProbeError::EmptyCommand));
+        assert_eq!(command(&[]), Err(ProbeError::Action));
         assert_eq!(
             command(&vec!["x".into(); MAX_COMMAND_ARGS + 1]),
             Err(ProbeError::CommandTooLong)

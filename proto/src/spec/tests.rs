@@ -270,13 +270,13 @@ fn each_rule_names_its_field() {
             Box::new(|s| get(s).path = "ready".into()),
         ),
         (
-            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders",
+            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders[0].name",
             Box::new(|s| {
                 get(s).headers.insert("Bad Name".into(), "v".into());
             }),
         ),
         (
-            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders",
+            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders[0].value",
             Box::new(|s| {
                 get(s)
                     .headers

@@ -132,7 +132,10 @@ async fn an_http_liveness_probe_passes_while_httpd_serves_and_restarts_once_the_
     })
     .await;
     let unhealthy = event(&body, "Unhealthy").unwrap_or_default();
-    assert!(unhealthy.contains("404"), "busybox httpd answers 404: {body}");
+    assert!(
+        unhealthy.contains("404"),
+        "busybox httpd answers 404: {body}"
+    );
     assert!(event(&body, "Killing").is_some(), "{body}");
 }
 

@@ -14,9 +14,6 @@
 //! - here: [`spawn`] and the loop, which runs a probe every period after the initial delay (a probe
 //!   that takes long delays the next: never two at once) and ends after [`Verdict::Unhealthy`].
 
-// Until the worker calls `spawn` (the restart lane's wiring).
-#![allow(dead_code)]
-
 mod exec;
 mod http;
 #[cfg(test)]
