@@ -76,6 +76,7 @@ pub(super) fn spawn(
     report: impl Fn(Verdict) + Send + Sync + 'static,
 ) -> AbortHandle {
     let timing = Timing::of(&probe, kind);
+    tracing::debug!(container = %target.container_id, pid = target.pid, ?kind, ?timing, "probing");
     let task = async move {
         if let Some(get) = &probe.http_get {
             let tls = match http::insecure_tls() {

@@ -89,6 +89,7 @@ impl Judge {
     }
 
     /// Is the task judged passing (alive, or ready)?
+    #[cfg(test)]
     pub(super) fn passing(&self) -> bool {
         self.passing
     }
