@@ -298,12 +298,13 @@ fn admit_probe(p: &node::Probe, t: &str, liveness: bool) -> Result<(), Refusal> 
         probe::scheme(&get.scheme).map_err(at(format!("{h}.scheme")))?;
         probe::path(&get.path).map_err(at(format!("{h}.path")))?;
         probe::header_count(get.headers.len()).map_err(at(format!("{h}.httpHeaders")))?;
+        // The node gets a map: positions are those of the names in order.
         let mut names: Vec<&String> = get.headers.keys().collect();
         names.sort();
-        for name in names {
-            probe::header_name(name).map_err(at(format!("{h}.httpHeaders")))?;
-            probe::header_value(name, &get.headers[name])
-                .map_err(at(format!("{h}.httpHeaders")))?;
+        for (i, name) in names.into_iter().enumerate() {
+            let t = format!("{h}.httpHeaders[{i}]");
+            probe::header_name(name).map_err(at(format!("{t}.name")))?;
+            probe::header_value(name, &get.headers[name]).map_err(at(format!("{t}.value")))?;
         }
     }
     let field = |name: &str| format!("{t}.{name}");
