@@ -144,6 +144,17 @@ fn control_event(e: &GroupEvent) -> arm::Event {
     }
 }
 
+/// Is app container `name` ready (running, and passing its readiness probe if it has one), as its
+/// node last reported? Never while the group is stopped.
+fn ready(group: &GroupRecord, name: &str) -> bool {
+    group.desired != Desired::Stopped
+        && group
+            .status
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == name))
+            .is_some_and(|c| c.ready)
+}
+
 fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView {
     let reported = group
         .status
@@ -167,6 +178,7 @@ fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView
                 detail_status: Some("Stopped".to_owned()),
             }),
             previous_state: None,
+            ready: None,
             events: Some(
                 reported
                     .map(|c| c.events.iter().map(event).collect())
@@ -180,6 +192,7 @@ fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView
             current_state: c.current.as_ref().map(run_state),
             previous_state: c.previous.as_ref().map(run_state),
             events: Some(c.events.iter().map(event).collect()),
+            ready: None,
         },
         None => arm::ContainerInstanceView {
             restart_count: Some(0),
@@ -197,6 +210,7 @@ fn container_view(group: &GroupRecord, name: &str) -> arm::ContainerInstanceView
             }),
             previous_state: None,
             events: Some(Vec::new()),
+            ready: None,
         },
     }
 }
@@ -246,7 +260,10 @@ pub fn container_group(group: &GroupRecord, with_instance_view: bool) -> arm::Co
                 readiness_probe: c.readiness_probe.as_ref().map(probe),
                 security_context: c.security_context.as_ref().map(security),
                 config_map: None,
-                instance_view: with_instance_view.then(|| container_view(group, &c.name)),
+                instance_view: with_instance_view.then(|| arm::ContainerInstanceView {
+                    ready: Some(ready(group, &c.name)),
+                    ..container_view(group, &c.name)
+                }),
             }),
         })
         .collect();

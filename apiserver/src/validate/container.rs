@@ -138,12 +138,12 @@ pub(super) fn container(
     let liveness_probe = p
         .liveness_probe
         .as_ref()
-        .map(|pr| probe(pr, &format!("{ptarget}.livenessProbe")))
+        .map(|pr| probe(pr, &format!("{ptarget}.livenessProbe"), true))
         .transpose()?;
     let readiness_probe = p
         .readiness_probe
         .as_ref()
-        .map(|pr| probe(pr, &format!("{ptarget}.readinessProbe")))
+        .map(|pr| probe(pr, &format!("{ptarget}.readinessProbe"), false))
         .transpose()?;
     let security_context = p
         .security_context

@@ -323,6 +323,9 @@ pub struct ContainerInstanceView {
     pub current_state: Option<ContainerState>,
     pub previous_state: Option<ContainerState>,
     pub events: Option<Vec<Event>>,
+    /// A Berth extension (ACI has no such field; its SDKs and `az` ignore it): on app containers,
+    /// running and passing the readiness probe if there is one.
+    pub ready: Option<bool>,
 }
 
 #[skip_serializing_none]

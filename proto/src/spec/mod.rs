@@ -16,12 +16,14 @@
 //! - [`image`]: image references (Docker's grammar), parsed the same way the node pulls them.
 //! - [`process`]: argv and environment text, Linux capabilities.
 //! - [`dns`]: dnsConfig name servers, search domains and options.
+//! - [`probe`]: liveness and readiness probes (action, command, httpGet request, timings).
 
 pub mod dns;
 pub mod git;
 pub mod image;
 pub mod names;
 pub mod paths;
+pub mod probe;
 pub mod process;
 
 use std::collections::{HashMap, HashSet};
@@ -51,6 +53,8 @@ pub enum Broken {
     Process(#[from] process::ProcessError),
     #[error(transparent)]
     Dns(#[from] dns::DnsError),
+    #[error(transparent)]
+    Probe(#[from] probe::ProbeError),
     /// A group needs at least one (non-init) container.
     #[error("a container group has at least one container")]
     NoContainers,
@@ -266,6 +270,52 @@ fn admit_container(
         for (i, cap) in sc.capabilities_drop.iter().enumerate() {
             process::capability_to_drop(cap).map_err(at(format!("{t}.capabilities.drop[{i}]")))?;
         }
+    }
+    if let Some(liveness) = &container.liveness_probe {
+        admit_probe(liveness, &format!("{p}.livenessProbe"), true)?;
+    }
+    if let Some(readiness) = &container.readiness_probe {
+        admit_probe(readiness, &format!("{p}.readinessProbe"), false)?;
+    }
+    Ok(())
+}
+
+/// A probe as the node gets it: 0 is "absent" for every timing (the node uses Kubernetes' default).
+fn admit_probe(p: &node::Probe, t: &str, liveness: bool) -> Result<(), Refusal> {
+    let exec = !p.exec_command.is_empty();
+    if exec == p.http_get.is_some() {
+        return Err(Refusal {
+            target: t.to_string(),
+            broken: probe::ProbeError::Action.into(),
+        });
+    }
+    if exec {
+        probe::command(&p.exec_command).map_err(at(format!("{t}.exec.command")))?;
+    }
+    if let Some(get) = &p.http_get {
+        let h = format!("{t}.httpGet");
+        probe::port(i64::from(get.port)).map_err(at(format!("{h}.port")))?;
+        probe::scheme(&get.scheme).map_err(at(format!("{h}.scheme")))?;
+        probe::path(&get.path).map_err(at(format!("{h}.path")))?;
+        probe::header_count(get.headers.len()).map_err(at(format!("{h}.httpHeaders")))?;
+        // The node gets a map: positions are those of the names in order.
+        let mut names: Vec<&String> = get.headers.keys().collect();
+        names.sort();
+        for (i, name) in names.into_iter().enumerate() {
+            let t = format!("{h}.httpHeaders[{i}]");
+            probe::header_name(name).map_err(at(format!("{t}.name")))?;
+            probe::header_value(name, &get.headers[name]).map_err(at(format!("{t}.value")))?;
+        }
+    }
+    let field = |name: &str| format!("{t}.{name}");
+    probe::seconds(p.initial_delay_seconds.into(), 0).map_err(at(field("initialDelaySeconds")))?;
+    probe::seconds(p.period_seconds.into(), 0).map_err(at(field("periodSeconds")))?;
+    probe::seconds(p.timeout_seconds.into(), 0).map_err(at(field("timeoutSeconds")))?;
+    probe::threshold(p.failure_threshold.into(), 0).map_err(at(field("failureThreshold")))?;
+    probe::threshold(p.success_threshold.into(), 0).map_err(at(field("successThreshold")))?;
+    if liveness {
+        probe::liveness_success(p.success_threshold.into(), 0)
+            .map_err(at(field("successThreshold")))?;
     }
     Ok(())
 }

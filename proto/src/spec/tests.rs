@@ -1,7 +1,7 @@
 use super::*;
 use crate::node::{
-    AzureFile, Container, DnsConfig, EmptyDir, EnvVar, GitRepo, GroupSpec, SecretVolume,
-    SecurityContext, Volume, VolumeMount, volume::Source,
+    AzureFile, Container, DnsConfig, EmptyDir, EnvVar, GitRepo, GroupSpec, HttpGet, Probe,
+    SecretVolume, SecurityContext, Volume, VolumeMount, volume::Source,
 };
 
 fn volume(name: &str, source: Source) -> Volume {
@@ -39,6 +39,23 @@ fn valid() -> GroupSpec {
             security_context: Some(SecurityContext {
                 capabilities_add: vec!["NET_BIND_SERVICE".into()],
                 capabilities_drop: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            liveness_probe: Some(Probe {
+                exec_command: vec!["cat".into(), "/tmp/healthy".into()],
+                period_seconds: 5,
+                failure_threshold: 3,
+                success_threshold: 1,
+                ..Default::default()
+            }),
+            readiness_probe: Some(Probe {
+                http_get: Some(HttpGet {
+                    path: "/ready?full=1".into(),
+                    port: 80,
+                    scheme: "https".into(),
+                    headers: [("X-Probe".to_string(), "berth".to_string())].into(),
+                }),
+                success_threshold: 2,
                 ..Default::default()
             }),
             ..Default::default()
@@ -216,12 +233,100 @@ fn each_rule_names_its_field() {
             "properties.dnsConfig.nameServers[0]",
             Box::new(|s| s.dns_config.as_mut().unwrap().name_servers[0] = "dns".into()),
         ),
+        (
+            "properties.containers[0].properties.livenessProbe",
+            Box::new(|s| live(s).http_get = readiness(s).http_get.clone()),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe",
+            Box::new(|s| readiness(s).http_get = None),
+        ),
+        (
+            "properties.containers[0].properties.livenessProbe.exec.command",
+            Box::new(|s| live(s).exec_command = vec!["a\0".into()]),
+        ),
+        (
+            "properties.containers[0].properties.livenessProbe.exec.command",
+            Box::new(|s| live(s).exec_command = vec!["x".into(); 257]),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.port",
+            Box::new(|s| get(s).port = 70_000),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.port",
+            Box::new(|s| get(s).port = 0),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.scheme",
+            Box::new(|s| get(s).scheme = "gopher".into()),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.path",
+            Box::new(|s| get(s).path = "/a HTTP/1.0\r\nHost: x".into()),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.path",
+            Box::new(|s| get(s).path = "ready".into()),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders[0].name",
+            Box::new(|s| {
+                get(s).headers.insert("Bad Name".into(), "v".into());
+            }),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders[0].value",
+            Box::new(|s| {
+                get(s)
+                    .headers
+                    .insert("X-A".into(), "v\r\nX-Injected: 1".into());
+            }),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.httpGet.httpHeaders",
+            Box::new(|s| {
+                get(s).headers = (0..33).map(|i| (format!("X-{i}"), String::new())).collect();
+            }),
+        ),
+        (
+            "properties.containers[0].properties.livenessProbe.periodSeconds",
+            Box::new(|s| live(s).period_seconds = 3601),
+        ),
+        (
+            "properties.containers[0].properties.livenessProbe.initialDelaySeconds",
+            Box::new(|s| live(s).initial_delay_seconds = 86_400),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.timeoutSeconds",
+            Box::new(|s| readiness(s).timeout_seconds = 3601),
+        ),
+        (
+            "properties.containers[0].properties.readinessProbe.failureThreshold",
+            Box::new(|s| readiness(s).failure_threshold = 1001),
+        ),
+        (
+            "properties.containers[0].properties.livenessProbe.successThreshold",
+            Box::new(|s| live(s).success_threshold = 2),
+        ),
     ];
     for (target, mutate) in cases {
         let mut spec = valid();
         mutate(&mut spec);
         assert_eq!(refused(&spec).target, target);
     }
+}
+
+fn live(spec: &mut GroupSpec) -> &mut Probe {
+    spec.containers[0].liveness_probe.as_mut().unwrap()
+}
+
+fn readiness(spec: &mut GroupSpec) -> &mut Probe {
+    spec.containers[0].readiness_probe.as_mut().unwrap()
+}
+
+fn get(spec: &mut GroupSpec) -> &mut HttpGet {
+    readiness(spec).http_get.as_mut().unwrap()
 }
 
 fn set_git(spec: &mut GroupSpec, change: impl Fn(&mut GitRepo)) {

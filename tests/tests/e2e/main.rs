@@ -28,6 +28,7 @@ mod node_lifecycle;
 mod node_loss;
 mod nodes;
 mod pg_replicas;
+mod probes;
 mod process;
 mod real;
 mod refusals;

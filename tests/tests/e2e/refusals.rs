@@ -10,14 +10,15 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use berth_proto::node::{
-    AzureFile, Container, DnsConfig, EmptyDir, EnvVar, GitRepo, GroupSpec, SecretVolume,
-    SecurityContext, Volume, VolumeMount, volume::Source,
+    AzureFile, Container, DnsConfig, EmptyDir, EnvVar, GitRepo, GroupSpec, HttpGet, Probe,
+    SecretVolume, SecurityContext, Volume, VolumeMount, volume::Source,
 };
 use berth_proto::spec::dns::DnsError;
 use berth_proto::spec::git::GitError;
 use berth_proto::spec::image::ReferenceError;
 use berth_proto::spec::names::NameError;
 use berth_proto::spec::paths::PathError;
+use berth_proto::spec::probe::ProbeError;
 use berth_proto::spec::process::ProcessError;
 use berth_proto::spec::{Broken, admit};
 use reqwest::StatusCode;
@@ -56,6 +57,17 @@ enum Rule {
     NameServer,
     SearchDomain,
     DnsOption,
+    ProbeAction,
+    ProbeCommandTooLong,
+    ProbeNul,
+    ProbePort,
+    ProbeScheme,
+    ProbePath,
+    ProbeTooManyHeaders,
+    ProbeHeaderName,
+    ProbeHeaderValue,
+    ProbeOutOfRange,
+    ProbeLivenessSuccess,
     NoContainers,
     DuplicateName,
     UnknownVolume,
@@ -108,6 +120,19 @@ fn rule_of(broken: &Broken) -> Rule {
             DnsError::SearchDomain(_) => Rule::SearchDomain,
             DnsError::Option(_) => Rule::DnsOption,
         },
+        Broken::Probe(e) => match e {
+            ProbeError::Action => Rule::ProbeAction,
+            ProbeError::CommandTooLong => Rule::ProbeCommandTooLong,
+            ProbeError::Process(_) => Rule::ProbeNul,
+            ProbeError::Port(_) => Rule::ProbePort,
+            ProbeError::Scheme(_) => Rule::ProbeScheme,
+            ProbeError::Path => Rule::ProbePath,
+            ProbeError::TooManyHeaders => Rule::ProbeTooManyHeaders,
+            ProbeError::HeaderName(_) => Rule::ProbeHeaderName,
+            ProbeError::HeaderValue(_) => Rule::ProbeHeaderValue,
+            ProbeError::OutOfRange { .. } => Rule::ProbeOutOfRange,
+            ProbeError::LivenessSuccess => Rule::ProbeLivenessSuccess,
+        },
         Broken::NoContainers => Rule::NoContainers,
         Broken::DuplicateName(_) => Rule::DuplicateName,
         Broken::UnknownVolume(_) => Rule::UnknownVolume,
@@ -118,7 +143,7 @@ fn rule_of(broken: &Broken) -> Rule {
     }
 }
 
-const ALL: [Rule; 35] = [
+const ALL: [Rule; 46] = [
     Rule::ContainerName,
     Rule::VolumeName,
     Rule::EnvName,
@@ -147,6 +172,17 @@ const ALL: [Rule; 35] = [
     Rule::NameServer,
     Rule::SearchDomain,
     Rule::DnsOption,
+    Rule::ProbeAction,
+    Rule::ProbeCommandTooLong,
+    Rule::ProbeNul,
+    Rule::ProbePort,
+    Rule::ProbeScheme,
+    Rule::ProbePath,
+    Rule::ProbeTooManyHeaders,
+    Rule::ProbeHeaderName,
+    Rule::ProbeHeaderValue,
+    Rule::ProbeOutOfRange,
+    Rule::ProbeLivenessSuccess,
     Rule::NoContainers,
     Rule::DuplicateName,
     Rule::UnknownVolume,
@@ -191,6 +227,21 @@ fn valid() -> GroupSpec {
             security_context: Some(SecurityContext {
                 capabilities_add: vec!["CHOWN".into()],
                 capabilities_drop: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            liveness_probe: Some(Probe {
+                exec_command: vec!["cat".into(), "/tmp/healthy".into()],
+                period_seconds: 5,
+                ..Default::default()
+            }),
+            readiness_probe: Some(Probe {
+                http_get: Some(HttpGet {
+                    path: "/ready".into(),
+                    port: 8080,
+                    scheme: "http".into(),
+                    headers: [("X-Probe".to_string(), "walk".to_string())].into(),
+                }),
+                success_threshold: 2,
                 ..Default::default()
             }),
             ..Default::default()
@@ -257,6 +308,14 @@ fn arm(spec: &GroupSpec) -> Value {
                 props["securityContext"]["privileged"] = json!(p);
             }
         }
+        for (field, probe) in [
+            ("livenessProbe", &c.liveness_probe),
+            ("readinessProbe", &c.readiness_probe),
+        ] {
+            if let Some(p) = probe {
+                props[field] = arm_probe(p);
+            }
+        }
         json!({"name": c.name, "properties": props})
     };
     let volumes: Vec<Value> = spec
@@ -303,6 +362,50 @@ fn arm(spec: &GroupSpec) -> Value {
         });
     }
     json!({"location": "local", "properties": properties})
+}
+
+/// A node probe as ACI's JSON: timings left out where 0 (absent on the node).
+fn arm_probe(p: &Probe) -> Value {
+    let mut out = json!({});
+    if !p.exec_command.is_empty() {
+        out["exec"] = json!({"command": p.exec_command});
+    }
+    if let Some(h) = &p.http_get {
+        let mut names: Vec<&String> = h.headers.keys().collect();
+        names.sort();
+        out["httpGet"] = json!({
+            "path": h.path,
+            "port": h.port,
+            "scheme": h.scheme,
+            "httpHeaders": names.iter().map(|n| json!({"name": n, "value": h.headers[*n]})).collect::<Vec<_>>(),
+        });
+    }
+    for (field, n) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("failureThreshold", p.failure_threshold),
+        ("successThreshold", p.success_threshold),
+        ("timeoutSeconds", p.timeout_seconds),
+    ] {
+        if n > 0 {
+            out[field] = json!(n);
+        }
+    }
+    out
+}
+
+fn live(spec: &mut GroupSpec) -> &mut Probe {
+    spec.containers[0]
+        .liveness_probe
+        .get_or_insert_with(Default::default)
+}
+
+fn ready_get(spec: &mut GroupSpec) -> &mut HttpGet {
+    spec.containers[0]
+        .readiness_probe
+        .get_or_insert_with(Default::default)
+        .http_get
+        .get_or_insert_with(Default::default)
 }
 
 fn git(spec: &mut GroupSpec, change: impl Fn(&mut GitRepo)) {
@@ -446,6 +549,49 @@ fn cases() -> Vec<(Rule, Mutation)> {
                     d.options = "ndots:2;rotate".into();
                 }
             }),
+        ),
+        (
+            Rule::ProbeAction,
+            Box::new(|s| live(s).http_get = Some(ready_get(s).clone())),
+        ),
+        (
+            Rule::ProbeCommandTooLong,
+            Box::new(|s| live(s).exec_command = vec!["x".into(); 300]),
+        ),
+        (
+            Rule::ProbeNul,
+            Box::new(|s| live(s).exec_command = vec!["cat\u{0}".into()]),
+        ),
+        (Rule::ProbePort, Box::new(|s| ready_get(s).port = 70_000)),
+        (
+            Rule::ProbeScheme,
+            Box::new(|s| ready_get(s).scheme = "gopher".into()),
+        ),
+        (
+            Rule::ProbePath,
+            Box::new(|s| ready_get(s).path = "/a HTTP/1.0".into()),
+        ),
+        (
+            Rule::ProbeTooManyHeaders,
+            Box::new(|s| {
+                ready_get(s).headers = (0..33).map(|i| (format!("X-{i}"), String::new())).collect();
+            }),
+        ),
+        (
+            Rule::ProbeHeaderName,
+            Box::new(|s| ready_get(s).headers = [("Bad Name".into(), "v".into())].into()),
+        ),
+        (
+            Rule::ProbeHeaderValue,
+            Box::new(|s| ready_get(s).headers = [("X-A".into(), "v\r\nX-B: 1".into())].into()),
+        ),
+        (
+            Rule::ProbeOutOfRange,
+            Box::new(|s| live(s).period_seconds = 3601),
+        ),
+        (
+            Rule::ProbeLivenessSuccess,
+            Box::new(|s| live(s).success_threshold = 2),
         ),
         (Rule::NoContainers, Box::new(|s| s.containers.clear())),
         (
