@@ -387,14 +387,20 @@ impl Config {
 /// `36h`, `7d`, `90m` or `86400s` (a whole number and a unit), at least [`MIN_RETENTION`].
 pub fn parse_retention(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let per = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("{text:?}: a whole number and s, m, h or d, as in 36h")),
+        _ => {
+            return Err(format!(
+                "{text:?}: a whole number and s, m, h or d, as in 36h"
+            ));
+        }
     };
     let secs = number
         .parse::<u64>()
@@ -429,7 +435,16 @@ mod tests {
         assert_eq!(parse_retention("36h"), Ok(Duration::from_secs(36 * 3600)));
         assert_eq!(parse_retention("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_retention("86400s"), Ok(MIN_RETENTION));
-        for bad in ["23h", "1439m", "", "h", "24", "24 h", "1.5d", "99999999999999999999d"] {
+        for bad in [
+            "23h",
+            "1439m",
+            "",
+            "h",
+            "24",
+            "24 h",
+            "1.5d",
+            "99999999999999999999d",
+        ] {
             assert!(parse_retention(bad).is_err(), "{bad}");
         }
         let file = FileConfig::parse("metrics_retention = \"2d\"\n").unwrap();

@@ -42,5 +42,11 @@ pub(super) async fn metrics(
         .group_samples(&group.id, asked.from_ms, asked.to_ms)
         .await?;
     let id = render::resource_id(&group.subscription, &group.resource_group, &group.name);
-    Ok(Json(response::metrics(&id, &state.config.region, &asked, &samples)).into_response())
+    Ok(Json(response::metrics(
+        &id,
+        &state.config.region,
+        &asked,
+        &samples,
+    ))
+    .into_response())
 }

@@ -103,7 +103,8 @@ pub fn series(metric: Metric, query: &Query, samples: &[MetricSample]) -> Vec<Se
             .map(|s| (s.at_ms, metric.value(s)))
             .collect()
     };
-    let points = |values: &[(i64, f64)]| intervals(values, query.from_ms, query.to_ms, query.grain_ms);
+    let points =
+        |values: &[(i64, f64)]| intervals(values, query.from_ms, query.to_ms, query.grain_ms);
     let containers: Vec<String> = match &query.split {
         Split::Group => {
             let values = sums_per_instant(rows().map(|s| (s.at_ms, metric.value(s))));
@@ -166,7 +167,12 @@ mod tests {
 
     #[test]
     fn each_interval_combines_its_values_and_an_empty_one_has_only_a_count() {
-        let points = intervals(&[(0, 100.0), (10_000, 300.0), (59_999, 200.0)], 0, 120_000, 60_000);
+        let points = intervals(
+            &[(0, 100.0), (10_000, 300.0), (59_999, 200.0)],
+            0,
+            120_000,
+            60_000,
+        );
         assert_eq!(points.len(), 2);
         let first = points[0];
         assert_eq!(first.value(Aggregation::Average), Some(200.0));
@@ -177,8 +183,16 @@ mod tests {
         assert_eq!(points[1].start_ms, 60_000);
         assert_eq!(points[1].value(Aggregation::Average), None);
         assert_eq!(points[1].value(Aggregation::Count), Some(0.0));
-        assert_eq!(intervals(&[(120_000, 1.0), (-1, 1.0)], 0, 120_000, 60_000)[1].count, 0, "the end is outside");
-        assert_eq!(intervals(&[], 0, 90_000, 60_000).len(), 2, "a partial interval at the end counts");
+        assert_eq!(
+            intervals(&[(120_000, 1.0), (-1, 1.0)], 0, 120_000, 60_000)[1].count,
+            0,
+            "the end is outside"
+        );
+        assert_eq!(
+            intervals(&[], 0, 90_000, 60_000).len(),
+            2,
+            "a partial interval at the end counts"
+        );
     }
 
     #[test]
@@ -193,19 +207,39 @@ mod tests {
         let group = series(Metric::CpuUsage, &query(Split::Group), &samples);
         assert_eq!(group.len(), 1);
         assert_eq!(group[0].container, None);
-        assert_eq!(group[0].points[0].value(Aggregation::Average), Some(300.0), "(150 + 450) / 2");
+        assert_eq!(
+            group[0].points[0].value(Aggregation::Average),
+            Some(300.0),
+            "(150 + 450) / 2"
+        );
         assert_eq!(group[0].points[0].value(Aggregation::Maximum), Some(450.0));
         let every = series(Metric::CpuUsage, &query(Split::EveryContainer), &samples);
         let names: Vec<Option<&str>> = every.iter().map(|s| s.container.as_deref()).collect();
-        assert_eq!(names, [Some("a"), Some("b")], "the group's own row is no container");
+        assert_eq!(
+            names,
+            [Some("a"), Some("b")],
+            "the group's own row is no container"
+        );
         assert_eq!(every[1].points[0].value(Aggregation::Average), Some(100.0));
-        let network = series(Metric::NetworkBytesReceivedPerSecond, &query(Split::Group), &samples);
-        assert_eq!(network[0].points[0].value(Aggregation::Count), Some(1.0), "the group's row only");
+        let network = series(
+            Metric::NetworkBytesReceivedPerSecond,
+            &query(Split::Group),
+            &samples,
+        );
+        assert_eq!(
+            network[0].points[0].value(Aggregation::Count),
+            Some(1.0),
+            "the group's row only"
+        );
     }
 
     #[test]
     fn named_containers_come_in_the_order_asked_even_without_data_and_top_bounds_them() {
-        let samples = [sample("a", 0, 1.0), sample("b", 0, 2.0), sample("c", 0, 3.0)];
+        let samples = [
+            sample("a", 0, 1.0),
+            sample("b", 0, 2.0),
+            sample("c", 0, 3.0),
+        ];
         let named = series(
             Metric::CpuUsage,
             &query(Split::Containers(vec!["c".into(), "zz".into()])),

@@ -116,7 +116,9 @@ mod tests {
             Some(Metric::NetworkBytesTransmittedPerSecond)
         );
         assert_eq!(Metric::parse("CpuUsagePercentage"), None);
-        assert!(unknown_metric("Foo").contains("metric: Foo, Valid metrics: CpuUsage,MemoryUsage,"));
+        assert!(
+            unknown_metric("Foo").contains("metric: Foo, Valid metrics: CpuUsage,MemoryUsage,")
+        );
     }
 
     #[test]

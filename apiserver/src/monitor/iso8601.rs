@@ -16,9 +16,7 @@ pub fn parse_instant(text: &str) -> Option<i64> {
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(text, &Iso8601::DEFAULT))
         .or_else(|_| PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|t| t.assume_utc()))
-        .or_else(|_| {
-            time::Date::parse(text, &Iso8601::DEFAULT).map(|d| d.midnight().assume_utc())
-        })
+        .or_else(|_| time::Date::parse(text, &Iso8601::DEFAULT).map(|d| d.midnight().assume_utc()))
         .ok()?;
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
@@ -138,10 +136,19 @@ mod tests {
         assert_eq!(parse_instant("2025-12-02T13:00:00+01:00"), Some(NOON));
         assert_eq!(parse_instant("2025-12-02T12:00:00.250Z"), Some(NOON + 250));
         // az: `datetime.utcnow().isoformat()`, no offset.
-        assert_eq!(parse_instant("2025-12-02T12:00:00.123456"), Some(NOON + 123));
+        assert_eq!(
+            parse_instant("2025-12-02T12:00:00.123456"),
+            Some(NOON + 123)
+        );
         assert_eq!(parse_instant("2025-12-02T12:00"), Some(NOON));
         assert_eq!(parse_instant("2025-12-02"), Some(NOON - 12 * 3_600_000));
-        for bad in ["", "yesterday", "2025-13-02T00:00:00Z", "2025-12-02T25:00:00Z", "PT1H"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2025-13-02T00:00:00Z",
+            "2025-12-02T25:00:00Z",
+            "PT1H",
+        ] {
             assert_eq!(parse_instant(bad), None, "{bad}");
         }
     }
@@ -161,7 +168,9 @@ mod tests {
         assert_eq!(parse_duration("P1DT12H"), Some(129_600_000));
         assert_eq!(parse_duration("PT0.5S"), Some(500));
         assert_eq!(parse_duration("P1W"), Some(604_800_000));
-        for bad in ["", "P", "PT", "PT0M", "1M", "PT1X", "PT1M1H", "PTM", "P1Y", "PT1", "P-1D", "PT1.2.3S"] {
+        for bad in [
+            "", "P", "PT", "PT0M", "1M", "PT1X", "PT1M1H", "PTM", "P1Y", "PT1", "P-1D", "PT1.2.3S",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(parse_duration("P99999999999999999999D"), None);

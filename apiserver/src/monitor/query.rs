@@ -9,14 +9,7 @@ use super::iso8601::{format_duration, format_instant, parse_duration, parse_inst
 
 /// The time grains ACI's metrics have (Azure Monitor's list for containerGroups, and P1D).
 pub const GRAINS_MS: [i64; 8] = [
-    60_000,
-    300_000,
-    900_000,
-    1_800_000,
-    3_600_000,
-    21_600_000,
-    43_200_000,
-    86_400_000,
+    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 21_600_000, 43_200_000, 86_400_000,
 ];
 
 /// The span a query covers when it names none: the last hour, as az asks by default.
@@ -228,13 +221,17 @@ fn metrics(names: Option<&str>) -> Result<Vec<Metric>, QueryError> {
     };
     let mut metrics = Vec::new();
     for name in names.split(',') {
-        let metric = Metric::parse(name).ok_or_else(|| refuse("metricnames", unknown_metric(name.trim())))?;
+        let metric = Metric::parse(name)
+            .ok_or_else(|| refuse("metricnames", unknown_metric(name.trim())))?;
         if !metrics.contains(&metric) {
             metrics.push(metric);
         }
     }
     if metrics.len() > 20 {
-        return Err(refuse("metricnames", "At most 20 metrics may be asked for at once."));
+        return Err(refuse(
+            "metricnames",
+            "At most 20 metrics may be asked for at once.",
+        ));
     }
     Ok(metrics)
 }
@@ -279,15 +276,23 @@ fn timespan(text: Option<&str>, now_ms: i64) -> Result<(i64, i64), QueryError> {
     let bad = || {
         refuse(
             "timespan",
-            format!("Timespan {text} is not start/end, start/duration, duration/end or a duration (ISO 8601)."),
+            format!(
+                "Timespan {text} is not start/end, start/duration, duration/end or a duration (ISO 8601)."
+            ),
         )
     };
     let (from_ms, to_ms) = match decoded.trim().split_once('/') {
         None => (now_ms - parse_duration(&decoded).ok_or_else(bad)?, now_ms),
         Some((start, end)) => match (parse_instant(start), parse_instant(end)) {
             (Some(from), Some(to)) => (from, to),
-            (Some(from), None) => (from, from.saturating_add(parse_duration(end).ok_or_else(bad)?)),
-            (None, Some(to)) => (to.saturating_sub(parse_duration(start).ok_or_else(bad)?), to),
+            (Some(from), None) => (
+                from,
+                from.saturating_add(parse_duration(end).ok_or_else(bad)?),
+            ),
+            (None, Some(to)) => (
+                to.saturating_sub(parse_duration(start).ok_or_else(bad)?),
+                to,
+            ),
             (None, None) => return Err(bad()),
         },
     };
@@ -298,7 +303,10 @@ fn timespan(text: Option<&str>, now_ms: i64) -> Result<(i64, i64), QueryError> {
         ));
     }
     if to_ms - from_ms > MAX_SPAN_MS {
-        return Err(refuse("timespan", format!("Timespan {text} is longer than 93 days.")));
+        return Err(refuse(
+            "timespan",
+            format!("Timespan {text} is longer than 93 days."),
+        ));
     }
     Ok((from_ms, to_ms))
 }
@@ -445,7 +453,10 @@ mod tests {
         let q = query(&[]).unwrap();
         assert_eq!(q.metrics, [Metric::CpuUsage]);
         assert_eq!(q.aggregations, [Aggregation::Average]);
-        assert_eq!((q.from_ms, q.to_ms, q.grain_ms), (NOW - 3_600_000, NOW, 60_000));
+        assert_eq!(
+            (q.from_ms, q.to_ms, q.grain_ms),
+            (NOW - 3_600_000, NOW, 60_000)
+        );
         assert_eq!(q.split, Split::Group);
     }
 
@@ -461,36 +472,66 @@ mod tests {
         assert_eq!(span("PT1H/2025-12-02T12:00:00Z"), hour);
         assert_eq!(span("PT1H"), hour);
         // az: quote_plus(isoformat of a naive UTC time), sent inside a query that is encoded again.
-        assert_eq!(span("2025-12-02T11%3A00%3A00.000000%2F2025-12-02T12%3A00%3A00.000000"), hour);
-        for bad in ["yesterday", "2025-12-02T12:00:00Z/2025-12-02T11:00:00Z", "P1D/P1D", "P100D", "/"] {
+        assert_eq!(
+            span("2025-12-02T11%3A00%3A00.000000%2F2025-12-02T12%3A00%3A00.000000"),
+            hour
+        );
+        for bad in [
+            "yesterday",
+            "2025-12-02T12:00:00Z/2025-12-02T11:00:00Z",
+            "P1D/P1D",
+            "P100D",
+            "/",
+        ] {
             assert_eq!(refused(&[("timespan", bad)]), "timespan", "{bad}");
         }
     }
 
     #[test]
     fn intervals_are_acis_grains_or_full_and_points_start_on_the_grain() {
-        let q = query(&[("interval", "pt5m"), ("timespan", "2025-12-02T11:02:30Z/PT1H")]).unwrap();
+        let q = query(&[
+            ("interval", "pt5m"),
+            ("timespan", "2025-12-02T11:02:30Z/PT1H"),
+        ])
+        .unwrap();
         assert_eq!(q.grain_ms, 300_000);
-        assert_eq!(q.from_ms, NOW - 3_600_000, "11:02:30 starts the 11:00 point");
-        let full = query(&[("interval", "FULL"), ("timespan", "2025-12-02T11:02:30Z/PT1H")]).unwrap();
+        assert_eq!(
+            q.from_ms,
+            NOW - 3_600_000,
+            "11:02:30 starts the 11:00 point"
+        );
+        let full = query(&[
+            ("interval", "FULL"),
+            ("timespan", "2025-12-02T11:02:30Z/PT1H"),
+        ])
+        .unwrap();
         assert_eq!((full.from_ms, full.grain_ms), (NOW - 3_450_000, 3_600_000));
         assert_eq!(full.interval(), "PT1H");
         for bad in ["PT2M", "PT10S", "P1Y", "often"] {
             assert_eq!(refused(&[("interval", bad)]), "interval", "{bad}");
         }
-        assert_eq!(refused(&[("interval", "PT1M"), ("timespan", "P93D")]), "interval");
+        assert_eq!(
+            refused(&[("interval", "PT1M"), ("timespan", "P93D")]),
+            "interval"
+        );
     }
 
     #[test]
     fn filters_split_by_every_or_named_containers() {
         let split = |f: &str| query(&[("$filter", f)]).unwrap().split;
         assert_eq!(split("containerName eq '*'"), Split::EveryContainer);
-        assert_eq!(split("ContainerName EQ 'web'"), Split::Containers(vec!["web".into()]));
+        assert_eq!(
+            split("ContainerName EQ 'web'"),
+            Split::Containers(vec!["web".into()])
+        );
         assert_eq!(
             split("containerName eq 'a' or containerName eq 'b' or containerName eq 'a'"),
             Split::Containers(vec!["a".into(), "b".into()])
         );
-        assert_eq!(split("containerName eq 'it''s'"), Split::Containers(vec!["it's".into()]));
+        assert_eq!(
+            split("containerName eq 'it''s'"),
+            Split::Containers(vec!["it's".into()])
+        );
         for bad in [
             "containerName ne 'a'",
             "zone eq 'a'",
@@ -520,7 +561,10 @@ mod tests {
             ("Aggregation", "average,count,Maximum,minimum,TOTAL"),
             ("top", "3"),
             ("resultType", "metadata"),
-            ("metricnamespace", "microsoft.containerinstance/containergroups"),
+            (
+                "metricnamespace",
+                "microsoft.containerinstance/containergroups",
+            ),
         ])
         .unwrap();
         assert_eq!(q.metrics, [Metric::MemoryUsage]);
@@ -531,7 +575,10 @@ mod tests {
         assert_eq!(refused(&[("aggregation", "Median")]), "aggregation");
         assert_eq!(refused(&[("top", "0")]), "top");
         assert_eq!(refused(&[("resultType", "All")]), "resultType");
-        assert_eq!(refused(&[("metricnamespace", "Microsoft.Storage/storageAccounts")]), "metricnamespace");
+        assert_eq!(
+            refused(&[("metricnamespace", "Microsoft.Storage/storageAccounts")]),
+            "metricnamespace"
+        );
     }
 
     proptest! {

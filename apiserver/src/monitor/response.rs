@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::aggregate::{Series, series};
-use super::catalogue::{Metric, NAMESPACE};
+use super::catalogue::NAMESPACE;
 use super::iso8601::format_instant;
 use super::query::{Query, QueryError};
 use crate::store::MetricSample;
@@ -85,6 +85,7 @@ pub fn refusal(error: &QueryError) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::catalogue::Metric;
     use crate::monitor::query::{Aggregation, Split};
 
     fn sample(container: &str, at_ms: i64, millicores: f64) -> MetricSample {
@@ -118,8 +119,16 @@ mod tests {
     #[test]
     fn the_shape_azure_monitor_answers_with() {
         let q = query();
-        let body = metrics("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web", "local", &q, &[sample("app", q.from_ms + 5_000, 250.0)]);
-        assert_eq!(body["timespan"], "2025-12-02T12:00:00Z/2025-12-02T12:02:00Z");
+        let body = metrics(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/web",
+            "local",
+            &q,
+            &[sample("app", q.from_ms + 5_000, 250.0)],
+        );
+        assert_eq!(
+            body["timespan"],
+            "2025-12-02T12:00:00Z/2025-12-02T12:02:00Z"
+        );
         assert_eq!(body["interval"], "PT1M");
         assert_eq!(body["namespace"], NAMESPACE);
         assert_eq!(body["resourceregion"], "local");
@@ -133,7 +142,10 @@ mod tests {
         assert_eq!(metric["unit"], "Count");
         assert_eq!(metric["errorCode"], "Success");
         let series = &metric["timeseries"][0];
-        assert_eq!(series["metadatavalues"][0]["name"]["value"], "containername");
+        assert_eq!(
+            series["metadatavalues"][0]["name"]["value"],
+            "containername"
+        );
         assert_eq!(series["metadatavalues"][0]["value"], "app");
         assert_eq!(
             series["data"],

@@ -23,6 +23,7 @@ mod hostile;
 mod isolation;
 mod logs;
 mod metering;
+mod metrics;
 mod node_lifecycle;
 mod node_loss;
 mod nodes;

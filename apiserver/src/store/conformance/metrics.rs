@@ -112,7 +112,11 @@ pub(crate) async fn a_window_reads_back_oldest_first_and_values_round_trip(store
     assert_eq!(window[3], container(&g.id, "a", 2000, 120.5));
     let last = store.group_samples(&g.id, 3000, 3001).await.unwrap();
     let b = last.iter().find(|s| s.container == "b").unwrap();
-    assert_eq!(b.cpu_usage_ns, i64::MAX as u64, "a counter past i64 saturates");
+    assert_eq!(
+        b.cpu_usage_ns,
+        i64::MAX as u64,
+        "a counter past i64 saturates"
+    );
     assert_eq!(b.cpu_millicores, 0.0, "a rate that is not a number is 0");
 }
 
@@ -149,7 +153,10 @@ pub(crate) async fn the_latest_samples_are_the_newest_per_row_with_arm_names(
         .collect();
     assert_eq!(
         seen,
-        [("sub", "rg", "web", "", 2000), ("sub", "rg", "web", "a", 2000)],
+        [
+            ("sub", "rg", "web", "", 2000),
+            ("sub", "rg", "web", "a", 2000)
+        ],
         "b is older than `since`; a deleted group's samples are not shown"
     );
     assert_eq!(latest[1].sample.cpu_millicores, 2.0);
