@@ -278,7 +278,8 @@ mod tests {
         assert_eq!(interval_for(3600), "PT1M");
         assert_eq!(interval_for(3601), "PT5M");
         assert_eq!(interval_for(86_400), "PT30M");
-        assert_eq!(interval_for(30 * 86_400), "P1D");
+        assert_eq!(interval_for(30 * 86_400), "PT12H");
+        assert_eq!(interval_for(31 * 86_400), "P1D");
     }
 
     #[test]
