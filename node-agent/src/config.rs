@@ -44,7 +44,14 @@ pub struct AgentConfig {
     /// every group (the control plane may be running them elsewhere by now). Must stay below the
     /// apiserver's `--node-lost-after`. `None`: never. Default [`DEFAULT_FENCE_AFTER`].
     pub fence_after: Option<Duration>,
+    /// How often each node samples its running groups (CPU, memory, network) and sends the samples
+    /// to the apiserver. `None`: never. Default [`DEFAULT_METRICS_INTERVAL`].
+    pub metrics_interval: Option<Duration>,
 }
+
+/// The default of [`AgentConfig::metrics_interval`]: ACI's metrics have a one-minute grain, so six
+/// samples per point.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The default of [`AgentConfig::fence_after`]: below the apiserver's default `--node-lost-after`
 /// (30 s), above its NotReady timeout (15 s).
@@ -80,6 +87,7 @@ impl AgentConfig {
             agent_listen: None,
             agent_advertise: None,
             fence_after: Some(DEFAULT_FENCE_AFTER),
+            metrics_interval: Some(DEFAULT_METRICS_INTERVAL),
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`supervisor`]: the reconcile loop from desired state to runtime actions and status reports, and
 //!   fencing (no apiserver heard for `--fence-after`: every group stopped).
 //! - [`agent_service`]: the node's own mTLS gRPC service for the apiserver (`Logs`, `Exec`).
+//! - [`sampling`]: each node's sampling loop (every `--metrics-interval`), the metrics on their way to
+//!   the `Sync` stream, and the board of every node's newest samples.
 //! - [`runtime`]: the [`runtime::Runtime`] trait and its implementations ([`runtime::containerd`]: real
 //!   containers; [`runtime::hollow`]: simulated ones for scale work).
 //! - `testing`: real-process fixtures (containerd, registry, the busybox image) for tests and benches.
@@ -85,6 +87,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         agent_advertise: config.agent_advertise.clone(),
         fence_after: config.fence_after,
         samples: sampling::Board::default(),
+        metrics_interval: config.metrics_interval,
     });
 
     let nodes = config.nodes();

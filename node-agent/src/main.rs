@@ -169,6 +169,11 @@ struct Args {
     #[arg(long, env = "BERTH_FENCE_AFTER", default_value_t = 20)]
     fence_after: u64,
 
+    /// Seconds between two samples of the running containers' CPU, memory and network, sent to the
+    /// apiserver (ACI's metrics) and shown by the agent's /metrics. 0: never sample.
+    #[arg(long, env = "BERTH_METRICS_INTERVAL", default_value_t = 10)]
+    metrics_interval: u64,
+
     /// Hollow only: how many independent nodes this process runs (named `<name>-<i>`).
     #[arg(long, default_value_t = 1)]
     hollow_nodes: u32,
@@ -373,6 +378,8 @@ impl Args {
             agent_listen,
             agent_advertise: self.agent_advertise,
             fence_after: (self.fence_after > 0).then(|| Duration::from_secs(self.fence_after)),
+            metrics_interval: (self.metrics_interval > 0)
+                .then(|| Duration::from_secs(self.metrics_interval)),
         })
     }
 }
@@ -587,6 +594,22 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         assert_eq!(parse(&["--fence-after", "0"]).fence_after, None);
+    }
+
+    #[test]
+    fn sampling_is_every_10_seconds_unless_told_and_0_turns_it_off() {
+        let base = ["berth-node-agent", "--state-dir", "/tmp/x", "--name", "n1"];
+        let sized = ["--cpu", "1", "--memory", "1"];
+        let parse = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(&sized).chain(extra).copied().collect();
+            Args::try_parse_from(args).unwrap().into_config().unwrap()
+        };
+        assert_eq!(parse(&[]).metrics_interval, Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse(&["--metrics-interval", "2"]).metrics_interval,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(parse(&["--metrics-interval", "0"]).metrics_interval, None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::identity::{Identity, IdentityError, JoinToken, generate_key_and_csr};
 use crate::runtime::containerd::{ContainerdConfig, ContainerdRuntime, StartError};
 use crate::runtime::hollow::HollowRuntime;
 use crate::runtime::{Changes, Runtime};
+use crate::sampling::{Outgoing, Sampling};
 use crate::supervisor::Supervisor;
 
 /// Why a node stopped before shutdown.
@@ -75,8 +76,9 @@ pub(crate) struct Shared {
     /// Fence after this long without news from any apiserver; `None`: never.
     pub fence_after: Option<std::time::Duration>,
     /// Where each node publishes its newest samples, for the agent's `/metrics`.
-    #[allow(dead_code)] // TODO(samples lane): published by each node's sampling loop.
     pub samples: crate::sampling::Board,
+    /// How often each node samples its running groups; `None`: never.
+    pub metrics_interval: Option<std::time::Duration>,
 }
 
 /// Runs one node until `shutdown`; an error only if it can never run.
@@ -139,7 +141,18 @@ pub(crate) async fn run_node(
         })?,
         None => String::new(),
     };
-    let mut supervisor = Supervisor::new(runtime, changes);
+    let mut supervisor = Supervisor::new(Arc::clone(&runtime), changes);
+    let mut metrics = match shared.metrics_interval {
+        Some(interval) => Sampling {
+            node: identity.node_name.clone(),
+            runtime,
+            directory: supervisor.directory().clone(),
+            board: shared.samples.clone(),
+            interval,
+        }
+        .start(shutdown.clone()),
+        None => Outgoing::none(),
+    };
     let report_epoch = {
         let dir = state_dir.clone();
         off_runtime(move || crate::identity::next_report_epoch(&dir)).await
@@ -161,6 +174,7 @@ pub(crate) async fn run_node(
         &Arc::new(tls),
         &facts,
         &mut supervisor,
+        &mut metrics,
         &shutdown,
     )
     .await;

@@ -16,6 +16,7 @@ use berth_proto::clock::now_ms;
 use berth_proto::node::{DesiredPhase, DesiredState, GroupAssignment, GroupPhase, GroupStatus};
 
 use crate::runtime::{Changes, Runtime};
+use crate::sampling::Directory;
 
 mod fencing;
 
@@ -88,6 +89,8 @@ pub struct Supervisor {
     fenced: HashMap<String, FencedRun>,
     /// How long no apiserver had been heard when the node fenced (for the `Fenced` event).
     silent: Duration,
+    /// The ARM names of the desired groups, for the sampling loop's labels.
+    directory: Directory,
 }
 
 fn comparable(status: &GroupStatus) -> GroupStatus {
@@ -120,7 +123,13 @@ impl Supervisor {
             cut_off: false,
             fenced: HashMap::new(),
             silent: Duration::ZERO,
+            directory: Directory::default(),
         }
+    }
+
+    /// The ARM names of the groups assigned to the node, as the supervisor keeps them.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// The handle the runtime announces changes on; wait on it and pass what it yields to
@@ -169,6 +178,7 @@ impl Supervisor {
             touched.extend(next.keys().cloned());
             touched.extend(self.reported.keys().cloned());
             touched.extend(self.runtime.groups().into_iter().map(|g| g.group_id));
+            self.directory.replace(next.values());
             self.desired = next;
         } else {
             for assignment in desired.groups {
@@ -181,10 +191,12 @@ impl Supervisor {
                     continue;
                 }
                 touched.insert(assignment.group_id.clone());
+                self.directory.assign(&assignment);
                 self.desired.insert(assignment.group_id.clone(), assignment);
             }
             for group_id in desired.removed {
                 let previous = self.desired.remove(&group_id);
+                self.directory.unassign(&group_id);
                 let known = self.reported.contains_key(&group_id)
                     || self.runtime.status(&group_id).is_some();
                 if known {

@@ -6,6 +6,8 @@
 //!   them.
 //! - `assignments`: a group's record and sealed spec into the `GroupAssignment` a node runs.
 //! - `reports`: the queue and the writer that folds node reports into the store in batches.
+//! - `samples`: the nodes' measurements checked and written to the store in batches (bounded: a
+//!   store behind loses samples, never reports).
 //! - `liveness`: when each node was last heard from, the monitor marking silent nodes NotReady and
 //!   the heartbeat writer.
 //! - `lost`: the monitor's second judgement: nodes silent past `--node-lost-after` are lost, their
@@ -46,6 +48,7 @@ mod liveness;
 mod lost;
 mod relay;
 mod reports;
+mod samples;
 mod service;
 mod sessions;
 
@@ -53,6 +56,7 @@ use assignments::Assignments;
 use capacity::Capacities;
 use endpoints::Endpoints;
 use reports::ReportQueue;
+use samples::SampleQueue;
 use sessions::Sessions;
 
 struct Inner {
@@ -66,6 +70,8 @@ struct Inner {
     assignments: Assignments,
     /// Node reports and clocks on their way to the store.
     reports: ReportQueue,
+    /// Node samples on their way to the store.
+    samples: SampleQueue,
     /// The other replicas, and whether this one leads (runs the liveness monitor).
     replica: Replica,
     /// Told when nodes change (Ready, NotReady, lost, drained): capacity to re-read, groups to place.
@@ -133,6 +139,7 @@ impl NodeGateway {
             capacities.remember(node.os_type, node.capacity);
         }
         let reports = ReportQueue::start(store.clone(), zone_dirty.clone(), shutdown.clone());
+        let samples = SampleQueue::start(store.clone(), shutdown.clone());
         let liveness = liveness::Tracker::new(
             store.clone(),
             scheduler.clone(),
@@ -155,6 +162,7 @@ impl NodeGateway {
                 liveness,
                 capacities,
                 reports,
+                samples,
                 replica,
                 scheduler,
                 zone_dirty,

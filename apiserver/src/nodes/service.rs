@@ -133,8 +133,9 @@ impl NodeGateway {
                     self.inner.reports.report(&node_id, report.seq, &status)
                 }
                 Some(agent_report::Body::Heartbeat(_)) => self.inner.sessions.ack(&node_id, epoch),
-                // TODO(samples lane): queue for the store (`MetricStore::record_samples`).
-                Some(agent_report::Body::Metrics(_)) => {}
+                Some(agent_report::Body::Metrics(metrics)) => {
+                    self.inner.samples.metrics(&node_id, &metrics)
+                }
                 None => {}
                 Some(agent_report::Body::Hello(hello)) => {
                     self.hello(&node_id, report.seq, &hello).await

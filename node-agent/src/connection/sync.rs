@@ -20,6 +20,7 @@ use super::RECONNECT;
 use super::dial::{ServerAddr, dial};
 use super::servers::{Rotation, Servers};
 use super::silence::Silence;
+use crate::sampling::Outgoing;
 use crate::supervisor::Supervisor;
 
 /// The agent's version, reported in `Hello` and `Join`.
@@ -108,12 +109,14 @@ impl Seq {
 /// that breaks or cannot be opened moves on to the next server at once; once every server has failed
 /// in a row, the agent waits a jittered back-off. Groups keep running across reconnects, unless no
 /// apiserver is heard for `--fence-after`: then the node fences itself (stops its groups) and, if a
-/// stream is up but silent, drops it.
+/// stream is up but silent, drops it. The node's samples (`metrics`) go out on whichever stream is
+/// up.
 pub async fn sync_until_shutdown(
     servers: &Servers,
     tls: &Arc<ClientConfig>,
     facts: &NodeFacts,
     supervisor: &mut Supervisor,
+    metrics: &mut Outgoing,
     shutdown: &CancellationToken,
 ) {
     let mut backoff = RECONNECT.delays();
@@ -133,7 +136,7 @@ pub async fn sync_until_shutdown(
         let error = tokio::select! {
             () = shutdown.cancelled() => return,
             silent = silence.expired() => SyncError::Silent(silent),
-            result = run_stream(server, tls, facts, supervisor, &mut seq, &mut established, &silence) => match result {
+            result = run_stream(server, tls, facts, Local { supervisor, metrics }, &mut seq, &mut established, &silence) => match result {
                 Ok(never) => match never {},
                 Err(error) => error,
             },
@@ -200,17 +203,27 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// What of the node a stream serves: its supervisor (desired states in, statuses out) and its samples.
+struct Local<'a> {
+    supervisor: &'a mut Supervisor,
+    metrics: &'a mut Outgoing,
+}
+
 /// One stream, from dial to break: it only ever ends in an error. `established` is set once the
 /// server has answered with a desired state.
 async fn run_stream(
     server: &Arc<ServerAddr>,
     tls: &Arc<ClientConfig>,
     facts: &NodeFacts,
-    supervisor: &mut Supervisor,
+    local: Local<'_>,
     seq: &mut Seq,
     established: &mut bool,
     silence: &Silence,
 ) -> Result<std::convert::Infallible, SyncError> {
+    let Local {
+        supervisor,
+        metrics,
+    } = local;
     let channel = dial(server, Arc::clone(tls))
         .await
         .map_err(SyncError::Dial)?;
@@ -257,6 +270,12 @@ async fn run_stream(
                 None => return Err(SyncError::Closed),
             },
             ids = changes.next() => supervisor.on_changes(ids).await,
+            metrics = metrics.next() => {
+                tracing::debug!(groups = metrics.groups.len(), "metrics");
+                let report = seq.report(Body::Metrics(metrics));
+                outbox.send(report).await.map_err(|_| SyncError::Outbox)?;
+                continue;
+            }
             _ = heartbeat.tick() => {
                 let beat = seq.report(Body::Heartbeat(Heartbeat { node_time_unix_ms: now_ms() }));
                 outbox.send(beat).await.map_err(|_| SyncError::Outbox)?;

@@ -87,7 +87,6 @@ pub trait Runtime: Send + Sync + 'static {
     /// Measures every group with something running (see `GroupSample`): cumulative counters as
     /// read, rates over the interval since this runtime's previous call. Runtimes that measure
     /// nothing answer empty (the default).
-    // TODO(samples lane): containerd (cgroup v2 cpu.stat/memory, the netns's interface counters).
     fn sample(&self) -> BoxFuture<'_, Vec<berth_proto::node::GroupSample>> {
         Box::pin(std::future::ready(Vec::new()))
     }

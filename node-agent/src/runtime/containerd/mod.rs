@@ -11,6 +11,7 @@
 //! - [`logs`]: per-container log files written by `berth-logger` and read back.
 //! - `group`: one worker task per group that owns its life.
 //! - `exec`: processes started in a running container, wired to FIFOs.
+//! - `sample`: what each running container uses (cgroups) and each group's network carries.
 //!
 //! On the node, under the agent's state directory:
 //! `runtime/groups/<group>/{assignment.pb,status.pb,etc/,volumes/}`, `runtime/logs/<group>/<container>/`,
@@ -27,6 +28,7 @@ pub mod image;
 pub mod logs;
 pub mod network;
 mod probe;
+mod sample;
 pub mod spec;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -134,6 +136,8 @@ pub(crate) struct Inner {
     network: Network,
     changes: Changes,
     groups: Mutex<HashMap<String, GroupHandle>>,
+    /// The previous readings, for rates.
+    sampler: sample::Sampler,
 }
 
 impl Inner {
@@ -320,6 +324,7 @@ impl ContainerdRuntime {
             network,
             changes,
             groups: Mutex::new(HashMap::new()),
+            sampler: sample::Sampler::default(),
         });
         exec::reap_leftovers(&inner.cd, &inner.exec_root());
         let runtime = Self { inner };
@@ -508,6 +513,20 @@ impl Runtime for ContainerdRuntime {
             tokio::spawn(async move { exec::start(&cd, &root, &id, &start).await })
                 .await
                 .map_err(|_| ExecError::Interrupted)?
+        })
+    }
+
+    fn sample(&self) -> BoxFuture<'_, Vec<berth_proto::node::GroupSample>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            // Files of /sys and /proc: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let statuses: Vec<GroupStatus> =
+                    inner.lock().values().map(|h| h.status.get()).collect();
+                inner.sampler.sample(&inner.config.cgroup_parent, &statuses)
+            })
+            .await
+            .unwrap_or_default()
         })
     }
 }

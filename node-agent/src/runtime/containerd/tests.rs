@@ -5,6 +5,7 @@
 //! the test binary's directory (`cargo build -p berth-node-agent`, which `scripts/test` does first).
 
 mod git;
+mod sample;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
