@@ -1,9 +1,10 @@
 //! ACI's metrics route (`{group id}/providers/Microsoft.Insights/metrics`) as its clients read it: the
 //! REST answer itself, Azure Monitor's Python SDK (`tests/python/test_monitor_metrics.py`, run with
-//! pytest) and `az monitor metrics list`. The samples are written into the store as a node's would
-//! be, from a busy and an idle container.
+//! pytest) and `az monitor metrics list`, over samples written into the store as a node's would be;
+//! and on a real node, from the samples its agent takes of a busy and an idle container.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use berth_apiserver::store::{GroupKey, MetricSample};
 use reqwest::{Method, StatusCode};
@@ -12,7 +13,7 @@ use serde_json::Value;
 use crate::az::az_binary;
 use crate::az::session::Az;
 use crate::harness::{Api, Cluster, SUB, running};
-use crate::real::real_group;
+use crate::real::{RealNode, RealOptions, SLOW, real_group, wait_group};
 
 const RG: &str = "rg1";
 const NAME: &str = "web";
@@ -75,18 +76,23 @@ async fn record_samples(cluster: &Cluster) {
 
 async fn busy_group(cluster: &Cluster) -> Api {
     let api = cluster.tenant(&[SUB]).await;
-    let body = real_group(
-        "busybox",
+    let body = busy_body("busybox");
+    let (status, _, created) = api.put_group(SUB, RG, NAME, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    api.wait_group(SUB, RG, NAME, 20, running).await;
+    api
+}
+
+/// A container that spins and one that sleeps.
+fn busy_body(image: &str) -> Value {
+    real_group(
+        image,
         "Always",
         &[
             ("busy", &["sh", "-c", "while :; do :; done"]),
             ("idle", &["sleep", "3600"]),
         ],
-    );
-    let (status, _, created) = api.put_group(SUB, RG, NAME, &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    api.wait_group(SUB, RG, NAME, 20, running).await;
-    api
+    )
 }
 
 fn series_of<'a>(metric: &'a Value, container: &str) -> &'a Value {
@@ -240,6 +246,11 @@ async fn azure_monitors_python_sdk_reads_the_metrics() {
     let _node = cluster.add_node("node-a", 4.0, 8.0).await;
     let api = busy_group(&cluster).await;
     record_samples(&cluster).await;
+    run_sdk_tests(&cluster, &api).await;
+}
+
+/// Runs `tests/python/test_monitor_metrics.py` (pytest) against the group `busy_group` made.
+async fn run_sdk_tests(cluster: &Cluster, api: &Api) {
     let ca = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(ca.path(), &cluster.ca_pem).expect("CA file");
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/test_monitor_metrics.py");
@@ -344,4 +355,53 @@ async fn az_monitor_metrics_list_reads_the_metrics() {
         ])
         .await;
     assert!(!ok && stderr.contains("metricnames"), "{stderr}");
+}
+
+/// On a real node (containerd, cgroups): a spinning container's CpuUsage is most of a core and both
+/// containers' MemoryUsage is above zero, from the samples the agent took and sent up `Sync`; Azure
+/// Monitor's Python SDK reads the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_container_on_a_real_node_shows_its_cpu_and_memory() {
+    let cluster = Cluster::start().await;
+    let node = RealNode::start(&cluster, "metrics-node", RealOptions::default()).await;
+    let api = cluster.tenant(&[SUB]).await;
+    let (status, _, created) = api.put_group(SUB, RG, NAME, &busy_body(&node.image)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    wait_group(&api, &node, RG, NAME, running).await;
+
+    // The agent samples every 10 s: wait until a minute holds a busy average.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
+    let query = "metricnames=CpuUsage,MemoryUsage&timespan=PT10M&$filter=containerName%20eq%20'*'";
+    let body = loop {
+        let (status, body) = api.call(Method::GET, &metrics_path(query), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let busy = body["value"][0]["timeseries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["metadatavalues"][0]["value"] == "busy")
+            .map(averages)
+            .unwrap_or_default();
+        if busy.iter().any(|a| *a > 100.0) {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no busy CpuUsage yet: {body}\n--- agent log ---\n{}",
+            node.agent_log()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let peak = |values: Vec<f64>| values.into_iter().fold(0.0, f64::max);
+    let busy = peak(averages(series_of(&body["value"][0], "busy")));
+    let idle = peak(averages(series_of(&body["value"][0], "idle")));
+    assert!(busy > 100.0 && idle < busy, "{body}");
+    for container in ["busy", "idle"] {
+        let memory = averages(series_of(&body["value"][1], container));
+        assert!(
+            !memory.is_empty() && memory.iter().all(|m| *m > 0.0),
+            "{body}"
+        );
+    }
+    run_sdk_tests(&cluster, &api).await;
 }
