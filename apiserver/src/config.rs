@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use berth_proto::ports;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::monitor::retention::MIN_RETENTION;
 use crate::scheduler::Policy;
 
 /// Flags of `berth-apiserver`. Every one may also be set in the `--config` file (same name, snake_case).
@@ -128,6 +130,10 @@ pub struct Flags {
     /// [default: the built-in ACI list prices].
     #[arg(long, value_name = "FILE")]
     pub price_sheet: Option<PathBuf>,
+    /// How long containers' metric samples are kept, at least 24h: `36h`, `7d`, `90m`, `86400s`
+    /// (file key: metrics_retention) [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub metrics_retention: Option<Duration>,
     /// Meter runs into the usage ledger: on, or off (no meter work; nothing is billed) [default: on].
     #[arg(long, value_enum)]
     pub billing: Option<Switch>,
@@ -185,6 +191,9 @@ pub struct FileConfig {
     pub access_token_lifetime_secs: Option<u64>,
     pub billing: Option<Switch>,
     pub metrics_listen: Option<SocketAddr>,
+    /// As the flag: `"36h"`.
+    #[serde(default, deserialize_with = "retention_from_text")]
+    pub metrics_retention: Option<Duration>,
 }
 
 impl FileConfig {
@@ -245,6 +254,8 @@ pub struct Config {
     pub billing: bool,
     /// Where `/metrics` is also served over plain HTTP without auth; `None`: not.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long metric samples are kept (at least [`MIN_RETENTION`]).
+    pub metrics_retention: Duration,
 }
 
 impl Config {
@@ -373,14 +384,83 @@ impl Config {
                 .or(file.access_token_lifetime_secs)
                 .unwrap_or(3600)
                 .max(1),
+            metrics_retention: flags
+                .metrics_retention
+                .or(file.metrics_retention)
+                .unwrap_or(MIN_RETENTION),
             data_dir,
         }
     }
 }
 
+/// `36h`, `7d`, `90m` or `86400s` (a whole number and a unit), at least [`MIN_RETENTION`].
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: a whole number and s, m, h or d, as in 36h"
+            ));
+        }
+    };
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| format!("{text:?}: a whole number and s, m, h or d, as in 36h"))?;
+    let retention = Duration::from_secs(secs);
+    if retention < MIN_RETENTION {
+        return Err(format!(
+            "{text:?}: metrics are kept at least 24h (the last day always reads back)"
+        ));
+    }
+    Ok(retention)
+}
+
+fn retention_from_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    text.map(|t| parse_retention(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_kept_a_day_unless_told_longer() {
+        let dir = std::path::Path::new("/tmp/unused");
+        assert_eq!(Config::with_data_dir(dir).metrics_retention, MIN_RETENTION);
+        assert_eq!(parse_retention("36h"), Ok(Duration::from_secs(36 * 3600)));
+        assert_eq!(parse_retention("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_retention("86400s"), Ok(MIN_RETENTION));
+        for bad in [
+            "23h",
+            "1439m",
+            "",
+            "h",
+            "24",
+            "24 h",
+            "1.5d",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+        let file = FileConfig::parse("metrics_retention = \"2d\"\n").unwrap();
+        let config = Config::resolve(Flags::default(), file);
+        assert_eq!(config.metrics_retention, Duration::from_secs(2 * 86_400));
+        assert!(FileConfig::parse("metrics_retention = \"1h\"\n").is_err());
+    }
 
     #[test]
     fn flags_beat_file_beats_defaults() {

@@ -42,6 +42,7 @@ pub mod groups;
 pub mod handoff;
 pub mod http;
 pub mod model;
+pub mod monitor;
 pub mod nodes;
 pub mod prometheus;
 pub mod render;
@@ -431,6 +432,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .run(shutdown.clone()),
     );
     tasks.spawn(gateway.clone().monitor(shutdown.clone()));
+    tasks.spawn(monitor::retention::run(
+        store.clone(),
+        state.config.metrics_retention,
+        shutdown.clone(),
+    ));
     tasks.spawn(
         gateway
             .clone()

@@ -157,6 +157,8 @@ pub enum ContainerCommand {
     Exec(ExecArgs),
     /// Print a container's output from now on, until it stops for good or Ctrl-C
     Attach(ContainerArgs),
+    /// Show a metric of a group's containers (ACI's metrics API): a table, or a chart with --chart
+    Metrics(MetricsArgs),
 }
 
 /// Names one container group.
@@ -223,6 +225,23 @@ pub struct LogsArgs {
     /// Only lines logged since then: an RFC 3339 time (2025-01-31T10:00:00Z) or an age (30s, 5m, 1h30m)
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The group, and with --container only that container
+    #[command(flatten)]
+    pub target: ContainerArgs,
+    /// CpuUsage (millicores), MemoryUsage (bytes), NetworkBytesReceivedPerSecond or
+    /// NetworkBytesTransmittedPerSecond
+    #[arg(long, value_name = "METRIC", default_value = "CpuUsage")]
+    pub metric: String,
+    /// How far back: 30m, 6h, 1d, …
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::duration::parse_seconds)]
+    pub since: u64,
+    /// A sparkline per container instead of the table
+    #[arg(long)]
+    pub chart: bool,
 }
 
 #[derive(Debug, Args)]

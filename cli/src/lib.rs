@@ -110,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ContainerCommand::Attach(args) => {
                     commands::container::attach::attach(&ctx, &args).await
                 }
+                ContainerCommand::Metrics(args) => {
+                    commands::container::metrics::metrics(&ctx, &args).await
+                }
             }
         }
         Command::Admin { command } => {

@@ -64,7 +64,7 @@ fn decode_group(value: &Value) -> anyhow::Result<ContainerGroup> {
 }
 
 /// A table with az's look: a header, a line of dashes, no borders.
-fn new_table(header: &[&str]) -> Table {
+pub(crate) fn new_table(header: &[&str]) -> Table {
     let mut table = Table::new();
     // Only the line under the header is drawn, broken between columns; cells have no left padding.
     table.load_preset(comfy_table::presets::NOTHING);
@@ -276,7 +276,7 @@ pub fn usage_table(summary: &UsageSummary) -> Option<String> {
 }
 
 /// comfy-table pads every cell, the last one too; drop what trails each line.
-fn trim_lines(text: &str) -> String {
+pub(crate) fn trim_lines(text: &str) -> String {
     text.lines()
         .map(str::trim_end)
         .collect::<Vec<_>>()

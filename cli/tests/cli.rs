@@ -32,6 +32,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 mod billing;
 #[path = "cli/dns.rs"]
 mod dns;
+#[path = "cli/metrics.rs"]
+mod metrics;
 #[path = "cli/nodes.rs"]
 mod nodes;
 

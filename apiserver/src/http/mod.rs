@@ -13,6 +13,7 @@ mod groups;
 pub(crate) mod limits;
 mod media;
 mod metadata;
+mod monitor;
 mod path;
 mod provider;
 mod resource_groups;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{CG}/stop"), post(groups::stop))
         .route(&format!("{CG}/start"), post(groups::start))
         .route(&format!("{CG}/outboundNetworkDependenciesEndpoints"), get(groups::outbound_dependencies))
+        .route(&format!("{CG}/providers/Microsoft.Insights/metrics"), get(monitor::metrics))
         .route(&format!("{CG}/containers/{{container}}/logs"), get(containers::logs))
         .route(&format!("{CG}/containers/{{container}}/exec"), post(containers::exec))
         .route(&format!("{CG}/containers/{{container}}/attach"), post(containers::attach))
@@ -196,6 +198,8 @@ const LITERALS: &[&str] = &[
     "exec",
     "attach",
     "outboundNetworkDependenciesEndpoints",
+    "Microsoft.Insights",
+    "metrics",
 ];
 
 /// Rewrites the literal segments of an ARM path to their canonical case; names are left alone.
@@ -366,6 +370,12 @@ mod tests {
                 "/subscriptions/S/providers/Microsoft.ContainerInstance/Locations/local/Operations/abc"
             ),
             "/subscriptions/S/providers/Microsoft.ContainerInstance/locations/local/operations/abc"
+        );
+        assert_eq!(
+            canonical_path(
+                "/subscriptions/S/resourceGroups/RG/providers/Microsoft.ContainerInstance/containerGroups/Web/providers/microsoft.insights/Metrics"
+            ),
+            "/subscriptions/S/resourceGroups/RG/providers/Microsoft.ContainerInstance/containerGroups/Web/providers/Microsoft.Insights/metrics"
         );
         assert_eq!(canonical_path("/admin/v1/nodes"), "/admin/v1/nodes");
     }

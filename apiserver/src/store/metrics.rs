@@ -55,3 +55,22 @@ pub trait MetricStore: Send + Sync {
     /// Deletes samples taken before `before_ms`; returns how many.
     async fn prune_samples(&self, before_ms: i64) -> Result<u64>;
 }
+
+/// The columns of `container_samples`, in the order both backends write and read them.
+pub(crate) const SAMPLE_COLUMNS: &str = "group_id, container, at_ms, cpu_usage_ns, cpu_millicores, \
+     memory_bytes, rx_bytes, tx_bytes, rx_bytes_per_second, tx_bytes_per_second";
+
+/// A counter as a signed column: saturated at `i64::MAX` (2^63 ns is 292 years of CPU time).
+pub(crate) fn stored(counter: u64) -> i64 {
+    i64::try_from(counter).unwrap_or(i64::MAX)
+}
+
+/// A stored counter back as the unsigned value it was (never negative: [`stored`] saturates).
+pub(crate) fn counter(column: i64) -> u64 {
+    u64::try_from(column).unwrap_or(0)
+}
+
+/// A rate as a column: a node's NaN or infinity (a clock that did not move) is stored as 0.
+pub(crate) fn finite(rate: f64) -> f64 {
+    if rate.is_finite() { rate } else { 0.0 }
+}

@@ -2,7 +2,7 @@
 //! `scripts/setup` into `target/az` (the current release) and `target/az-2.66` (the oldest that sends
 //! api-version 2023-05-01), each run with a config dir of its own and the cluster's CA.
 
-mod session;
+pub(crate) mod session;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +14,11 @@ use crate::real::{RealNode, RealOptions, bin_dir};
 use session::Az;
 
 /// The venvs `scripts/setup` installs `az` into, by the directory under `target/`.
-const CURRENT: &str = "az";
+pub(crate) const CURRENT: &str = "az";
 const OLDEST: &str = "az-2.66";
 
 /// `target/<venv>/bin/az`, which `scripts/setup` installs.
-fn az_binary(venv: &str) -> PathBuf {
+pub(crate) fn az_binary(venv: &str) -> PathBuf {
     let target = bin_dir()
         .parent()
         .expect("target dir above the profile dir")

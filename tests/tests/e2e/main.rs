@@ -24,6 +24,7 @@ mod isolation;
 mod logs;
 mod metering;
 mod metrics_prometheus;
+mod metrics;
 mod node_lifecycle;
 mod node_loss;
 mod nodes;

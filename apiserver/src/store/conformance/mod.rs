@@ -12,6 +12,7 @@ pub(crate) mod exec_sessions;
 pub(crate) mod fixtures;
 pub(crate) mod groups;
 pub(crate) mod leases;
+pub(crate) mod metrics;
 pub(crate) mod node_lifecycle;
 pub(crate) mod nodes;
 pub(crate) mod operations;
@@ -85,6 +86,10 @@ macro_rules! store_conformance {
             node_lifecycle::a_created_group_waits_since_its_creation,
             node_lifecycle::across_a_loss_and_a_new_placement_each_second_is_billed_once,
             node_lifecycle::placements_racing_a_drain_or_a_forced_loss_leave_nothing_behind,
+            metrics::only_samples_of_a_nodes_own_groups_are_kept,
+            metrics::a_window_reads_back_oldest_first_and_values_round_trip,
+            metrics::the_latest_samples_are_the_newest_per_row_with_arm_names,
+            metrics::pruning_drops_samples_older_than_the_cut_only,
         );
     };
     (@cases $fresh:path; $($module:ident :: $case:ident),* $(,)?) => {

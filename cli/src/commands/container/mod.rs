@@ -6,6 +6,7 @@ pub mod delete;
 pub mod exec;
 pub mod list;
 pub mod logs;
+pub mod metrics;
 pub mod restart;
 pub mod show;
 pub mod start;
