@@ -30,6 +30,7 @@ use super::Inner;
 use super::image::{ImageConfig, PulledImage};
 use super::logs;
 use super::network::{PortSpec, Protocol};
+use super::resolv;
 use super::spec::{self, SpecContext};
 use super::volumes;
 use crate::runtime::{RestartPolicy, record};
@@ -851,59 +852,6 @@ fn ports(assignment: &GroupAssignment) -> Vec<PortSpec> {
     out
 }
 
-fn hostname(name: &str) -> String {
-    let mut host: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    host = host.trim_matches('-').to_string();
-    if host.is_empty() {
-        "container-group".into()
-    } else {
-        host
-    }
-}
-
-fn resolv_conf(spec: &berth_proto::node::GroupSpec) -> String {
-    let mut out = String::new();
-    if let Some(dns) = spec
-        .dns_config
-        .as_ref()
-        .filter(|d| !d.name_servers.is_empty())
-    {
-        for server in &dns.name_servers {
-            out.push_str(&format!("nameserver {server}\n"));
-        }
-        if !dns.search_domains.is_empty() {
-            out.push_str(&format!("search {}\n", dns.search_domains.join(" ")));
-        }
-        if !dns.options.is_empty() {
-            out.push_str(&format!("options {}\n", dns.options));
-        }
-        return out;
-    }
-    // The node's resolvers, minus loopback ones (unreachable from the group's namespace).
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for line in host.lines() {
-        let loopback = line
-            .strip_prefix("nameserver")
-            .map(str::trim)
-            .is_some_and(|ip| ip.starts_with("127.") || ip == "::1");
-        if !loopback {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// Pulls, builds the sandbox and volumes, runs init containers and starts the app containers.
 async fn bring_up(
     inner: Arc<Inner>,
@@ -1002,7 +950,7 @@ async fn bring_up(
         .prepare(&group_id)
         .await
         .map_err(network_failure)?;
-    let host = hostname(&spec.name);
+    let host = resolv::hostname(&spec.name);
     let etc_dir = inner.group_dir(&group_id).join("etc");
     let etc_files: Vec<(PathBuf, &'static str)> = vec![
         (etc_dir.join("hosts"), "/etc/hosts"),
@@ -1015,8 +963,12 @@ async fn bring_up(
     };
     std::fs::create_dir_all(&etc_dir).map_err(io_failure)?;
     // Rewritten in place (same inode, so bind mounts see it) once the IP is known.
-    std::fs::write(&etc_files[0].0, hosts_file(None, &host)).map_err(io_failure)?;
-    std::fs::write(&etc_files[1].0, resolv_conf(&spec)).map_err(io_failure)?;
+    std::fs::write(&etc_files[0].0, resolv::hosts_file(None, &host)).map_err(io_failure)?;
+    std::fs::write(
+        &etc_files[1].0,
+        resolv::resolv_conf(&spec, &resolv::node_resolv_conf()),
+    )
+    .map_err(io_failure)?;
     std::fs::write(&etc_files[2].0, format!("{host}\n")).map_err(io_failure)?;
     let attach = {
         let inner = Arc::clone(&inner);
@@ -1032,7 +984,8 @@ async fn bring_up(
                 .await
                 .map_err(network_failure)?;
             let ip = sandbox.ip.to_string();
-            std::fs::write(&hosts_path, hosts_file(Some(&ip), &host)).map_err(io_failure)?;
+            std::fs::write(&hosts_path, resolv::hosts_file(Some(&ip), &host))
+                .map_err(io_failure)?;
             handle.update(|s| s.ip = ip.clone());
             Ok::<(), StartFailure>(())
         }
@@ -1262,14 +1215,6 @@ struct Planned {
     oci: serde_json::Value,
     reference: String,
     chain: String,
-}
-
-fn hosts_file(ip: Option<&str>, host: &str) -> String {
-    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if let Some(ip) = ip {
-        out.push_str(&format!("{ip}\t{host}\n"));
-    }
-    out
 }
 
 fn empty_config() -> ImageConfig {

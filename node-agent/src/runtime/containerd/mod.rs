@@ -27,6 +27,7 @@ pub mod image;
 pub mod logs;
 pub mod network;
 mod probe;
+mod resolv;
 pub mod spec;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
