@@ -12,6 +12,7 @@ mod billing;
 mod cli;
 mod containers;
 mod dns;
+mod dns_inside;
 mod errors;
 mod exec;
 mod fencing;

@@ -966,7 +966,7 @@ async fn bring_up(
     std::fs::write(&etc_files[0].0, resolv::hosts_file(None, &host)).map_err(io_failure)?;
     std::fs::write(
         &etc_files[1].0,
-        resolv::resolv_conf(&spec, &resolv::node_resolv_conf()),
+        resolv::resolv_conf(&spec, inner.dns_server(), &resolv::node_resolv_conf()),
     )
     .map_err(io_failure)?;
     std::fs::write(&etc_files[2].0, format!("{host}\n")).map_err(io_failure)?;

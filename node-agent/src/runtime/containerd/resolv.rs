@@ -1,10 +1,14 @@
 //! The files that tell a group's containers who they are and where names resolve: `/etc/hostname`,
 //! `/etc/hosts` and `/etc/resolv.conf`, as text (the worker writes them under the group's `etc/`).
 
+use std::net::IpAddr;
+
 use berth_proto::node::GroupSpec;
 
 /// The node's own resolver configuration.
 const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// The nameservers glibc and musl read from resolv.conf (`MAXNS`).
+const MAX_NAMESERVERS: usize = 3;
 
 /// The group's hostname: its name as a DNS label (lowercase letters, digits and `-`, at most 63).
 pub(super) fn hostname(name: &str) -> String {
@@ -41,9 +45,13 @@ pub(super) fn node_resolv_conf() -> String {
     std::fs::read_to_string(NODE_RESOLV_CONF).unwrap_or_default()
 }
 
-/// `/etc/resolv.conf` of a group: its `dnsConfig` exactly when it names servers, else `node` (the
-/// node's resolv.conf) minus loopback resolvers, which are unreachable from the group's namespace.
-pub(super) fn resolv_conf(spec: &GroupSpec, node: &str) -> String {
+/// `/etc/resolv.conf` of a group: its `dnsConfig` exactly when it names servers; else Berth's
+/// nameserver `berth` (if any) first, so other groups' names resolve, then `node` (the node's
+/// resolv.conf) minus loopback resolvers, which are unreachable from the group's namespace, so
+/// names outside Berth's zone resolve too: Berth's server answers those REFUSED, on which glibc
+/// asks the next nameserver and musl waits for another's answer (see ARCHITECTURE.md, "Names from
+/// inside"). Resolvers read at most [`MAX_NAMESERVERS`]; later ones are left out.
+pub(super) fn resolv_conf(spec: &GroupSpec, berth: Option<IpAddr>, node: &str) -> String {
     let mut out = String::new();
     if let Some(dns) = spec
         .dns_config
@@ -61,15 +69,22 @@ pub(super) fn resolv_conf(spec: &GroupSpec, node: &str) -> String {
         }
         return out;
     }
+    let mut servers = 0;
+    if let Some(berth) = berth {
+        out.push_str(&format!("nameserver {berth}\n"));
+        servers += 1;
+    }
     for line in node.lines() {
-        let loopback = line
-            .strip_prefix("nameserver")
-            .map(str::trim)
-            .is_some_and(|ip| ip.starts_with("127.") || ip == "::1");
-        if !loopback {
-            out.push_str(line);
-            out.push('\n');
+        if let Some(server) = line.strip_prefix("nameserver").map(str::trim) {
+            let loopback = server.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            let listed = berth.is_some_and(|b| server.parse() == Ok(b));
+            if loopback || listed || servers == MAX_NAMESERVERS {
+                continue;
+            }
+            servers += 1;
         }
+        out.push_str(line);
+        out.push('\n');
     }
     out
 }
@@ -94,11 +109,39 @@ mod tests {
         assert!(hosts_file(Some("10.88.0.5"), "web").ends_with("10.88.0.5\tweb\n"));
     }
 
+    const NODE: &str =
+        "nameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver ::1\nsearch lan\noptions edns0\n";
+
+    fn berth() -> Option<IpAddr> {
+        Some(IpAddr::from([10, 88, 0, 1]))
+    }
+
     #[test]
     fn the_node_resolvers_minus_loopback() {
-        let node = "nameserver 127.0.0.53\nnameserver 192.0.2.1\nnameserver ::1\nsearch lan\n";
-        let conf = resolv_conf(&GroupSpec::default(), node);
-        assert_eq!(conf, "nameserver 192.0.2.1\nsearch lan\n");
+        let conf = resolv_conf(&GroupSpec::default(), None, NODE);
+        assert_eq!(conf, "nameserver 192.0.2.1\nsearch lan\noptions edns0\n");
+    }
+
+    #[test]
+    fn berths_nameserver_comes_first_then_the_nodes() {
+        let conf = resolv_conf(&GroupSpec::default(), berth(), NODE);
+        assert_eq!(
+            conf,
+            "nameserver 10.88.0.1\nnameserver 192.0.2.1\nsearch lan\noptions edns0\n"
+        );
+    }
+
+    #[test]
+    fn berths_nameserver_is_listed_once_and_at_most_three_are() {
+        let node = "nameserver 10.88.0.1\nnameserver 192.0.2.1\nnameserver 192.0.2.2\n\
+                    nameserver 192.0.2.3\n";
+        let conf = resolv_conf(&GroupSpec::default(), berth(), node);
+        assert_eq!(
+            conf,
+            "nameserver 10.88.0.1\nnameserver 192.0.2.1\nnameserver 192.0.2.2\n"
+        );
+        let v6 = resolv_conf(&GroupSpec::default(), Some("fd00::53".parse().unwrap()), "");
+        assert_eq!(v6, "nameserver fd00::53\n");
     }
 
     #[test]
@@ -111,11 +154,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        let conf = resolv_conf(&spec, "nameserver 192.0.2.1\n");
+        let expected = "nameserver 192.0.2.9\nnameserver 192.0.2.10\nsearch a.example b.example\n\
+                        options ndots:2 timeout:1\n";
+        assert_eq!(resolv_conf(&spec, None, NODE), expected);
         assert_eq!(
-            conf,
-            "nameserver 192.0.2.9\nnameserver 192.0.2.10\nsearch a.example b.example\n\
-             options ndots:2 timeout:1\n"
+            resolv_conf(&spec, berth(), NODE),
+            expected,
+            "neither Berth's nameserver nor the node's are added"
         );
     }
 }
