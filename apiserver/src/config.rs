@@ -1,7 +1,7 @@
 //! Configuration: clap flags, an optional TOML file (`--config`), and the embedded defaults.
 //! A flag beats the file; the file beats the default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -123,6 +123,13 @@ pub struct Flags {
     /// UDP worker threads of the embedded DNS server [default: 1].
     #[arg(long)]
     pub dns_workers: Option<usize>,
+    /// The nameserver (an IP address, port 53) agents put first in every group's resolv.conf, so
+    /// groups resolve each other's names; it must be reachable from the groups' network (e.g. the
+    /// embedded server listening on the nodes' bridge gateway, or a `berth-dns` there) [default:
+    /// the --dns-listen address when its port is 53 and its IP neither unspecified nor loopback;
+    /// else none, and groups use their node's resolvers only].
+    #[arg(long, value_name = "IP")]
+    pub dns_advertise: Option<IpAddr>,
     /// Seconds an access token of the sign-in authority (`/adfs`) is valid [default: 3600].
     #[arg(long)]
     pub access_token_lifetime_secs: Option<u64>,
@@ -187,6 +194,7 @@ pub struct FileConfig {
     pub no_dns: Option<bool>,
     pub dns_ttl: Option<u32>,
     pub dns_workers: Option<usize>,
+    pub dns_advertise: Option<IpAddr>,
     pub price_sheet: Option<PathBuf>,
     pub access_token_lifetime_secs: Option<u64>,
     pub billing: Option<Switch>,
@@ -246,6 +254,9 @@ pub struct Config {
     pub dns_listen: Option<SocketAddr>,
     pub dns_ttl: u32,
     pub dns_workers: usize,
+    /// The nameserver sent to agents for groups' resolv.conf (`DesiredState.dns_server`); `None`:
+    /// none.
+    pub dns_advertise: Option<IpAddr>,
     /// `None`: the built-in price sheet.
     pub price_sheet: Option<PathBuf>,
     /// Lifetime of the sign-in authority's access tokens, in seconds (at least 1).
@@ -293,6 +304,16 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("berth.db").display()));
         let mut tls_san = file.tls_san;
         tls_san.extend(flags.tls_san);
+        let dns_listen = if flags.no_dns || file.no_dns.unwrap_or(false) {
+            None
+        } else {
+            Some(
+                flags
+                    .dns_listen
+                    .or(file.dns_listen)
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], ports::DNS))),
+            )
+        };
         Self {
             listen: flags
                 .listen
@@ -364,16 +385,11 @@ impl Config {
             quota_groups: flags.quota_groups.or(file.quota_groups).unwrap_or(1000),
             quota_cpu_millis: flags.quota_cores.or(file.quota_cores).unwrap_or(1000) * 1000,
             exec_ttl_secs: flags.exec_ttl_secs.or(file.exec_ttl_secs).unwrap_or(60),
-            dns_listen: if flags.no_dns || file.no_dns.unwrap_or(false) {
-                None
-            } else {
-                Some(
-                    flags
-                        .dns_listen
-                        .or(file.dns_listen)
-                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], ports::DNS))),
-                )
-            },
+            dns_advertise: flags
+                .dns_advertise
+                .or(file.dns_advertise)
+                .or_else(|| dns_listen.and_then(advertised_by_default)),
+            dns_listen,
             dns_ttl: flags.dns_ttl.or(file.dns_ttl).unwrap_or(60),
             dns_workers: flags.dns_workers.or(file.dns_workers).unwrap_or(1).max(1),
             price_sheet: flags.price_sheet.or(file.price_sheet),
@@ -433,6 +449,14 @@ fn retention_from_text<'de, D: serde::Deserializer<'de>>(
         .transpose()
 }
 
+/// The nameserver advertised when `--dns-advertise` is not given: the embedded server's address,
+/// if resolvers can use it (port 53, the only one resolv.conf speaks) and groups can reach it (an IP
+/// of its own, not every address or loopback).
+fn advertised_by_default(listen: SocketAddr) -> Option<IpAddr> {
+    let ip = listen.ip();
+    (listen.port() == 53 && !ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +484,56 @@ mod tests {
         let config = Config::resolve(Flags::default(), file);
         assert_eq!(config.metrics_retention, Duration::from_secs(2 * 86_400));
         assert!(FileConfig::parse("metrics_retention = \"1h\"\n").is_err());
+    }
+
+    #[test]
+    fn the_advertised_nameserver_is_the_dns_listen_ip_when_groups_can_use_it() {
+        let advertised = |args: &[&str], file: &str| {
+            let flags =
+                Flags::parse_from(std::iter::once("berth-apiserver").chain(args.iter().copied()));
+            Config::resolve(flags, FileConfig::parse(file).unwrap()).dns_advertise
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(advertised(&[], ""), None, "0.0.0.0:5353 by default");
+        assert_eq!(
+            advertised(&["--dns-listen", "10.88.0.1:53"], ""),
+            ip("10.88.0.1")
+        );
+        assert_eq!(advertised(&["--dns-listen", "10.88.0.1:5353"], ""), None);
+        assert_eq!(advertised(&["--dns-listen", "0.0.0.0:53"], ""), None);
+        assert_eq!(advertised(&["--dns-listen", "127.0.0.1:53"], ""), None);
+        assert_eq!(
+            advertised(&["--dns-listen", "[fd00::1]:53"], ""),
+            ip("fd00::1")
+        );
+        assert_eq!(
+            advertised(&["--dns-listen", "10.88.0.1:53", "--no-dns"], ""),
+            None
+        );
+        assert_eq!(
+            advertised(
+                &[
+                    "--dns-listen",
+                    "10.88.0.1:53",
+                    "--dns-advertise",
+                    "192.0.2.53"
+                ],
+                ""
+            ),
+            ip("192.0.2.53")
+        );
+        assert_eq!(
+            advertised(&[], "dns_advertise = \"192.0.2.9\"\n"),
+            ip("192.0.2.9")
+        );
+        assert_eq!(
+            advertised(
+                &["--dns-advertise", "192.0.2.1"],
+                "dns_advertise = \"192.0.2.9\"\n"
+            ),
+            ip("192.0.2.1"),
+            "the flag beats the file"
+        );
     }
 
     #[test]

@@ -336,6 +336,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 leadership: leadership.clone(),
             },
         },
+        config.dns_advertise,
         shutdown.clone(),
     )
     .await?;

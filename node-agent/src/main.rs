@@ -110,6 +110,13 @@ struct Args {
     #[arg(long)]
     publish_ports: bool,
 
+    /// The nameserver put first in each new group's resolv.conf (before the node's own
+    /// resolvers), so other groups' names resolve from inside; it must be reachable from the
+    /// groups' network on port 53. A group's dnsConfig replaces both [default: the one the
+    /// apiserver advertises (its --dns-advertise), if any].
+    #[arg(long, env = "BERTH_GROUP_DNS_SERVER", value_name = "IP")]
+    dns_server: Option<std::net::IpAddr>,
+
     /// The directory under which azureFile volumes live (`<root>/<account>/<share>`).
     #[arg(long)]
     share_root: Option<PathBuf>,
@@ -342,6 +349,7 @@ impl Args {
                     bridge: self.bridge,
                     subnet: self.subnet,
                     publish_ports: self.publish_ports,
+                    dns_server: self.dns_server,
                     share_root: self.share_root,
                     logger: self.logger.unwrap_or(defaults.logger.clone()),
                     log_max_bytes: self.log_max_bytes,

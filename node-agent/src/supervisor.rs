@@ -93,6 +93,21 @@ pub struct Supervisor {
     directory: Directory,
 }
 
+/// `DesiredState.dns_server`: an IP address, or empty for none. Anything else is taken as none.
+fn advertised_dns(server: &str) -> Option<std::net::IpAddr> {
+    if server.is_empty() {
+        return None;
+    }
+    let parsed = server.parse().ok();
+    if parsed.is_none() {
+        tracing::warn!(
+            server,
+            "the apiserver advertises a nameserver that is not an IP address"
+        );
+    }
+    parsed
+}
+
 fn comparable(status: &GroupStatus) -> GroupStatus {
     GroupStatus {
         observed_unix_ms: 0,
@@ -165,6 +180,8 @@ impl Supervisor {
         let mut touched = BTreeSet::new();
         if desired.full {
             self.reconnected();
+            self.runtime
+                .set_advertised_dns(advertised_dns(&desired.dns_server));
             let mut next: HashMap<String, GroupAssignment> = HashMap::new();
             for assignment in desired.groups {
                 let newer = next

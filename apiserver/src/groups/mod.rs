@@ -173,15 +173,7 @@ impl GroupService {
         match self.store.create_group(&new).await {
             Ok(()) => {}
             Err(StoreError::Conflict(Conflict::DnsLabel)) => {
-                return Err(GroupError::DnsLabelTaken {
-                    label: new
-                        .spec
-                        .ip_address
-                        .as_ref()
-                        .and_then(|ip| ip.dns_name_label.clone())
-                        .unwrap_or_default(),
-                    name: name.name.clone(),
-                });
+                return Err(label_taken(&new.spec, &name.name));
             }
             Err(StoreError::QuotaExceeded { groups, cpu_millis }) => {
                 return Err(GroupError::QuotaExceeded {
@@ -258,6 +250,18 @@ impl GroupService {
             }
             records::PutPlan::Change => {
                 let sealed = self.seal(&valid.spec);
+                // A new label or reuse scope is a new name, as unique as at create; the same ones
+                // keep the name they gave (a `Noreuse` name is random, so is never recomputed).
+                let fqdn = if label_and_scope(&current) == label_and_scope(&valid.spec) {
+                    existing.fqdn.clone()
+                } else {
+                    fqdn::fqdn(
+                        &valid.spec,
+                        &existing.subscription,
+                        &existing.resource_group,
+                        &self.dns_suffix,
+                    )
+                };
                 let change = self
                     .store
                     .update_group(
@@ -266,10 +270,17 @@ impl GroupService {
                         &valid.spec,
                         &sealed,
                         &valid.tags,
+                        fqdn.as_deref(),
                         &op,
                         now,
                     )
-                    .await?;
+                    .await;
+                let change = match change {
+                    Err(StoreError::Conflict(Conflict::DnsLabel)) => {
+                        return Err(label_taken(&valid.spec, &existing.name));
+                    }
+                    other => other?,
+                };
                 match change {
                     Change::Applied { .. } => true,
                     Change::Moved => {
@@ -411,5 +422,24 @@ impl GroupService {
             .open(sealed)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+    }
+}
+
+/// The DNS name label and its reuse scope: what a group's FQDN is made of.
+fn label_and_scope(spec: &GroupSpec) -> Option<(Option<&str>, &str)> {
+    spec.ip_address
+        .as_ref()
+        .map(|ip| (ip.dns_name_label.as_deref(), ip.label_scope.as_str()))
+}
+
+/// `spec`'s label is taken (by another group) for group `name`.
+fn label_taken(spec: &GroupSpec, name: &str) -> GroupError {
+    GroupError::DnsLabelTaken {
+        label: spec
+            .ip_address
+            .as_ref()
+            .and_then(|ip| ip.dns_name_label.clone())
+            .unwrap_or_default(),
+        name: name.to_owned(),
     }
 }

@@ -32,6 +32,7 @@ pub trait ServiceStore: Send + Sync + 'static {
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
+        fqdn: Option<&str>,
         operation: &OperationRecord,
         now_ms: i64,
     ) -> Result<Change>;
@@ -83,6 +84,7 @@ impl ServiceStore for Arc<dyn Store> {
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
+        fqdn: Option<&str>,
         operation: &OperationRecord,
         now_ms: i64,
     ) -> Result<Change> {
@@ -93,6 +95,7 @@ impl ServiceStore for Arc<dyn Store> {
                 spec,
                 sealed,
                 tags,
+                fqdn,
                 operation,
                 now_ms,
             )

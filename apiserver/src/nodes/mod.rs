@@ -131,6 +131,7 @@ impl NodeGateway {
             zone_dirty,
             replica,
         }: Listeners,
+        advertised_dns: Option<std::net::IpAddr>,
         shutdown: CancellationToken,
     ) -> Result<Self, StoreError> {
         let known = store.nodes().await?;
@@ -158,7 +159,7 @@ impl NodeGateway {
                 store,
                 ca,
                 heartbeat_interval_ms,
-                sessions: Sessions::default(),
+                sessions: Sessions::new(advertised_dns),
                 liveness,
                 capacities,
                 reports,

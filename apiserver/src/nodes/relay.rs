@@ -126,6 +126,7 @@ mod tests {
                         leadership: Leadership::always(),
                     },
                 },
+                None,
                 shutdown.clone(),
             )
             .await

@@ -2,6 +2,7 @@
 //! ending does not remove a newer one) and the sequence numbers of the `DesiredState`s sent.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,15 +28,13 @@ pub(super) struct Sessions {
     live: Mutex<HashMap<String, Session>>,
     next_epoch: AtomicU64,
     next_seq: AtomicU64,
+    /// The nameserver sent with every full state (`--dns-advertise`).
+    dns_server: Option<IpAddr>,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
-        Self {
-            live: Mutex::default(),
-            next_epoch: 1.into(),
-            next_seq: 1.into(),
-        }
+        Self::new(None)
     }
 }
 
@@ -47,6 +46,16 @@ pub(super) struct Opened {
 }
 
 impl Sessions {
+    /// No stream yet; full states advertise `dns_server` for groups' resolv.conf.
+    pub(super) fn new(dns_server: Option<IpAddr>) -> Self {
+        Self {
+            live: Mutex::default(),
+            next_epoch: 1.into(),
+            next_seq: 1.into(),
+            dns_server,
+        }
+    }
+
     /// Registers a new stream for `node_id`, replacing any older one.
     pub(super) fn open(&self, node_id: &str) -> Opened {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -93,8 +102,7 @@ impl Sessions {
             full: true,
             groups,
             removed: Vec::new(),
-            // TODO(dns lane): `--dns-advertise`.
-            dns_server: String::new(),
+            dns_server: self.dns_server.map(|ip| ip.to_string()).unwrap_or_default(),
         }
     }
 
@@ -222,6 +230,21 @@ mod tests {
             new.rx.try_recv().is_err(),
             "nor is its heartbeat answered on the new one"
         );
+    }
+
+    #[test]
+    fn full_states_carry_the_advertised_nameserver_and_deltas_do_not() {
+        let sessions = Sessions::new(Some("10.88.0.1".parse().unwrap()));
+        assert_eq!(sessions.full(Vec::new()).dns_server, "10.88.0.1");
+        let mut opened = sessions.open("n1");
+        sessions.send("n1", Vec::new(), vec!["g".to_owned()]);
+        let delta = opened
+            .rx
+            .try_recv()
+            .expect("a delta")
+            .expect("not an error");
+        assert_eq!(delta.dns_server, "", "only full states set it");
+        assert_eq!(Sessions::default().full(Vec::new()).dns_server, "");
     }
 
     #[test]

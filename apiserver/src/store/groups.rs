@@ -181,9 +181,10 @@ pub trait GroupStore: Send + Sync {
     /// `Conflict` if the name or FQDN is taken, `QuotaExceeded` past the quota, `ResourceGroupLimit`
     /// if the resource group is new and the subscription has as many as it may.
     async fn create_group(&self, group: &NewGroup) -> Result<()>;
-    /// Replaces the spec of an existing group in place (same node, same capacity), bumping its
-    /// generation and recording `operation` for the new one, if the group is still at
-    /// `expected_generation` (else `Moved`, nothing changed).
+    /// Replaces the spec (and FQDN: `None` for none) of an existing group in place (same node, same
+    /// capacity), bumping its generation and recording `operation` for the new one, if the group is
+    /// still at `expected_generation` (else `Moved`, nothing changed). `Conflict::DnsLabel` if
+    /// another group holds `fqdn`.
     #[allow(clippy::too_many_arguments)]
     async fn update_group(
         &self,
@@ -192,6 +193,7 @@ pub trait GroupStore: Send + Sync {
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
+        fqdn: Option<&str>,
         operation: &OperationRecord,
         now_ms: i64,
     ) -> Result<Change>;

@@ -103,13 +103,13 @@ pub(super) fn decode_status(bytes: &[u8]) -> Result<ReportedStatus> {
 }
 
 /// The DNS record of a group with an FQDN and a stored report: its addresses, if its node reports
-/// it Running with any.
+/// it Running with any and ready (no container with a readiness probe is failing it).
 pub(super) fn dns_record(row: &impl Columns) -> Result<Option<(String, Vec<std::net::IpAddr>)>> {
     let Some(status) = row.bytes_opt("status")? else {
         return Ok(None);
     };
     let status = decode_status(&status)?;
-    if status.phase != GroupPhase::Running {
+    if status.phase != GroupPhase::Running || status.not_ready {
         return Ok(None);
     }
     let addresses = status.addresses();

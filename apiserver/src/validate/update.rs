@@ -5,17 +5,14 @@ use axum::http::StatusCode;
 use crate::error::ApiError;
 use crate::model::*;
 
-/// Refuses an update that changes the OS, restart policy, sizes, GPU or network of `existing`.
+/// Refuses an update that changes the OS, restart policy, sizes, GPU or network (address type,
+/// ports) of `existing`. The DNS name label and its reuse scope may change: the group gets the new
+/// name (`groups::GroupService` recomputes it, unique as at create).
 pub fn update(existing: &GroupSpec, new: &GroupSpec, group: &str) -> Result<(), ApiError> {
     let network = |s: &GroupSpec| {
-        s.ip_address.as_ref().map(|ip| {
-            (
-                ip.kind.clone(),
-                ip.ports.clone(),
-                ip.dns_name_label.clone(),
-                ip.label_scope.clone(),
-            )
-        })
+        s.ip_address
+            .as_ref()
+            .map(|ip| (ip.kind.clone(), ip.ports.clone()))
     };
     let sizes = |s: &GroupSpec| {
         s.containers

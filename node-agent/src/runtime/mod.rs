@@ -87,6 +87,13 @@ pub trait Runtime: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(ExecError::Unsupported)))
     }
 
+    /// The nameserver the apiserver advertises for groups' resolv.conf (sent with every full desired
+    /// state; `None`: none), used by groups set up from now on. Runtimes that write no resolv.conf
+    /// (hollow) ignore it (the default).
+    fn set_advertised_dns(&self, server: Option<std::net::IpAddr>) {
+        let _ = server;
+    }
+
     /// Measures every group with something running (see `GroupSample`): cumulative counters as
     /// read, rates over the interval since this runtime's previous call. Runtimes that measure
     /// nothing answer empty (the default).

@@ -512,3 +512,59 @@ async fn a_new_placement_re_creates_and_every_status_echoes_it() {
     assert_eq!(phase(removed), GroupPhase::Removed);
     assert_eq!((removed.generation, removed.placement), (1, 2));
 }
+
+/// A runtime that runs nothing and remembers the nameservers it was told.
+#[derive(Default)]
+struct Nameservers(std::sync::Mutex<Vec<Option<std::net::IpAddr>>>);
+
+impl Runtime for Nameservers {
+    fn start<'a>(
+        &'a self,
+        _: &'a GroupAssignment,
+    ) -> crate::runtime::BoxFuture<'a, Result<(), crate::runtime::RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn stop<'a>(
+        &'a self,
+        _: &'a GroupAssignment,
+    ) -> crate::runtime::BoxFuture<'a, Result<(), crate::runtime::RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn remove<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> crate::runtime::BoxFuture<'a, Result<(), crate::runtime::RuntimeError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn status(&self, _: &str) -> Option<GroupStatus> {
+        None
+    }
+    fn groups(&self) -> Vec<GroupStatus> {
+        Vec::new()
+    }
+    fn set_advertised_dns(&self, server: Option<std::net::IpAddr>) {
+        self.0.lock().unwrap().push(server);
+    }
+}
+
+#[tokio::test]
+async fn every_full_state_tells_the_runtime_the_advertised_nameserver() {
+    let runtime = Arc::new(Nameservers::default());
+    let mut sup = Supervisor::new(runtime.clone(), Changes::default());
+    let full_with = |server: &str| DesiredState {
+        dns_server: server.into(),
+        ..full(Vec::new())
+    };
+    sup.apply(full_with("10.88.0.1")).await;
+    sup.apply(delta(Vec::new(), &[])).await;
+    sup.apply(full_with("")).await;
+    sup.apply(full_with("fd00::53")).await;
+    sup.apply(full_with("not an address")).await;
+    let told = runtime.0.lock().unwrap().clone();
+    let ip = |s: &str| Some(s.parse().unwrap());
+    assert_eq!(
+        told,
+        [ip("10.88.0.1"), None, ip("fd00::53"), None],
+        "full states only; empty or unparsable is none"
+    );
+}

@@ -479,3 +479,92 @@ async fn a_standalone_server_follows_the_zone_and_outlives_the_apiserver() {
     .await;
     dns.stop().await;
 }
+
+#[tokio::test]
+async fn a_put_with_a_new_label_or_scope_moves_the_name_unless_it_is_taken() {
+    let cluster = Cluster::start().await;
+    let _node = cluster.add_node("node-a", 16.0, 32.0).await;
+    let api = cluster.tenant(&[SUB]).await;
+    let (server, _) = cluster.dns_addrs.expect("the embedded DNS server runs");
+    let suffix = format!("{}.{}", cluster.config.region, cluster.config.dns_zone);
+    let (status, answer) = create(&api, SUB, RG, "web", "before1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, answer) = create(&api, SUB, RG, "other", "holder1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let body = api.wait_group(SUB, RG, "web", 20, running).await;
+    let ip = body["properties"]["ipAddress"]["ip"]
+        .as_str()
+        .expect("ip")
+        .to_owned();
+    let old = format!("before1.{suffix}");
+    dig_until(server, &old, "A", false, |s, a| {
+        s == "NOERROR" && a == [ip.clone()]
+    })
+    .await;
+
+    // A label another group holds: 409 as at create, and nothing changes.
+    let put = |label: &str, scope: Option<&str>| labelled(group_body(), label, scope);
+    let (status, _, answer) = api.put_group(SUB, RG, "web", &put("holder1", None)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(
+        answer["error"]["code"], "DnsNameLabelNotAvailable",
+        "{answer}"
+    );
+    assert_eq!(
+        answer["error"]["target"], "properties.ipAddress.dnsNameLabel",
+        "{answer}"
+    );
+    // An invalid one: 400 as at create.
+    let (status, _, answer) = api.put_group(SUB, RG, "web", &put("ab_cd", None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (_, still) = api.get_group(SUB, RG, "web").await;
+    assert_eq!(fqdn(&still), old, "{still}");
+
+    // A free label: the group has the new name, the zone drops the old one and serves the new.
+    let (status, _, answer) = api.put_group(SUB, RG, "web", &put("after1", None)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let new = format!("after1.{suffix}");
+    assert_eq!(fqdn(&answer), new, "{answer}");
+    let (_, read) = api.get_group(SUB, RG, "web").await;
+    assert_eq!(fqdn(&read), new, "{read}");
+    let body = api.wait_group(SUB, RG, "web", 20, running).await;
+    let ip = body["properties"]["ipAddress"]["ip"]
+        .as_str()
+        .expect("ip")
+        .to_owned();
+    dig_until(server, &new, "A", false, |s, a| {
+        s == "NOERROR" && a == [ip.clone()]
+    })
+    .await;
+    dig_until(server, &old, "A", false, |s, _| s == "NXDOMAIN").await;
+    // The old label is free for anyone now.
+    let (status, answer) = create(&api, SUB, RG, "taker", "before1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(fqdn(&answer), old);
+
+    // The same label under a reuse scope: the owner's hashed name.
+    let (status, _, answer) = api
+        .put_group(SUB, RG, "web", &put("after1", Some("SubscriptionReuse")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let hashed = fqdn(&answer);
+    assert!(
+        hashed.starts_with("after1-") && hashed.ends_with(&format!(".{suffix}")),
+        "{hashed}"
+    );
+    dig_until(server, &hashed, "A", false, |s, _| s == "NOERROR").await;
+    dig_until(server, &new, "A", false, |s, _| s == "NXDOMAIN").await;
+    // `Noreuse`: a fresh name; a later PUT that keeps label and scope (a new image) keeps it.
+    let (status, _, answer) = api
+        .put_group(SUB, RG, "web", &put("after1", Some("Noreuse")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let fresh = fqdn(&answer);
+    assert!(fresh.starts_with("after1-") && fresh != hashed, "{fresh}");
+    let mut new_image = put("after1", Some("Noreuse"));
+    new_image["properties"]["containers"][0]["properties"]["image"] =
+        json!("registry.local/busybox:2");
+    let (status, _, answer) = api.put_group(SUB, RG, "web", &new_image).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(fqdn(&answer), fresh, "{answer}");
+}

@@ -187,6 +187,7 @@ impl ServiceStore for PlacedMeanwhile {
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
+        fqdn: Option<&str>,
         operation: &OperationRecord,
         now_ms: i64,
     ) -> Result<Change> {
@@ -198,6 +199,7 @@ impl ServiceStore for PlacedMeanwhile {
                 spec,
                 sealed,
                 tags,
+                fqdn,
                 operation,
                 now_ms,
             )

@@ -22,6 +22,25 @@ pub use crate::process::ApiserverProcess;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The workspace's `target/debug` (or wherever this test binary's siblings are).
+/// A bridge name and a `/24` subnet no other node of this test process (nor, likely, of another)
+/// uses; `n` counts the nodes (and networks) made so far.
+fn network(n: u32) -> (String, String) {
+    let pid = std::process::id();
+    let bridge = format!("be{}x{n}", pid % 100_000);
+    let subnet = format!(
+        "10.{}.{}.0/24",
+        100 + (pid % 100),
+        (pid / 100 + n * 7) % 250
+    );
+    (bridge, subnet)
+}
+
+/// A network for a node made later with [`RealOptions::network`] (so a test can set up the bridge
+/// first, e.g. a DNS server on its gateway address).
+pub fn fresh_network() -> (String, String) {
+    network(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let deps = exe.parent().expect("deps dir");
@@ -37,6 +56,8 @@ pub struct RealOptions {
     pub agent_env: Vec<(String, String)>,
     /// What the node offers, cores and GiB [default: 2 and 4].
     pub capacity: Option<(f64, f64)>,
+    /// The groups' bridge and subnet (`/24`) [default: ones of the node's own, from the test's pid].
+    pub network: Option<(String, String)>,
 }
 
 pub struct RealNode {
@@ -118,12 +139,7 @@ impl RealNode {
         let image = format!("{}/busybox:latest", registry.addr);
         let state_dir = dir.path().join("agent");
         let share_root = dir.path().join("shares");
-        let bridge = format!("be{}x{n}", pid % 100_000);
-        let subnet = format!(
-            "10.{}.{}.0/24",
-            100 + (pid % 100),
-            (pid / 100 + n * 7) % 250
-        );
+        let (bridge, subnet) = options.network.clone().unwrap_or_else(|| network(n));
         let namespace = format!("berth-{n}");
         let cgroup_parent = format!("berth-test-{pid}-{n}");
         let (cpu, memory) = options.capacity.unwrap_or((2.0, 4.0));

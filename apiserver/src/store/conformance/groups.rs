@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::fixtures::{create_placed, group, join, new_group, operation, spec, used_cpu};
+use super::fixtures::{create_placed, group, join, new_group, operation, report, spec, used_cpu};
+use crate::model::reported::{GroupPhase, ReportedStatus};
 use crate::store::{
-    Change, Desired, GroupKey, OperationKind, OperationStatus, ProvisioningState, Store, StoreError,
+    Change, Conflict, Desired, GroupKey, OperationKind, OperationStatus, ProvisioningState, Store,
+    StoreError,
 };
 
 pub(crate) async fn created_groups_read_back_and_list_in_pages(store: Arc<dyn Store>) {
@@ -192,7 +194,7 @@ pub(crate) async fn an_update_is_refused_once_the_generation_moved(store: Arc<dy
     changed.containers[0].image = "img:2".to_owned();
     let tags = BTreeMap::from([("t".to_owned(), "1".to_owned())]);
     let applied = store
-        .update_group(&g.id, 1, &changed, &[9], &tags, &op, 5)
+        .update_group(&g.id, 1, &changed, &[9], &tags, None, &op, 5)
         .await
         .unwrap();
     assert_eq!(applied, Change::Applied { generation: 2 });
@@ -213,7 +215,16 @@ pub(crate) async fn an_update_is_refused_once_the_generation_moved(store: Arc<dy
     let stale = operation(&before, OperationKind::Update, 6);
     assert_eq!(
         store
-            .update_group(&g.id, 1, &spec(100), &[1], &BTreeMap::new(), &stale, 6)
+            .update_group(
+                &g.id,
+                1,
+                &spec(100),
+                &[1],
+                &BTreeMap::new(),
+                None,
+                &stale,
+                6
+            )
             .await
             .unwrap(),
         Change::Moved
@@ -222,7 +233,16 @@ pub(crate) async fn an_update_is_refused_once_the_generation_moved(store: Arc<dy
     assert_eq!(store.operation(&stale.id).await.unwrap(), None);
     assert_eq!(
         store
-            .update_group("gone", 1, &spec(100), &[1], &BTreeMap::new(), &stale, 6)
+            .update_group(
+                "gone",
+                1,
+                &spec(100),
+                &[1],
+                &BTreeMap::new(),
+                None,
+                &stale,
+                6
+            )
             .await
             .unwrap(),
         Change::NotFound
@@ -247,6 +267,7 @@ pub(crate) async fn of_racing_updates_from_one_generation_one_wins(store: Arc<dy
                         &changed,
                         &[],
                         &BTreeMap::new(),
+                        None,
                         &op,
                         5,
                     )
@@ -403,4 +424,72 @@ pub(crate) async fn stop_and_delete_racing_release_capacity_once(store: Arc<dyn 
             .unwrap()
             .is_empty()
     );
+}
+
+pub(crate) async fn an_update_moves_the_fqdn_unless_another_group_holds_it(store: Arc<dyn Store>) {
+    join(&*store, "n1", 4000).await;
+    let mut web = new_group("web", 100);
+    web.fqdn = Some("web.local.berth".to_owned());
+    let mut other = new_group("other", 100);
+    other.fqdn = Some("other.local.berth".to_owned());
+    create_placed(&*store, &web, "n1").await;
+    store.create_group(&other).await.unwrap();
+    let running = ReportedStatus {
+        ip: "10.1.0.5".to_owned(),
+        ..report(&web.id, 1, GroupPhase::Running)
+    };
+    store.apply_status("n1", &running, 3).await.unwrap();
+    let before = group(&*store, &web.id).await;
+
+    let taken = operation(&before, OperationKind::Update, 4);
+    let refused = store
+        .update_group(
+            &web.id,
+            1,
+            &spec(100),
+            &[1],
+            &BTreeMap::new(),
+            Some("other.local.berth"),
+            &taken,
+            4,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(Conflict::DnsLabel))),
+        "{refused:?}"
+    );
+    assert_eq!(group(&*store, &web.id).await, before, "nothing changed");
+    assert_eq!(store.operation(&taken.id).await.unwrap(), None);
+
+    let op = operation(&before, OperationKind::Update, 5);
+    let applied = store
+        .update_group(
+            &web.id,
+            1,
+            &spec(100),
+            &[1],
+            &BTreeMap::new(),
+            Some("site.local.berth"),
+            &op,
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, Change::Applied { generation: 2 });
+    assert_eq!(
+        group(&*store, &web.id).await.fqdn.as_deref(),
+        Some("site.local.berth")
+    );
+    assert_eq!(
+        store.dns_records().await.unwrap(),
+        [(
+            "site.local.berth".to_owned(),
+            vec!["10.1.0.5".parse().unwrap()]
+        )],
+        "the zone has the new name only"
+    );
+    // The old name is free for anyone.
+    let mut taker = new_group("taker", 100);
+    taker.fqdn = Some("web.local.berth".to_owned());
+    store.create_group(&taker).await.unwrap();
 }

@@ -218,3 +218,30 @@ pub(crate) async fn dns_records_are_the_running_groups_with_addresses(store: Arc
     store.stop_group(&named.id, 4).await.unwrap();
     assert!(store.dns_records().await.unwrap().is_empty());
 }
+
+pub(crate) async fn a_dns_record_waits_until_the_group_is_ready(store: Arc<dyn Store>) {
+    join(&*store, "n1", 4000).await;
+    let mut web = new_group("web", 100);
+    web.fqdn = Some("web.local.berth".to_owned());
+    create_placed(&*store, &web, "n1").await;
+    let status = |not_ready| ReportedStatus {
+        ip: "10.1.0.5".to_owned(),
+        not_ready,
+        ..report(&web.id, 1, GroupPhase::Running)
+    };
+    store.apply_status("n1", &status(true), 3).await.unwrap();
+    assert_eq!(
+        store.dns_records().await.unwrap(),
+        [],
+        "running with an address, but a readiness probe fails"
+    );
+    store.apply_status("n1", &status(false), 4).await.unwrap();
+    let ready = [(
+        "web.local.berth".to_owned(),
+        vec!["10.1.0.5".parse().unwrap()],
+    )];
+    assert_eq!(store.dns_records().await.unwrap(), ready);
+    // Not ready again (a readiness probe failing later): the name goes away again.
+    store.apply_status("n1", &status(true), 5).await.unwrap();
+    assert_eq!(store.dns_records().await.unwrap(), []);
+}

@@ -71,7 +71,7 @@ pub(crate) async fn a_placement_of_a_stale_generation_drops_out(store: Arc<dyn S
     let read = group(&*store, &g.id).await;
     let op = operation(&read, OperationKind::Update, 2);
     store
-        .update_group(&g.id, 1, &g.spec, &[], &read.tags, &op, 2)
+        .update_group(&g.id, 1, &g.spec, &[], &read.tags, None, &op, 2)
         .await
         .unwrap();
     let committed = store

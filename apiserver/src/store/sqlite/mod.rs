@@ -516,6 +516,7 @@ impl GroupStore for SqliteStore {
         spec: &GroupSpec,
         sealed: &[u8],
         tags: &BTreeMap<String, String>,
+        fqdn: Option<&str>,
         operation: &OperationRecord,
         now_ms: i64,
     ) -> Result<Change> {
@@ -524,7 +525,7 @@ impl GroupStore for SqliteStore {
             "UPDATE groups SET spec = ?1, sealed_spec = ?2, tags = ?3, generation = generation + 1, \
              provisioning_state = CASE WHEN desired = 'Running' THEN 'Updating' ELSE provisioning_state END, \
              pending_since_ms = CASE WHEN settled_ms IS NULL THEN pending_since_ms ELSE ?4 END, \
-             settled_ms = NULL, updated_ms = ?4 WHERE id = ?5 AND generation = ?6 RETURNING generation",
+             settled_ms = NULL, updated_ms = ?4, fqdn = ?7 WHERE id = ?5 AND generation = ?6 RETURNING generation",
         )
         .bind(json(&spec.redacted()))
         .bind(sealed)
@@ -532,8 +533,16 @@ impl GroupStore for SqliteStore {
         .bind(now_ms)
         .bind(id)
         .bind(expected_generation)
+        .bind(fqdn)
         .fetch_optional(&mut *tx)
-        .await?;
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                StoreError::Conflict(Conflict::DnsLabel)
+            } else {
+                err.into()
+            }
+        })?;
         match generation {
             Some(generation) => Ok(Change::Applied {
                 generation: record_operation(tx, generation, operation).await?,

@@ -12,6 +12,7 @@
 //! - `group`: one worker task per group that owns its life.
 //! - `exec`: processes started in a running container, wired to FIFOs.
 //! - `sample`: what each running container uses (cgroups) and each group's network carries.
+//! - `resolv`: a group's `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (Berth's nameserver first).
 //!
 //! On the node, under the agent's state directory:
 //! `runtime/groups/<group>/{assignment.pb,status.pb,etc/,volumes/}`, `runtime/logs/<group>/<container>/`,
@@ -28,6 +29,7 @@ pub mod image;
 pub mod logs;
 pub mod network;
 mod probe;
+mod resolv;
 mod sample;
 pub mod spec;
 #[cfg(test)]
@@ -36,6 +38,7 @@ mod tests;
 pub mod volumes;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -73,6 +76,9 @@ pub struct ContainerdConfig {
     pub subnet: String,
     /// Publish the groups' ports on the node (portmap, hostPort = port).
     pub publish_ports: bool,
+    /// The nameserver of groups' resolv.conf (`--dns-server`), before the apiserver's advertised
+    /// one; `None`: the advertised one, if any.
+    pub dns_server: Option<IpAddr>,
     /// The root of `azureFile` shares (`<root>/<account>/<share>`); none: such volumes fail.
     pub share_root: Option<PathBuf>,
     /// The `berth-logger` binary containerd's shim runs for each task.
@@ -108,6 +114,7 @@ impl Default for ContainerdConfig {
             bridge: "berth0".into(),
             subnet: "10.88.0.0/16".into(),
             publish_ports: false,
+            dns_server: None,
             share_root: None,
             logger,
             log_max_bytes: 10 * 1024 * 1024,
@@ -138,9 +145,19 @@ pub(crate) struct Inner {
     groups: Mutex<HashMap<String, GroupHandle>>,
     /// The previous readings, for rates.
     sampler: sample::Sampler,
+    /// The nameserver the apiserver advertised last ([`Runtime::set_advertised_dns`]).
+    advertised_dns: Mutex<Option<IpAddr>>,
 }
 
 impl Inner {
+    /// Berth's nameserver for a new group's resolv.conf: `--dns-server`, else the advertised one.
+    fn dns_server(&self) -> Option<IpAddr> {
+        self.config.dns_server.or(*self
+            .advertised_dns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, GroupHandle>> {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -318,6 +335,7 @@ impl ContainerdRuntime {
             changes,
             groups: Mutex::new(HashMap::new()),
             sampler: sample::Sampler::default(),
+            advertised_dns: Mutex::new(None),
         });
         exec::reap_leftovers(&inner.cd, &inner.exec_root());
         let runtime = Self { inner };
@@ -463,6 +481,14 @@ impl Runtime for ContainerdRuntime {
         if let Some(handle) = handle {
             handle.event(None, kind, name, message);
         }
+    }
+
+    fn set_advertised_dns(&self, server: Option<IpAddr>) {
+        *self
+            .inner
+            .advertised_dns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = server;
     }
 
     fn log_dir(&self, group_id: &str, container: &str) -> Option<PathBuf> {

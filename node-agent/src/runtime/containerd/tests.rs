@@ -5,9 +5,9 @@
 //! the test binary's directory (`cargo build -p berth-node-agent`, which `scripts/test` does first).
 
 mod git;
-mod sample;
 mod halt;
 mod probed;
+mod sample;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

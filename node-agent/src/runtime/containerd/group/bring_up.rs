@@ -15,11 +15,11 @@ use berth_proto::node::{Container, GroupAssignment};
 use futures::future::Either;
 use tokio_util::sync::CancellationToken;
 
-use super::etc::{hostname, hosts_file, resolv_conf};
 use super::status::{StatusHandle, container_id, exit_detail, mark_started, terminated};
 use super::{NORMAL, WARNING};
 use crate::runtime::containerd::image::{ImageConfig, PulledImage};
 use crate::runtime::containerd::network::{NetworkError, PortSpec, Protocol};
+use crate::runtime::containerd::resolv::{self, hostname, hosts_file};
 use crate::runtime::containerd::spec::{self, SpecContext};
 use crate::runtime::containerd::{self as containerd, Inner, logs, volumes};
 use crate::runtime::restart::START_ERROR_EXIT;
@@ -167,7 +167,11 @@ pub(super) async fn bring_up(
     std::fs::create_dir_all(&etc_dir).map_err(io_failure)?;
     // Rewritten in place (same inode, so bind mounts see it) once the IP is known.
     std::fs::write(&etc_files[0].0, hosts_file(None, &host)).map_err(io_failure)?;
-    std::fs::write(&etc_files[1].0, resolv_conf(&spec)).map_err(io_failure)?;
+    std::fs::write(
+        &etc_files[1].0,
+        resolv::resolv_conf(&spec, inner.dns_server(), &resolv::node_resolv_conf()),
+    )
+    .map_err(io_failure)?;
     std::fs::write(&etc_files[2].0, format!("{host}\n")).map_err(io_failure)?;
     let attach = {
         let inner = Arc::clone(&inner);

@@ -19,7 +19,6 @@
 
 mod adopt;
 mod bring_up;
-mod etc;
 mod exits;
 mod halt;
 mod probes;
