@@ -403,5 +403,25 @@ async fn a_busy_container_on_a_real_node_shows_its_cpu_and_memory() {
             "{body}"
         );
     }
+    // The cluster-wide scrape carries the same samples, with cAdvisor's names and ARM labels.
+    let client = crate::metrics_prometheus::https_client(&cluster.ca_pem);
+    let url = format!("{}/metrics", cluster.base);
+    let (status, _, text) =
+        crate::metrics_prometheus::get(&client, &url, Some(&cluster.operator)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let families = crate::metrics_prometheus::parse(&text).await;
+    for (sample, container) in [
+        ("container_cpu_usage_seconds_total", "busy"),
+        ("container_memory_working_set_bytes", "busy"),
+        ("container_memory_working_set_bytes", "idle"),
+    ] {
+        let labels = [
+            ("resource_group", RG),
+            ("container_group", NAME),
+            ("container", container),
+        ];
+        let value = crate::metrics_prometheus::value(&families, sample, &labels);
+        assert!(value > 0.0, "{sample} {container}: {value}\n{text}");
+    }
     run_sdk_tests(&cluster, &api).await;
 }

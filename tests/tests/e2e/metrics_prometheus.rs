@@ -98,7 +98,7 @@ pub(crate) fn assert_family(families: &Value, name: &str, kind: &str, labels: &[
 }
 
 /// GET `url` with `token` (if any): status, content type, body.
-async fn get(
+pub(crate) async fn get(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
@@ -118,7 +118,7 @@ async fn get(
     (status, kind, response.text().await.expect("a body"))
 }
 
-fn https_client(ca_pem: &str) -> reqwest::Client {
+pub(crate) fn https_client(ca_pem: &str) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
