@@ -66,11 +66,12 @@ impl Worker {
         tracing::debug!(container = %id, ?kind, ?verdict, "probe verdict");
         match verdict {
             Verdict::Ready { ready, output } => {
-                self.handle.set_ready(i, ready);
+                // The event first: whoever sees the container not ready sees why.
                 if !ready {
                     let message = format!("Readiness probe failed: {output}");
                     self.handle.event(Some(i), WARNING, "Unhealthy", message);
                 }
+                self.handle.set_ready(i, ready);
             }
             Verdict::Unhealthy { output } => self.kill_unhealthy(i, &output),
         }
