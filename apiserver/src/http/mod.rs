@@ -6,6 +6,7 @@
 mod admin;
 mod admin_groups;
 mod billing;
+mod console;
 mod containers;
 mod extract;
 mod group_errors;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/adfs/{tenant}/oauth2/v2.0/token", post(signin::tenant_token))
         .route("/adfs/oauth2/authorize", get(signin::authorize))
         .route("/adfs/discovery/keys", get(signin::keys))
+        .merge(console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(limits::enforce))
