@@ -4,7 +4,6 @@
 //! be dialled again. The OpenMetrics text format, by `prometheus-client`'s encoder.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -12,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
+use berth_proto::cadvisor::Families;
 use berth_proto::node::GroupPhase;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -137,16 +137,9 @@ fn phase_label(phase: GroupPhase) -> &'static str {
     }
 }
 
-fn gauge(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// The per-container series (and the groups' network counters), with cAdvisor's names.
 fn register_samples(registry: &mut Registry, nodes: &[(String, Arc<Vec<SampledGroup>>)]) {
-    let cpu = Family::<ContainerLabels, Counter<f64, AtomicU64>>::default();
-    let memory = Family::<ContainerLabels, Gauge>::default();
-    let received = Family::<GroupLabels, Counter>::default();
-    let sent = Family::<GroupLabels, Counter>::default();
+    let families = Families::<ContainerLabels, GroupLabels>::default();
     for (node, groups) in nodes {
         for group in groups.iter() {
             let labels = GroupLabels {
@@ -155,10 +148,7 @@ fn register_samples(registry: &mut Registry, nodes: &[(String, Arc<Vec<SampledGr
                 resource_group: group.resource_group.clone(),
                 container_group: group.name.clone(),
             };
-            received
-                .get_or_create(&labels)
-                .inc_by(group.sample.rx_bytes);
-            sent.get_or_create(&labels).inc_by(group.sample.tx_bytes);
+            families.group(&labels, group.sample.rx_bytes, group.sample.tx_bytes);
             for container in &group.sample.containers {
                 let labels = ContainerLabels {
                     node: labels.node.clone(),
@@ -167,34 +157,15 @@ fn register_samples(registry: &mut Registry, nodes: &[(String, Arc<Vec<SampledGr
                     container_group: labels.container_group.clone(),
                     container: container.name.clone(),
                 };
-                cpu.get_or_create(&labels)
-                    .inc_by(container.cpu_usage_ns as f64 / 1e9);
-                memory
-                    .get_or_create(&labels)
-                    .set(gauge(container.memory_working_set_bytes));
+                families.container(
+                    &labels,
+                    container.cpu_usage_ns,
+                    container.memory_working_set_bytes,
+                );
             }
         }
     }
-    registry.register(
-        "container_cpu_usage_seconds",
-        "CPU time the container used in its current run, seconds",
-        cpu,
-    );
-    registry.register(
-        "container_memory_working_set_bytes",
-        "The container's memory working set",
-        memory,
-    );
-    registry.register(
-        "container_network_receive_bytes",
-        "Bytes the group's network namespace received",
-        received,
-    );
-    registry.register(
-        "container_network_transmit_bytes",
-        "Bytes the group's network namespace sent",
-        sent,
-    );
+    families.register(registry);
 }
 
 #[derive(Clone)]

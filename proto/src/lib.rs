@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod arm;
 pub mod backoff;
+pub mod cadvisor;
 pub mod clock;
 pub mod exec;
 pub mod ports;

@@ -2,8 +2,7 @@
 //! status, groups by state, groups waiting, ledger rows), the embedded DNS server's counts, and the
 //! newest sample of every container of every node (as the metrics API keeps them).
 
-use std::sync::atomic::AtomicU64;
-
+use berth_proto::cadvisor::Families;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,8 +86,6 @@ struct ContainerLabels {
     container: String,
 }
 
-type FloatCounter = Counter<f64, AtomicU64>;
-
 fn gauge(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -150,10 +147,7 @@ pub(super) fn registry(taken: &Taken) -> Registry {
 
 /// The per-container series, with cAdvisor's names.
 fn register_samples(registry: &mut Registry, samples: &[LabeledSample]) {
-    let cpu = Family::<ContainerLabels, FloatCounter>::default();
-    let memory = Family::<ContainerLabels, Gauge>::default();
-    let received = Family::<GroupLabels, Counter>::default();
-    let sent = Family::<GroupLabels, Counter>::default();
+    let families = Families::<ContainerLabels, GroupLabels>::default();
     for s in samples {
         let group = GroupLabels {
             subscription: s.subscription.clone(),
@@ -161,8 +155,7 @@ fn register_samples(registry: &mut Registry, samples: &[LabeledSample]) {
             container_group: s.group_name.clone(),
         };
         if s.sample.container.is_empty() {
-            received.get_or_create(&group).inc_by(s.sample.rx_bytes);
-            sent.get_or_create(&group).inc_by(s.sample.tx_bytes);
+            families.group(&group, s.sample.rx_bytes, s.sample.tx_bytes);
             continue;
         }
         let container = ContainerLabels {
@@ -171,32 +164,9 @@ fn register_samples(registry: &mut Registry, samples: &[LabeledSample]) {
             container_group: group.container_group,
             container: s.sample.container.clone(),
         };
-        cpu.get_or_create(&container)
-            .inc_by(s.sample.cpu_usage_ns as f64 / 1e9);
-        memory
-            .get_or_create(&container)
-            .set(gauge(s.sample.memory_bytes));
+        families.container(&container, s.sample.cpu_usage_ns, s.sample.memory_bytes);
     }
-    registry.register(
-        "container_cpu_usage_seconds",
-        "CPU time the container used in its current run, seconds",
-        cpu,
-    );
-    registry.register(
-        "container_memory_working_set_bytes",
-        "The container's memory working set",
-        memory,
-    );
-    registry.register(
-        "container_network_receive_bytes",
-        "Bytes the group's network namespace received",
-        received,
-    );
-    registry.register(
-        "container_network_transmit_bytes",
-        "Bytes the group's network namespace sent",
-        sent,
-    );
+    families.register(registry);
 }
 
 #[cfg(test)]
