@@ -29,7 +29,7 @@ export function containersTab(panel, params, ctx) {
   function drawTables(group) {
     const apps = facts.containersOf(group);
     const inits = facts.initContainersOf(group);
-    const key = JSON.stringify([apps, inits, selected]);
+    const key = JSON.stringify([apps.map(cells), inits.map(cells), selected]);
     if (key === lastTables) return;
     lastTables = key;
     replace(tables,
@@ -75,21 +75,26 @@ export function containersTab(panel, params, ctx) {
   };
 }
 
+/** A container's row as text: name, image, state, restarts, CPU, memory, ports. */
+function cells(c) {
+  const p = c.properties || {};
+  const restarts = facts.viewOf(c).restartCount;
+  return [c.name, p.image || facts.NONE, facts.containerState(c),
+    restarts === undefined ? facts.NONE : String(restarts),
+    facts.num(facts.containerCpu(c)), facts.num(facts.containerMemory(c)), facts.portsText(p.ports) || facts.NONE];
+}
+
 function containerTable(label, containers, base, selected) {
   return h('table', {'aria-label': label, class: 'list'},
     h('thead', {}, h('tr', {}, COLUMNS.map((c) => h('th', {scope: 'col'}, c)))),
     h('tbody', {}, containers.map((c) => {
-      const p = c.properties || {};
-      const restarts = facts.viewOf(c).restartCount;
-      const current = c.name === selected;
+      const [name, image, state, ...rest] = cells(c);
+      const current = name === selected;
       return h('tr', {class: current ? 'selected' : null},
-        h('td', {}, h('a', {href: link(...base, 'containers', c.name, 'events'), 'aria-current': current ? 'true' : null}, c.name)),
-        h('td', {}, p.image || facts.NONE),
-        h('td', {}, badge(facts.containerState(c))),
-        h('td', {}, restarts === undefined ? facts.NONE : String(restarts)),
-        h('td', {}, facts.num(facts.containerCpu(c))),
-        h('td', {}, facts.num(facts.containerMemory(c))),
-        h('td', {}, facts.portsText(p.ports) || facts.NONE));
+        h('td', {}, h('a', {href: link(...base, 'containers', name, 'events'), 'aria-current': current ? 'true' : null}, name)),
+        h('td', {}, image),
+        h('td', {}, badge(state)),
+        rest.map((text) => h('td', {}, text)));
     })));
 }
 
