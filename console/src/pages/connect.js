@@ -14,7 +14,8 @@ export function render(el, {sub, rg, name, container}) {
   const shell = h('select', {onchange: () => { custom.disabled = shell.value !== CUSTOM; }},
     [...SHELLS, CUSTOM].map((s) => h('option', {value: s}, s)));
   const custom = h('input', {type: 'text', disabled: true, spellcheck: 'false', autocomplete: 'off',
-    placeholder: 'e.g. /bin/sh -c "ls /"'});
+    placeholder: 'e.g. /bin/sh -c "ls /"',
+    onkeydown: (event) => { if (event.key === 'Enter' && !session) start(); }});
   const connect = h('button', {type: 'button', class: 'primary', onclick: () => start()}, 'Connect');
   const disconnect = h('button', {type: 'button', hidden: true, onclick: () => stop()}, 'Disconnect');
   const status = h('div', {role: 'status'});
