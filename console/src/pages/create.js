@@ -90,7 +90,9 @@ function filePanel() {
 }
 
 export function render(main) {
-  const subscription = errorField(FIELDS.subscription, subscriptionControl());
+  const control = subscriptionControl();
+  const subscription = errorField(FIELDS.subscription, control,
+    control.tagName === 'INPUT' ? 'Your token names no subscription (an operator\'s): the ID of the one to create in.' : null);
   const form = formPanel();
   const file = filePanel();
   const panels = h('div', {});
