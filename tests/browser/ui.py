@@ -1,0 +1,170 @@
+"""Finding the console's controls as a user (or a screen reader) does: by role and accessible name
+(Chromium's own computed name, through WebDriver), by label, by visible text. Waits are generous:
+a slow machine must not fail a test; only the issue's own 5 s bound for the list is tight."""
+
+import os
+import time
+
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys  # noqa: F401  (re-exported for the tests)
+
+WAIT = float(os.environ.get("BERTH_CONSOLE_WAIT", "60"))
+
+# Elements of each role, before their accessible name is checked.
+ROLES = {
+    "button": "button:not([role]), [role=button], input[type=button], input[type=submit]",
+    "link": "a[href]:not([role]), [role=link]",
+    "tab": "[role=tab]",
+    "field": "input:not([type=hidden]):not([type=button]):not([type=submit]), select, textarea",
+    "checkbox": "input[type=checkbox], [role=checkbox]",
+    "dialog": "dialog, [role=dialog]",
+    "alert": "[role=alert]",
+    "status": "[role=status]",
+    "table": "table",
+    "heading": "h1, h2, h3",
+}
+
+
+class Timeout(AssertionError):
+    pass
+
+
+def until(what, check, timeout=WAIT, interval=0.1):
+    """Calls `check` until it answers something truthy (which is returned); fails saying `what`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except (StaleElementReferenceException, WebDriverException) as error:
+            last = error
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def _named(driver, role, name):
+    for element in driver.find_elements(By.CSS_SELECTOR, ROLES[role]):
+        try:
+            if element.is_displayed() and element.accessible_name.strip() == name:
+                return element
+        except StaleElementReferenceException:
+            continue
+    return None
+
+
+def find(driver, role, name, timeout=WAIT):
+    """The displayed element of `role` whose accessible name is `name`."""
+    return until(f"{role} named {name!r}", lambda: _named(driver, role, name), timeout)
+
+
+def button(driver, name, timeout=WAIT):
+    return find(driver, "button", name, timeout)
+
+
+def link(driver, name, timeout=WAIT):
+    return find(driver, "link", name, timeout)
+
+
+def tab(driver, name, timeout=WAIT):
+    return find(driver, "tab", name, timeout)
+
+
+def field(driver, label, timeout=WAIT):
+    """The input, select or textarea labelled `label`."""
+    return find(driver, "field", label, timeout)
+
+
+def heading(driver, text, timeout=WAIT):
+    """Waits for an <h1>-<h3> whose text is `text`."""
+    def check():
+        return next((h for h in driver.find_elements(By.CSS_SELECTOR, ROLES["heading"])
+                     if h.is_displayed() and h.text.strip() == text), None)
+    return until(f"heading {text!r}", check, timeout)
+
+
+def region_text(driver, role, contains, timeout=WAIT):
+    """Waits for a displayed role=alert / role=status whose text contains `contains`; its text."""
+    def check():
+        for element in driver.find_elements(By.CSS_SELECTOR, ROLES[role]):
+            if element.is_displayed() and contains in element.text:
+                return element.text
+        return None
+    return until(f"{role} saying {contains!r}", check, timeout)
+
+
+def fill(element, text):
+    element.clear()
+    element.send_keys(text)
+
+
+def choose(select, visible_text):
+    from selenium.webdriver.support.select import Select
+    Select(select).select_by_visible_text(visible_text)
+
+
+TABLE_JS = """
+const table = [...document.querySelectorAll('table')].find(t => t.getAttribute('aria-label') === arguments[0]);
+if (!table) return null;
+const head = table.tHead ? table.tHead.rows[0] : [...table.rows].find(r => r.querySelector('th'));
+const names = head ? [...head.cells].map(c => c.textContent.trim()) : [];
+const rows = [...(table.tBodies.length ? table.tBodies[0].rows : table.rows)].filter(r => r !== head);
+return rows.map(r => Object.fromEntries([...r.cells].map((c, i) => [names[i] ?? String(i), c.textContent.trim()])));
+"""
+
+
+def table(driver, label):
+    """The rows of `<table aria-label=label>` as {column header: cell text}, or None if absent."""
+    return driver.execute_script(TABLE_JS, label)
+
+
+def headers(driver, label):
+    return driver.execute_script(
+        "const t = [...document.querySelectorAll('table')].find(t => t.getAttribute('aria-label') === arguments[0]);"
+        "return t ? [...t.querySelectorAll('th')].map(c => c.textContent.trim()) : null;", label)
+
+
+def essentials(driver):
+    """The Overview's `<dl class=essentials>` as {dt text: dd text}."""
+    return driver.execute_script("""
+        const dl = document.querySelector('dl.essentials');
+        if (!dl) return null;
+        const out = {};
+        for (const dt of dl.querySelectorAll('dt')) {
+            let dd = dt.nextElementSibling;
+            while (dd && dd.tagName !== 'DD') dd = dd.nextElementSibling;
+            out[dt.textContent.trim()] = dd ? dd.textContent.trim() : null;
+        }
+        return out;""")
+
+
+def labelled_text(driver, css, label):
+    """textContent of the element matching `css` with aria-label `label` (e.g. a <pre>), or None."""
+    return driver.execute_script(
+        "const e = [...document.querySelectorAll(arguments[0])].find(e => e.getAttribute('aria-label') === arguments[1]);"
+        "return e ? e.textContent : null;", css, label)
+
+
+def terminal_lines(driver):
+    """What xterm.js shows, one string per row (its DOM renderer's `.xterm-rows`)."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('.xterm-rows > div')].map(r => r.textContent);") or []
+    return [row.replace("\xa0", " ").rstrip() for row in rows]
+
+
+def sign_in(driver, stack, token, landing="Container groups"):
+    """Signs in on `#/signin` with `token` and waits for the page it lands on."""
+    driver.get(stack.endpoint + "/#/signin")
+    fill(field(driver, "Access token"), token)
+    button(driver, "Sign in").click()
+    if landing:
+        heading(driver, landing)
+
+
+def open_hash(driver, stack, hash_):
+    """Goes to a console URL in this tab (the session's token stays: same tab)."""
+    driver.get(stack.endpoint + "/" + hash_)
