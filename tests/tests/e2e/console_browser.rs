@@ -63,6 +63,23 @@ fn tagged(image: &str) -> Value {
     body
 }
 
+/// With `BERTH_CONSOLE_HOLD` set, the stack stays up for a person (or a page's author) to run
+/// `tests/browser` or a browser against it: the variables are written to `<artifacts>/env.sh`, and
+/// the test goes on once that file is removed.
+async fn hold(artifacts: &Path, env: &[(&str, String)]) {
+    std::fs::create_dir_all(artifacts).expect("artifacts dir");
+    let file = artifacts.join("env.sh");
+    let script: String = env
+        .iter()
+        .map(|(k, v)| format!("export {k}='{v}'\n"))
+        .collect();
+    std::fs::write(&file, script).expect("env.sh");
+    eprintln!("holding the stack: . {0}; rm {0} to go on", file.display());
+    while file.exists() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The last line of pytest's summary says `N passed` and nothing failed or was skipped.
 fn passed(stdout: &str) -> Option<usize> {
     let summary = stdout.lines().rev().find(|l| l.contains(" in "))?;
@@ -102,23 +119,29 @@ async fn the_console_drives_a_real_stack_in_headless_chromium() {
     let artifacts = root.join("target/artifacts/console");
     let overview = artifacts.join("group-overview.png");
     let _ = std::fs::remove_file(&overview);
+    let env = [
+        ("BERTH_CONSOLE_ENDPOINT", cluster.base.clone()),
+        ("BERTH_CONSOLE_CA", ca.path().display().to_string()),
+        ("BERTH_CONSOLE_TOKEN", tenant.token().to_owned()),
+        ("BERTH_CONSOLE_OTHER_TOKEN", other.token().to_owned()),
+        ("BERTH_CONSOLE_OPERATOR_TOKEN", cluster.operator.clone()),
+        ("BERTH_CONSOLE_SUBSCRIPTION", SUB.to_owned()),
+        ("BERTH_CONSOLE_RESOURCE_GROUP", RG.to_owned()),
+        ("BERTH_CONSOLE_TICKER", TICKER.to_owned()),
+        ("BERTH_CONSOLE_TAGGED", TAGGED.to_owned()),
+        ("BERTH_CONSOLE_STOPPABLE", STOPPABLE.to_owned()),
+        ("BERTH_CONSOLE_IMAGE", image.clone()),
+        ("BERTH_CONSOLE_HOSTILE", HOSTILE.to_owned()),
+        ("BERTH_CONSOLE_NODE", NODE.to_owned()),
+        ("BERTH_CONSOLE_ARTIFACTS", artifacts.display().to_string()),
+    ];
+    if std::env::var_os("BERTH_CONSOLE_HOLD").is_some() {
+        hold(&artifacts, &env).await;
+    }
     let run = tokio::process::Command::new(python())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"])
         .arg(root.join("tests/browser"))
-        .env("BERTH_CONSOLE_ENDPOINT", &cluster.base)
-        .env("BERTH_CONSOLE_CA", ca.path())
-        .env("BERTH_CONSOLE_TOKEN", tenant.token())
-        .env("BERTH_CONSOLE_OTHER_TOKEN", other.token())
-        .env("BERTH_CONSOLE_OPERATOR_TOKEN", &cluster.operator)
-        .env("BERTH_CONSOLE_SUBSCRIPTION", SUB)
-        .env("BERTH_CONSOLE_RESOURCE_GROUP", RG)
-        .env("BERTH_CONSOLE_TICKER", TICKER)
-        .env("BERTH_CONSOLE_TAGGED", TAGGED)
-        .env("BERTH_CONSOLE_STOPPABLE", STOPPABLE)
-        .env("BERTH_CONSOLE_IMAGE", &image)
-        .env("BERTH_CONSOLE_HOSTILE", HOSTILE)
-        .env("BERTH_CONSOLE_NODE", NODE)
-        .env("BERTH_CONSOLE_ARTIFACTS", &artifacts)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(SLOW * 10), run)
