@@ -5,6 +5,7 @@
 import {h, replace, badge, alertBox} from '../dom.js';
 import {link} from '../router.js';
 import * as facts from './facts.js';
+import {tablist} from './tabs.js';
 import * as logs from './logs.js';
 import * as connect from './connect.js';
 
@@ -50,13 +51,10 @@ export function containersTab(panel, params, ctx) {
       return;
     }
     selected = name;
-    const tablist = h('div', {role: 'tablist', 'aria-label': 'Container views'},
-      VIEWS.map(([v, label]) => h('a', {
-        role: 'tab', id: `view-${v}`, href: link(...ctx.base, 'containers', name, v),
-        'aria-selected': String(v === viewName), 'aria-controls': 'container-panel',
-      }, label)));
+    const views = tablist('Container views',
+      VIEWS.map(([v, label]) => [v, label, link(...ctx.base, 'containers', name, v)]), viewName, 'view', 'container-panel');
     const body = h('div', {role: 'tabpanel', id: 'container-panel', 'aria-labelledby': `view-${viewName}`});
-    replace(detail, h('h2', {}, `Container ${name}`), tablist, body);
+    replace(detail, h('h2', {}, `Container ${name}`), views, body);
     const live = {sub: ctx.sub, rg: ctx.rg, name: ctx.name, container: name};
     if (viewName === 'logs' || viewName === 'connect') {
       const stop = (viewName === 'logs' ? logs : connect).render(body, live);

@@ -7,6 +7,7 @@ import {go, link} from '../router.js';
 import {poll} from './poll.js';
 import * as facts from './facts.js';
 import {containersTab} from './group-containers.js';
+import {tablist} from './tabs.js';
 
 const POLL_MS = 2000;
 const TABS = [['overview', 'Overview'], ['containers', 'Containers']];
@@ -44,11 +45,8 @@ export function render(main, params) {
     h('button', {type: 'button', class: 'danger', onclick: confirmDelete}, 'Delete'),
   ];
   const setBusy = (busy) => buttons.forEach((b) => { b.disabled = busy; });
-  const tabs = h('div', {role: 'tablist', 'aria-label': 'Container group views'},
-    TABS.map(([t, label]) => h('a', {
-      role: 'tab', id: `tab-${t}`, href: link(...base, t), 'aria-selected': String(t === tab),
-      'aria-controls': 'group-panel',
-    }, label)));
+  const tabs = tablist('Container group views',
+    TABS.map(([t, label]) => [t, label, link(...base, t)]), tab, 'tab', 'group-panel');
   const panel = h('section', {role: 'tabpanel', id: 'group-panel', 'aria-labelledby': `tab-${tab}`});
   const body = h('div', {}, h('div', {class: 'toolbar actions'}, buttons), notice, problem, tabs, panel);
   replace(main, h('h1', {}, name), body);
