@@ -90,7 +90,9 @@ function filePanel() {
 }
 
 export function render(main) {
-  const subscription = errorField(FIELDS.subscription, subscriptionControl());
+  const control = subscriptionControl();
+  const subscription = errorField(FIELDS.subscription, control,
+    control.tagName === 'INPUT' ? 'Your token names no subscription (an operator\'s): the ID of the one to create in.' : null);
   const form = formPanel();
   const file = filePanel();
   const panels = h('div', {});
@@ -101,13 +103,27 @@ export function render(main) {
   let gone = false;
   const aborter = new AbortController();
 
-  const tabButtons = Object.keys(tabs).map((name) => h('button', {
+  const names = Object.keys(tabs);
+  const tabButtons = names.map((name) => h('button', {
     type: 'button', role: 'tab', 'aria-selected': String(name === mode),
     onclick: () => select(name),
+    onkeydown: (event) => {
+      // The ARIA tabs pattern: arrows move between tabs.
+      const step = {ArrowRight: 1, ArrowLeft: -1}[event.key];
+      if (!step) return;
+      event.preventDefault();
+      const next = names[(names.indexOf(name) + step + names.length) % names.length];
+      select(next);
+      tabButtons[names.indexOf(next)].focus();
+    },
   }, name));
   function select(name) {
     mode = name;
-    tabButtons.forEach((b) => b.setAttribute('aria-selected', String(b.textContent === name)));
+    tabButtons.forEach((b) => {
+      const selected = b.textContent === name;
+      b.setAttribute('aria-selected', String(selected));
+      b.tabIndex = selected ? 0 : -1;
+    });
     replace(panels, tabs[name].panel);
   }
 
