@@ -1,5 +1,5 @@
 //! The body `container create` PUTs: a [`ContainerGroup`] built from az-like flags ([`GroupFlags`]), or
-//! an ACI YAML/JSON file ([`Manifest`], aci-api.md §7).
+//! an ACI YAML/JSON file ([`read_file`], aci-api.md §7, read by [`berth_proto::manifest`]).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,8 @@ use berth_proto::arm::{
     EnvironmentVariable, GpuResource, ImageRegistryCredential, IpAddress, ResourceRequests,
     ResourceRequirements,
 };
+use berth_proto::manifest::{Format, Manifest, ManifestError};
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 
 use crate::UsageError;
 use crate::cmdline;
@@ -338,95 +338,39 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
-/// What `container create --file` PUTs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
-    /// The group's name: the file's `name`, else `--name`.
-    pub name: String,
-    /// The file's `apiVersion`, else [`crate::client::API_VERSION`].
-    pub api_version: String,
-    /// The resource without `apiVersion`, `name`, `type` and `id`, as the file wrote it (a `cpu: 1`
-    /// stays the number 1), with a `location`.
-    pub body: Value,
-}
-
-/// How a `--file` is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Yaml,
-    Json,
-}
-
-impl FileFormat {
-    /// JSON for `*.json`, YAML for anything else (ACI's format).
-    pub fn of(path: &std::path::Path) -> Self {
-        match path.extension() {
-            Some(ext) if ext.eq_ignore_ascii_case("json") => Self::Json,
-            _ => Self::Yaml,
-        }
-    }
-}
-
-impl Manifest {
-    /// Reads a group file the way `az container create --file` does: `--name` must agree with the
-    /// file's `name`; the location is `location_override` (`--location`/`BERTH_LOCATION`), else the
-    /// file's, else `location_fallback` (the config file's, else "local").
-    pub fn parse(
-        text: &str,
-        format: FileFormat,
-        name_flag: Option<&str>,
-        location_override: Option<&str>,
-        location_fallback: &str,
-    ) -> anyhow::Result<Self> {
-        let value: Value = match format {
-            FileFormat::Yaml => serde_norway::from_str(text)?,
-            FileFormat::Json => serde_json::from_str(text)?,
-        };
-        let Value::Object(mut body) = value else {
-            anyhow::bail!("expected a mapping with name, properties, … at the top");
-        };
-        let file_name = match body.remove("name") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => anyhow::bail!("`name` must be a string, not {other}"),
-        };
-        let name = match (file_name, name_flag) {
-            (Some(file), Some(flag)) if file != flag => {
-                return Err(usage(format!(
-                    "--name {flag:?} differs from the file's name {file:?}"
-                ))
-                .into());
-            }
-            (Some(name), _) => name,
-            (None, Some(flag)) => flag.to_owned(),
-            (None, None) => return Err(usage("the file has no `name`: pass --name").into()),
-        };
-        let api_version = match body.remove("apiVersion") {
-            None | Some(Value::Null) => crate::client::API_VERSION.to_owned(),
-            Some(Value::String(s)) => s,
-            Some(other) => anyhow::bail!("`apiVersion` must be a string, not {other}"),
-        };
-        body.remove("type");
-        body.remove("id");
-        let location = match (location_override, body.get("location")) {
-            (Some(flag), _) => flag.to_owned(),
-            (None, Some(Value::String(file))) if !file.is_empty() => file.clone(),
-            _ => location_fallback.to_owned(),
-        };
-        body.insert("location".to_owned(), Value::String(location));
-        Ok(Self {
-            name,
-            api_version,
-            body: Value::Object(body),
-        })
-    }
+/// Reads a `--file` (see [`Manifest::parse`]): `--name` must agree with the file's `name`; the
+/// location is `location_override` (`--location`/`BERTH_LOCATION`), else the file's, else
+/// `location_fallback` (the config file's, else "local"). A name that disagrees or is missing is a
+/// [`UsageError`].
+pub fn read_file(
+    text: &str,
+    format: Format,
+    name_flag: Option<&str>,
+    location_override: Option<&str>,
+    location_fallback: &str,
+) -> anyhow::Result<Manifest> {
+    Manifest::parse(
+        text,
+        format,
+        name_flag,
+        location_override,
+        location_fallback,
+    )
+    .map_err(|err| match err {
+        ManifestError::NameDiffers { given, file } => usage(format!(
+            "--name {given:?} differs from the file's name {file:?}"
+        ))
+        .into(),
+        ManifestError::NoName => usage("the file has no `name`: pass --name").into(),
+        other => other.into(),
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use clap::Parser;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::cli::{Cli, Command, ContainerCommand, CreateArgs};
@@ -600,110 +544,39 @@ mod tests {
         assert!(parse(&["--protocol", "SCTP"]).is_err());
     }
 
-    /// aci-api.md §7's example, from the ACI docs on secure environment variables.
-    const SECURE_YAML: &str = "\
-apiVersion: 2018-06-01
-location: eastus
-name: securetest
-properties:
-  containers:
-  - name: mycontainer
-    properties:
-      environmentVariables:
-        - name: 'NOTSECRET'
-          value: 'my-exposed-value'
-        - name: 'SECRET'
-          secureValue: 'my-secret-value'
-      image: nginx
-      ports: []
-      resources:
-        requests:
-          cpu: 1
-          memoryInGB: 1.5
-  osType: Linux
-  restartPolicy: Always
-tags: null
-type: Microsoft.ContainerInstance/containerGroups
-";
-
-    #[test]
-    fn the_aci_yaml_example_maps_to_a_put() {
-        let m = Manifest::parse(SECURE_YAML, FileFormat::Yaml, None, None, "local").unwrap();
-        assert_eq!(m.name, "securetest");
-        assert_eq!(m.api_version, "2018-06-01");
-        assert_eq!(
-            m.body,
-            json!({
-                "location": "eastus",
-                "tags": null,
-                "properties": {
-                    "containers": [{
-                        "name": "mycontainer",
-                        "properties": {
-                            "environmentVariables": [
-                                {"name": "NOTSECRET", "value": "my-exposed-value"},
-                                {"name": "SECRET", "secureValue": "my-secret-value"}
-                            ],
-                            "image": "nginx",
-                            "ports": [],
-                            "resources": {"requests": {"cpu": 1, "memoryInGB": 1.5}}
-                        }
-                    }],
-                    "osType": "Linux",
-                    "restartPolicy": "Always"
-                }
-            })
-        );
-        assert!(
-            m.body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"]
-                .is_u64()
-        );
-        // The body is a container group as the apiserver reads it.
-        let group: ContainerGroup = serde_json::from_value(m.body).unwrap();
-        assert_eq!(group.name, None);
-        assert_eq!(group.kind, None);
-    }
-
+    /// A file the name flag disagrees with, or a nameless file without one, is a usage error; the
+    /// reading itself is `berth_proto::manifest`'s (tested there).
     #[test]
     fn location_and_name_flags_against_the_file() {
-        let m = Manifest::parse(
-            SECURE_YAML,
-            FileFormat::Yaml,
-            Some("securetest"),
-            Some("local"),
-            "x",
-        )
-        .unwrap();
+        let file = "name: securetest\nlocation: eastus\nproperties: {containers: []}\n";
+        let m = read_file(file, Format::Yaml, Some("securetest"), Some("local"), "x").unwrap();
         assert_eq!(m.body["location"], "local");
+        let m = read_file(file, Format::Yaml, None, None, "x").unwrap();
+        assert_eq!(m.body["location"], "eastus");
 
-        let err = Manifest::parse(SECURE_YAML, FileFormat::Yaml, Some("other"), None, "local")
-            .unwrap_err();
+        let err = read_file(file, Format::Yaml, Some("other"), None, "local").unwrap_err();
         assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        assert!(err.to_string().contains("--name"), "{err:#}");
 
         let nameless = "properties: {containers: []}\n";
-        let m = Manifest::parse(nameless, FileFormat::Yaml, Some("web"), None, "fallback").unwrap();
+        let m = read_file(nameless, Format::Yaml, Some("web"), None, "fallback").unwrap();
         assert_eq!(
             (m.name.as_str(), m.api_version.as_str()),
             ("web", "2023-05-01")
         );
         assert_eq!(m.body["location"], "fallback");
-        let err = Manifest::parse(nameless, FileFormat::Yaml, None, None, "x").unwrap_err();
+        let err = read_file(nameless, Format::Yaml, None, None, "x").unwrap_err();
         assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
     }
 
     #[test]
-    fn json_files_and_bad_files() {
-        let text =
-            r#"{"name":"j","apiVersion":"2021-10-01","id":"/x","location":"here","properties":{}}"#;
+    fn bad_files_are_errors_but_not_usage_errors() {
         let path = std::path::Path::new("group.JSON");
-        let m = Manifest::parse(text, FileFormat::of(path), None, None, "local").unwrap();
-        assert_eq!(m.api_version, "2021-10-01");
-        assert_eq!(m.body, json!({"location": "here", "properties": {}}));
-        assert_eq!(
-            FileFormat::of(std::path::Path::new("g.yml")),
-            FileFormat::Yaml
-        );
-        assert!(Manifest::parse("- a\n- b\n", FileFormat::Yaml, Some("n"), None, "l").is_err());
-        assert!(Manifest::parse("name: [\n", FileFormat::Yaml, None, None, "l").is_err());
+        let m = read_file(r#"{"name":"j"}"#, Format::of(path), None, None, "l").unwrap();
+        assert_eq!(m.name, "j");
+        for bad in ["- a\n- b\n", "name: [\n"] {
+            let err = read_file(bad, Format::Yaml, Some("n"), None, "l").unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_none(), "{err:#}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //!   node agent before it runs anything.
 //! - [`admin`]: serde types of the `/admin/v1` JSON, which the apiserver serves and the CLI sends.
 //! - [`exec`]: the channel protocol of `exec` websockets (channels, subprotocols, exit status).
+//! - [`manifest`]: an ACI YAML/JSON group file read into the PUT it stands for (the CLI's `--file`,
+//!   the console's `/console/v1/manifests`).
 //! - [`ports`]: the default ports every side assumes when none is named.
 //! - [`backoff`]: the jittered exponential back-off of everything that reconnects.
 //! - [`clock`]: the wall clock in Unix milliseconds, as records and messages carry it.
@@ -19,6 +21,7 @@ pub mod arm;
 pub mod backoff;
 pub mod clock;
 pub mod exec;
+pub mod manifest;
 pub mod ports;
 pub mod spec;
 

@@ -107,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(limits::enforce))
+        // The console's headers on whatever answers a console path, errors included.
+        .layer(axum::middleware::from_fn(console::headers))
         .layer(axum::middleware::map_response(request_id))
         // Bodies are limited by `RawBody`, which answers in ACI's shape.
         .layer(axum::extract::DefaultBodyLimit::disable())

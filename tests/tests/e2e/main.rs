@@ -10,6 +10,7 @@ mod arm_reading;
 mod az;
 mod billing;
 mod cli;
+mod console;
 mod console_browser;
 mod containers;
 mod dns;

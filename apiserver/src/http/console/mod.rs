@@ -3,14 +3,21 @@
 //! `/console/v1` (who the caller is; an ACI YAML/JSON file read as `berth container create --file`
 //! reads it).
 //!
-//! TODO(lane server): security headers on every console answer (CSP, frame-ancestors,
-//! X-Frame-Options, nosniff, Referrer-Policy, Cache-Control), `POST /console/v1/manifests`, tests.
+//! # Layout
+//! - `assets`: the embedded files, with ETags; unknown ones are 404 in ACI's shape.
+//! - `headers`: the security and cache headers of every answer to a console path.
+//! - `me`: `GET /console/v1/me`, who the token is.
+//! - `manifests`: `POST /console/v1/manifests`, a group file read into its PUT.
 
 mod assets;
+mod headers;
+mod manifests;
 mod me;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
+
+pub(super) use headers::add as headers;
 
 use crate::AppState;
 
@@ -21,4 +28,5 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/vendor/{file}", get(assets::vendor))
         .route("/console/{*path}", get(assets::app))
         .route("/console/v1/me", get(me::me))
+        .route("/console/v1/manifests", post(manifests::read))
 }

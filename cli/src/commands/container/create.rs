@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use berth_proto::manifest::Format;
 use serde_json::Value;
 
 use crate::UsageError;
 use crate::cli::CreateArgs;
 use crate::commands::{Context, group_path};
 use crate::config::DEFAULT_LOCATION;
-use crate::group_spec::{FileFormat, Manifest};
-use crate::{output, poller};
+use crate::{group_spec, output, poller};
 
 /// PUTs the group (from the flags or `--file`), waits for it to be provisioned unless `--no-wait`,
 /// then prints it.
@@ -25,9 +25,9 @@ pub async fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<()> {
                 .location_default
                 .as_deref()
                 .unwrap_or(DEFAULT_LOCATION);
-            let manifest = Manifest::parse(
+            let manifest = group_spec::read_file(
                 &text,
-                FileFormat::of(path),
+                Format::of(path),
                 args.name.as_deref(),
                 ctx.settings.location_override.as_deref(),
                 fallback,
