@@ -64,7 +64,7 @@ def no_script_ran(driver):
 
 
 def test_a_wrong_token_is_refused_and_says_so(driver, stack):
-    driver.get(stack.endpoint + "/#/signin")
+    ui.load(driver, stack.endpoint + "/#/signin")
     heading(driver, "Sign in")
     token = field(driver, "Access token")
     assert token.get_attribute("type") == "password"
@@ -78,7 +78,7 @@ def test_a_wrong_token_is_refused_and_says_so(driver, stack):
 
 def test_signing_in_returns_to_the_deep_link_and_keeps_the_token_in_this_tab_only(driver, stack):
     # Signed out, a deep link asks to sign in first, then shows the page it named.
-    driver.get(stack.endpoint + "/" + stack.group_hash(stack.ticker))
+    ui.load(driver, stack.endpoint + "/" + stack.group_hash(stack.ticker))
     heading(driver, "Sign in")
     fill(field(driver, "Access token"), stack.token)
     button(driver, "Sign in").click()
@@ -90,10 +90,10 @@ def test_signing_in_returns_to_the_deep_link_and_keeps_the_token_in_this_tab_onl
     assert not driver.get_cookies()
     # A tenant sees no operator page.
     link(driver, "Container groups")
-    assert ui._named(driver, "link", "Nodes") is None
+    assert ui.named(driver, "link", "Nodes") is None
     # Another tab of the same browser is not signed in.
     driver.switch_to.new_window("tab")
-    driver.get(stack.endpoint + "/#/groups")
+    ui.load(driver, stack.endpoint + "/#/groups")
     heading(driver, "Sign in")
     # Signing out forgets the token.
     driver.switch_to.window(driver.window_handles[0])

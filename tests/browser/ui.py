@@ -47,7 +47,8 @@ def until(what, check, timeout=WAIT, interval=0.1):
         time.sleep(interval)
 
 
-def _named(driver, role, name):
+def named(driver, role, name):
+    """The displayed element of `role` named `name` now, or None."""
     for element in driver.find_elements(By.CSS_SELECTOR, ROLES[role]):
         try:
             if element.is_displayed() and element.accessible_name.strip() == name:
@@ -59,7 +60,7 @@ def _named(driver, role, name):
 
 def find(driver, role, name, timeout=WAIT):
     """The displayed element of `role` whose accessible name is `name`."""
-    return until(f"{role} named {name!r}", lambda: _named(driver, role, name), timeout)
+    return until(f"{role} named {name!r}", lambda: named(driver, role, name), timeout)
 
 
 def button(driver, name, timeout=WAIT):
@@ -156,9 +157,24 @@ def terminal_lines(driver):
     return [row.replace("\xa0", " ").rstrip() for row in rows]
 
 
+def load(driver, url):
+    """driver.get(url), again if Chromium showed its own error page instead of the console: it
+    aborts a load when the host's network changes (ERR_NETWORK_CHANGED), and tests beside this one
+    add and remove interfaces (bridges, veths) all the time."""
+    def loaded():
+        driver.get(url)
+        return until("the console's page", lambda: driver.execute_script(
+            "return document.getElementById('main') ? 'console'"
+            " : document.getElementById('main-frame-error') ? 'error' : null"), timeout=WAIT)
+    for _ in range(5):
+        if loaded() == "console":
+            return
+    raise AssertionError(f"Chromium could not load {url}")
+
+
 def sign_in(driver, stack, token, landing="Container groups"):
     """Signs in on `#/signin` with `token` and waits for the page it lands on."""
-    driver.get(stack.endpoint + "/#/signin")
+    load(driver, stack.endpoint + "/#/signin")
     fill(field(driver, "Access token"), token)
     button(driver, "Sign in").click()
     if landing:
@@ -167,4 +183,4 @@ def sign_in(driver, stack, token, landing="Container groups"):
 
 def open_hash(driver, stack, hash_):
     """Goes to a console URL in this tab (the session's token stays: same tab)."""
-    driver.get(stack.endpoint + "/" + hash_)
+    load(driver, stack.endpoint + "/" + hash_)
