@@ -183,6 +183,22 @@ def test_logs_show_lines_printed_before_and_after_the_page_opened(driver, stack)
     button(driver, "Download")
 
 
+SIZE = re.compile(r"^\d+ \d+$")
+
+# Keeps the exec POST's password where the test can look for it on the page afterwards.
+WATCH_EXEC = """
+window.__exec_passwords = [];
+const fetched = window.fetch;
+window.fetch = async (...args) => {
+  const answer = await fetched(...args);
+  if (String(args[0]).includes('/exec')) {
+    answer.clone().json().then((b) => window.__exec_passwords.push(b.password)).catch(() => {});
+  }
+  return answer;
+};
+"""
+
+
 def test_connect_runs_a_shell_and_shows_the_exit_code(driver, stack):
     ui.sign_in(driver, stack, stack.token)
     ui.open_hash(driver, stack, stack.group_hash(stack.ticker, "containers", "app", "connect"))
@@ -191,12 +207,32 @@ def test_connect_runs_a_shell_and_shows_the_exit_code(driver, stack):
     options = [o.text for o in shell.find_elements(By.TAG_NAME, "option")]
     assert options == ["/bin/sh", "/bin/bash", "Custom"], options
     assert not field(driver, "Custom command").is_enabled()
+    driver.execute_script(WATCH_EXEC)
     button(driver, "Connect").click()
     terminal = until("the terminal", lambda: driver.find_element(
         By.CSS_SELECTOR, '.terminal[aria-label="Terminal"] .xterm-helper-textarea'))
     until("busybox's prompt", lambda: any("#" in row for row in ui.terminal_lines(driver)))
     terminal.send_keys("echo $((6*7))" + Keys.ENTER)
     until("42 on the terminal", lambda: "42" in ui.terminal_lines(driver))
+
+    # The terminal follows the window's size.
+    def size():
+        sizes = [row for row in ui.terminal_lines(driver) if SIZE.match(row)]
+        return sizes[-1] if sizes else None
+    terminal.send_keys("stty size" + Keys.ENTER)
+    before = until("stty's answer", size)
+    driver.set_window_size(1000, 700)
+    def resized():
+        terminal.send_keys("stty size" + Keys.ENTER)
+        time.sleep(0.5)
+        return size() != before
+    until("a smaller terminal", resized, interval=1)
+
+    # The session's password went to the socket, never to the page or its log.
+    passwords = driver.execute_script("return window.__exec_passwords")
+    assert len(passwords) == 1 and passwords[0], passwords
+    assert passwords[0] not in driver.page_source
+    assert not [e for e in driver.get_log("browser") if passwords[0] in e.get("message", "")]
     button(driver, "Disconnect")
     terminal.send_keys("exit 3" + Keys.ENTER)
     said = ui.region_text(driver, "status", "Exited with code")
