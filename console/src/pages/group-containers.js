@@ -126,7 +126,7 @@ function eventTable(label, events) {
 
 /** Properties: the container's current and previous state, then its whole JSON. */
 function propertiesView(el, name) {
-  const states = h('dl', {class: 'essentials'});
+  const states = h('dl', {class: 'states'});
   const json = h('pre', {'aria-label': 'Properties', class: 'json', tabindex: '0'});
   replace(el, states, json);
   let last = null;

@@ -2,7 +2,7 @@
 // group), and the tabs Overview and Containers (pages/group-containers.js). The group is polled every
 // 2 s while the tab is visible; each poll updates what changed, never a live log or terminal.
 import {h, replace, badge, alertBox} from '../dom.js';
-import {ApiError, del, get, groupPath, parseId, post} from '../api.js';
+import {ApiError, del, get, groupPath, parseId, post, session} from '../api.js';
 import {go, link} from '../router.js';
 import {poll} from './poll.js';
 import * as facts from './facts.js';
@@ -17,7 +17,7 @@ const ACTIONS = [
   {label: 'Restart', verb: 'restart', doing: 'Restarting', done: 'Restart requested'},
 ];
 
-/** The last answer for a group, drawn at once when another tab of the same group opens. */
+/** The last answer for a group, drawn at once when another tab of the same group opens: {key, group}. */
 let cache = null;
 
 /** params: {sub, rg, name, tab?, container?, view?} from the route. */
@@ -25,7 +25,8 @@ export function render(main, params) {
   const {sub, rg, name} = params;
   const tab = params.tab === 'containers' ? 'containers' : 'overview';
   const path = groupPath(sub, rg, name);
-  const key = path.toLowerCase();
+  // The token is part of the key: after signing in as someone else, nothing of the last caller shows.
+  const key = `${session.token()}\n${path.toLowerCase()}`;
   const abort = new AbortController();
   const cleanups = [];
   const base = ['groups', sub, rg, name];
