@@ -128,6 +128,11 @@ def test_a_group_created_through_the_api_appears_in_the_list_within_5_s(driver, 
     until("only the new group listed", lambda: [r["Name"] for r in ui.table(driver, "Container groups")]
           == ["arrival"])
     fill(field(driver, "Filter"), "")
+    groups = field(driver, "Resource group")
+    options = [o.text for o in groups.find_elements(By.TAG_NAME, "option")]
+    assert options == ["All resource groups", stack.resource_group], options
+    ui.choose(groups, stack.resource_group)
+    until("the resource group's rows", lambda: row_named(driver, "Container groups", stack.ticker))
     link(driver, stack.ticker).click()
     heading(driver, stack.ticker)
     driver.back()
@@ -351,6 +356,19 @@ def test_another_tenant_sees_none_of_it(driver, stack):
     assert stack.hostile not in main_text(driver)
 
 
+def test_billing_shows_the_month_and_the_nodes_page_refuses_a_tenant(driver, stack):
+    ui.sign_in(driver, stack, stack.token)
+    link(driver, "Billing").click()
+    heading(driver, "Billing")
+    heading(driver, "Month to date")
+    until("the month's table", lambda: ui.table(driver, "Month to date") is not None)
+    assert ui.named(driver, "button", "Download CSV") is None  # the export is the operators'
+    ui.open_hash(driver, stack, "#/nodes")
+    heading(driver, "Nodes")
+    said = ui.region_text(driver, "alert", "")  # the API's 403, in its words
+    assert stack.node not in main_text(driver), said
+
+
 def test_an_operator_sees_the_nodes(driver, stack):
     ui.sign_in(driver, stack, stack.operator_token)
     link(driver, "Nodes").click()
@@ -358,6 +376,11 @@ def test_an_operator_sees_the_nodes(driver, stack):
     assert ui.headers(driver, "Nodes") == ["Name", "OS type", "Status", "CPU", "Memory (GB)", "Groups"]
     row = until("the real node's row", lambda: row_named(driver, "Nodes", stack.node))
     assert row["Status"] == "Ready", row
+    link(driver, "Billing").click()
+    heading(driver, "Export")
+    for label in ["From", "To", "Granularity"]:
+        field(driver, label)
+    button(driver, "Download CSV")
 
 
 CONTROLS_JS = """
