@@ -22,6 +22,8 @@ os.environ.setdefault("SE_AVOID_STATS", "true")
 from selenium import webdriver  # noqa: E402  (after SE_AVOID_STATS: no telemetry, no downloads)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 
+from ui import browser_log  # noqa: E402
+
 CHROMIUM = os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("BERTH_CHROMEDRIVER", "/usr/bin/chromedriver")
 
@@ -151,7 +153,7 @@ def pytest_runtest_makereport(item, call):
     try:
         browser.save_screenshot(str(out / f"{stem}.png"))
         lines = [f"url: {browser.current_url}"]
-        lines += [f"{e.get('level')} {e.get('message')}" for e in browser.get_log("browser")]
+        lines += [f"{e.get('level')} {e.get('message')}" for e in browser_log(browser)]
         (out / f"{stem}.log").write_text("\n".join(lines) + "\n")
         report.sections.append(("browser", f"screenshot and log in {out}/{stem}.*\n" + "\n".join(lines)))
     except Exception as error:  # the browser may be what failed; the report still stands

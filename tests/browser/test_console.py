@@ -178,7 +178,16 @@ def test_logs_show_lines_printed_before_and_after_the_page_opened(driver, stack)
     seen = until("the first line", lambda: 1 in numbers() and numbers())
     # A line printed after the page showed what it had: the stream follows.
     after = max(seen) + 2
-    until(f"line {after} (printed after the page opened)", lambda: after in numbers())
+
+    def followed():
+        if after in numbers():
+            return True
+        # A stream Chromium cut when the host's network changed (tests beside add interfaces): the
+        # user's remedy, and only then.
+        if ui.network_changed(driver) and ui.named(driver, "button", "Reconnect"):
+            ui.named(driver, "button", "Reconnect").click()
+        return False
+    until(f"line {after} (printed after the page opened)", followed)
 
     # Timestamps: the stream is opened again with them.
     ui.find(driver, "checkbox", "Show timestamps").click()
@@ -237,7 +246,7 @@ def test_connect_runs_a_shell_and_shows_the_exit_code(driver, stack):
     passwords = driver.execute_script("return window.__exec_passwords")
     assert len(passwords) == 1 and passwords[0], passwords
     assert passwords[0] not in driver.page_source
-    assert not [e for e in driver.get_log("browser") if passwords[0] in e.get("message", "")]
+    assert not [e for e in ui.browser_log(driver) if passwords[0] in e.get("message", "")]
     button(driver, "Disconnect")
     terminal.send_keys("exit 3" + Keys.ENTER)
     said = ui.region_text(driver, "status", "Exited with code")
@@ -250,12 +259,10 @@ def test_stop_changes_the_status_and_start_runs_it_again(driver, stack):
     ui.open_hash(driver, stack, stack.group_hash(stack.stoppable))
     heading(driver, stack.stoppable)
     until("Running", lambda: status_of(driver) == "Running")
-    button(driver, "Stop").click()
-    until("Stopped on the page", lambda: status_of(driver) == "Stopped")
+    ui.press(driver, "Stop", "Stopped on the page", lambda: status_of(driver) == "Stopped")
     _, group = get_group(stack, stack.stoppable)
     assert group["properties"]["instanceView"]["state"] == "Stopped", group
-    button(driver, "Start").click()
-    until("Running again", lambda: status_of(driver) == "Running")
+    ui.press(driver, "Start", "Running again", lambda: status_of(driver) == "Running")
 
 
 def test_delete_asks_naming_the_group_then_deletes_it(driver, stack):
@@ -272,8 +279,7 @@ def test_delete_asks_naming_the_group_then_deletes_it(driver, stack):
         d.is_displayed() for d in driver.find_elements(By.CSS_SELECTOR, ui.ROLES["dialog"])))
     assert get_group(stack, "doomed")[0] == 200
     button(driver, "Delete").click()
-    button(driver, "Delete doomed").click()
-    heading(driver, "Container groups")
+    ui.press(driver, "Delete doomed", "the list again", lambda: ui.seen(driver, "Container groups"))
     until("the group gone from the API", lambda: get_group(stack, "doomed")[0] == 404)
 
 
@@ -313,8 +319,7 @@ def test_create_from_pasted_yaml_makes_the_group(driver, stack):
     # The file as pasted.
     text.clear()
     text.send_keys(PASTED.format(image=stack.image))
-    button(driver, "Create").click()
-    heading(driver, "pasted")
+    ui.press(driver, "Create", "the new group's page", lambda: ui.seen(driver, "pasted"))
     status, group = get_group(stack, "pasted")
     assert status == 200, group
     assert group["tags"] == {"made-by": "console"}, group

@@ -157,28 +157,76 @@ def terminal_lines(driver):
     return [row.replace("\xa0", " ").rstrip() for row in rows]
 
 
+def browser_log(driver):
+    """Everything the page logged so far (WebDriver hands each entry out once: kept here)."""
+    kept = driver.__dict__.setdefault("berth_log", [])
+    kept.extend(driver.get_log("browser"))
+    return kept
+
+
+def network_changes(driver):
+    """How many requests Chromium cut because the host's network changed (see `load`)."""
+    return sum("ERR_NETWORK_CHANGED" in e.get("message", "") for e in browser_log(driver))
+
+
+def network_changed(driver):
+    return network_changes(driver) > 0
+
+
 def load(driver, url):
-    """driver.get(url), again if Chromium showed its own error page instead of the console: it
-    aborts a load when the host's network changes (ERR_NETWORK_CHANGED), and tests beside this one
-    add and remove interfaces (bridges, veths) all the time."""
-    def loaded():
+    """driver.get(url) until the console has drawn its page. Chromium aborts whatever is loading
+    when the host's network changes (ERR_NETWORK_CHANGED: its own error page, or a module of the
+    page that never arrives), and tests beside this one add and remove interfaces all the time: a
+    load cut so is made again, as a user would reload."""
+    for attempt in range(5):
+        cut = network_changes(driver)
+        if attempt:
+            driver.get("about:blank")  # a load, not a same-document jump to the URL's hash
         driver.get(url)
-        return until("the console's page", lambda: driver.execute_script(
-            "return document.getElementById('main') ? 'console'"
-            " : document.getElementById('main-frame-error') ? 'error' : null"), timeout=WAIT)
-    for _ in range(5):
-        if loaded() == "console":
+
+        def settled():
+            page = driver.execute_script(
+                "const m = document.getElementById('main');"
+                "return m && m.children.length ? 'drawn'"
+                " : document.getElementById('main-frame-error') ? 'cut' : null;")
+            return page or ("cut" if network_changes(driver) > cut else None)
+        if until(f"the console's page at {url}", settled) == "drawn":
             return
-    raise AssertionError(f"Chromium could not load {url}")
+    raise AssertionError(f"Chromium could not load {url}: the network kept changing")
+
+
+def seen(driver, title):
+    """The displayed heading whose text is `title` now, or None."""
+    return next((h for h in driver.find_elements(By.CSS_SELECTOR, ROLES["heading"])
+                 if h.is_displayed() and h.text.strip() == title), None)
+
+
+def press(driver, name, what, done, timeout=WAIT):
+    """Clicks button `name` and waits until `done()` answers; clicks again (as a user would) only
+    when Chromium cut the request the click made because the host's network changed (see `load`).
+    Only for actions that are the same done twice (PUT, DELETE, stop, start, a sign-in)."""
+    state = {"cut": network_changes(driver)}
+    button(driver, name).click()
+
+    def check():
+        value = done()
+        if not value and network_changes(driver) > state["cut"]:
+            state["cut"] = network_changes(driver)
+            again = named(driver, "button", name)
+            if again is not None and again.is_enabled():
+                again.click()
+        return value
+    return until(what, check, timeout)
 
 
 def sign_in(driver, stack, token, landing="Container groups"):
     """Signs in on `#/signin` with `token` and waits for the page it lands on."""
     load(driver, stack.endpoint + "/#/signin")
     fill(field(driver, "Access token"), token)
-    button(driver, "Sign in").click()
     if landing:
-        heading(driver, landing)
+        press(driver, "Sign in", f"heading {landing!r}", lambda: seen(driver, landing))
+    else:
+        button(driver, "Sign in").click()
 
 
 def open_hash(driver, stack, hash_):
