@@ -56,7 +56,7 @@ pub enum ManifestError {
     NoName,
     /// YAML flow collections (`[`, `{`) nested past [`MAX_FLOW_DEPTH`]: refused before parsing,
     /// because the YAML scanner's work grows with the square of that depth (a 1 MiB file of `[`
-    /// would take it hours).
+    /// would keep it busy for many minutes).
     #[error(
         "the file nests `[` or `{{` more than {MAX_FLOW_DEPTH} deep, at line {line} column {column}"
     )]
