@@ -11,6 +11,7 @@ mod az;
 mod billing;
 mod cli;
 mod console;
+mod console_browser;
 mod containers;
 mod dns;
 mod dns_inside;

@@ -230,7 +230,7 @@ async fn the_metrics_route_answers_per_container_and_per_group_in_azure_monitors
 }
 
 /// The Python venv `scripts/setup` makes, with azure-mgmt-monitor.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python");
     assert!(
         python.exists(),
