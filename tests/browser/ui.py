@@ -2,6 +2,7 @@
 (Chromium's own computed name, through WebDriver), by label, by visible text. Waits are generous:
 a slow machine must not fail a test; only the issue's own 5 s bound for the list is tight."""
 
+import functools
 import os
 import time
 
@@ -167,6 +168,22 @@ def browser_log(driver):
 def network_changes(driver):
     """How many requests Chromium cut because the host's network changed (see `load`)."""
     return sum("ERR_NETWORK_CHANGED" in e.get("message", "") for e in browser_log(driver))
+
+
+def again_if_the_network_changed(test):
+    """Runs a test whose session (a websocket, a stream) a network change would cut once more,
+    from the start, when it failed and Chromium logged ERR_NETWORK_CHANGED meanwhile (see `load`);
+    a failure with no such change fails at once."""
+    @functools.wraps(test)
+    def run(driver, *args, **kwargs):
+        for attempt in range(3):
+            cut = network_changes(driver)
+            try:
+                return test(driver, *args, **kwargs)
+            except Exception:
+                if attempt == 2 or network_changes(driver) == cut:
+                    raise
+    return run
 
 
 def network_changed(driver):

@@ -1,7 +1,10 @@
 // A container's logs, followed live: `GET …/logs?follow=true` answers streamed text, read chunk by
 // chunk and appended as text nodes (a log line is never markup). Download saves what is shown.
 import {h, replace} from '../dom.js';
-import {get, groupPath} from '../api.js';
+import {ApiError, get, groupPath} from '../api.js';
+
+/** A stream cut by the network (not refused by the API) is opened again this many times in a row. */
+const RETRIES = 5;
 
 /** The most text kept on the page; older text is dropped from the top (and from Download). */
 const MAX_CHARS = 2 * 1024 * 1024;
@@ -26,6 +29,8 @@ export function render(el, {sub, rg, name, container}) {
   let chunks = [];
   let size = 0;
   let controller = null;
+  let retries = 0;
+  let retryTimer = null;
 
   function show(text) {
     if (!text) return;
@@ -50,6 +55,7 @@ export function render(el, {sub, rg, name, container}) {
 
   /** (Re)opens the stream from the start of the log, with or without timestamps. */
   async function open() {
+    clearTimeout(retryTimer);
     if (controller) controller.abort();
     const mine = new AbortController();
     controller = mine;
@@ -63,6 +69,7 @@ export function render(el, {sub, rg, name, container}) {
     try {
       const response = await get(path + query, {raw: true, signal: mine.signal});
       replace(status, 'Following');
+      retries = 0;
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       for (;;) {
@@ -74,6 +81,14 @@ export function render(el, {sub, rg, name, container}) {
       ended();
     } catch (error) {
       if (mine.signal.aborted) return;
+      if (!(error instanceof ApiError) && retries < RETRIES) {
+        // The network dropped the stream (a laptop changing networks, a proxy restarting): read the
+        // log again from the start, as a person pressing Reconnect would.
+        retries += 1;
+        replace(status, 'Reconnecting…');
+        retryTimer = setTimeout(() => { if (controller === null) open(); }, 1000);
+        return;
+      }
       ended(error.message || String(error));
     } finally {
       if (controller === mine) controller = null;
@@ -92,6 +107,7 @@ export function render(el, {sub, rg, name, container}) {
 
   open();
   return () => {
+    clearTimeout(retryTimer);
     if (controller) controller.abort();
     controller = null;
   };
