@@ -62,3 +62,15 @@ export function badge(text) {
 export function alertBox(message) {
   return h('div', {role: 'alert', class: 'error'}, message);
 }
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** h() for SVG elements (charts): attributes only, strings as text nodes. */
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    el.setAttribute(key, String(value));
+  }
+  return append(el, children);
+}

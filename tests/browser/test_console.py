@@ -9,6 +9,7 @@ import time
 import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 import ui
 from conftest import artifacts_dir
@@ -160,6 +161,38 @@ def test_the_overview_shows_running_and_the_fqdn(driver, stack):
     out = artifacts_dir()
     out.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(out / "group-overview.png"))
+
+
+def chart_names(driver):
+    """The accessible names of the Metrics tab's charts: `<caption>: <series> <latest> <unit>, …`."""
+    return [e.accessible_name for e in driver.find_elements(By.CSS_SELECTOR, "figure.metric svg[role=img]")]
+
+
+def test_metrics_chart_the_containers_cpu_and_memory(driver, stack):
+    ui.sign_in(driver, stack, stack.token)
+    ui.open_hash(driver, stack, stack.group_hash(stack.ticker, "metrics"))
+    heading(driver, stack.ticker)
+    assert tab(driver, "Metrics").get_attribute("aria-selected") == "true"
+    ranges = Select(field(driver, "Time range"))
+    assert [o.text for o in ranges.options] == ["Last 15 minutes", "Last hour", "Last 6 hours", "Last 24 hours"]
+
+    def charted():
+        names = chart_names(driver)
+        cpu = next((n for n in names if n.startswith("CPU usage: app ")), None)
+        memory = next((n for n in names if n.startswith("Memory usage: app ")), None)
+        if cpu and memory and driver.find_elements(By.CSS_SELECTOR, "figure.metric polyline, figure.metric circle"):
+            return names
+        # The node samples every 10 s: ask again rather than wait for the tab's 30 s refresh.
+        ranges.select_by_index(1 - ranges.options.index(ranges.first_selected_option))
+        return None
+    names = until("the app container's CPU and memory charted", charted, interval=2)
+    assert any(n.startswith("Network bytes received per second: ") for n in names), names
+    assert any(n.startswith("Network bytes transmitted per second: ") for n in names), names
+    memory = next(n for n in names if n.startswith("Memory usage: app "))
+    assert not memory.startswith("Memory usage: app 0 "), memory  # a running shell uses some memory
+    out = artifacts_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(out / "group-metrics.png"))
 
 
 def test_logs_show_lines_printed_before_and_after_the_page_opened(driver, stack):
@@ -401,13 +434,14 @@ return out;
 """
 
 
-@pytest.mark.parametrize("where", ["list", "overview", "containers", "logs", "connect", "create"])
+@pytest.mark.parametrize("where", ["list", "overview", "containers", "metrics", "logs", "connect", "create"])
 def test_every_control_is_named_as_it_reads(driver, stack, where):
     ui.sign_in(driver, stack, stack.token)
     hashes = {
         "list": "#/groups",
         "overview": stack.group_hash(stack.ticker),
         "containers": stack.group_hash(stack.ticker, "containers"),
+        "metrics": stack.group_hash(stack.ticker, "metrics"),
         "logs": stack.group_hash(stack.ticker, "containers", "app", "logs"),
         "connect": stack.group_hash(stack.ticker, "containers", "app", "connect"),
         "create": "#/create",
@@ -419,7 +453,8 @@ def test_every_control_is_named_as_it_reads(driver, stack, where):
         heading(driver, "Create a container group")
     else:
         heading(driver, stack.ticker)
-        until("the page drawn", lambda: ui.essentials(driver) or ui.table(driver, "Containers"))
+        until("the page drawn", lambda: ui.essentials(driver) or ui.table(driver, "Containers")
+              or chart_names(driver))
         time.sleep(1)
     wrong = []
     for element, tag, text in driver.execute_script(CONTROLS_JS):

@@ -1,5 +1,5 @@
 // A container group: its name, the Start/Stop/Restart/Delete commands (Delete asks first, naming the
-// group), and the tabs Overview and Containers (pages/group-containers.js). The group is polled every
+// group), and the tabs Overview, Containers (pages/group-containers.js) and Metrics (pages/metrics.js). The group is polled every
 // 2 s while the tab is visible; each poll updates what changed, never a live log or terminal.
 import {h, replace, badge, alertBox} from '../dom.js';
 import {ApiError, del, get, groupPath, parseId, post, session} from '../api.js';
@@ -7,10 +7,11 @@ import {go, link} from '../router.js';
 import {poll} from './poll.js';
 import * as facts from './facts.js';
 import {containersTab} from './group-containers.js';
+import {metricsTab} from './metrics.js';
 import {tablist} from './tabs.js';
 
 const POLL_MS = 2000;
-const TABS = [['overview', 'Overview'], ['containers', 'Containers']];
+const TABS = [['overview', 'Overview'], ['containers', 'Containers'], ['metrics', 'Metrics']];
 const ACTIONS = [
   {label: 'Start', verb: 'start', doing: 'Starting', done: 'Start requested'},
   {label: 'Stop', verb: 'stop', doing: 'Stopping', done: 'Stop requested'},
@@ -23,7 +24,7 @@ let cache = null;
 /** params: {sub, rg, name, tab?, container?, view?} from the route. */
 export function render(main, params) {
   const {sub, rg, name} = params;
-  const tab = params.tab === 'containers' ? 'containers' : 'overview';
+  const tab = ['containers', 'metrics'].includes(params.tab) ? params.tab : 'overview';
   const path = groupPath(sub, rg, name);
   // The token is part of the key: after signing in as someone else, nothing of the last caller shows.
   const key = `${session.token()}\n${path.toLowerCase()}`;
@@ -53,7 +54,8 @@ export function render(main, params) {
   replace(main, h('h1', {}, name), body);
 
   const ctx = {sub, rg, name, base, cleanups};
-  const view = tab === 'containers' ? containersTab(panel, params, ctx) : overview(panel);
+  const view = tab === 'containers' ? containersTab(panel, params, ctx)
+    : tab === 'metrics' ? metricsTab(panel, ctx) : overview(panel);
 
   function show(group) {
     cache = {key, group};

@@ -25,7 +25,7 @@ const HOSTILE: &str = "<img src=x onerror=window.__xss=1>";
 const STOPPABLE: &str = "stoppable";
 const NODE: &str = "console-node";
 /// The browser tests `tests/browser/test_console.py` holds (its parametrized cases counted).
-const BROWSER_TESTS: usize = 19;
+const BROWSER_TESTS: usize = 21;
 
 async fn put_running(api: &Api, node: &RealNode, name: &str, body: &Value) -> Value {
     let (status, _, answer) = api.put_group(SUB, RG, name, body).await;
