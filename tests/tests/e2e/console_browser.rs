@@ -11,8 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{Api, Cluster, OTHER_SUB, SUB};
-use crate::metrics::python;
-use crate::real::{RealNode, RealOptions, SLOW, real_group, state_of, wait_group};
+use crate::real::{RealNode, RealOptions, SLOW, python, real_group, state_of, wait_group};
 
 const RG: &str = "console-rg";
 /// Prints `line 1`, `line 2`, … one a second, under a DNS name label.

@@ -7,11 +7,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Api, Cluster, SUB, group_path};
-use crate::real::{RealNode, RealOptions, SLOW, fresh_network, real_group, state_of, wait_group};
+use crate::harness::{Api, Cluster, SUB};
+use crate::real::{
+    RealNode, RealOptions, SLOW, fresh_network, log_until_done, real_group, state_of, wait_group,
+};
 
 const RG: &str = "rg";
 
@@ -114,28 +116,6 @@ async fn running_with_ip(api: &Api, node: &RealNode, name: &str) -> (Value, Stri
     (body, ip)
 }
 
-/// Container `container`'s log through the API once it has printed `done`.
-async fn log_until_done(api: &Api, node: &RealNode, name: &str, container: &str) -> String {
-    let path = group_path(SUB, RG, name).replace(
-        "?api-version",
-        &format!("/containers/{container}/logs?api-version"),
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
-    loop {
-        let (status, body) = api.call(Method::GET, &path, None).await;
-        let content = body["content"].as_str().unwrap_or_default();
-        if status == StatusCode::OK && content.contains("done\n") {
-            return content.to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{status} {body}\n--- agent log ---\n{}",
-            node.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The node's own resolvers a group gets after Berth's: its non-loopback `nameserver` lines.
 fn node_nameservers() -> Vec<String> {
     std::fs::read_to_string("/etc/resolv.conf")
@@ -177,7 +157,7 @@ async fn a_group_resolves_another_groups_name_from_inside() {
     );
     let client = real_group(&node.image, "Always", &[("app", &["sh", "-c", &script])]);
     put(&api, "client", &client).await;
-    let log = log_until_done(&api, &node, "client", "app").await;
+    let log = log_until_done(&api, &node, (SUB, RG, "client"), "app").await;
     let (resolv_conf, answer) = log.split_once("---\n").expect("the separator");
     let servers: Vec<&str> = resolv_conf
         .lines()
@@ -206,7 +186,7 @@ async fn a_group_resolves_another_groups_name_from_inside() {
         "options": "ndots:2"
     });
     put(&api, "pinned", &pinned).await;
-    let log = log_until_done(&api, &node, "pinned", "app").await;
+    let log = log_until_done(&api, &node, (SUB, RG, "pinned"), "app").await;
     assert_eq!(
         log,
         "nameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch a.example b.example\n\

@@ -3,7 +3,7 @@
 //! exactly as `az container exec` drives it; Berth's protocol (Kubernetes' channel framing) by a Rust
 //! websocket client.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::harness::{Api, Cluster, OTHER_SUB, SUB, group_path};
-use crate::real::{RealNode, RealOptions, SLOW, real_group, state_of, view};
+use crate::real::{RealNode, RealOptions, SLOW, python, real_group, state_of, view};
 
 const RG: &str = "rg";
 
@@ -424,20 +424,6 @@ async fn closing_the_socket_kills_the_process() {
     let (_, body) = api.get_group(SUB, RG, "shell").await;
     assert_eq!(state_of(&body, "app"), "Running", "{body}");
     assert_eq!(view(&body, "app")["restartCount"], 0, "{body}");
-}
-
-/// The Python venv `scripts/setup` makes, with `websocket-client` (what `az container exec` uses).
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let python = root.join("target/python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup",
-        python.display()
-    );
-    python
 }
 
 /// Runs `tests/python/aci_exec_client.py` against `uri`: `{output, close_code, close_reason, error}`.

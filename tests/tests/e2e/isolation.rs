@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::harness::{Api, Cluster, OTHER_SUB, SUB, group_path};
-use crate::real::{RealNode, RealOptions, SLOW, real_group, state_of, wait_group_in};
+use crate::real::{
+    RealNode, RealOptions, SLOW, log_until_done, real_group, state_of, wait_group_in,
+};
 
 mod spoofing;
 
@@ -228,28 +230,6 @@ impl OutsideServer {
     }
 }
 
-/// The container's log through the API once it has printed `done`.
-async fn log_until_done(api: &Api, node: &RealNode, name: &str, container: &str) -> String {
-    let path = group_path(OTHER_SUB, RG, name).replace(
-        "?api-version",
-        &format!("/containers/{container}/logs?api-version"),
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
-    loop {
-        let (status, body) = api.call(Method::GET, &path, None).await;
-        let content = body["content"].as_str().unwrap_or_default();
-        if status == StatusCode::OK && content.contains("done\n") {
-            return content.to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{status} {body}\n--- agent log ---\n{}",
-            node.agent_log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_reaches_only_exposed_ports_and_the_node_only_answers_dns() {
     let (_cluster, tenant_a, tenant_b, node) = setup("real-isolation").await;
@@ -340,7 +320,7 @@ async fn another_tenant_reaches_only_exposed_ports_and_the_node_only_answers_dns
     ));
     let prober = real_group(&node.image, "Never", &[("prober", &["sh", "-c", &script])]);
     create(&tenant_b, OTHER_SUB, "prober", &prober).await;
-    let log = log_until_done(&tenant_b, &node, "prober", "prober").await;
+    let log = log_until_done(&tenant_b, &node, (OTHER_SUB, RG, "prober"), "prober").await;
     let expected = "exposed=reached\nunexposed=blocked\nno-ip-address=blocked\nnode=blocked\n\
                     metadata=blocked\ndns-tcp=reached\ndone\n";
     assert_eq!(log, expected, "tenant B's view of the network");

@@ -3,7 +3,7 @@
 //! pytest) and `az monitor metrics list`, over samples written into the store as a node's would be;
 //! and on a real node, from the samples its agent takes of a busy and an idle container.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use berth_apiserver::store::{GroupKey, MetricSample};
@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::az::az_binary;
 use crate::az::session::Az;
 use crate::harness::{Api, Cluster, SUB, running};
-use crate::real::{RealNode, RealOptions, SLOW, real_group, wait_group};
+use crate::real::{RealNode, RealOptions, SLOW, python, real_group, wait_group};
 
 const RG: &str = "rg1";
 const NAME: &str = "web";
@@ -227,17 +227,6 @@ async fn the_metrics_route_answers_per_container_and_per_group_in_azure_monitors
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-}
-
-/// The Python venv `scripts/setup` makes, with azure-mgmt-monitor.
-pub(crate) fn python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup",
-        python.display()
-    );
-    python
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

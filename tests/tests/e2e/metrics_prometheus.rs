@@ -3,31 +3,18 @@
 //! with `prometheus_client`'s strict OpenMetrics parser (Python, from PyPI).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::harness::{Cluster, SUB, group_body, running};
+use crate::real::python;
 
 const RG: &str = "rg";
 const PUT_ROUTE: &str = "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The venv `scripts/setup` makes (with `prometheus-client` from tests/python/requirements.txt).
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    let python = root.join("target/python/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup",
-        python.display()
-    );
-    python
-}
 
 /// `text` parsed by `tests/python/prom_parse.py`: `{family: {type, samples: [{name, labels, value}]}}`.
 pub(crate) async fn parse(text: &str) -> Value {

@@ -662,3 +662,41 @@ fn a_nodes_mounts_are_those_under_its_own_dir() {
     assert_eq!(node_mounts(&mountinfo, Path::new("/tmp/btB"), gid).len(), 2);
     assert!(node_mounts(&mountinfo, Path::new("/tmp/bt"), gid).is_empty());
 }
+
+/// Container `container`'s log through the API once it has printed `done`.
+pub async fn log_until_done(
+    api: &crate::harness::Api,
+    node: &RealNode,
+    (sub, rg, name): (&str, &str, &str),
+    container: &str,
+) -> String {
+    let path = crate::harness::group_path(sub, rg, name).replace(
+        "?api-version",
+        &format!("/containers/{container}/logs?api-version"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(SLOW);
+    loop {
+        let (status, body) = api.call(reqwest::Method::GET, &path, None).await;
+        let content = body["content"].as_str().unwrap_or_default();
+        if status == reqwest::StatusCode::OK && content.contains("done\n") {
+            return content.to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{status} {body}\n--- agent log ---\n{}",
+            node.agent_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The Python venv `scripts/setup` makes (the SDKs, prometheus_client, selenium, websocket-client).
+pub fn python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    python
+}
