@@ -147,12 +147,11 @@ impl TestNode {
         }
     }
 
-    /// Assigns `spec` as group `spec.name` and waits until it has succeeded or failed.
-    pub(super) async fn run_to_end(&self, spec: GroupSpec) -> GroupStatus {
-        let group_id = spec.name.clone();
+    /// Assigns `spec` as group `spec.name` at `placement` (generation 1, to run).
+    pub(super) async fn assign(&self, spec: GroupSpec, placement: u64) {
         let assignment = GroupAssignment {
-            placement: 1,
-            group_id: group_id.clone(),
+            placement,
+            group_id: spec.name.clone(),
             generation: 1,
             phase: DesiredPhase::Running as i32,
             spec: Some(spec),
@@ -161,20 +160,49 @@ impl TestNode {
             .start(&assignment)
             .await
             .expect("the runtime takes the assignment");
+    }
+
+    /// Waits until group `group_id`'s status satisfies `done` (`what` names it in the failure).
+    pub(super) async fn wait_for(
+        &self,
+        group_id: &str,
+        what: &str,
+        done: impl Fn(&GroupStatus) -> bool,
+    ) -> GroupStatus {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let status = self.runtime.status(&group_id);
+            let status = self.runtime.status(group_id);
             if let Some(status) = &status
-                && matches!(status.phase(), GroupPhase::Succeeded | GroupPhase::Failed)
+                && done(status)
             {
                 return status.clone();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "group {group_id} never ended: {status:?}"
+                "group {group_id} never {what}: {status:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Assigns `spec` at `placement` and waits until it runs with an IP.
+    pub(super) async fn run(&self, spec: GroupSpec, placement: u64) -> GroupStatus {
+        let group_id = spec.name.clone();
+        self.assign(spec, placement).await;
+        self.wait_for(&group_id, "ran", |s| {
+            s.phase() == GroupPhase::Running && !s.ip.is_empty()
+        })
+        .await
+    }
+
+    /// Assigns `spec` as group `spec.name` and waits until it has succeeded or failed.
+    pub(super) async fn run_to_end(&self, spec: GroupSpec) -> GroupStatus {
+        let group_id = spec.name.clone();
+        self.assign(spec, 1).await;
+        self.wait_for(&group_id, "ended", |s| {
+            matches!(s.phase(), GroupPhase::Succeeded | GroupPhase::Failed)
+        })
+        .await
     }
 }
 

@@ -6,15 +6,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use berth_proto::node::{DesiredPhase, GroupAssignment, GroupPhase, HttpGet};
+use berth_proto::node::HttpGet;
 
 use super::state::Outcome;
 use super::{exec, http};
-use crate::runtime::Runtime as _;
 use crate::runtime::containerd::group::container_id;
 use crate::runtime::containerd::tests::TestNode;
-
-const PATIENCE: Duration = Duration::from_secs(180);
 
 /// Starts group `name` serving `/www/index.html` ("ok") on port 8080 and returns its container id,
 /// its task's network namespace and its IP.
@@ -27,29 +24,7 @@ async fn serving(node: &TestNode, name: &str) -> (String, PathBuf, String) {
             "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www",
         ],
     );
-    let assignment = GroupAssignment {
-        placement: 1,
-        group_id: name.into(),
-        generation: 1,
-        phase: DesiredPhase::Running as i32,
-        spec: Some(spec),
-    };
-    node.runtime.start(&assignment).await.unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let status = loop {
-        let status = node.runtime.status(name);
-        if let Some(s) = &status
-            && s.phase() == GroupPhase::Running
-            && !s.ip.is_empty()
-        {
-            break s.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ran: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = node.run(spec, 1).await;
     let id = container_id(name, false, 0);
     let pid = node.runtime.inner.cd.task(&id).await.unwrap().unwrap().pid;
     (id, PathBuf::from(format!("/proc/{pid}/ns/net")), status.ip)

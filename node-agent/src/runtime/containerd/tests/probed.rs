@@ -5,12 +5,9 @@
 
 use std::time::Duration;
 
-use berth_proto::node::{
-    ContainerState, DesiredPhase, GroupAssignment, GroupPhase, GroupStatus, Probe,
-};
+use berth_proto::node::{ContainerState, GroupPhase, GroupStatus, Probe};
 
-use super::{PATIENCE, TestNode, events};
-use crate::runtime::Runtime as _;
+use super::{TestNode, events};
 use crate::runtime::containerd::group::{self, Command};
 use crate::runtime::containerd::probe::{ProbeKind, Verdict};
 
@@ -31,35 +28,7 @@ async fn start(node: &TestNode, name: &str, policy: &str) {
     spec.restart_policy = policy.into();
     spec.containers[0].liveness_probe = Some(quiet_probe());
     spec.containers[0].readiness_probe = Some(quiet_probe());
-    let assignment = GroupAssignment {
-        placement: 1,
-        group_id: name.into(),
-        generation: 1,
-        phase: DesiredPhase::Running as i32,
-        spec: Some(spec),
-    };
-    node.runtime.start(&assignment).await.unwrap();
-}
-
-/// Waits until `check` holds of group `name`'s status.
-async fn until(
-    node: &TestNode,
-    name: &str,
-    what: &str,
-    check: impl Fn(&GroupStatus) -> bool,
-) -> GroupStatus {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let status = node.runtime.status(name).unwrap();
-        if check(&status) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name}: never {what}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.assign(spec, 1).await;
 }
 
 fn running(status: &GroupStatus) -> bool {
@@ -97,7 +66,7 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
     })
     .await;
     start(&node, "live", "Always").await;
-    let status = until(&node, "live", "runs", running).await;
+    let status = node.wait_for("live", "runs", running).await;
     assert!(
         !status.containers[0].ready,
         "not ready before its probe passes"
@@ -115,7 +84,9 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
             output: String::new(),
         },
     );
-    let status = until(&node, "live", "ready", |s| s.containers[0].ready).await;
+    let status = node
+        .wait_for("live", "ready", |s| s.containers[0].ready)
+        .await;
     assert!(!status.not_ready);
 
     let output = "connection refused".to_string();
@@ -129,7 +100,7 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
             output,
         },
     );
-    let status = until(&node, "live", "not ready", |s| s.not_ready).await;
+    let status = node.wait_for("live", "not ready", |s| s.not_ready).await;
     assert!(!status.containers[0].ready);
     assert!(events(&status).contains("Unhealthy: Readiness probe failed: connection refused"));
 
@@ -151,10 +122,11 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
         ProbeKind::Liveness,
         Verdict::Unhealthy { output },
     );
-    let status = until(&node, "live", "restarted", |s| {
-        s.containers[0].restart_count == 1 && running(s)
-    })
-    .await;
+    let status = node
+        .wait_for("live", "restarted", |s| {
+            s.containers[0].restart_count == 1 && running(s)
+        })
+        .await;
     let all = events(&status);
     assert!(
         all.contains("Unhealthy: Liveness probe failed: exit status 1"),
@@ -177,7 +149,7 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
 
     // Under Never, the policy wins: killed, not restarted.
     start(&node, "once", "Never").await;
-    until(&node, "once", "runs", running).await;
+    node.wait_for("once", "runs", running).await;
     let first = pid(&node, "once").await;
     let output = "timed out".to_string();
     probed(
@@ -187,7 +159,9 @@ async fn probe_verdicts_set_readiness_and_a_failed_liveness_probe_restarts_by_th
         ProbeKind::Liveness,
         Verdict::Unhealthy { output },
     );
-    let status = until(&node, "once", "ends", |s| s.phase() == GroupPhase::Failed).await;
+    let status = node
+        .wait_for("once", "ends", |s| s.phase() == GroupPhase::Failed)
+        .await;
     let all = events(&status);
     assert!(
         all.contains("Killing: Container app failed liveness probe, will be killed"),

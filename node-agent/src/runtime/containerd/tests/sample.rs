@@ -42,20 +42,9 @@ async fn a_busy_container_is_measured_with_its_groups_network() {
         spec: Some(spec),
     };
     node.runtime.start(&assignment).await.unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let status = loop {
-        let status = node.runtime.status("busy");
-        if let Some(status) = status.as_ref()
-            && status.phase() == GroupPhase::Running
-        {
-            break status.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never running: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = node
+        .wait_for("busy", "ran", |s| s.phase() == GroupPhase::Running)
+        .await;
 
     // The first sample has counters but no interval yet: rates 0.
     let first = sample_until(&node, "busy", Duration::ZERO, |_| true).await;
