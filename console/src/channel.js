@@ -1,6 +1,7 @@
 // Berth's exec channel protocol (Kubernetes' v5.channel.k8s.io), as proto/src/exec.rs defines it:
 // every websocket frame is binary, its first byte the channel, the rest the payload. Pure functions
 // only, so the terminal page stays about the page.
+import {splitCommand as words} from './cmdline.js';
 
 /** The subprotocol of the channel framing, and Kubernetes' way to carry a bearer token in one. */
 export const PROTOCOL = 'v5.channel.k8s.io';
@@ -74,44 +75,11 @@ export function outcome(statusJson) {
   return {failed: status.message || status.reason || 'the command failed and the server did not say why'};
 }
 
-/**
- * A command line split into arguments as a shell would for simple cases: whitespace separates,
- * single quotes keep everything, double quotes keep all but `\"` and `\\`, a backslash outside
- * quotes escapes the next character. Returns null for an unterminated quote.
- */
+/** The words of a command line (cmdline.js), or null when it does not parse. */
 export function splitCommand(line) {
-  const args = [];
-  let current = '';
-  let inArg = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === "'") {
-      const end = line.indexOf("'", i + 1);
-      if (end < 0) return null;
-      current += line.slice(i + 1, end);
-      inArg = true;
-      i = end;
-    } else if (c === '"') {
-      let j = i + 1;
-      for (; j < line.length && line[j] !== '"'; j++) {
-        if (line[j] === '\\' && (line[j + 1] === '"' || line[j + 1] === '\\')) j++;
-        current += line[j];
-      }
-      if (j >= line.length) return null;
-      inArg = true;
-      i = j;
-    } else if (c === '\\' && i + 1 < line.length) {
-      current += line[++i];
-      inArg = true;
-    } else if (/\s/.test(c)) {
-      if (inArg) args.push(current);
-      current = '';
-      inArg = false;
-    } else {
-      current += c;
-      inArg = true;
-    }
+  try {
+    return words(line);
+  } catch {
+    return null;
   }
-  if (inArg) args.push(current);
-  return args;
 }

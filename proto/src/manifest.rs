@@ -16,8 +16,9 @@ pub struct Manifest {
     pub body: Value,
 }
 
-/// How a group file is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a group file is written (`"yaml"` or `"json"` in the console's request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Yaml,
     Json,

@@ -43,7 +43,7 @@ export function render(el, {sub, rg, name, container}) {
     const argv = channel.splitCommand(custom.value.trim());
     if (!argv || argv.length === 0 || !argv[0]) {
       replace(problem, h('div', {role: 'alert', class: 'error'},
-        argv ? 'Enter a command to run.' : 'The command has an unterminated quote.'));
+        argv ? 'Enter a command to run.' : 'The command line does not parse: a quote is not closed, or it ends with a lone backslash.'));
       custom.focus();
       return null;
     }

@@ -1,6 +1,7 @@
 // The pure part of the Create page: the ARM body the form describes, built as `berth container
 // create` builds it from flags (cli/src/group_spec.rs `GroupFlags::build`), and which form field an
 // API error's `target` names. No DOM here, so it is tested with `node --test` (console/test/).
+import {splitCommand} from '../cmdline.js';
 
 /** A form value that is not right, for the field `field` (a key of FIELDS). */
 export class FieldError extends Error {
@@ -27,56 +28,7 @@ export const FIELDS = {
 
 export const RESTART_POLICIES = ['Always', 'OnFailure', 'Never'];
 
-/**
- * Splits a command line into words as cli/src/cmdline.rs does (a POSIX shell's word splitting, no
- * expansion): blanks separate words; '…' is literal; "…" keeps all but \" \\ \$ \` which lose their
- * backslash; outside quotes \c is c and backslash-newline joins lines.
- */
-export function splitCommand(line) {
-  const words = [];
-  let word = '';
-  let inWord = false;
-  const chars = [...line];
-  let i = 0;
-  const next = () => (i < chars.length ? chars[i++] : undefined);
-  for (let c = next(); c !== undefined; c = next()) {
-    if (/\s/.test(c)) {
-      if (inWord) { words.push(word); word = ''; inWord = false; }
-    } else if (c === '\\') {
-      const d = next();
-      if (d === undefined) throw new Error('the command line ends with a lone backslash');
-      if (d !== '\n') { word += d; inWord = true; }
-    } else if (c === "'") {
-      inWord = true;
-      for (;;) {
-        const d = next();
-        if (d === undefined) throw new Error("unterminated ' quote in the command line");
-        if (d === "'") break;
-        word += d;
-      }
-    } else if (c === '"') {
-      inWord = true;
-      for (;;) {
-        const d = next();
-        if (d === undefined) throw new Error('unterminated " quote in the command line');
-        if (d === '"') break;
-        if (d === '\\') {
-          const e = next();
-          if (e === undefined) throw new Error('unterminated " quote in the command line');
-          if ('"\\$`'.includes(e)) word += e;
-          else if (e !== '\n') word += '\\' + e;
-        } else {
-          word += d;
-        }
-      }
-    } else {
-      word += c;
-      inWord = true;
-    }
-  }
-  if (inWord) words.push(word);
-  return words;
-}
+export {splitCommand};
 
 /** "80, 443" → [80, 443]; each a whole number from 1 to 65535. */
 export function parsePorts(text) {

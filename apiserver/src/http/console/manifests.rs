@@ -23,16 +23,9 @@ const INVALID_MANIFEST: &str = "InvalidManifest";
 #[serde(deny_unknown_fields)]
 pub(super) struct ManifestRequest {
     text: String,
-    format: FileFormat,
+    format: Format,
     #[serde(default)]
     name: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileFormat {
-    Yaml,
-    Json,
 }
 
 /// `{"name", "apiVersion", "body"}`: where and how to PUT the group. The location, when the file
@@ -43,10 +36,7 @@ pub(super) async fn read(
     ArmJson(request): ArmJson<ManifestRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let region = state.config.region.clone();
-    let format = match request.format {
-        FileFormat::Yaml => Format::Yaml,
-        FileFormat::Json => Format::Json,
-    };
+    let format = request.format;
     // Parsing up to a whole body's worth of YAML is CPU work: off the async workers.
     let parsed = tokio::task::spawn_blocking(move || {
         Manifest::parse(
