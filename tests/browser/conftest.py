@@ -9,6 +9,7 @@ import json
 import os
 import re
 import ssl
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -118,11 +119,12 @@ def stack() -> Stack:
     return Stack(**{field: os.environ[variable] for field, variable in VARIABLES.items()})
 
 
-def _options() -> webdriver.ChromeOptions:
+def _options(profile: str) -> webdriver.ChromeOptions:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--ignore-certificate-errors", "--window-size=1400,1000"]:
+                     "--ignore-certificate-errors", "--window-size=1400,1000",
+                     f"--user-data-dir={profile}"]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return options
@@ -130,11 +132,16 @@ def _options() -> webdriver.ChromeOptions:
 
 @pytest.fixture
 def driver(stack):
-    # The driver's path is always given: Selenium Manager never downloads anything.
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=_options())
-    browser.set_script_timeout(30)
-    yield browser
-    browser.quit()
+    # The driver's path is always given: Selenium Manager never downloads anything. Each browser has
+    # its own profile in a temp dir, removed with it; chromedriver listens on a free port of its own.
+    with tempfile.TemporaryDirectory(prefix="berth-chromium-") as profile:
+        service = Service(CHROMEDRIVER)
+        browser = webdriver.Chrome(service=service, options=_options(profile))
+        browser.set_script_timeout(30)
+        try:
+            yield browser
+        finally:
+            browser.quit()  # chromium, then chromedriver, which the service stops by its PID
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
